@@ -1,0 +1,126 @@
+// Package results is the versioned schema of results.json, the saved summary
+// of a run that reports render and the gate compares. Checkers return
+// Verdicts defined here.
+package results
+
+// Schema is the version of the results.json layout. Bump it on any
+// incompatible change; readers refuse other versions with a clear error.
+const Schema = 1
+
+// Verdict is one checker's judgement of one implementation's history.
+type Verdict struct {
+	Checker    string      `json:"checker"` // mutual-exclusion, lost-update, fencing, liveness, leaked-locks, conservation…
+	Impl       string      `json:"impl"`
+	Valid      Validity    `json:"valid"`
+	Summary    string      `json:"summary,omitempty"` // one plain-words line
+	Violations []Violation `json:"violations,omitempty"`
+	// Measures are numbers the checker measured (e.g. recovery_ms_p50).
+	Measures map[string]float64 `json:"measures,omitempty"`
+}
+
+// Validity is true, false or unknown (when only indeterminate operations
+// could have caused the anomaly).
+type Validity string
+
+// Validity values.
+const (
+	Valid   Validity = "true"
+	Invalid Validity = "false"
+	Unknown Validity = "unknown"
+)
+
+// Violation is one concrete counterexample.
+type Violation struct {
+	Kind        string   `json:"kind"`        // e.g. "overlap", "lost-update", "stale-fence", "leak", "money-created"
+	Description string   `json:"description"` // plain words: who did what when
+	Processes   []int    `json:"processes,omitempty"`
+	Keys        []string `json:"keys,omitempty"`
+	Tokens      []string `json:"tokens,omitempty"`
+	Time        int64    `json:"time"`              // ns since run start
+	Fault       string   `json:"fault,omitempty"`   // fault active then, if any
+	Indexes     []int64  `json:"indexes,omitempty"` // history entries that show it
+}
+
+// Results is the content of results.json.
+type Results struct {
+	Schema   int    `json:"schema"` // == Schema
+	RunID    string `json:"run_id"`
+	Started  string `json:"started"` // RFC 3339
+	Seed     int64  `json:"seed"`
+	Command  string `json:"command"` // command line that reproduces the run
+	Workload string `json:"workload"`
+	// Config is the full run configuration, as given (flags resolved).
+	Config   map[string]any    `json:"config"`
+	Versions map[string]string `json:"versions"` // faultline, go, redis, postgres
+	Provider string            `json:"provider"` // local or docker
+	// ProviderReason says why auto chose that provider.
+	ProviderReason string `json:"provider_reason,omitempty"`
+	// Path is what the clients measured: "direct" to the servers or
+	// "proxied" through Toxiproxy.
+	Path     string        `json:"path"`
+	Duration float64       `json:"duration_s"` // measured phase, all implementations
+	Faults   []FaultWindow `json:"faults,omitempty"`
+	Impls    []ImplResult  `json:"impls"`
+	Verdicts []Verdict     `json:"verdicts"`
+}
+
+// FaultWindow is one fault from start to heal.
+type FaultWindow struct {
+	Fault string   `json:"fault"` // spec, e.g. "kill:redis-2"
+	Kind  string   `json:"kind"`  // kill, pause, latency, partition…
+	Nodes []string `json:"nodes,omitempty"`
+	Impl  string   `json:"impl,omitempty"`
+	Start int64    `json:"start"` // ns since run start
+	End   int64    `json:"end"`
+}
+
+// ImplResult is one implementation's measurements.
+type ImplResult struct {
+	Name   string `json:"name"`
+	Mutant bool   `json:"mutant,omitempty"`
+	Start  int64  `json:"start"` // ns since run start of its measured phase
+	End    int64  `json:"end"`
+	// Ops per operation kind (acquire, release, cycle, transfer, prepare…).
+	Ops map[string]OpStats `json:"ops"`
+	// InsideFaults and OutsideFaults are per operation kind latency
+	// percentiles of operations that started inside / outside fault windows.
+	InsideFaults  map[string]Percentiles `json:"inside_faults,omitempty"`
+	OutsideFaults map[string]Percentiles `json:"outside_faults,omitempty"`
+	// Counters are workload counts (e.g. "fenced" rejected writes).
+	Counters map[string]int64 `json:"counters,omitempty"`
+	// Baseline names the implementation this one is compared against, and
+	// Ratio holds the throughput/latency ratios against it.
+	Baseline string             `json:"baseline,omitempty"`
+	Ratio    map[string]float64 `json:"ratio,omitempty"`
+}
+
+// OpStats summarises one operation kind.
+type OpStats struct {
+	Count      int64            `json:"count"` // completed (ok+fail+info)
+	OK         int64            `json:"ok"`
+	Errors     map[string]int64 `json:"errors,omitempty"` // by kind: fail, info, timeout, not-acquired…
+	Throughput float64          `json:"throughput"`       // ok per second
+	Percentiles
+	// Histogram is the exported HdrHistogram (µs) of ok operations.
+	Histogram *Histogram `json:"histogram,omitempty"`
+}
+
+// Percentiles are latencies in microseconds.
+type Percentiles struct {
+	Count int64   `json:"n"`
+	P50   float64 `json:"p50_us"`
+	P90   float64 `json:"p90_us"`
+	P99   float64 `json:"p99_us"`
+	P999  float64 `json:"p999_us"`
+	Max   float64 `json:"max_us"`
+	Mean  float64 `json:"mean_us"`
+}
+
+// Histogram is hdrhistogram.Snapshot, copied here so that readers of
+// results.json need not import the histogram library.
+type Histogram struct {
+	LowestTrackableValue  int64   `json:"lowest"`
+	HighestTrackableValue int64   `json:"highest"`
+	SignificantFigures    int64   `json:"sigfigs"`
+	Counts                []int64 `json:"counts"`
+}

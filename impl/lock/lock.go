@@ -1,0 +1,161 @@
+// Package lock defines the distributed-lock interface faultline benchmarks
+// and chaos-tests, and a registry of named implementations, in the manner of
+// database/sql drivers: each implementation registers a Factory under a name
+// in an init function.
+//
+// Implementations never import the harness: this package and its
+// implementations are usable as a plain library.
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Errors every implementation returns (wrapped with %w where useful).
+var (
+	// ErrNotAcquired: TryAcquire found the key held, or Acquire's context
+	// ended before the lock could be taken.
+	ErrNotAcquired = errors.New("lock: not acquired")
+	// ErrNotHeld: Release or Refresh by a lease that no longer holds the key
+	// (expired, or taken over by another owner).
+	ErrNotHeld = errors.New("lock: not held")
+)
+
+// Lease is a held lock.
+type Lease struct {
+	Key   string
+	Token string // owner token: random and unique per acquisition
+	// Fence is a fencing token, strictly increasing per key across owners;
+	// 0 when the implementation has none.
+	Fence uint64
+	// Expiry is when the lease ends unless refreshed, by the client's clock.
+	Expiry time.Time
+}
+
+// Locker is one client (one process) of a lock service.
+type Locker interface {
+	// Acquire blocks until the lock on key is held or ctx ends (the acquire
+	// timeout), then returns ErrNotAcquired (or ctx's error, wrapped).
+	Acquire(ctx context.Context, key string, ttl time.Duration) (Lease, error)
+	// TryAcquire makes one attempt and never waits for a holder.
+	TryAcquire(ctx context.Context, key string, ttl time.Duration) (Lease, error)
+	// Release frees the lock if, and only if, l still holds it; otherwise
+	// it returns ErrNotHeld and leaves the key alone.
+	Release(ctx context.Context, l Lease) error
+	// Refresh extends a held lease to ttl from now; ErrNotHeld if lost.
+	Refresh(ctx context.Context, l Lease, ttl time.Duration) (Lease, error)
+	// Close frees the client's connections.
+	Close() error
+}
+
+// RedisEndpoint is one Redis server a lock can use.
+type RedisEndpoint struct {
+	Name, Addr, Password string
+}
+
+// PostgresEndpoint is one PostgreSQL database a lock can use.
+type PostgresEndpoint struct {
+	Name string
+	DSN  string // e.g. postgres://user:pass@127.0.0.1:port/db?sslmode=disable
+}
+
+// Endpoints are the servers handed to a factory (already proxied or direct,
+// as the harness chose).
+type Endpoints struct {
+	Redis    []RedisEndpoint
+	Postgres []PostgresEndpoint
+}
+
+// Options tune an implementation; each ignores what does not apply to it.
+type Options struct {
+	// Reentrant: the same Locker re-acquiring a key it holds increments a
+	// hold count (and gets the same lease back); Release decrements it.
+	Reentrant bool
+	// Watchdog: refresh every held lease at ttl/3 until it is released or a
+	// refresh fails.
+	Watchdog bool
+	// Now is the client's clock (for clock-drift faults); nil = time.Now.
+	Now func() time.Time
+	// Params are implementation-specific settings (name → value), passed
+	// through from the command line (--lock-opt k=v).
+	Params map[string]string
+}
+
+// Clock returns o.Now or time.Now.
+func (o Options) Clock() func() time.Time {
+	if o.Now != nil {
+		return o.Now
+	}
+	return time.Now
+}
+
+// Factory makes one Locker (one process's client) on the given endpoints.
+type Factory func(ctx context.Context, ep Endpoints, opt Options) (Locker, error)
+
+// Info describes a registered implementation.
+type Info struct {
+	Name string
+	Doc  string // one line: what it is, what it promises, when it breaks
+	// Mutant implementations are deliberately broken to prove checkers; they
+	// are listed as such and never run by default.
+	Mutant bool
+	// RedisNodes and PostgresNodes are how many servers of each kind it needs.
+	RedisNodes, PostgresNodes int
+	// Fencing says whether leases carry fencing tokens.
+	Fencing bool
+	New     Factory
+}
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]Info{}
+)
+
+// Register makes an implementation available by info.Name. It panics on a
+// duplicate name or a nil factory, as database/sql.Register does.
+func Register(info Info) {
+	mu.Lock()
+	defer mu.Unlock()
+	if info.New == nil {
+		panic("lock: Register factory is nil for " + info.Name)
+	}
+	if _, dup := registry[info.Name]; dup {
+		panic("lock: Register called twice for " + info.Name)
+	}
+	registry[info.Name] = info
+}
+
+// Lookup returns the implementation registered under name.
+func Lookup(name string) (Info, error) {
+	mu.RLock()
+	defer mu.RUnlock()
+	if info, ok := registry[name]; ok {
+		return info, nil
+	}
+	return Info{}, fmt.Errorf("unknown lock implementation %q (known: %v)", name, namesLocked())
+}
+
+// All returns every registered implementation, sorted by name.
+func All() []Info {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]Info, 0, len(registry))
+	for _, name := range namesLocked() {
+		out = append(out, registry[name])
+	}
+	return out
+}
+
+func namesLocked() []string {
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
