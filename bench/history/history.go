@@ -50,3 +50,7 @@ type Op struct {
 
 // Int returns a pointer to v, for Op.Value.
 func Int(v int64) *int64 { return &v }
+
+// Resource is the process id of the protected resource's own log entries,
+// appended at the end of a run (ground truth for the checkers).
+const Resource = -2
