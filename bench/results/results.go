@@ -62,6 +62,11 @@ type Results struct {
 	Faults   []FaultWindow `json:"faults,omitempty"`
 	Impls    []ImplResult  `json:"impls"`
 	Verdicts []Verdict     `json:"verdicts"`
+	// Interrupted: the run was stopped early (Ctrl-C); what was done up to
+	// then is recorded and checked.
+	Interrupted bool `json:"interrupted,omitempty"`
+	// Notes are plain-words remarks on the run (skipped phases, errors).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // FaultWindow is one fault from start to heal.
@@ -117,7 +122,9 @@ type Percentiles struct {
 }
 
 // Histogram is hdrhistogram.Snapshot, copied here so that readers of
-// results.json need not import the histogram library.
+// results.json need not import the histogram library. Counts may stop
+// before the last bucket: the missing trailing buckets are empty
+// (hdrhistogram.Import fills them with zeros).
 type Histogram struct {
 	LowestTrackableValue  int64   `json:"lowest"`
 	HighestTrackableValue int64   `json:"highest"`

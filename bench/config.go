@@ -1,0 +1,361 @@
+// Package bench runs a scenario: one environment for the whole run, then
+// for each implementation in turn a phase of closed-loop (or fixed-rate)
+// workers driving the workload while the nemesis applies its fault
+// schedule, a quiet period, the workload's final probes and resource dump,
+// and finally the offline checks on the saved history. It writes
+// results.json and history.jsonl into the run directory.
+package bench
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/faultline-dev/faultline/bench/workload"
+	"github.com/faultline-dev/faultline/chaos"
+)
+
+// Version is faultline's version, recorded in every results.json.
+const Version = "0.1.0"
+
+// Path values: what the clients connect to.
+const (
+	PathAuto    = "auto"    // proxied when a node or network fault is scheduled, else direct
+	PathDirect  = "direct"  // the servers' own addresses (Toxiproxy doubles loopback latency)
+	PathProxied = "proxied" // through each node's Toxiproxy proxy
+)
+
+// Config is one scenario. Zero values take the defaults of WithDefaults.
+type Config struct {
+	RunID    string   `json:"run_id"`
+	Impls    []string `json:"impls"`
+	Workload string   `json:"workload"`
+	Clients  int      `json:"clients"`
+	// Duration is each implementation's load phase, warm-up included.
+	Duration time.Duration `json:"duration"`
+	// Ops caps the measured iterations per implementation (0 = no cap).
+	Ops int64 `json:"ops,omitempty"`
+	// Warmup is the start of each phase excluded from the statistics (its
+	// operations are in the history and checked all the same).
+	Warmup time.Duration `json:"warmup,omitempty"`
+	Keys   int           `json:"keys"`
+	TTL    time.Duration `json:"ttl"`
+	// OpTimeout is every call's deadline (default min(ttl, 1s), at least
+	// 100ms); AcquireTimeout a blocking acquire's (default 2×ttl).
+	OpTimeout      time.Duration `json:"op_timeout"`
+	AcquireTimeout time.Duration `json:"acquire_timeout"`
+	Seed           int64         `json:"seed"`
+	Provider       string        `json:"provider"` // auto, local, docker
+	Out            string        `json:"out"`      // run directory
+	Path           string        `json:"path"`     // auto, direct, proxied
+	// Faults are scripted fault specs (chaos.Grammar); their times are
+	// relative to the start of each implementation's phase.
+	Faults []string `json:"faults,omitempty"`
+	// Nemesis kinds make a random schedule (one fault per interval, from
+	// Seed), the same for every implementation.
+	Nemesis         []string      `json:"nemesis,omitempty"`
+	NemesisInterval time.Duration `json:"nemesis_interval,omitempty"`
+	// Quiet is the wait after the load and the heal of every fault, before
+	// the final probes (default 2×ttl).
+	Quiet time.Duration `json:"quiet"`
+	// Rate is the total target rate of iterations per second: 0 is a
+	// closed loop; > 0 an open loop whose latencies count from each
+	// iteration's intended start (coordinated-omission correction, as wrk2).
+	Rate float64 `json:"rate,omitempty"`
+	// LockOpts are implementation options (--lock-opt k=v).
+	LockOpts map[string]string `json:"lock_opts,omitempty"`
+	// Command is the command line that reproduces the run.
+	Command string `json:"-"`
+
+	// Progress receives live progress (nil = none); ProgressBar draws a
+	// bar (for a terminal) instead of periodic lines.
+	Progress    io.Writer    `json:"-"`
+	ProgressBar bool         `json:"-"`
+	Logger      *slog.Logger `json:"-"`
+}
+
+// Defaults.
+const (
+	DefaultClients  = 8
+	DefaultDuration = 10 * time.Second
+	DefaultKeys     = 8
+	DefaultTTL      = time.Second
+	DefaultWorkload = "counter"
+)
+
+// WithDefaults fills every zero field.
+func (c Config) WithDefaults() Config {
+	if c.RunID == "" {
+		c.RunID = NewRunID(time.Now())
+	}
+	if c.Workload == "" {
+		c.Workload = DefaultWorkload
+	}
+	if c.Clients <= 0 {
+		c.Clients = DefaultClients
+	}
+	if c.Duration <= 0 {
+		c.Duration = DefaultDuration
+	}
+	if c.Keys <= 0 {
+		c.Keys = DefaultKeys
+	}
+	if c.TTL <= 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.OpTimeout <= 0 {
+		c.OpTimeout = max(min(c.TTL, time.Second), 100*time.Millisecond)
+	}
+	if c.AcquireTimeout <= 0 {
+		c.AcquireTimeout = 2 * c.TTL
+	}
+	if c.Quiet <= 0 {
+		c.Quiet = 2 * c.TTL
+	}
+	if c.Provider == "" {
+		c.Provider = "auto"
+	}
+	if c.Path == "" {
+		c.Path = PathAuto
+	}
+	if c.NemesisInterval <= 0 && len(c.Nemesis) > 0 {
+		c.NemesisInterval = 10 * time.Second
+	}
+	if c.Out == "" {
+		c.Out = "reports/runs/" + c.RunID
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// NewRunID is a sortable, unique run id: 20060102-150405-xxxx.
+func NewRunID(t time.Time) string {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	return t.Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// UsageError is a configuration mistake of the user: the CLI exits 2.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usagef(format string, args ...any) error { return &UsageError{Msg: fmt.Sprintf(format, args...)} }
+
+// Validate checks c (after WithDefaults) without starting anything: the
+// workload, the implementations, the fault specs and the numbers. Every
+// error is a *UsageError that says what is valid.
+func (c Config) Validate() error {
+	wl, err := workload.Lookup(c.Workload)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if len(c.Impls) == 0 {
+		return usagef("no implementation: give --impl (known: %s)", strings.Join(ImplNames(wl), ", "))
+	}
+	for _, name := range c.Impls {
+		if !slices.Contains(ImplNames(wl), name) {
+			return usagef("unknown implementation %q for workload %s (known: %s)", name, wl.Name(), strings.Join(ImplNames(wl), ", "))
+		}
+	}
+	if dup := firstDuplicate(c.Impls); dup != "" {
+		return usagef("implementation %q given twice", dup)
+	}
+	if _, err := wl.Nodes(c.Impls); err != nil {
+		return usagef("%v", err)
+	}
+	if _, err := chaos.ParseSchedule(c.Faults); err != nil {
+		return usagef("%v", err)
+	}
+	for _, k := range c.Nemesis {
+		if _, ok := faultClass(k); !ok {
+			return usagef("unknown nemesis fault kind %q (valid: %s)", k, strings.Join(FaultKinds(), ", "))
+		}
+	}
+	switch c.Path {
+	case PathAuto, PathDirect, PathProxied:
+	default:
+		return usagef("unknown path %q (valid: auto, direct, proxied)", c.Path)
+	}
+	if c.Path == PathDirect && c.needsProxy() {
+		return usagef("--path direct cannot inject the node/network faults scheduled (%s): use --path auto or proxied", strings.Join(append(c.Faults, c.Nemesis...), " "))
+	}
+	switch c.Provider {
+	case "auto", "local", "docker":
+	default:
+		return usagef("unknown provider %q (valid: auto, local, docker)", c.Provider)
+	}
+	switch {
+	case c.Warmup >= c.Duration:
+		return usagef("warm-up %v must be shorter than the duration %v", c.Warmup, c.Duration)
+	case c.Rate < 0:
+		return usagef("rate %v must be >= 0 (0 = closed loop)", c.Rate)
+	case c.Ops < 0:
+		return usagef("ops %d must be >= 0 (0 = no limit)", c.Ops)
+	case c.Clients > 1024:
+		return usagef("clients %d: at most 1024", c.Clients)
+	}
+	return nil
+}
+
+func firstDuplicate(s []string) string {
+	seen := map[string]bool{}
+	for _, x := range s {
+		if seen[x] {
+			return x
+		}
+		seen[x] = true
+	}
+	return ""
+}
+
+// ImplNames lists the implementations a workload can drive.
+func ImplNames(wl workload.Workload) []string {
+	var out []string
+	for _, i := range wl.Impls() {
+		out = append(out, i.Name)
+	}
+	return out
+}
+
+// FaultKinds lists every fault kind.
+func FaultKinds() []string {
+	var out []string
+	for _, k := range chaos.Kinds() {
+		out = append(out, k.Name)
+	}
+	return out
+}
+
+func faultClass(kind string) (chaos.Class, bool) {
+	for _, k := range chaos.Kinds() {
+		if k.Name == strings.TrimSpace(kind) {
+			return k.Class, true
+		}
+	}
+	return "", false
+}
+
+// needsProxy says whether a scheduled fault acts on a node or the network:
+// those need clients to go through Toxiproxy (network faults), and kills
+// and pauses too, since a restarted node may get a new direct address.
+// Client faults (holder-pause, holder-crash, delayed-write without a node
+// target, clock-drift) act in the workers and need no proxy.
+func (c Config) needsProxy() bool {
+	specs, _ := chaos.ParseSchedule(c.Faults)
+	for _, s := range specs {
+		if cl, _ := faultClass(s.Kind); cl != chaos.Client || (s.Kind == "delayed-write" && s.Target == "resource") {
+			return true
+		}
+	}
+	for _, k := range c.Nemesis {
+		if cl, _ := faultClass(k); cl != chaos.Client {
+			return true
+		}
+	}
+	return false
+}
+
+// ResolvedPath is the path the clients will use: auto becomes proxied when
+// a node or network fault is scheduled, direct otherwise.
+func (c Config) ResolvedPath() string {
+	if c.Path != PathAuto {
+		return c.Path
+	}
+	if c.needsProxy() {
+		return PathProxied
+	}
+	return PathDirect
+}
+
+// CommandLine is the command that reproduces c: c.Command when the CLI
+// set it, else the flags of every setting that differs from its default.
+func (c Config) CommandLine() string {
+	if c.Command != "" {
+		return c.Command
+	}
+	d := Config{}.WithDefaults()
+	args := []string{"faultline", "run", "--impl", strings.Join(c.Impls, ","), "--workload", c.Workload}
+	flag := func(name string, v, def any) {
+		if fmt.Sprint(v) != fmt.Sprint(def) {
+			args = append(args, "--"+name, fmt.Sprint(v))
+		}
+	}
+	flag("clients", c.Clients, d.Clients)
+	flag("duration", c.Duration, d.Duration)
+	flag("ops", c.Ops, int64(0))
+	flag("warmup", c.Warmup, time.Duration(0))
+	flag("keys", c.Keys, d.Keys)
+	flag("ttl", c.TTL, d.TTL)
+	flag("op-timeout", c.OpTimeout, max(min(c.TTL, time.Second), 100*time.Millisecond))
+	flag("acquire-timeout", c.AcquireTimeout, 2*c.TTL)
+	flag("quiet", c.Quiet, 2*c.TTL)
+	flag("provider", c.Provider, d.Provider)
+	flag("path", c.Path, d.Path)
+	flag("rate", c.Rate, 0.0)
+	for _, f := range c.Faults {
+		args = append(args, "--fault", f)
+	}
+	if len(c.Nemesis) > 0 {
+		args = append(args, "--nemesis", strings.Join(c.Nemesis, ","), "--nemesis-interval", c.NemesisInterval.String())
+	}
+	keys := make([]string, 0, len(c.LockOpts))
+	for k := range c.LockOpts {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		args = append(args, "--lock-opt", k+"="+c.LockOpts[k])
+	}
+	args = append(args, "--seed", fmt.Sprint(c.Seed))
+	for i, a := range args {
+		if strings.ContainsAny(a, " '\"$±") {
+			args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(args, " ")
+}
+
+// Map is c as recorded in results.json (durations as strings).
+func (c Config) Map() map[string]any {
+	type flat struct {
+		Config
+		Duration        string `json:"duration"`
+		Warmup          string `json:"warmup,omitempty"`
+		TTL             string `json:"ttl"`
+		OpTimeout       string `json:"op_timeout"`
+		AcquireTimeout  string `json:"acquire_timeout"`
+		NemesisInterval string `json:"nemesis_interval,omitempty"`
+		Quiet           string `json:"quiet"`
+		ResolvedPath    string `json:"resolved_path"`
+	}
+	ds := func(d time.Duration) string {
+		if d == 0 {
+			return ""
+		}
+		return d.String()
+	}
+	f := flat{Config: c, Duration: ds(c.Duration), Warmup: ds(c.Warmup), TTL: ds(c.TTL), OpTimeout: ds(c.OpTimeout),
+		AcquireTimeout: ds(c.AcquireTimeout), NemesisInterval: ds(c.NemesisInterval), Quiet: ds(c.Quiet), ResolvedPath: c.ResolvedPath()}
+	b, err := json.Marshal(f)
+	if err != nil {
+		panic(err) // only plain types: cannot fail
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// errInterrupted marks a run stopped by its context (Ctrl-C).
+var errInterrupted = errors.New("run interrupted")

@@ -1,0 +1,326 @@
+package recorder
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/faultline-dev/faultline/bench/history"
+	"github.com/faultline-dev/faultline/bench/results"
+)
+
+// Histogram range: 1 µs to 60 s, 3 significant digits. Values are µs.
+const (
+	lowestUS  = 1
+	highestUS = 60_000_000
+	sigFigs   = 3
+)
+
+// NewHistogram returns an empty histogram with faultline's range (µs).
+func NewHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(lowestUS, highestUS, sigFigs)
+}
+
+// Stats collects one implementation phase's latencies and outcomes, per
+// operation kind. Kinds are small integers: the index in the kinds slice
+// given to NewStats (no map lookup on the hot path).
+type Stats struct {
+	kinds  []string
+	h      *History
+	warmup time.Time // operations that start before it are not counted
+
+	mu      sync.Mutex
+	workers []*Worker
+}
+
+// NewStats makes a Stats for the given operation kinds. Operations that
+// start before warmupEnd are recorded in the history but not in the stats.
+func NewStats(h *History, kinds []string, warmupEnd time.Time) *Stats {
+	return &Stats{kinds: kinds, h: h, warmup: warmupEnd}
+}
+
+// Kinds are the operation kinds, in index order.
+func (s *Stats) Kinds() []string { return s.kinds }
+
+// Kind returns the index of name, or -1.
+func (s *Stats) Kind(name string) int {
+	for i, k := range s.kinds {
+		if k == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Worker is one goroutine's recorder: its own histograms (not safe for
+// concurrent use), and its process id and implementation for the history.
+type Worker struct {
+	s       *Stats
+	h       *History
+	Process int
+	Impl    string
+	// per kind, [0] outside faults, [1] inside
+	hist [][2]*hdrhistogram.Histogram
+	ok   []int64
+	errs []map[string]int64
+}
+
+// Worker makes the recorder of one goroutine, starting as process.
+func (s *Stats) Worker(process int, impl string) *Worker {
+	w := &Worker{
+		s: s, h: s.h, Process: process, Impl: impl,
+		hist: make([][2]*hdrhistogram.Histogram, len(s.kinds)),
+		ok:   make([]int64, len(s.kinds)),
+		errs: make([]map[string]int64, len(s.kinds)),
+	}
+	for i := range w.hist {
+		w.hist[i] = [2]*hdrhistogram.Histogram{NewHistogram(), NewHistogram()}
+		w.errs[i] = map[string]int64{}
+	}
+	s.mu.Lock()
+	s.workers = append(s.workers, w)
+	s.mu.Unlock()
+	return w
+}
+
+// Mark is the start of a timed operation.
+type Mark struct {
+	At     time.Time
+	Inside bool // a fault was active when it started
+}
+
+// Mark starts timing now.
+func (w *Worker) Mark() Mark { return Mark{At: time.Now(), Inside: w.h.FaultActive()} }
+
+// MarkAt starts timing at an intended start (open loop: latency counts from
+// when the operation should have started, correcting coordinated omission).
+func (w *Worker) MarkAt(t time.Time) Mark { return Mark{At: t, Inside: w.h.FaultActive()} }
+
+// Observe records the latency d of an ok operation of kind that started at
+// m. It is the hot path: no allocation, no lock.
+func (w *Worker) Observe(kind int, m Mark, d time.Duration) {
+	if m.At.Before(w.s.warmup) {
+		return
+	}
+	us := d.Microseconds()
+	if us < lowestUS {
+		us = lowestUS
+	} else if us > highestUS {
+		us = highestUS
+	}
+	in := 0
+	if m.Inside {
+		in = 1
+	}
+	_ = w.hist[kind][in].RecordValue(us)
+	w.ok[kind]++
+}
+
+// Count records a failed or indeterminate operation of kind, by error kind.
+func (w *Worker) Count(kind int, m Mark, errKind string) {
+	if m.At.Before(w.s.warmup) {
+		return
+	}
+	w.errs[kind][errKind]++
+}
+
+// Done ends the operation started at m: ok operations are observed,
+// others counted under errKind ("info" if empty for Info, "fail" for Fail).
+// It returns the latency.
+func (w *Worker) Done(kind int, m Mark, typ history.Type, errKind string) time.Duration {
+	d := time.Since(m.At)
+	switch typ {
+	case history.OK:
+		w.Observe(kind, m, d)
+	case history.Info:
+		if errKind == "" {
+			errKind = "info"
+		}
+		w.Count(kind, m, errKind)
+	default:
+		if errKind == "" {
+			errKind = "fail"
+		}
+		w.Count(kind, m, errKind)
+	}
+	return d
+}
+
+// Call is an invoked operation waiting for its completion.
+type Call struct {
+	Kind int
+	Mark
+	op history.Op
+}
+
+// Invoke logs op as an invocation by this worker's process and starts its
+// timer after the log, so the histogram measures the operation only.
+func (w *Worker) Invoke(kind int, op history.Op) Call {
+	op.Type = history.Invoke
+	op.Process = w.Process
+	op.Impl = w.Impl
+	op.Time = w.h.Now()
+	w.h.Log(op)
+	return Call{Kind: kind, Mark: w.Mark(), op: op}
+}
+
+// Complete logs the completion of c (typ OK, Fail or Info; op carries the
+// result fields — F and Key default to the invocation's) and records its
+// latency. The stats error kind is op.Error.
+func (w *Worker) Complete(c Call, typ history.Type, op history.Op) time.Duration {
+	d := w.Done(c.Kind, c.Mark, typ, op.Error)
+	if op.F == "" {
+		op.F = c.op.F
+	}
+	if op.Key == "" {
+		op.Key = c.op.Key
+	}
+	op.Type = typ
+	op.Process = w.Process
+	op.Impl = w.Impl
+	op.Time = w.h.Now()
+	w.h.Log(op)
+	return d
+}
+
+// Log logs an entry for this worker's process (e.g. a client-fault event
+// sets its own Process).
+func (w *Worker) Log(op history.Op) {
+	if op.Impl == "" {
+		op.Impl = w.Impl
+	}
+	w.h.Log(op)
+}
+
+// History is the sink this worker logs to.
+func (w *Worker) History() *History { return w.h }
+
+// ErrorKind names an error for the history and the stats: "timeout" for a
+// deadline, "canceled" for a cancelled context, else the error's text
+// (truncated to 200 bytes).
+func ErrorKind(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	s := err.Error()
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// KindStats is one operation kind's merged measurements.
+type KindStats struct {
+	All, Inside, Outside *hdrhistogram.Histogram
+	OK                   int64
+	Errors               map[string]int64
+}
+
+// Merge adds up every worker's histograms and counts, per kind name.
+// Call it after the workers have returned.
+func (s *Stats) Merge() map[string]*KindStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]*KindStats, len(s.kinds))
+	for i, name := range s.kinds {
+		k := &KindStats{All: NewHistogram(), Inside: NewHistogram(), Outside: NewHistogram(), Errors: map[string]int64{}}
+		for _, w := range s.workers {
+			k.Outside.Merge(w.hist[i][0])
+			k.Inside.Merge(w.hist[i][1])
+			k.OK += w.ok[i]
+			for e, n := range w.errs[i] {
+				k.Errors[e] += n
+			}
+		}
+		k.All.Merge(k.Outside)
+		k.All.Merge(k.Inside)
+		out[name] = k
+	}
+	return out
+}
+
+// Percentiles summarises h (µs).
+func Percentiles(h *hdrhistogram.Histogram) results.Percentiles {
+	if h.TotalCount() == 0 {
+		return results.Percentiles{}
+	}
+	return results.Percentiles{
+		Count: h.TotalCount(),
+		P50:   float64(h.ValueAtQuantile(50)),
+		P90:   float64(h.ValueAtQuantile(90)),
+		P99:   float64(h.ValueAtQuantile(99)),
+		P999:  float64(h.ValueAtQuantile(99.9)),
+		Max:   float64(h.Max()),
+		Mean:  h.Mean(),
+	}
+}
+
+// Export copies h into the results schema, without its trailing empty
+// buckets (Import restores them: a 1 µs–60 s histogram has ~50k buckets, and
+// latencies fill the first few thousand).
+func Export(h *hdrhistogram.Histogram) *results.Histogram {
+	s := h.Export()
+	n := len(s.Counts)
+	for n > 0 && s.Counts[n-1] == 0 {
+		n--
+	}
+	return &results.Histogram{
+		LowestTrackableValue:  s.LowestTrackableValue,
+		HighestTrackableValue: s.HighestTrackableValue,
+		SignificantFigures:    s.SignificantFigures,
+		Counts:                s.Counts[:n:n],
+	}
+}
+
+// Import turns an exported histogram back into one (for reports and the gate).
+func Import(r *results.Histogram) *hdrhistogram.Histogram {
+	return hdrhistogram.Import(&hdrhistogram.Snapshot{
+		LowestTrackableValue:  r.LowestTrackableValue,
+		HighestTrackableValue: r.HighestTrackableValue,
+		SignificantFigures:    r.SignificantFigures,
+		Counts:                r.Counts,
+	})
+}
+
+// OpStats turns merged measurements over a measured span into the results
+// schema (throughput = ok per second of span).
+func OpStats(k *KindStats, span time.Duration) results.OpStats {
+	st := results.OpStats{
+		OK:          k.OK,
+		Count:       k.OK,
+		Percentiles: Percentiles(k.All),
+	}
+	if len(k.Errors) > 0 {
+		st.Errors = map[string]int64{}
+		for e, n := range k.Errors {
+			st.Errors[e] = n
+			st.Count += n
+		}
+	}
+	if span > 0 {
+		st.Throughput = float64(k.OK) / span.Seconds()
+	}
+	if k.All.TotalCount() > 0 {
+		st.Histogram = Export(k.All)
+	}
+	return st
+}
+
+// SortedKinds returns the kind names of m in a stable order.
+func SortedKinds[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

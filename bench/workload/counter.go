@@ -1,0 +1,115 @@
+package workload
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/faultline-dev/faultline/infra"
+)
+
+func init() {
+	Register(&lockWorkload{
+		name: "counter",
+		doc: "each worker locks one of --keys keys, reads a counter on the Redis node \"resource\", writes it +1, releases; " +
+			"the resource logs every write (mutual exclusion, lost updates)",
+		node: infra.NodeSpec{Name: "resource", Kind: infra.Redis},
+		open: openRedisResource,
+	})
+}
+
+// writeScript applies a counter write and appends it to the key's log, in
+// one atomic step of the resource: KEYS counter, log, seq; ARGV expected,
+// new, process, token, fence. It returns the value before the write.
+var writeScript = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local seq = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], cjson.encode({seq = tostring(seq), key = ARGV[6], process = ARGV[3], token = ARGV[4],
+  fence = ARGV[5], expected = ARGV[1], current = tostring(cur), new = ARGV[2]}))
+return cur
+`)
+
+// redisResource is the counter workload's oracle: counters on a Redis node
+// of their own ("resource"), each write appended to a per-key log by a Lua
+// script, so the log is the resource's own apply order. It does not fence.
+type redisResource struct {
+	c      *redis.Client // clients' path (proxied or direct)
+	direct *redis.Client // for reset and dump: never through faults
+}
+
+func openRedisResource(_ context.Context, n infra.Node, direct bool, t Target) (resource, error) {
+	addr := n.Addr()
+	if direct {
+		addr = n.DirectAddr()
+	}
+	return &redisResource{
+		c:      newRedis(addr, n.Password(), t.OpTimeout, 256),
+		direct: newRedis(n.DirectAddr(), n.Password(), 10*time.Second, 4),
+	}, nil
+}
+
+func counterKey(k string) string { return "counter:" + k }
+func logKey(k string) string     { return "log:" + k }
+
+const seqKey = "seq"
+
+func (r *redisResource) reset(ctx context.Context, keys []string) error {
+	if err := r.direct.FlushAll(ctx).Err(); err != nil {
+		return err
+	}
+	pipe := r.direct.Pipeline()
+	for _, k := range keys {
+		pipe.Set(ctx, counterKey(k), 0, 0)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+func (r *redisResource) read(ctx context.Context, key string, _ uint64) (int64, error) {
+	v, err := r.c.Get(ctx, counterKey(key)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return v, err
+}
+
+func (r *redisResource) write(ctx context.Context, key string, w logEntry) error {
+	return writeScript.Run(ctx, r.c, []string{counterKey(key), logKey(key), seqKey},
+		w.Expected, w.New, w.Process, w.Token, strconv.FormatUint(w.Fence, 10), key).Err()
+}
+
+func (r *redisResource) dump(ctx context.Context, keys []string) ([]logEntry, map[string]int64, error) {
+	var log []logEntry
+	finals := map[string]int64{}
+	for _, k := range keys {
+		lines, err := r.direct.LRange(ctx, logKey(k), 0, -1).Result()
+		if err != nil {
+			return nil, nil, fmt.Errorf("read log of %s: %w", k, err)
+		}
+		for i, l := range lines {
+			var e logEntry
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				return nil, nil, fmt.Errorf("log of %s, entry %d %q: %w", k, i, l, err)
+			}
+			log = append(log, e)
+		}
+		v, err := r.direct.Get(ctx, counterKey(k)).Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, nil, fmt.Errorf("read counter %s: %w", k, err)
+		}
+		finals[k] = v
+	}
+	sortLog(log)
+	return log, finals, nil
+}
+
+func (r *redisResource) close() {
+	r.c.Close()
+	r.direct.Close()
+}

@@ -1,0 +1,177 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/faultline-dev/faultline/chaos"
+)
+
+// Faults is one phase's client-fault injector: the nemesis (chaos.Run)
+// arms a fault, and the next worker that reaches the matching point of its
+// critical section takes it. It implements chaos.Clients. The chaos side
+// records the fault-start/heal events with the Holder it gets back.
+//
+// Workers check Armed (one atomic load) before anything else, so an idle
+// injector costs nothing on the hot path.
+type Faults struct {
+	armed atomic.Int32
+	mu    sync.Mutex
+	reqs  []*faultReq
+	clock atomic.Pointer[skew]
+}
+
+var _ chaos.Clients = (*Faults)(nil)
+
+type faultKind int
+
+const (
+	pauseHolder faultKind = iota
+	crashHolder
+	delayWrite
+)
+
+type faultReq struct {
+	kind faultKind
+	key  string // "" = any key
+	d    time.Duration
+	hit  chan chaos.Holder // buffered 1; receives the holder hit
+	gone chan struct{}     // closed when HealAll disarms it
+}
+
+// NewFaults returns an injector with nothing armed.
+func NewFaults() *Faults { return &Faults{} }
+
+// Armed says whether any holder fault waits for a holder.
+func (f *Faults) Armed() bool { return f.armed.Load() > 0 }
+
+func (f *Faults) arm(ctx context.Context, r *faultReq) (chaos.Holder, error) {
+	r.hit = make(chan chaos.Holder, 1)
+	r.gone = make(chan struct{})
+	f.mu.Lock()
+	f.reqs = append(f.reqs, r)
+	f.armed.Add(1)
+	f.mu.Unlock()
+	select {
+	case h := <-r.hit:
+		return h, nil
+	case <-r.gone:
+		return chaos.Holder{}, errors.New("client fault healed before it hit any holder")
+	case <-ctx.Done():
+		if f.remove(r) {
+			return chaos.Holder{}, ctx.Err()
+		}
+		return <-r.hit, nil // taken meanwhile: it hit
+	}
+}
+
+func (f *Faults) remove(r *faultReq) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, q := range f.reqs {
+		if q == r {
+			f.reqs = append(f.reqs[:i], f.reqs[i+1:]...)
+			f.armed.Add(-1)
+			return true
+		}
+	}
+	return false
+}
+
+// take hands the first armed fault of kind matching key to holder h.
+func (f *Faults) take(kind faultKind, h chaos.Holder) (time.Duration, bool) {
+	if !f.Armed() {
+		return 0, false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, r := range f.reqs {
+		if r.kind == kind && (r.key == "" || r.key == h.Key) {
+			f.reqs = append(f.reqs[:i], f.reqs[i+1:]...)
+			f.armed.Add(-1)
+			r.hit <- h
+			return r.d, true
+		}
+	}
+	return 0, false
+}
+
+// PauseHolder makes the next holder of key (after its read, before its
+// write) stop for d; it returns when the pause begins.
+func (f *Faults) PauseHolder(ctx context.Context, key string, d time.Duration) (chaos.Holder, error) {
+	return f.arm(ctx, &faultReq{kind: pauseHolder, key: key, d: d})
+}
+
+// CrashHolder makes the next holder of key (after its read) die without
+// writing or releasing; its worker continues as a new process.
+func (f *Faults) CrashHolder(ctx context.Context, key string) (chaos.Holder, error) {
+	return f.arm(ctx, &faultReq{kind: crashHolder, key: key})
+}
+
+// DelayWrite holds back the next write of a holder of key for d after its
+// invocation is recorded; it returns when the write is being held back.
+func (f *Faults) DelayWrite(ctx context.Context, key string, d time.Duration) (chaos.Holder, error) {
+	return f.arm(ctx, &faultReq{kind: delayWrite, key: key, d: d})
+}
+
+// skew is a clock running at rate from since, offset by offset.
+type skew struct {
+	since  time.Time
+	offset time.Duration
+	rate   float64
+}
+
+// SkewClock makes Now run at rate × real time from now on (continuously:
+// no jump); rate 1 heals.
+func (f *Faults) SkewClock(_ context.Context, rate float64) error {
+	now := time.Now()
+	cur := f.Now()
+	if rate == 1 || rate <= 0 || math.IsNaN(rate) {
+		f.clock.Store(nil) // heal: back to real time (the skew so far is dropped)
+		return nil
+	}
+	f.clock.Store(&skew{since: now, offset: cur.Sub(now), rate: rate})
+	return nil
+}
+
+// Now is the lock clients' clock (lock.Options.Now): real time, or skewed.
+func (f *Faults) Now() time.Time {
+	now := time.Now()
+	s := f.clock.Load()
+	if s == nil {
+		return now
+	}
+	return now.Add(s.offset + time.Duration(float64(now.Sub(s.since))*(s.rate-1)))
+}
+
+// HealAll disarms every fault that has not hit yet and puts the clock back.
+func (f *Faults) HealAll() {
+	f.mu.Lock()
+	f.armed.Add(-int32(len(f.reqs)))
+	for _, r := range f.reqs {
+		close(r.gone)
+	}
+	f.reqs = nil
+	f.mu.Unlock()
+	f.clock.Store(nil)
+}
+
+// sleep waits d or until ctx ends (a client fault's pause; not a wait for a
+// condition).
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,117 @@
+package workload
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/faultline-dev/faultline/chaos"
+)
+
+func TestFaultsHitTheNextMatchingHolderOnce(t *testing.T) {
+	f := NewFaults()
+	if _, ok := f.take(pauseHolder, chaos.Holder{Key: "k1"}); ok {
+		t.Fatal("nothing armed, yet a fault was taken")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got := make(chan chaos.Holder, 1)
+	go func() {
+		h, err := f.PauseHolder(ctx, "k2", 300*time.Millisecond)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- h
+	}()
+	deadline := time.Now().Add(2 * time.Second)
+	for !f.Armed() { // poll with a deadline: the arming goroutine is starting
+		if time.Now().After(deadline) {
+			t.Fatal("PauseHolder never armed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cases := []struct {
+		kind faultKind
+		key  string
+		want bool
+	}{
+		{crashHolder, "k2", false}, // other kind
+		{pauseHolder, "k1", false}, // other key
+		{pauseHolder, "k2", true},
+		{pauseHolder, "k2", false}, // taken once only
+	}
+	for i, c := range cases {
+		d, ok := f.take(c.kind, chaos.Holder{Process: 7, Key: c.key, Token: "t", Fence: 3})
+		if ok != c.want || (ok && d != 300*time.Millisecond) {
+			t.Fatalf("case %d: take = %v, %v", i, d, ok)
+		}
+	}
+	if h := <-got; h.Process != 7 || h.Key != "k2" || h.Fence != 3 {
+		t.Fatalf("PauseHolder returned %+v", h)
+	}
+	if f.Armed() {
+		t.Fatal("still armed after the hit")
+	}
+}
+
+func TestFaultsDisarm(t *testing.T) {
+	f := NewFaults()
+	// Cancelled before any holder: error, nothing left armed.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := f.CrashHolder(ctx, ""); err == nil {
+		t.Fatal("CrashHolder returned without a holder and without an error")
+	}
+	if f.Armed() {
+		t.Fatal("a cancelled fault stayed armed")
+	}
+	// HealAll releases a waiting arm with an error.
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.DelayWrite(context.Background(), "", time.Second)
+		done <- err
+	}()
+	deadline := time.Now().Add(2 * time.Second)
+	for !f.Armed() {
+		if time.Now().After(deadline) {
+			t.Fatal("DelayWrite never armed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.HealAll()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a healed fault reported a hit")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("HealAll left DelayWrite waiting")
+	}
+	if _, ok := f.take(delayWrite, chaos.Holder{Key: "k"}); ok {
+		t.Fatal("a healed fault was taken")
+	}
+}
+
+func TestSkewClock(t *testing.T) {
+	f := NewFaults()
+	if d := time.Since(f.Now()); d < 0 || d > time.Second {
+		t.Fatalf("unskewed clock off by %v", d)
+	}
+	if err := f.SkewClock(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	real0, skew0 := time.Now(), f.Now()
+	time.Sleep(50 * time.Millisecond) // let time pass: the point is the rate
+	real1, skew1 := time.Now(), f.Now()
+	rate := float64(skew1.Sub(skew0)) / float64(real1.Sub(real0))
+	if rate < 2.7 || rate > 3.3 {
+		t.Fatalf("clock rate %.2f, want 3", rate)
+	}
+	if jump := skew0.Sub(real0); jump < -time.Millisecond || jump > 5*time.Millisecond {
+		t.Fatalf("skewing jumped the clock by %v", jump)
+	}
+	_ = f.SkewClock(context.Background(), 1)
+	if d := time.Since(f.Now()); d < -time.Millisecond || d > time.Second {
+		t.Fatalf("healed clock off by %v", d)
+	}
+}

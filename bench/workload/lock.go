@@ -1,0 +1,438 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/faultline-dev/faultline/bench/history"
+	"github.com/faultline-dev/faultline/bench/recorder"
+	"github.com/faultline-dev/faultline/chaos"
+	"github.com/faultline-dev/faultline/impl/lock"
+	"github.com/faultline-dev/faultline/infra"
+)
+
+// Operation kinds of the lock workloads; the index is the recorder's kind
+// id. The history F of acquire/read/write/release is the kind's name.
+const (
+	kCycle = iota
+	kAcquire
+	kRead
+	kWrite
+	kRelease
+)
+
+var lockKinds = []string{"cycle", "acquire", "read", "write", "release"}
+
+// errFenced is a write the resource rejected for its stale fencing token.
+var errFenced = errors.New("write rejected: stale fencing token")
+
+// resource is the protected counter store of a lock workload: the oracle.
+type resource interface {
+	// reset empties the store and sets every key's counter to 0.
+	reset(ctx context.Context, keys []string) error
+	// read returns key's counter; fence registers the reader's fencing
+	// token where the store fences (0 = none).
+	read(ctx context.Context, key string, fence uint64) (int64, error)
+	// write sets key to w.new unless fenced (errFenced), appending the
+	// write to the store's own log.
+	write(ctx context.Context, key string, w logEntry) error
+	// dump returns the log in apply order and every key's final counter.
+	dump(ctx context.Context, keys []string) ([]logEntry, map[string]int64, error)
+	close()
+}
+
+// logEntry is one applied write in the resource's log.
+type logEntry struct {
+	Seq      int64  `json:"seq,string"`
+	Key      string `json:"key"`
+	Process  int    `json:"process,string"`
+	Token    string `json:"token"`
+	Fence    uint64 `json:"fence,string"`
+	Expected int64  `json:"expected,string"`
+	Current  int64  `json:"current,string"`
+	New      int64  `json:"new,string"`
+}
+
+// lockWorkload is a counter protected by a lock, with its resource on a
+// node of its own.
+type lockWorkload struct {
+	name, doc string
+	node      infra.NodeSpec
+	fences    bool // the resource rejects stale fencing tokens
+	open      func(ctx context.Context, n infra.Node, direct bool, t Target) (resource, error)
+}
+
+func (w *lockWorkload) Name() string    { return w.name }
+func (w *lockWorkload) Doc() string     { return w.doc }
+func (w *lockWorkload) Kinds() []string { return lockKinds }
+
+func (w *lockWorkload) Impls() []ImplInfo {
+	var out []ImplInfo
+	for _, i := range lock.All() {
+		out = append(out, ImplInfo{Name: i.Name, Doc: i.Doc, Mutant: i.Mutant})
+	}
+	return out
+}
+
+func (w *lockWorkload) Nodes(impls []string) ([]infra.NodeSpec, error) {
+	if len(impls) == 0 {
+		return nil, fmt.Errorf("workload %s: no implementation given (known: %s)", w.name, strings.Join(implNames(w), ", "))
+	}
+	var r, p int
+	for _, name := range impls {
+		info, err := lock.Lookup(name)
+		if err != nil {
+			return nil, err
+		}
+		r, p = max(r, info.RedisNodes), max(p, info.PostgresNodes)
+	}
+	return append(infra.Nodes(r, p), w.node), nil
+}
+
+func implNames(w Workload) []string {
+	var out []string
+	for _, i := range w.Impls() {
+		out = append(out, i.Name)
+	}
+	return out
+}
+
+// Keys returns the lock/counter key names of a run with n keys.
+func Keys(n int) []string {
+	out := make([]string, max(n, 1))
+	for i := range out {
+		out[i] = "k" + strconv.Itoa(i)
+	}
+	return out
+}
+
+func (w *lockWorkload) Start(ctx context.Context, t Target) (Phase, error) {
+	info, err := lock.Lookup(t.Impl)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := endpoints(t, info)
+	if err != nil {
+		return nil, err
+	}
+	if err := flushRedis(ctx, t, info.RedisNodes); err != nil {
+		return nil, err
+	}
+	n, ok := t.Env.Node(w.node.Name)
+	if !ok {
+		return nil, fmt.Errorf("workload %s: the environment has no %q node (start it with the workload's Nodes)", w.name, w.node.Name)
+	}
+	res, err := w.open(ctx, n, t.Direct, t)
+	if err != nil {
+		return nil, err
+	}
+	keys := Keys(t.Keys)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := res.reset(rctx, keys); err != nil {
+		res.close()
+		return nil, fmt.Errorf("workload %s: reset resource on %s: %w", w.name, w.node.Name, err)
+	}
+	if t.Faults == nil {
+		t.Faults = NewFaults()
+	}
+	return &lockPhase{t: t, info: info, ep: ep, res: res, keys: keys}, nil
+}
+
+// endpoints are the implementation's servers: redis-1..N and pg-1..M.
+func endpoints(t Target, info lock.Info) (lock.Endpoints, error) {
+	var ep lock.Endpoints
+	for _, ns := range infra.Nodes(info.RedisNodes, info.PostgresNodes) {
+		n, ok := t.Env.Node(ns.Name)
+		if !ok {
+			return ep, fmt.Errorf("lock %s needs node %s, which the environment lacks", info.Name, ns.Name)
+		}
+		switch n.Kind() {
+		case infra.Redis:
+			addr := n.Addr()
+			if t.Direct {
+				addr = n.DirectAddr()
+			}
+			ep.Redis = append(ep.Redis, lock.RedisEndpoint{Name: n.Name(), Addr: addr, Password: n.Password()})
+		case infra.Postgres:
+			dsn := n.DSN()
+			if t.Direct {
+				dsn = n.DirectDSN()
+			}
+			ep.Postgres = append(ep.Postgres, lock.PostgresEndpoint{Name: n.Name(), DSN: dsn})
+		}
+	}
+	return ep, nil
+}
+
+// flushRedis empties the implementation's Redis nodes (directly, not
+// through the proxy), so no key of an earlier phase survives.
+func flushRedis(ctx context.Context, t Target, n int) error {
+	for _, ns := range infra.RedisNodes(n) {
+		node, ok := t.Env.Node(ns.Name)
+		if !ok {
+			continue
+		}
+		c := newRedis(node.DirectAddr(), node.Password(), 5*time.Second, 2)
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := c.FlushAll(fctx).Err()
+		cancel()
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("reset lock node %s (FLUSHALL): %w", ns.Name, err)
+		}
+	}
+	return nil
+}
+
+// newRedis is a go-redis client that never retries (MaxRetries -1: a
+// retried write breaks at-most-once) with explicit timeouts.
+func newRedis(addr, password string, timeout time.Duration, pool int) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr: addr, Password: password,
+		MaxRetries:  -1,
+		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+		ContextTimeoutEnabled: true,
+		PoolSize:              pool,
+		PoolTimeout:           timeout,
+	})
+}
+
+type lockPhase struct {
+	t    Target
+	info lock.Info
+	ep   lock.Endpoints
+	res  resource
+	keys []string
+}
+
+func (p *lockPhase) options() lock.Options {
+	opt := lock.Options{Now: p.t.Faults.Now, Params: map[string]string{}}
+	for k, v := range p.t.Params {
+		opt.Params[k] = v
+		b, _ := strconv.ParseBool(v)
+		switch k {
+		case "reentrant":
+			opt.Reentrant = b
+		case "watchdog":
+			opt.Watchdog = b
+		}
+	}
+	return opt
+}
+
+func (p *lockPhase) Client(ctx context.Context, process int, seed int64) (Client, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	l, err := p.info.New(cctx, p.ep, p.options())
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: new client for process %d: %w", p.info.Name, process, err)
+	}
+	return &lockClient{p: p, l: l, process: process, rng: rand.New(rand.NewPCG(uint64(seed), uint64(process)))}, nil
+}
+
+func (p *lockPhase) Close() error {
+	p.res.close()
+	return nil
+}
+
+// Finish probes every key (can a fresh process take it now?) and appends
+// the resource's log and final counters to the history.
+func (p *lockPhase) Finish(ctx context.Context, h *recorder.History, probe int) error {
+	w := recorder.NewStats(h, lockKinds, time.Now().Add(24*time.Hour)).Worker(probe, p.t.Impl)
+	var errs []error
+	if probe >= 0 {
+		c, err := p.Client(ctx, probe, 0)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("probe client: %w", err))
+		} else {
+			lc := c.(*lockClient)
+			for _, k := range p.keys {
+				lc.probe(ctx, w, k)
+			}
+			c.Close()
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	log, finals, err := p.res.dump(dctx, p.keys)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("dump resource: %w", err))...)
+	}
+	for _, e := range log {
+		h.Log(history.Op{
+			Type: history.OK, Process: history.Resource, Impl: p.t.Impl, F: "resource-write",
+			Key: e.Key, Value: history.Int(e.New), Token: e.Token, Fence: e.Fence,
+			Attrs: map[string]string{
+				"seq":      strconv.FormatInt(e.Seq, 10),
+				"expected": strconv.FormatInt(e.Expected, 10),
+				"current":  strconv.FormatInt(e.Current, 10),
+				"writer":   strconv.Itoa(e.Process),
+			},
+		})
+	}
+	for _, k := range p.keys {
+		h.Log(history.Op{Type: history.OK, Process: history.Resource, Impl: p.t.Impl, F: "final", Key: k, Value: history.Int(finals[k])})
+	}
+	return errors.Join(errs...)
+}
+
+// lockClient is one process: its own lock client, its own random keys.
+type lockClient struct {
+	p       *lockPhase
+	l       lock.Locker
+	process int
+	rng     *rand.Rand
+}
+
+func (c *lockClient) Close() error { return c.l.Close() }
+
+// call gives one operation its deadline.
+func (c *lockClient) call(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
+
+// Step is one cycle: acquire a random key, read the counter, write it +1,
+// release — each logged with the COMMON.md lock vocabulary.
+func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) Outcome {
+	t := c.p.t
+	key := c.p.keys[c.rng.IntN(len(c.p.keys))]
+
+	call := w.Invoke(kAcquire, history.Op{F: "acquire", Key: key})
+	actx, cancel := c.call(ctx, t.AcquireTimeout)
+	lease, err := c.l.Acquire(actx, key, t.TTL)
+	cancel()
+	switch {
+	case err == nil:
+		w.Complete(call, history.OK, history.Op{Token: lease.Token, Fence: lease.Fence})
+	case errors.Is(err, lock.ErrSimulatedCrash):
+		w.Complete(call, history.Info, history.Op{Error: "crashed"})
+		return Outcome{Type: history.Info, Err: "crashed", Crashed: true}
+	case errors.Is(err, lock.ErrNotAcquired):
+		w.Complete(call, history.Fail, history.Op{Error: "not-acquired"})
+		return Outcome{Type: history.Fail, Err: "not-acquired"}
+	default:
+		e := recorder.ErrorKind(err)
+		w.Complete(call, history.Info, history.Op{Error: e})
+		return Outcome{Type: history.Info, Err: e}
+	}
+	holder := chaos.Holder{Process: c.process, Key: key, Token: lease.Token, Fence: lease.Fence}
+	out := Outcome{Type: history.OK}
+
+	call = w.Invoke(kRead, history.Op{F: "read", Key: key})
+	rctx, cancel := c.call(ctx, t.OpTimeout)
+	v, err := c.p.res.read(rctx, key, lease.Fence)
+	cancel()
+	if err != nil {
+		e := recorder.ErrorKind(err)
+		w.Complete(call, history.Info, history.Op{Error: e})
+		out = Outcome{Type: history.Info, Err: e}
+	} else {
+		w.Complete(call, history.OK, history.Op{Value: history.Int(v)})
+		if _, crash := t.Faults.take(crashHolder, holder); crash {
+			return Outcome{Type: history.Info, Err: "crashed", Crashed: true}
+		}
+		if d, pause := t.Faults.take(pauseHolder, holder); pause {
+			if err := sleep(ctx, d); err != nil {
+				return Outcome{Type: history.Info, Err: "canceled"} // hard stop: the lease expires by itself
+			}
+		}
+		out = c.write(ctx, w, holder, v)
+	}
+
+	call = w.Invoke(kRelease, history.Op{F: "release", Key: key, Token: lease.Token})
+	lctx, cancel := c.call(ctx, t.OpTimeout)
+	err = c.l.Release(lctx, lease)
+	cancel()
+	switch {
+	case err == nil:
+		w.Complete(call, history.OK, history.Op{Token: lease.Token})
+	case errors.Is(err, lock.ErrNotHeld):
+		w.Complete(call, history.Fail, history.Op{Token: lease.Token, Error: "not-held"})
+		if out.Type == history.OK {
+			out = Outcome{Type: history.Fail, Err: "not-held"}
+		}
+	default:
+		e := recorder.ErrorKind(err)
+		w.Complete(call, history.Info, history.Op{Token: lease.Token, Error: e})
+		if out.Type == history.OK {
+			out = Outcome{Type: history.Info, Err: e}
+		}
+	}
+	return out
+}
+
+// write is the critical section's write of v+1, possibly held back by a
+// delayed-write fault after its invocation is logged.
+func (c *lockClient) write(ctx context.Context, w *recorder.Worker, h chaos.Holder, v int64) Outcome {
+	t := c.p.t
+	call := w.Invoke(kWrite, history.Op{F: "write", Key: h.Key, Value: history.Int(v + 1), Token: h.Token, Fence: h.Fence})
+	if d, delay := t.Faults.take(delayWrite, h); delay {
+		if err := sleep(ctx, d); err != nil {
+			w.Complete(call, history.Info, history.Op{Error: "canceled"}) // never sent
+			return Outcome{Type: history.Info, Err: "canceled"}
+		}
+	}
+	wctx, cancel := c.call(ctx, t.OpTimeout)
+	err := c.p.res.write(wctx, h.Key, logEntry{Process: c.process, Token: h.Token, Fence: h.Fence, Expected: v, New: v + 1})
+	cancel()
+	switch {
+	case err == nil:
+		w.Complete(call, history.OK, history.Op{Token: h.Token, Fence: h.Fence})
+		return Outcome{Type: history.OK}
+	case errors.Is(err, errFenced):
+		w.Complete(call, history.Fail, history.Op{Token: h.Token, Fence: h.Fence, Error: "fenced"})
+		return Outcome{Type: history.Fail, Err: "fenced"}
+	default:
+		e := recorder.ErrorKind(err)
+		w.Complete(call, history.Info, history.Op{Token: h.Token, Fence: h.Fence, Error: e})
+		return Outcome{Type: history.Info, Err: e}
+	}
+}
+
+// probe tries key once with TryAcquire (and releases it): after the quiet
+// period every key must be free, else a lock leaked. Probe entries carry
+// attrs {"probe": "final"}.
+func (c *lockClient) probe(ctx context.Context, w *recorder.Worker, key string) {
+	t := c.p.t
+	attrs := map[string]string{"probe": "final"}
+	call := w.Invoke(kAcquire, history.Op{F: "acquire", Key: key, Attrs: attrs})
+	actx, cancel := c.call(ctx, t.OpTimeout)
+	lease, err := c.l.TryAcquire(actx, key, t.TTL)
+	cancel()
+	switch {
+	case err == nil:
+		w.Complete(call, history.OK, history.Op{Token: lease.Token, Fence: lease.Fence, Attrs: attrs})
+	case errors.Is(err, lock.ErrNotAcquired):
+		w.Complete(call, history.Fail, history.Op{Error: "not-acquired", Attrs: attrs})
+		return
+	default:
+		w.Complete(call, history.Info, history.Op{Error: recorder.ErrorKind(err), Attrs: attrs})
+		return
+	}
+	call = w.Invoke(kRelease, history.Op{F: "release", Key: key, Token: lease.Token, Attrs: attrs})
+	rctx, cancel := c.call(ctx, t.OpTimeout)
+	err = c.l.Release(rctx, lease)
+	cancel()
+	switch {
+	case err == nil:
+		w.Complete(call, history.OK, history.Op{Token: lease.Token, Attrs: attrs})
+	case errors.Is(err, lock.ErrNotHeld):
+		w.Complete(call, history.Fail, history.Op{Token: lease.Token, Error: "not-held", Attrs: attrs})
+	default:
+		w.Complete(call, history.Info, history.Op{Token: lease.Token, Error: recorder.ErrorKind(err), Attrs: attrs})
+	}
+}
+
+// sortLog orders log entries by the resource's apply order.
+func sortLog(log []logEntry) {
+	sort.Slice(log, func(i, j int) bool { return log[i].Seq < log[j].Seq })
+}

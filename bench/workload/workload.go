@@ -1,0 +1,184 @@
+// Package workload holds faultline's workloads: what each worker does in a
+// loop against the implementation under test, the protected resource that
+// serves as the oracle, and the checks that judge the resulting history.
+//
+// A Workload is registered by name (like lock implementations). The runner
+// (package bench) drives it: Nodes once for the whole run, then per
+// implementation Start (a Phase), one Client per worker process, Step in a
+// loop, Finish after the quiet period, and Check offline on the saved
+// history. A crashed process is replaced by a new Client with a new id.
+package workload
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/faultline-dev/faultline/bench/history"
+	"github.com/faultline-dev/faultline/bench/recorder"
+	"github.com/faultline-dev/faultline/bench/results"
+	"github.com/faultline-dev/faultline/infra"
+)
+
+// Workload is one kind of load and its oracle.
+type Workload interface {
+	Name() string
+	// Doc is one line: what a worker does and what is checked.
+	Doc() string
+	// Kinds are the operation kinds whose latencies are recorded, in a fixed
+	// order: a kind's index is its id on the recorder's hot path. Kinds()[0]
+	// is the headline kind, one whole iteration of Client.Step (e.g. "cycle"
+	// for locks, "transfer" for the bank), which the runner times itself.
+	// Transactions add per-phase kinds (prepare, commit…) here.
+	Kinds() []string
+	// Impls lists the implementations this workload can drive (names and
+	// whether each is a mutant), for `faultline list` and usage errors.
+	Impls() []ImplInfo
+	// Nodes validates impls and returns every server the run needs: the
+	// union of the implementations' own nodes and the workload's resource
+	// nodes. Unknown names are an error listing the known ones.
+	Nodes(impls []string) ([]infra.NodeSpec, error)
+	// Start prepares one implementation's phase: it resets the resource
+	// (and whatever the implementation left on the servers) and returns the
+	// phase whose Clients the workers run.
+	Start(ctx context.Context, t Target) (Phase, error)
+	// Check judges one implementation's history (history.ForImpl) offline:
+	// verdicts, and counters such as "fenced". It never touches a server.
+	Check(ops []history.Op, c CheckConfig) Report
+}
+
+// ImplInfo names one implementation a workload can drive.
+type ImplInfo struct {
+	Name   string
+	Doc    string
+	Mutant bool
+}
+
+// Env is what a workload needs of the environment: nodes by name.
+// *infra.Env satisfies it.
+type Env interface {
+	Node(name string) (infra.Node, bool)
+}
+
+// Target is one implementation's phase: what to run, where, with which
+// settings.
+type Target struct {
+	Impl string
+	Env  Env
+	// Direct connects clients to the servers' own addresses, bypassing
+	// Toxiproxy (faster; no network faults possible).
+	Direct bool
+	Keys   int
+	TTL    time.Duration
+	// OpTimeout bounds every call but the acquire; AcquireTimeout bounds
+	// a blocking acquire.
+	OpTimeout, AcquireTimeout time.Duration
+	// Params are implementation options (--lock-opt k=v); for locks
+	// "reentrant" and "watchdog" set lock.Options fields.
+	Params map[string]string
+	// Faults is the phase's client-fault injector (never nil from the
+	// runner).
+	Faults *Faults
+}
+
+// Phase is one implementation's run of the workload.
+type Phase interface {
+	// Client opens the client of one process (a worker, or the worker's
+	// next incarnation after a crash); seed makes its choices reproducible.
+	Client(ctx context.Context, process int, seed int64) (Client, error)
+	// Finish runs after the load stopped, faults healed and the quiet period
+	// passed: final probes (e.g. can every key be acquired) logged under
+	// process id probe (probe < 0: no probes — the run was interrupted and
+	// keys may still be held legitimately), and the resource's ground truth
+	// appended to the history (process history.Resource). Probes are not
+	// counted in the statistics.
+	Finish(ctx context.Context, h *recorder.History, probe int) error
+	// Close frees the phase's connections.
+	Close() error
+}
+
+// Client is one process's client.
+type Client interface {
+	// Step runs one iteration (lock cycle, transfer…), logging each of its
+	// operations through w with the workload's vocabulary and timing each
+	// under its kind. ctx is the hard stop; every call inside has its own
+	// deadline.
+	Step(ctx context.Context, w *recorder.Worker) Outcome
+	Close() error
+}
+
+// Outcome is how one Step ended.
+type Outcome struct {
+	Type history.Type // OK, Fail (definitely no effect) or Info
+	Err  string       // error kind when not OK: not-acquired, fenced, timeout…
+	// Crashed: the process died (a holder-crash fault or a simulated
+	// crash); the runner continues the worker under a new process id.
+	Crashed bool
+}
+
+// CheckConfig is what offline checks need to know about the run.
+type CheckConfig struct {
+	Impl string
+	TTL  time.Duration
+}
+
+// Report is the result of Check.
+type Report struct {
+	Verdicts []results.Verdict
+	Counters map[string]int64
+}
+
+var (
+	regMu    sync.RWMutex
+	registry = map[string]Workload{}
+)
+
+// Register makes a workload available by its name; it panics on a
+// duplicate, as lock.Register does.
+func Register(w Workload) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if _, dup := registry[w.Name()]; dup {
+		panic("workload: Register called twice for " + w.Name())
+	}
+	registry[w.Name()] = w
+}
+
+// Lookup returns the workload called name; the error lists the known ones.
+func Lookup(name string) (Workload, error) {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	if w, ok := registry[name]; ok {
+		return w, nil
+	}
+	return nil, fmt.Errorf("unknown workload %q (known: %v)", name, namesLocked())
+}
+
+// All returns every workload, sorted by name.
+func All() []Workload {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	out := make([]Workload, 0, len(registry))
+	for _, n := range namesLocked() {
+		out = append(out, registry[n])
+	}
+	return out
+}
+
+// Names returns the workload names, sorted.
+func Names() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	return namesLocked()
+}
+
+func namesLocked() []string {
+	out := make([]string, 0, len(registry))
+	for n := range registry {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,123 @@
+package checker
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/faultline-dev/faultline/bench/history"
+	"github.com/faultline-dev/faultline/bench/results"
+)
+
+// Fencing checks that the writes a resource accepted carry non-decreasing
+// fencing tokens per key: an accepted write with a fence older than one
+// accepted before it is a stale-fence violation. Writes the resource
+// rejected (write fail, error "fenced") are the mechanism working: they are
+// counted in Measures["fenced"], never violations. Writes without a fence
+// (0: implementations without fencing) are not judged.
+//
+// The resource log (resource-write entries in apply order) is the oracle
+// when present; otherwise acknowledged writes are ordered by real time (one
+// completed before the other was invoked).
+func Fencing(h []history.Op, opt Options) results.Verdict {
+	h = Indexed(h)
+	ops := Operations(h)
+	windows := Windows(h)
+	var fenced, fencedWrites int
+	for _, o := range ops {
+		if o.F != "write" {
+			continue
+		}
+		if o.Failed() && strings.Contains(o.Complete.Error, "fenced") {
+			fenced++
+		}
+		if o.Invoke.Fence > 0 {
+			fencedWrites++
+		}
+	}
+	measures := map[string]float64{"fenced": float64(fenced)}
+	var vs []results.Violation
+	var accepted int
+	log, hasLog := resourceLog(h)
+	if hasLog {
+		keys := make([]string, 0, len(log))
+		for k := range log {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, key := range keys {
+			var top history.Op
+			for _, e := range log[key] {
+				if e.Fence == 0 {
+					continue
+				}
+				accepted++
+				if e.Fence < top.Fence {
+					w, _ := attrInt(e, "writer")
+					tw, _ := attrInt(top, "writer")
+					v := results.Violation{
+						Kind: "stale-fence", Keys: []string{key}, Processes: []int{int(w), int(tw)},
+						Tokens: []string{e.Token, top.Token}, Time: e.Time, Indexes: []int64{e.Index, top.Index},
+						Description: fmt.Sprintf("key %s: the resource accepted p%d's write of %s with fence %d after p%d's write of %s with fence %d",
+							key, w, val(e.Value), e.Fence, tw, val(top.Value), top.Fence),
+					}
+					if f := ActiveFault(windows, e.Time, e.Time); f != "" {
+						v.Fault = f
+					}
+					vs = append(vs, v)
+					continue
+				}
+				top = e
+			}
+		}
+	} else {
+		byKey := map[string][]Operation{}
+		for _, o := range ops {
+			if o.F == "write" && o.OK() && o.Invoke.Fence > 0 {
+				byKey[o.Key] = append(byKey[o.Key], o)
+				accepted++
+			}
+		}
+		keys := make([]string, 0, len(byKey))
+		for k := range byKey {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, key := range keys {
+			byInv := byKey[key]
+			sort.SliceStable(byInv, func(i, j int) bool { return byInv[i].Invoke.Time < byInv[j].Invoke.Time })
+			byEnd := append([]Operation(nil), byInv...)
+			sort.SliceStable(byEnd, func(i, j int) bool { return byEnd[i].Complete.Time < byEnd[j].Complete.Time })
+			var top Operation // highest fence among writes completed so far
+			j := 0
+			for _, b := range byInv {
+				for j < len(byEnd) && byEnd[j].Complete.Time < b.Invoke.Time {
+					if byEnd[j].Invoke.Fence > top.Invoke.Fence {
+						top = byEnd[j]
+					}
+					j++
+				}
+				if b.Invoke.Fence < top.Invoke.Fence {
+					v := results.Violation{
+						Kind: "stale-fence", Keys: []string{key}, Processes: []int{b.Process, top.Process},
+						Tokens: []string{b.Invoke.Token, top.Invoke.Token}, Time: b.Invoke.Time,
+						Indexes: append(b.Indexes(), top.Indexes()...),
+						Description: fmt.Sprintf("key %s: p%d's write with fence %d was accepted at %s after p%d's write with fence %d had been accepted at %s",
+							key, b.Process, b.Invoke.Fence, secs(b.Complete.Time), top.Process, top.Invoke.Fence, secs(top.Complete.Time)),
+					}
+					if f := ActiveFault(windows, b.Invoke.Time, b.Complete.Time); f != "" {
+						v.Fault = f
+					}
+					vs = append(vs, v)
+				}
+			}
+		}
+	}
+	measures["accepted_fenced_writes"] = float64(accepted)
+	measures["stale_accepted"] = float64(len(vs))
+	summary := fmt.Sprintf("%d fenced writes accepted, %d rejected as fenced, %d stale accepted", accepted, fenced, len(vs))
+	if accepted == 0 && fencedWrites == 0 && fenced == 0 {
+		summary = "no fencing tokens in this history (the implementation has none)"
+	}
+	return verdict(FencingName, opt, vs, false, summary, measures)
+}

@@ -1,0 +1,84 @@
+package checker
+
+import (
+	"time"
+
+	"github.com/faultline-dev/faultline/bench/history"
+	"github.com/faultline-dev/faultline/bench/results"
+)
+
+// Options tune the lock checkers.
+type Options struct {
+	// TTL is the lock lease the workload used (liveness bound).
+	TTL time.Duration
+	// Slack is how long past the ttl a crashed holder's key may stay
+	// blocked (retry back-off, clock rates); 0 = max(ttl/2, 200ms).
+	Slack time.Duration
+	// Impl names the implementation in the verdicts; Locks sets it per
+	// implementation.
+	Impl string
+	// MaxViolations caps the counterexamples kept per verdict (0 = 20);
+	// Measures still count them all.
+	MaxViolations int
+}
+
+func (o Options) slack() time.Duration {
+	if o.Slack > 0 {
+		return o.Slack
+	}
+	return max(o.TTL/2, 200*time.Millisecond)
+}
+
+func (o Options) maxViolations() int {
+	if o.MaxViolations > 0 {
+		return o.MaxViolations
+	}
+	return 20
+}
+
+// Lock checker names (results.Verdict.Checker).
+const (
+	MutualExclusionName = "mutual-exclusion"
+	LostUpdateName      = "lost-update"
+	FencingName         = "fencing"
+	LivenessName        = "liveness"
+	LeakedLocksName     = "leaked-locks"
+)
+
+// Locks runs every lock checker on h, per implementation (Op.Impl), in
+// sorted implementation order: mutual-exclusion, lost-update, fencing,
+// liveness, leaked-locks.
+func Locks(h []history.Op, opt Options) []results.Verdict {
+	impls, groups := ByImpl(Indexed(h))
+	var out []results.Verdict
+	for _, impl := range impls {
+		o := opt
+		o.Impl = impl
+		g := groups[impl]
+		out = append(out,
+			MutualExclusion(g, o),
+			LostUpdate(g, o),
+			Fencing(g, o),
+			Liveness(g, o),
+			LeakedLocks(g, o),
+		)
+	}
+	return out
+}
+
+// verdict builds a verdict from its violations: Invalid if any, else
+// Unknown if unknown, else Valid; it keeps at most opt.maxViolations().
+func verdict(name string, opt Options, vs []results.Violation, unknown bool, summary string, measures map[string]float64) results.Verdict {
+	v := results.Verdict{Checker: name, Impl: opt.Impl, Valid: results.Valid, Summary: summary, Measures: measures}
+	switch {
+	case len(vs) > 0:
+		v.Valid = results.Invalid
+	case unknown:
+		v.Valid = results.Unknown
+	}
+	if len(vs) > opt.maxViolations() {
+		vs = vs[:opt.maxViolations()]
+	}
+	v.Violations = vs
+	return v
+}

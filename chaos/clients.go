@@ -1,0 +1,43 @@
+package chaos
+
+import (
+	"context"
+	"time"
+)
+
+// Clients is the workload side of client faults: the runner implements it,
+// because only the workers know who holds which lock. chaos calls it at the
+// scheduled times and records what it reports in the history.
+//
+// Every method that names a key accepts "" for "whichever key is held first".
+// Methods that wait for a holder return once the fault has hit one (or ctx
+// ends, with ctx's error): the returned Holder is recorded in the fault-start
+// event (Key, Attrs "process", "token", "fence"), which is how the liveness
+// checker finds the crashed process.
+type Clients interface {
+	// PauseHolder makes the next worker that holds key stop inside its
+	// critical section — after its read returned, before its write is
+	// invoked — for d (the GC-pause case). It returns when the pause begins.
+	PauseHolder(ctx context.Context, key string, d time.Duration) (Holder, error)
+	// CrashHolder makes the next worker that holds key die inside its
+	// critical section without releasing (its lease must expire on its
+	// own); the worker continues under a new process id. It returns once
+	// the worker has crashed.
+	CrashHolder(ctx context.Context, key string) (Holder, error)
+	// DelayWrite makes the next write of a holder of key reach the resource
+	// d after it was invoked (the write is recorded as invoked, then held
+	// back): the delayed-write case of a message stuck in the network past
+	// the lease. It returns when the write is being held back.
+	DelayWrite(ctx context.Context, key string, d time.Duration) (Holder, error)
+	// SkewClock makes every lock client's clock (lock.Options.Now) run at
+	// rate times real time from now on; rate 1 heals.
+	SkewClock(ctx context.Context, rate float64) error
+}
+
+// Holder is the worker a client fault hit.
+type Holder struct {
+	Process int
+	Key     string
+	Token   string
+	Fence   uint64
+}

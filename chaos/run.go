@@ -1,0 +1,266 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/faultline-dev/faultline/bench/history"
+	"github.com/faultline-dev/faultline/bench/results"
+	"github.com/faultline-dev/faultline/infra"
+)
+
+// RunOptions tune Run.
+type RunOptions struct {
+	// TTL resolves ttl-relative durations (2xttl).
+	TTL time.Duration
+	// Impl is the implementation under test, copied into events and windows.
+	Impl string
+	// Origin is the run's time zero: spec start times and history times are
+	// relative to it. Zero means the moment Run is called.
+	Origin time.Time
+	// Clock returns history time (ns since run start); nil = time since Origin.
+	Clock func() int64
+	// HealTimeout bounds each heal (and each node start/stop of a fault);
+	// default 30s.
+	HealTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Run applies the schedule against env: each fault starts at its time and
+// heals after its length, by timers. Every start and heal is recorded (one
+// call at a time) as a nemesis entry: process -1, type info, F fault-start or
+// fault-heal, Fault the spec's What(), Nodes the nodes hit, Key/Token/Fence
+// and Attrs "process" the holder a client fault hit, Attrs "id" pairing the
+// start with its heal, Attrs "kind" the fault kind; a failed start carries
+// Error. record must be safe to call from another goroutine.
+//
+// Run returns when every fault has healed, or when ctx ends: then it heals
+// everything still active (restarts killed nodes, resumes paused ones,
+// removes toxics, re-enables proxies) with a fresh deadline, records those
+// heals and returns. Faults not yet started when ctx ends never start. The
+// returned windows are sorted by start; the error joins every start or heal
+// failure (the run goes on after a failed start).
+func Run(ctx context.Context, s Schedule, env Env, clients Clients, record func(history.Op), opt RunOptions) ([]results.FaultWindow, error) {
+	plan, err := Plan(s, env, clients, opt.TTL)
+	if err != nil {
+		return nil, err
+	}
+	return RunPlanned(ctx, plan, record, opt)
+}
+
+// RunPlanned is Run on an already resolved plan.
+func RunPlanned(ctx context.Context, plan []Planned, record func(history.Op), opt RunOptions) ([]results.FaultWindow, error) {
+	if opt.Origin.IsZero() {
+		opt.Origin = time.Now()
+	}
+	if opt.Clock == nil {
+		origin := opt.Origin
+		opt.Clock = func() int64 { return int64(time.Since(origin)) }
+	}
+	if opt.HealTimeout <= 0 {
+		opt.HealTimeout = 30 * time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if record == nil {
+		record = func(history.Op) {}
+	}
+	r := &runner{opt: opt, record: record}
+	var wg sync.WaitGroup
+	for _, p := range plan {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.one(ctx, p)
+		}()
+	}
+	wg.Wait()
+	r.resetProxies(ctx, plan)
+	sort.SliceStable(r.windows, func(i, j int) bool { return r.windows[i].Start < r.windows[j].Start })
+	return r.windows, errors.Join(r.errs...)
+}
+
+type runner struct {
+	opt    RunOptions
+	record func(history.Op)
+
+	mu      sync.Mutex
+	windows []results.FaultWindow
+	errs    []error
+}
+
+func (r *runner) fail(err error) {
+	r.mu.Lock()
+	r.errs = append(r.errs, err)
+	r.mu.Unlock()
+}
+
+// waitUntil blocks until at or until ctx ends; false when ctx ended.
+func (r *runner) waitUntil(ctx context.Context, at time.Time) bool {
+	t := time.NewTimer(time.Until(at))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (r *runner) one(ctx context.Context, p Planned) {
+	if !r.waitUntil(ctx, r.opt.Origin.Add(p.Start)) {
+		return
+	}
+	log := r.opt.Logger.With("fault", p.Spec.What(), "id", p.ID)
+	startCtx, cancel := context.WithTimeout(ctx, r.opt.HealTimeout)
+	if _, client := p.Fault.(HolderFault); client {
+		// A client fault waits for a holder: bounded by the run, not by
+		// the heal timeout.
+		cancel()
+		startCtx, cancel = context.WithCancel(ctx)
+	}
+	startErr := p.Fault.Start(startCtx)
+	cancel()
+	started := time.Now()
+	ev := r.event(p, history.FaultStart)
+	if startErr != nil {
+		ev.Error = "start failed: " + startErr.Error()
+		r.fail(fmt.Errorf("fault %s: %w", p.Spec.String(), startErr))
+		log.Warn("fault start failed", "err", startErr)
+	}
+	if startErr != nil && ctx.Err() != nil {
+		// The run ended while a client fault waited for a holder: it never
+		// hit anyone, so there is no window; undo anything partial.
+		r.heal(ctx, p, log)
+		return
+	}
+	r.emit(ev)
+	if startErr != nil {
+		// Undo whatever part applied; a failed fault makes no window.
+		r.heal(ctx, p, log)
+		r.emit(r.event(p, history.FaultHeal))
+		return
+	}
+	win := results.FaultWindow{Fault: p.Spec.What(), Kind: p.Fault.Kind(), Nodes: nodesOf(p), Impl: r.opt.Impl, Start: ev.Time}
+	if !p.Instant {
+		if p.Length > 0 {
+			r.waitUntil(ctx, started.Add(p.Length))
+		} else {
+			<-ctx.Done()
+		}
+	}
+	r.heal(ctx, p, log)
+	heal := r.event(p, history.FaultHeal)
+	r.emit(heal)
+	win.End = heal.Time
+	r.mu.Lock()
+	r.windows = append(r.windows, win)
+	r.mu.Unlock()
+}
+
+// heal undoes p with a fresh deadline (ctx may be over), trying twice.
+func (r *runner) heal(ctx context.Context, p Planned, log *slog.Logger) {
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.HealTimeout)
+		err = p.Fault.Heal(hctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		log.Warn("fault heal failed", "attempt", attempt+1, "err", err)
+	}
+	if nodes := nodeTargets(p); len(nodes) > 0 {
+		// Last resort for network faults: reset the proxies.
+		if _, network := p.Fault.(*ToxicFault); network {
+			for _, n := range nodes {
+				hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.HealTimeout)
+				if rerr := n.Proxy().Reset(hctx); rerr == nil {
+					err = nil
+				}
+				cancel()
+			}
+		}
+	}
+	if err != nil {
+		r.fail(fmt.Errorf("heal %s: %w", p.Spec.String(), err))
+	}
+}
+
+// resetProxies resets, once every fault has healed, the proxy of every
+// node a network fault touched: a toxic or a disabled listener left behind
+// by a failed heal must not outlive the run.
+func (r *runner) resetProxies(ctx context.Context, plan []Planned) {
+	seen := map[string]bool{}
+	for _, p := range plan {
+		switch p.Fault.(type) {
+		case *ToxicFault, *PartitionRefuse:
+		default:
+			continue
+		}
+		for _, n := range nodeTargets(p) {
+			if seen[n.Name()] {
+				continue
+			}
+			seen[n.Name()] = true
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.HealTimeout)
+			if err := n.Proxy().Reset(hctx); err != nil {
+				r.fail(fmt.Errorf("reset proxy of %s: %w", n.Name(), err))
+			}
+			cancel()
+		}
+	}
+}
+
+func (r *runner) emit(op history.Op) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.record(op)
+}
+
+func (r *runner) event(p Planned, f string) history.Op {
+	op := history.Op{
+		Time: r.opt.Clock(), Type: history.Info, Process: history.Nemesis, Impl: r.opt.Impl,
+		F: f, Fault: p.Spec.What(), Nodes: nodesOf(p),
+		Attrs: map[string]string{"id": p.ID, "kind": p.Fault.Kind()},
+	}
+	if hf, ok := p.Fault.(HolderFault); ok {
+		if h, hit := hf.Holder(); hit {
+			op.Key, op.Token, op.Fence = h.Key, h.Token, h.Fence
+			op.Attrs["process"] = strconv.Itoa(h.Process)
+		}
+	}
+	if p.Length > 0 {
+		op.Attrs["length_ms"] = strconv.FormatInt(p.Length.Milliseconds(), 10)
+	}
+	return op
+}
+
+// nodeTargets returns the nodes a network or process fault hits.
+func nodeTargets(p Planned) []infra.Node {
+	switch f := p.Fault.(type) {
+	case *ToxicFault:
+		return f.nodes
+	case *PartitionRefuse:
+		return f.nodes
+	case *Kill:
+		return f.nodes
+	case *Pause:
+		return f.nodes
+	}
+	return nil
+}
+
+func nodesOf(p Planned) []string {
+	if n := nodeTargets(p); len(n) > 0 {
+		return names(n)
+	}
+	return nil
+}

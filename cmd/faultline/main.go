@@ -1,0 +1,466 @@
+// Command faultline benchmarks and chaos-tests distributed locks and
+// transactions on real Redis and PostgreSQL servers. This file is wiring
+// only: flags to bench.Config, results to the terminal and the reports.
+//
+// Exit status: 0 done, 1 failed (or the gate found a regression), 2 usage
+// error, 130 interrupted.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/faultline-dev/faultline/bench"
+	"github.com/faultline-dev/faultline/bench/results"
+	"github.com/faultline-dev/faultline/bench/workload"
+	"github.com/faultline-dev/faultline/chaos"
+	"github.com/faultline-dev/faultline/impl/lock"
+	"github.com/faultline-dev/faultline/infra"
+	"github.com/faultline-dev/faultline/reports"
+	"github.com/faultline-dev/faultline/reports/gate"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFail        = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+func main() {
+	defer infra.CloseAllOnPanic()
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `faultline — how fast is a distributed lock or transaction, and does it stay safe when things break?
+
+Usage:
+  faultline run [flags]          run a scenario (faultline run --help)
+  faultline list                 implementations (mutants marked), workloads, faults
+  faultline report DIR           re-render DIR/report.html from a saved run
+  faultline report --compare A B …  compare saved runs side by side
+  faultline gate --baseline FILE RESULTS   CI regression gate (exit 1 on regression)
+  faultline gc                   remove containers and temp dirs left by killed runs
+  faultline version
+
+Each command takes --help.
+`
+
+// run is the CLI: args without the program name; it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return runCmd(ctx, rest, stdout, stderr)
+	case "list":
+		return listCmd(rest, stdout, stderr)
+	case "report":
+		return reportCmd(rest, stdout, stderr)
+	case "gate":
+		return gateCmd(rest, stdout, stderr)
+	case "gc":
+		return gcCmd(ctx, rest, stdout, stderr)
+	case "version":
+		return versionCmd(rest, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "faultline: unknown command %q (valid: run, list, report, gate, gc, version)\n\n%s", cmd, usage)
+	return exitUsage
+}
+
+// newFlags makes a flag set whose errors go to stderr and whose --help
+// prints the synopsis first.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses args; it returns (exit code, false) when the caller must
+// stop: 0 for --help, 2 for a bad flag.
+func parse(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+// listFlag is a repeatable flag; each value may also be a comma list when
+// split is set.
+type listFlag struct {
+	vals  []string
+	split bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
+func (l *listFlag) Set(s string) error {
+	if !l.split {
+		l.vals = append(l.vals, s)
+		return nil
+	}
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			l.vals = append(l.vals, v)
+		}
+	}
+	return nil
+}
+
+// kvFlag is a repeatable k=v flag.
+type kvFlag map[string]string
+
+func (m kvFlag) String() string { return "" }
+func (m kvFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want key=value, got %q", s)
+	}
+	m[k] = v
+	return nil
+}
+
+// runFlags are the parsed flags of `faultline run`.
+type runFlags struct {
+	cfg     bench.Config
+	format  string
+	verbose bool
+}
+
+// parseRun parses the flags of `faultline run` into a validated config;
+// ok false means stop with code (0 after --help, 2 on a usage error).
+func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) {
+	fs := newFlags("run", "faultline run --impl NAME[,NAME…] [--workload counter] [flags]\n\n"+
+		"Runs each implementation in turn on the same servers, writes DIR/{results.json,history.jsonl,report.html}\n"+
+		"and prints a summary. Fault specs: "+chaos.Grammar, stderr)
+	cfg := &rf.cfg
+	impls := &listFlag{split: true}
+	faults := &listFlag{}
+	nemesis := &listFlag{split: true}
+	lockOpts := kvFlag{}
+	fs.Var(impls, "impl", "implementations to run, comma separated (see faultline list)")
+	fs.StringVar(&cfg.Workload, "workload", bench.DefaultWorkload, "workload: "+strings.Join(workload.Names(), ", "))
+	fs.IntVar(&cfg.Clients, "clients", bench.DefaultClients, "concurrent workers (processes)")
+	fs.DurationVar(&cfg.Duration, "duration", bench.DefaultDuration, "load phase per implementation, warm-up included")
+	fs.Int64Var(&cfg.Ops, "ops", 0, "stop an implementation's phase after this many measured iterations (0 = no limit)")
+	fs.DurationVar(&cfg.Warmup, "warmup", 0, "start of each phase excluded from the statistics")
+	fs.IntVar(&cfg.Keys, "keys", bench.DefaultKeys, "number of lock keys (fewer keys = more contention)")
+	fs.DurationVar(&cfg.TTL, "ttl", bench.DefaultTTL, "lock lease")
+	fs.DurationVar(&cfg.OpTimeout, "op-timeout", 0, "deadline of every call (default min(ttl,1s), at least 100ms)")
+	fs.DurationVar(&cfg.AcquireTimeout, "acquire-timeout", 0, "deadline of a blocking acquire (default 2×ttl)")
+	fs.Int64Var(&cfg.Seed, "seed", 0, "random seed (default: random, recorded in results.json)")
+	fs.StringVar(&cfg.Provider, "provider", "auto", "servers: auto, local (host binaries) or docker")
+	fs.StringVar(&cfg.Path, "path", bench.PathAuto, "client path: auto (proxied only when a node/network fault is scheduled), direct, proxied")
+	fs.StringVar(&cfg.Out, "out", "", "run directory (default reports/runs/<run-id>)")
+	fs.Var(faults, "fault", "scripted fault, repeatable; times are relative to each implementation's phase: "+chaos.Grammar)
+	fs.Var(nemesis, "nemesis", "random faults of these kinds, comma separated (e.g. partition,kill,pause)")
+	fs.DurationVar(&cfg.NemesisInterval, "nemesis-interval", 10*time.Second, "one random fault per interval")
+	fs.DurationVar(&cfg.Quiet, "quiet", 0, "quiet period after healing, before the final checks (default 2×ttl)")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop at this many iterations/s in total, latency from intended start (0 = closed loop)")
+	fs.Var(lockOpts, "lock-opt", "implementation option key=value, repeatable (reentrant=true, watchdog=true, …)")
+	fs.StringVar(&rf.format, "format", "text", "summary format: text, json (results.json to stdout) or gobench (benchstat lines)")
+	fs.BoolVar(&rf.verbose, "v", false, "log progress details (slog) to stderr")
+	if code, ok := parse(fs, args); !ok {
+		return rf, code, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "faultline run: unexpected argument %q (flags only; see faultline run --help)\n", fs.Arg(0))
+		return rf, exitUsage, false
+	}
+	switch rf.format {
+	case "text", "json", "gobench":
+	default:
+		fmt.Fprintf(stderr, "faultline run: unknown --format %q (valid: text, json, gobench)\n", rf.format)
+		return rf, exitUsage, false
+	}
+	seedSet := false
+	fs.Visit(func(f *flag.Flag) { seedSet = seedSet || f.Name == "seed" })
+	if !seedSet {
+		cfg.Seed = rand.Int64N(1 << 31)
+	}
+	cfg.Impls, cfg.Faults, cfg.Nemesis = impls.vals, faults.vals, nemesis.vals
+	if len(nemesis.vals) == 0 {
+		cfg.NemesisInterval = 0
+	}
+	if len(lockOpts) > 0 {
+		cfg.LockOpts = lockOpts
+	}
+	cfg.Command = commandLine(args, seedSet, cfg.Seed)
+	*cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "faultline run: %v\n", err)
+		return rf, exitUsage, false
+	}
+	return rf, 0, true
+}
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	rf, code, ok := parseRun(args, stderr)
+	if !ok {
+		return code
+	}
+	cfg := rf.cfg
+	level := slog.LevelWarn
+	if rf.verbose {
+		level = slog.LevelInfo
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Progress = stderr
+	cfg.ProgressBar = isTerminal(stderr)
+
+	// First Ctrl-C: stop gracefully (flush the history, dump the resource,
+	// check, save). A second one: infra's handler closes every environment
+	// and exits.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+		infra.CleanupOnSignal(context.Background())
+	}()
+
+	fmt.Fprintf(stderr, "faultline %s: %s on %s, %d clients, %v each, seed %d → %s\n",
+		bench.Version, cfg.Workload, strings.Join(cfg.Impls, ","), cfg.Clients, cfg.Duration, cfg.Seed, cfg.Out)
+	res, err := bench.Run(ctx, cfg)
+	var ue *bench.UsageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "faultline run: %v\n", err)
+		return exitUsage
+	}
+	if res == nil {
+		fmt.Fprintf(stderr, "faultline run: %v\n", err)
+		return exitFail
+	}
+	if rerr := reports.WriteHTML(cfg.Out); rerr != nil {
+		fmt.Fprintf(stderr, "faultline run: report.html: %v\n", rerr)
+	}
+	switch rf.format {
+	case "json":
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(res)
+	case "gobench":
+		_ = reports.WriteGoBench(stdout, res)
+	default:
+		bench.WriteSummary(stdout, res, cfg.Out)
+		if _, serr := os.Stat(filepath.Join(cfg.Out, reports.ReportFile)); serr == nil {
+			fmt.Fprintf(stdout, "report:  %s\n", filepath.Join(cfg.Out, reports.ReportFile))
+		}
+	}
+	switch {
+	case res.Interrupted:
+		fmt.Fprintf(stderr, "faultline run: interrupted; what was done is saved in %s\n", cfg.Out)
+		return exitInterrupted
+	case err != nil && len(res.Notes) > 0:
+		fmt.Fprintf(stderr, "faultline run: failed (see the notes above; results saved in %s)\n", cfg.Out)
+		return exitFail
+	case err != nil:
+		fmt.Fprintf(stderr, "faultline run: %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+// isTerminal says whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// commandLine is the command that reproduces the run: the arguments given,
+// plus the seed when it was random.
+func commandLine(args []string, seedSet bool, seed int64) string {
+	parts := []string{"faultline", "run"}
+	for _, a := range args {
+		parts = append(parts, shellQuote(a))
+	}
+	if !seedSet {
+		parts = append(parts, fmt.Sprintf("--seed %d", seed))
+	}
+	return strings.Join(parts, " ")
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=.,:/@+%", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func listCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("list", "faultline list: implementations (mutants marked), workloads and fault kinds", stderr)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	fmt.Fprintln(stdout, "Lock implementations (workloads counter, fenced-counter):")
+	for _, i := range lock.All() {
+		tag := ""
+		if i.Mutant {
+			tag = " [mutant]"
+		}
+		if i.Fencing {
+			tag += " [fencing]"
+		}
+		fmt.Fprintf(stdout, "  %-24s %s%s\n", i.Name, i.Doc, tag)
+	}
+	fmt.Fprintln(stdout, "\nWorkloads:")
+	for _, w := range workload.All() {
+		fmt.Fprintf(stdout, "  %-24s %s\n", w.Name(), w.Doc())
+	}
+	fmt.Fprintln(stdout, "\nFaults (--fault "+chaos.Grammar+"):")
+	for _, k := range chaos.Kinds() {
+		params := ""
+		if k.Params != "" {
+			params = " (params: " + k.Params + ")"
+		}
+		fmt.Fprintf(stdout, "  %-18s %-8s %s%s\n", k.Name, k.Class, k.Doc, params)
+	}
+	return exitOK
+}
+
+func reportCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("report", "faultline report DIR          re-render DIR/report.html from DIR/{results.json,history.jsonl}\n"+
+		"faultline report --compare A B … [--out FILE]   compare saved runs", stderr)
+	compare := fs.Bool("compare", false, "compare the run directories given")
+	out := fs.String("out", "", "comparison page (default: compare.html in the first run directory)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	dirs := fs.Args()
+	if *compare {
+		if len(dirs) < 2 {
+			fmt.Fprintln(stderr, "faultline report --compare: give two or more run directories")
+			return exitUsage
+		}
+		if *out == "" {
+			*out = filepath.Join(dirs[0], "compare.html")
+		}
+		if err := reports.WriteCompare(*out, dirs); err != nil {
+			fmt.Fprintf(stderr, "faultline report: %v\n", err)
+			return reportExit(err)
+		}
+		fmt.Fprintf(stdout, "report: %s\n", *out)
+		return exitOK
+	}
+	if len(dirs) != 1 {
+		fmt.Fprintln(stderr, "faultline report: give one run directory (one that holds results.json)")
+		return exitUsage
+	}
+	if err := reports.WriteHTML(dirs[0]); err != nil {
+		fmt.Fprintf(stderr, "faultline report: %v\n", err)
+		return reportExit(err)
+	}
+	fmt.Fprintf(stdout, "report: %s\n", filepath.Join(dirs[0], reports.ReportFile))
+	return exitOK
+}
+
+// reportExit is 2 for inputs that are not a saved run, 1 otherwise.
+func reportExit(err error) int {
+	var se *results.SchemaError
+	if errors.As(err, &se) || errors.Is(err, os.ErrNotExist) || errors.Is(err, gate.ErrBadInput) {
+		return exitUsage
+	}
+	return exitFail
+}
+
+func gateCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("gate", "faultline gate --baseline FILE [--tolerance p99=+25%,throughput=-15%] RESULTS\n\n"+
+		"Exit 0 pass, 1 regression or a safety violation not allowed, 2 bad input.", stderr)
+	baseline := fs.String("baseline", "bench/baseline.json", "baseline results.json")
+	tolerance := fs.String("tolerance", "", "limits per stat (default "+gate.DefaultTolerance().String()+")")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "faultline gate: give one RESULTS file (a results.json, or a run directory)")
+		return exitUsage
+	}
+	tol, err := gate.ParseTolerance(*tolerance)
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
+		return exitUsage
+	}
+	cur := fs.Arg(0)
+	if st, err := os.Stat(cur); err == nil && st.IsDir() {
+		cur = filepath.Join(cur, results.FileName)
+	}
+	base, err := gate.ReadResults(*baseline)
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
+		return exitUsage
+	}
+	now, err := gate.ReadResults(cur)
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
+		return exitUsage
+	}
+	rep, err := gate.Gate(base, now, tol, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
+		return exitUsage
+	}
+	_ = rep.WriteTable(stdout)
+	if !rep.Pass() {
+		return exitFail
+	}
+	return exitOK
+}
+
+func gcCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("gc", "faultline gc: remove containers (label dev.faultline=1) and temp dirs left by killed runs; run it when no run is going on", stderr)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	removed, err := infra.GC(ctx)
+	for _, r := range removed {
+		fmt.Fprintf(stdout, "removed %s\n", r)
+	}
+	if len(removed) == 0 && err == nil {
+		fmt.Fprintln(stdout, "nothing to remove")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline gc: %v\n", err)
+		return exitFail
+	}
+	return exitOK
+}
+
+func versionCmd(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "faultline version: print the version", stderr)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	fmt.Fprintf(stdout, "faultline %s\n", bench.Version)
+	return exitOK
+}

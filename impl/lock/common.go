@@ -1,0 +1,170 @@
+package lock
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+)
+
+// ErrSimulatedCrash is returned by a test hook (a Params entry such as
+// "crash-after-setnx") at the point where it simulates the client process
+// dying: whatever the implementation had done on the servers so far stays
+// done, and nothing after it happens. Callers must treat the Locker as dead.
+var ErrSimulatedCrash = errors.New("lock: simulated client crash (test hook)")
+
+// cleanupTimeout bounds the best-effort clean-up an implementation runs
+// after an attempt whose outcome is unknown (timeout, lost connection).
+const cleanupTimeout = 250 * time.Millisecond
+
+// newToken returns a random, unique owner token (128 bits, URL-safe base64).
+func newToken() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// params reads implementation-specific Options.Params with defaults.
+type params map[string]string
+
+func (p params) duration(name string, def time.Duration) (time.Duration, error) {
+	s, ok := p[name]
+	if !ok || s == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("lock option %s=%q: want a duration such as 500ms: %w", name, s, err)
+	}
+	return d, nil
+}
+
+func (p params) int(name string, def int) (int, error) {
+	s, ok := p[name]
+	if !ok || s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("lock option %s=%q: want an integer: %w", name, s, err)
+	}
+	return n, nil
+}
+
+func (p params) float(name string, def float64) (float64, error) {
+	s, ok := p[name]
+	if !ok || s == "" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("lock option %s=%q: want a number: %w", name, s, err)
+	}
+	return f, nil
+}
+
+func (p params) bool(name string) (bool, error) {
+	s, ok := p[name]
+	if !ok || s == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("lock option %s=%q: want true or false: %w", name, s, err)
+	}
+	return b, nil
+}
+
+// backoff is a jittered exponential back-off between acquire attempts.
+type backoff struct {
+	min, max time.Duration
+}
+
+// backoffFrom reads "retry-min" (default 2ms) and "retry-max" (default 50ms).
+func backoffFrom(p params) (backoff, error) {
+	lo, err := p.duration("retry-min", 2*time.Millisecond)
+	if err != nil {
+		return backoff{}, err
+	}
+	hi, err := p.duration("retry-max", 50*time.Millisecond)
+	if err != nil {
+		return backoff{}, err
+	}
+	if lo <= 0 || hi < lo {
+		return backoff{}, fmt.Errorf("lock options retry-min=%v retry-max=%v: want 0 < retry-min <= retry-max", lo, hi)
+	}
+	return backoff{min: lo, max: hi}, nil
+}
+
+// delay is the wait before attempt n+1 (n >= 0): full jitter over
+// [min, min·2^n] capped at max.
+func (b backoff) delay(n int) time.Duration {
+	hi := b.min << min(n, 20)
+	if hi > b.max || hi <= 0 {
+		hi = b.max
+	}
+	return b.min + rand.N(hi-b.min+1)
+}
+
+// acquireLoop calls try until it succeeds, fails with something other than
+// ErrNotAcquired, or ctx ends (then ErrNotAcquired wrapping ctx's error).
+// A try whose outcome is unknown must itself clean up or return a non
+// ErrNotAcquired error, which ends the loop.
+func acquireLoop(ctx context.Context, b backoff, try func(context.Context) (Lease, error)) (Lease, error) {
+	var timer *time.Timer
+	for n := 0; ; n++ {
+		l, err := try(ctx)
+		if err == nil || !errors.Is(err, ErrNotAcquired) {
+			return l, err
+		}
+		if ctx.Err() != nil {
+			return Lease{}, fmt.Errorf("%w: %w", ErrNotAcquired, context.Cause(ctx))
+		}
+		d := b.delay(n)
+		if timer == nil {
+			timer = time.NewTimer(d)
+			defer timer.Stop()
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-ctx.Done():
+			return Lease{}, fmt.Errorf("%w: %w", ErrNotAcquired, context.Cause(ctx))
+		case <-timer.C:
+		}
+	}
+}
+
+// settle turns the error of an acquire attempt whose outcome is unknown into
+// a definite answer when it can: cleanup (which deletes only what carries
+// the attempt's own token) runs on a fresh short context; if it succeeds the
+// attempt is known to hold nothing and ErrNotAcquired is returned, otherwise
+// the original error (indeterminate) is.
+func settle(ctx context.Context, attemptErr error, cleanup func(context.Context) error) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := cleanup(cctx); err != nil && !errors.Is(err, ErrNotHeld) {
+		return fmt.Errorf("lock: acquire outcome unknown (%w); clean-up failed too (%v): the key may stay held until its ttl", attemptErr, err)
+	}
+	return fmt.Errorf("%w: attempt failed (%w) and was cleaned up", ErrNotAcquired, attemptErr)
+}
+
+// pause waits d (a simulated holder pause from a test hook) or until ctx
+// ends. d <= 0 returns at once.
+func pause(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}

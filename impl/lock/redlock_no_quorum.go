@@ -1,0 +1,16 @@
+package lock
+
+// redlock-no-quorum (mutant) is redlock's code with quorum N/2 (2 of 5) and
+// no validity check: it accepts a lock that a minority of nodes granted, or
+// that expired while it was being acquired. It promises nothing: two clients
+// can hold the same key at once on disjoint node sets (2 + 2 of 5), and
+// under slow nodes a client "holds" a lock whose ttl already ran out.
+func init() {
+	Register(Info{
+		Name:       "redlock-no-quorum",
+		Doc:        "MUTANT: redlock accepting 2 of 5 nodes and skipping the validity check; two holders on disjoint minorities",
+		Mutant:     true,
+		RedisNodes: 5,
+		New:        redlockFactory("redlock-no-quorum", redlockConfig{quorum: func(n int) int { return n / 2 }, checkValidity: false}),
+	})
+}

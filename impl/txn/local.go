@@ -1,0 +1,129 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// runLocal runs fn in one local transaction on participant node, bounded
+// by timeout. A failure before COMMIT was sent rolls back and wraps
+// ErrAborted (fn's own ErrAborted errors pass through); a failure of the
+// COMMIT itself is indeterminate unless the server answered it.
+func (p *pools) runLocal(ctx context.Context, node int, timeout time.Duration, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	pl, err := p.node(node)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tx, err := pl.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: begin on %s: %v", ErrAborted, NodeName(node), err)
+	}
+	if err := fn(ctx, tx); err != nil {
+		rbCtx, rbCancel := context.WithTimeout(context.Background(), timeout)
+		_ = tx.Rollback(rbCtx)
+		rbCancel()
+		if errors.Is(err, ErrAborted) {
+			return err
+		}
+		return fmt.Errorf("%w: on %s: %v", ErrAborted, NodeName(node), err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) || errors.Is(err, pgx.ErrTxCommitRollback) {
+			return fmt.Errorf("%w: commit refused on %s: %v", ErrAborted, NodeName(node), err)
+		}
+		return fmt.Errorf("%w: commit on %s: %v", ErrIndeterminate, NodeName(node), err)
+	}
+	return nil
+}
+
+// querier is a pgx.Tx or an acquired connection inside BEGIN.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// debit takes amount from account id if its balance covers it.
+func debit(ctx context.Context, tx querier, id int, amount int64) error {
+	ct, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance - $2 WHERE id = $1 AND balance >= $2`, id, amount)
+	if err != nil {
+		return err
+	}
+	if ct.RowsAffected() == 0 {
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM accounts WHERE id = $1`, id).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: debit account %d", ErrNoAccount, id)
+		}
+		return fmt.Errorf("%w: debit account %d of %d", ErrInsufficientFunds, id, amount)
+	}
+	return nil
+}
+
+// credit adds amount to account id.
+func credit(ctx context.Context, tx querier, id int, amount int64) error {
+	ct, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance + $2 WHERE id = $1`, id, amount)
+	if err != nil {
+		return err
+	}
+	if ct.RowsAffected() == 0 {
+		return fmt.Errorf("%w: credit account %d", ErrNoAccount, id)
+	}
+	return nil
+}
+
+func validate(t Transfer) error {
+	if t.Amount <= 0 {
+		return fmt.Errorf("%w: amount %d must be positive", ErrAborted, t.Amount)
+	}
+	if t.ID == "" {
+		return fmt.Errorf("%w: transfer needs an ID", ErrAborted)
+	}
+	for _, r := range t.ID {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' || r == ':') {
+			return fmt.Errorf("%w: transfer ID %q: use [A-Za-z0-9_.:-]", ErrAborted, t.ID)
+		}
+	}
+	if t.From == t.To {
+		return fmt.Errorf("%w: transfer from an account to itself", ErrAborted)
+	}
+	return nil
+}
+
+// isBusiness reports whether err is a business rejection (deterministic:
+// retrying will not help).
+func isBusiness(err error) bool {
+	return errors.Is(err, ErrInsufficientFunds) || errors.Is(err, ErrNoAccount)
+}
+
+// retry calls fn until it returns nil or a business error, ctx ends, or
+// max attempts; it returns the number of retries and the last error.
+func retry(ctx context.Context, max int, fn func() error) (int, error) {
+	backoff := 5 * time.Millisecond
+	var err error
+	for i := 0; i < max; i++ {
+		if err = fn(); err == nil || isBusiness(err) {
+			return i, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return i, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-t.C:
+		}
+		if backoff < 200*time.Millisecond {
+			backoff *= 2
+		}
+	}
+	return max - 1, err
+}

@@ -1,0 +1,179 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// saga runs a transfer as two local transactions, debit (on the source's
+// node) then credit (on the target's node), each with a step-log row in the
+// barrier table (gid, branch, 'action') inserted ON CONFLICT DO NOTHING in
+// the same local transaction, so a retried step applies once. A business
+// failure (insufficient funds, no such account) runs the compensations in
+// reverse order (refund the debit); a compensation inserts the 'action' row
+// too, so a step that never ran is not undone and can no longer run late.
+// Infrastructure failures are retried until done (bounded by ctx); the
+// global state (running / compensating / done / aborted) in the
+// coordinator database lets Recover finish what a crash left.
+type saga struct {
+	p   *pools
+	opt Options
+}
+
+func newSaga(ctx context.Context, ep Endpoints, opt Options) (Transferer, error) {
+	opt = opt.withDefaults()
+	p, err := openPools(ctx, ep, opt, true)
+	if err != nil {
+		return nil, err
+	}
+	return &saga{p: p, opt: opt}, nil
+}
+
+// GIDSaga is the global transaction id saga uses for a transfer.
+func GIDSaga(id string) string { return GIDPrefix + "saga:" + id }
+
+func (s *saga) Transfer(ctx context.Context, t Transfer) (out Outcome, err error) {
+	start := time.Now()
+	defer func() { out.Total = time.Since(start) }()
+	if err = validate(t); err != nil {
+		return out, err
+	}
+	gid := GIDSaga(t.ID)
+	if err := beginGlobal(ctx, s.p, s.opt, gid, "saga", stateRunning, t); err != nil {
+		return out, err
+	}
+	return s.run(ctx, gid, t.From, t.To, t.Amount, stateRunning, out)
+}
+
+// run drives a saga from state (running or compensating) to its end.
+func (s *saga) run(ctx context.Context, gid string, from, to Account, amount int64, state string, out Outcome) (Outcome, error) {
+	bs := tccBranches(from, to, amount)
+	var cause error
+	if state == stateRunning {
+		fs := time.Now()
+		for _, b := range bs {
+			n, err := retry(ctx, maxRetries, func() error { return s.action(ctx, gid, b) })
+			out.Retries += n
+			if err != nil && !isBusiness(err) {
+				out.add(PhaseForward, fs)
+				return out, fmt.Errorf("%w: saga %s: step %s unfinished (Recover continues it): %v", ErrIndeterminate, gid, b.name, err)
+			}
+			if err != nil {
+				cause = err
+				break
+			}
+		}
+		out.add(PhaseForward, fs)
+		if cause == nil {
+			if _, err := setGlobalState(ctx, s.p, s.opt, gid, stateRunning, stateDone); err != nil {
+				s.opt.Logger.Warn("saga: could not mark done; Recover will replay it (idempotent)", "gid", gid, "err", err)
+			}
+			return out, nil
+		}
+		if _, err := setGlobalState(ctx, s.p, s.opt, gid, stateRunning, stateCompensating); err != nil {
+			return out, fmt.Errorf("%w: saga %s: record compensation: %v", ErrIndeterminate, gid, err)
+		}
+	}
+	cs := time.Now()
+	for i := len(bs) - 1; i >= 0; i-- {
+		b := bs[i]
+		n, err := retry(ctx, maxRetries, func() error { return s.compensate(ctx, gid, b) })
+		out.Retries += n
+		if err != nil {
+			out.add(PhaseCompensate, cs)
+			// The refund is owed and Recover pays it; the transfer will not happen.
+			return out, fmt.Errorf("%w: saga %s: compensation of %s unfinished (Recover finishes it): %v", ErrAborted, gid, b.name, err)
+		}
+	}
+	out.add(PhaseCompensate, cs)
+	_, _ = setGlobalState(ctx, s.p, s.opt, gid, stateCompensating, stateAborted)
+	if cause == nil {
+		cause = ErrAborted
+	}
+	if isBusiness(cause) {
+		return out, fmt.Errorf("saga %s compensated: %w", gid, cause)
+	}
+	return out, fmt.Errorf("%w: saga %s compensated: %v", ErrAborted, gid, cause)
+}
+
+func (s *saga) action(ctx context.Context, gid string, b tccBranch) error {
+	return s.p.runLocal(ctx, b.node, s.opt.OpTimeout, func(ctx context.Context, tx pgx.Tx) error {
+		fresh, err := barrierInsert(ctx, tx, gid, b.name, OpAction)
+		if err != nil {
+			return err
+		}
+		if !fresh { // done before, or compensated before it ran
+			return journal(ctx, tx, gid, b.name, OpAction, b.account, b.amount, false)
+		}
+		if b.name == BranchDebit {
+			err = debit(ctx, tx, b.account, b.amount)
+		} else {
+			err = credit(ctx, tx, b.account, b.amount)
+		}
+		if err != nil {
+			return err
+		}
+		return journal(ctx, tx, gid, b.name, OpAction, b.account, b.amount, true)
+	})
+}
+
+func (s *saga) compensate(ctx context.Context, gid string, b tccBranch) error {
+	return s.p.runLocal(ctx, b.node, s.opt.OpTimeout, func(ctx context.Context, tx pgx.Tx) error {
+		never, err := barrierInsert(ctx, tx, gid, b.name, OpAction)
+		if err != nil {
+			return err
+		}
+		fresh, err := barrierInsert(ctx, tx, gid, b.name, OpCompensate)
+		if err != nil {
+			return err
+		}
+		if never || !fresh {
+			return journal(ctx, tx, gid, b.name, OpCompensate, b.account, b.amount, false)
+		}
+		delta := b.amount // refund a debit
+		if b.name == BranchCredit {
+			delta = -b.amount
+		}
+		if _, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance + $2 WHERE id = $1`, b.account, delta); err != nil {
+			return err
+		}
+		return journal(ctx, tx, gid, b.name, OpCompensate, b.account, b.amount, true)
+	})
+}
+
+// Recover continues every running saga forward and finishes every
+// compensating one.
+func (s *saga) Recover(ctx context.Context) error {
+	gs, err := unfinished(ctx, s.p, s.opt, "saga", stateRunning, stateCompensating)
+	if err != nil {
+		return fmt.Errorf("txn: saga recover: list unfinished sagas: %w", err)
+	}
+	var errs []error
+	for _, g := range gs {
+		_, _ = s.run(ctx, g.gid, g.from, g.to, g.amount, g.state, Outcome{})
+		if still, err := unfinishedOne(ctx, s.p, s.opt, g.gid); still || err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unfinishedOne reports whether gid is still unfinished.
+func unfinishedOne(ctx context.Context, p *pools, opt Options, gid string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, opt.OpTimeout)
+	defer cancel()
+	var st string
+	if err := p.coord.QueryRow(ctx, `SELECT state FROM global_txn WHERE gid = $1`, gid).Scan(&st); err != nil {
+		return false, err
+	}
+	if st == stateRunning || st == stateCompensating {
+		return true, fmt.Errorf("txn: saga %s still %s", gid, st)
+	}
+	return false, nil
+}
+
+func (s *saga) Close() error { s.p.close(); return nil }

@@ -1,0 +1,551 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+)
+
+// CoordDatabase is the coordinator database Setup creates on participant A's
+// server when Endpoints.Coordinator.DSN is empty.
+const CoordDatabase = "faultline_coord"
+
+// GIDPrefix starts every global transaction id (prepared-xact gid, barrier
+// gid, message id) this package creates.
+const GIDPrefix = "fl:"
+
+// Outbox stream and consumer group.
+const (
+	OutboxStream = "faultline:outbox"
+	OutboxGroup  = "bank"
+)
+
+const participantDDL = `
+CREATE TABLE IF NOT EXISTS accounts (
+	id      int PRIMARY KEY,
+	balance bigint NOT NULL,           -- no CHECK (balance >= 0): the checker must see negatives
+	frozen  bigint NOT NULL DEFAULT 0, -- TCC: debited by a try, awaiting confirm/cancel (still the owner's money)
+	pending bigint NOT NULL DEFAULT 0  -- TCC: credited by a try, not yet the owner's money
+);
+CREATE TABLE IF NOT EXISTS barrier (  -- TCC barrier / saga step log
+	gid    text NOT NULL,
+	branch text NOT NULL,
+	op     text NOT NULL,
+	at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+	PRIMARY KEY (gid, branch, op)
+);
+CREATE TABLE IF NOT EXISTS journal (  -- every TCC/saga branch call, written in the call's own local txn
+	seq     bigserial PRIMARY KEY,
+	gid     text NOT NULL,
+	branch  text NOT NULL,
+	op      text NOT NULL,
+	account int NOT NULL,
+	amount  bigint NOT NULL,
+	applied boolean NOT NULL,          -- false: the barrier neutralised it
+	at      timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS outbox (
+	id          bigserial PRIMARY KEY,
+	msg_id      text NOT NULL UNIQUE,
+	transfer_id text NOT NULL,
+	to_node     int NOT NULL,
+	to_id       int NOT NULL,
+	amount      bigint NOT NULL,
+	created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+	sent_at     timestamptz
+);
+CREATE TABLE IF NOT EXISTS inbox (    -- every message the consumer handled, in the credit's local txn
+	seq         bigserial PRIMARY KEY,
+	msg_id      text NOT NULL,
+	transfer_id text NOT NULL,
+	account     int NOT NULL,
+	amount      bigint NOT NULL,
+	applied     boolean NOT NULL,      -- false: dedup skipped a duplicate
+	at          timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS inbox_dedup (msg_id text PRIMARY KEY);
+`
+
+const coordDDL = `
+CREATE TABLE IF NOT EXISTS twopc_decisions (
+	gid          text PRIMARY KEY,
+	decision     text NOT NULL,        -- commit | abort
+	participants text NOT NULL,        -- e.g. "0,1"
+	at           timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS global_txn (   -- TCC and saga transactions
+	gid         text PRIMARY KEY,
+	protocol    text NOT NULL,
+	state       text NOT NULL,
+	transfer_id text NOT NULL,
+	from_node   int NOT NULL,
+	from_id     int NOT NULL,
+	to_node     int NOT NULL,
+	to_id       int NOT NULL,
+	amount      bigint NOT NULL,
+	created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+	updated_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+`
+
+// Layout is the bank Setup created.
+type Layout struct {
+	Accounts []Account
+	Initial  map[Account]int64
+	Total    int64
+}
+
+// CoordinatorDSN returns the coordinator database's DSN: ep.Coordinator.DSN,
+// or database CoordDatabase on participant A's server.
+func (ep Endpoints) CoordinatorDSN() (string, error) {
+	if ep.Coordinator.DSN != "" {
+		return ep.Coordinator.DSN, nil
+	}
+	if len(ep.Participants) == 0 {
+		return "", errors.New("txn: no participant endpoints: pass two PostgreSQL endpoints")
+	}
+	u, err := url.Parse(ep.Participants[0].DSN)
+	if err != nil || u.Scheme == "" {
+		return "", fmt.Errorf("txn: participant DSN must be a postgres:// URL to derive the coordinator database: %v", err)
+	}
+	u.Path = "/" + CoordDatabase
+	return u.String(), nil
+}
+
+func (ep Endpoints) check() error {
+	if len(ep.Participants) < 2 {
+		return fmt.Errorf("txn: need 2 participant databases, got %d", len(ep.Participants))
+	}
+	return nil
+}
+
+func connect(ctx context.Context, dsn string, timeout time.Duration) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("txn: bad DSN: %w", err)
+	}
+	cfg.ConnectTimeout = timeout
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// openPool opens a pool with lock_timeout set on every session.
+func openPool(ctx context.Context, dsn string, opt Options) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("txn: bad DSN: %w", err)
+	}
+	cfg.MaxConns = opt.MaxConns
+	cfg.ConnConfig.ConnectTimeout = opt.OpTimeout
+	cfg.ConnConfig.RuntimeParams["lock_timeout"] = strconv.FormatInt(opt.LockTimeout.Milliseconds(), 10)
+	cfg.ConnConfig.RuntimeParams["application_name"] = "faultline-txn"
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// pools are the connections every implementation needs.
+type pools struct {
+	part  []*pgxpool.Pool
+	coord *pgxpool.Pool
+}
+
+func openPools(ctx context.Context, ep Endpoints, opt Options, withCoord bool) (*pools, error) {
+	if err := ep.check(); err != nil {
+		return nil, err
+	}
+	p := &pools{}
+	for _, e := range ep.Participants {
+		pl, err := openPool(ctx, e.DSN, opt)
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("txn: open participant %s: %w", e.Name, err)
+		}
+		p.part = append(p.part, pl)
+	}
+	if withCoord {
+		dsn, err := ep.CoordinatorDSN()
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		if p.coord, err = openPool(ctx, dsn, opt); err != nil {
+			p.close()
+			return nil, fmt.Errorf("txn: open coordinator: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func (p *pools) close() {
+	for _, pl := range p.part {
+		pl.Close()
+	}
+	if p.coord != nil {
+		p.coord.Close()
+	}
+}
+
+func (p *pools) node(i int) (*pgxpool.Pool, error) {
+	if i < 0 || i >= len(p.part) {
+		return nil, fmt.Errorf("%w: node %d does not exist", ErrNoAccount, i)
+	}
+	return p.part[i], nil
+}
+
+// Setup creates (if needed) and resets the bank: on each participant the
+// tables, every prepared transaction of its database rolled back, every
+// table emptied, accounts 1..accountsPerNode with initialBalance each; the
+// coordinator database (created on A's server if ep.Coordinator.DSN is
+// empty) and its tables emptied; the outbox stream deleted. Close every
+// Transferer before calling it.
+func Setup(ctx context.Context, ep Endpoints, accountsPerNode int, initialBalance int64) (Layout, error) {
+	if err := ep.check(); err != nil {
+		return Layout{}, err
+	}
+	const timeout = 10 * time.Second
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	lay := Layout{Initial: map[Account]int64{}}
+	for i, e := range ep.Participants {
+		if err := setupParticipant(ctx, e.DSN, timeout, accountsPerNode, initialBalance); err != nil {
+			return Layout{}, fmt.Errorf("txn: setup participant %s (%s): %w", NodeName(i), e.Name, err)
+		}
+		for id := 1; id <= accountsPerNode; id++ {
+			a := Account{Node: i, ID: id}
+			lay.Accounts = append(lay.Accounts, a)
+			lay.Initial[a] = initialBalance
+			lay.Total += initialBalance
+		}
+	}
+	if ep.Coordinator.DSN == "" {
+		if err := createCoordDB(ctx, ep.Participants[0].DSN, timeout); err != nil {
+			return Layout{}, err
+		}
+	}
+	dsn, err := ep.CoordinatorDSN()
+	if err != nil {
+		return Layout{}, err
+	}
+	c, err := connect(ctx, dsn, timeout)
+	if err != nil {
+		return Layout{}, fmt.Errorf("txn: connect coordinator database: %w", err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, coordDDL); err != nil {
+		return Layout{}, fmt.Errorf("txn: create coordinator tables: %w", err)
+	}
+	if _, err := c.Exec(ctx, `TRUNCATE twopc_decisions, global_txn`); err != nil {
+		return Layout{}, fmt.Errorf("txn: reset coordinator tables: %w", err)
+	}
+	if len(ep.Redis) > 0 {
+		rc := newRedis(ep.Redis[0], timeout)
+		defer rc.Close()
+		if err := rc.Del(ctx, OutboxStream).Err(); err != nil {
+			return Layout{}, fmt.Errorf("txn: reset outbox stream on %s: %w", ep.Redis[0].Addr, err)
+		}
+	}
+	return lay, nil
+}
+
+func createCoordDB(ctx context.Context, dsn string, timeout time.Duration) error {
+	c, err := connect(ctx, dsn, timeout)
+	if err != nil {
+		return fmt.Errorf("txn: connect participant A to create %s: %w", CoordDatabase, err)
+	}
+	defer c.Close(context.Background())
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname = $1`, CoordDatabase).Scan(&n); err != nil {
+		return fmt.Errorf("txn: look up database %s: %w", CoordDatabase, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := c.Exec(ctx, `CREATE DATABASE `+CoordDatabase); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42P04" { // created concurrently
+			return nil
+		}
+		return fmt.Errorf("txn: create database %s (the user needs CREATEDB, or pass Endpoints.Coordinator): %w", CoordDatabase, err)
+	}
+	return nil
+}
+
+func setupParticipant(ctx context.Context, dsn string, timeout time.Duration, n int, initial int64) error {
+	c, err := connect(ctx, dsn, timeout)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, participantDDL); err != nil {
+		return fmt.Errorf("create tables: %w", err)
+	}
+	rows, err := c.Query(ctx, `SELECT gid FROM pg_prepared_xacts WHERE database = current_database()`)
+	if err != nil {
+		return fmt.Errorf("list prepared xacts: %w", err)
+	}
+	gids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list prepared xacts: %w", err)
+	}
+	for _, g := range gids {
+		if _, err := c.Exec(ctx, `ROLLBACK PREPARED `+quote(g)); err != nil && !isUnknownGID(err) {
+			return fmt.Errorf("roll back leftover prepared xact %s: %w", g, err)
+		}
+	}
+	if _, err := c.Exec(ctx, `TRUNCATE accounts, barrier, journal, outbox, inbox, inbox_dedup RESTART IDENTITY`); err != nil {
+		return fmt.Errorf("reset tables: %w", err)
+	}
+	if _, err := c.Exec(ctx, `INSERT INTO accounts(id, balance) SELECT g, $2 FROM generate_series(1, $1) g`, n, initial); err != nil {
+		return fmt.Errorf("create accounts: %w", err)
+	}
+	return nil
+}
+
+// quote makes a SQL string literal (gids cannot be $n parameters).
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func isUnknownGID(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42704"
+}
+
+func newRedis(e RedisEndpoint, timeout time.Duration) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr: e.Addr, Password: e.Password,
+		MaxRetries:  -1,
+		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+	})
+}
+
+// AccountState is one account's row.
+type AccountState struct {
+	Account
+	Balance int64 `json:"balance"`
+	Frozen  int64 `json:"frozen"`  // TCC: reserved by a try on the source (owner's money)
+	Pending int64 `json:"pending"` // TCC: incoming, not yet the owner's money
+}
+
+// PreparedXact is a row of pg_prepared_xacts.
+type PreparedXact struct {
+	Node     int       `json:"node"`
+	GID      string    `json:"gid"`
+	Prepared time.Time `json:"prepared"`
+	Database string    `json:"database"`
+}
+
+// JournalEntry is one TCC/saga branch call that reached a participant (in
+// commit order per node).
+type JournalEntry struct {
+	Node    int       `json:"node"`
+	Seq     int64     `json:"seq"`
+	GID     string    `json:"gid"`
+	Branch  string    `json:"branch"` // debit | credit
+	Op      string    `json:"op"`     // try | confirm | cancel | action | compensate
+	Account int       `json:"account"`
+	Amount  int64     `json:"amount"`
+	Applied bool      `json:"applied"` // false: neutralised by the barrier
+	At      time.Time `json:"at"`
+}
+
+// OutboxRow is one committed outbox message.
+type OutboxRow struct {
+	Node       int       `json:"node"`
+	MsgID      string    `json:"msg_id"`
+	TransferID string    `json:"transfer_id"`
+	To         Account   `json:"to"`
+	Amount     int64     `json:"amount"`
+	CreatedAt  time.Time `json:"created_at"`
+	SentAt     time.Time `json:"sent_at"` // zero: not marked sent
+	Published  int       `json:"published"`
+}
+
+// InboxEntry is one message the consumer handled on a node.
+type InboxEntry struct {
+	Node       int       `json:"node"`
+	Seq        int64     `json:"seq"`
+	MsgID      string    `json:"msg_id"`
+	TransferID string    `json:"transfer_id"`
+	Account    int       `json:"account"`
+	Amount     int64     `json:"amount"`
+	Applied    bool      `json:"applied"` // false: dedup skipped it
+	At         time.Time `json:"at"`
+}
+
+// GlobalTxn is a TCC or saga transaction in the coordinator's table.
+type GlobalTxn struct {
+	GID        string    `json:"gid"`
+	Protocol   string    `json:"protocol"`
+	State      string    `json:"state"`
+	TransferID string    `json:"transfer_id"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// Decision is a 2PC decision-log row.
+type Decision struct {
+	GID      string    `json:"gid"`
+	Decision string    `json:"decision"`
+	At       time.Time `json:"at"`
+}
+
+// Snapshot is everything the bank checkers read, taken after quiescence.
+type Snapshot struct {
+	TakenAt   time.Time      `json:"taken_at"` // participant A's clock
+	Accounts  []AccountState `json:"accounts"`
+	Prepared  []PreparedXact `json:"prepared,omitempty"`
+	Journal   []JournalEntry `json:"journal,omitempty"`
+	Outbox    []OutboxRow    `json:"outbox,omitempty"`
+	Inbox     []InboxEntry   `json:"inbox,omitempty"`
+	Decisions []Decision     `json:"decisions,omitempty"`
+	Globals   []GlobalTxn    `json:"globals,omitempty"`
+}
+
+// TakeSnapshot reads the bank's state from every participant (one
+// repeatable-read transaction each), the coordinator database and the
+// outbox stream. Take it after quiescence and Recover.
+func TakeSnapshot(ctx context.Context, ep Endpoints) (Snapshot, error) {
+	if err := ep.check(); err != nil {
+		return Snapshot{}, err
+	}
+	const timeout = 10 * time.Second
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	var s Snapshot
+	for i, e := range ep.Participants {
+		if err := snapParticipant(ctx, i, e.DSN, timeout, &s); err != nil {
+			return Snapshot{}, fmt.Errorf("txn: snapshot participant %s (%s): %w", NodeName(i), e.Name, err)
+		}
+	}
+	dsn, err := ep.CoordinatorDSN()
+	if err != nil {
+		return Snapshot{}, err
+	}
+	c, err := connect(ctx, dsn, timeout)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("txn: snapshot: connect coordinator: %w", err)
+	}
+	defer c.Close(context.Background())
+	rows, _ := c.Query(ctx, `SELECT gid, decision, at FROM twopc_decisions ORDER BY at`)
+	if s.Decisions, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Decision, error) {
+		var d Decision
+		return d, r.Scan(&d.GID, &d.Decision, &d.At)
+	}); err != nil {
+		return Snapshot{}, fmt.Errorf("txn: snapshot decisions: %w", err)
+	}
+	rows, _ = c.Query(ctx, `SELECT gid, protocol, state, transfer_id, created_at, updated_at FROM global_txn ORDER BY created_at`)
+	if s.Globals, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (GlobalTxn, error) {
+		var g GlobalTxn
+		return g, r.Scan(&g.GID, &g.Protocol, &g.State, &g.TransferID, &g.CreatedAt, &g.UpdatedAt)
+	}); err != nil {
+		return Snapshot{}, fmt.Errorf("txn: snapshot globals: %w", err)
+	}
+	if len(ep.Redis) > 0 && len(s.Outbox) > 0 {
+		if err := snapStream(ctx, ep.Redis[0], timeout, &s); err != nil {
+			return Snapshot{}, err
+		}
+	}
+	return s, nil
+}
+
+func snapParticipant(ctx context.Context, node int, dsn string, timeout time.Duration, s *Snapshot) error {
+	c, err := connect(ctx, dsn, timeout)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer c.Close(context.Background())
+	// One repeatable-read transaction: a consistent view of this node.
+	tx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background())
+	if node == 0 {
+		if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&s.TakenAt); err != nil {
+			return err
+		}
+	}
+	rows, _ := tx.Query(ctx, `SELECT id, balance, frozen, pending FROM accounts ORDER BY id`)
+	acc, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AccountState, error) {
+		a := AccountState{Account: Account{Node: node}}
+		return a, r.Scan(&a.ID, &a.Balance, &a.Frozen, &a.Pending)
+	})
+	if err != nil {
+		return fmt.Errorf("accounts: %w", err)
+	}
+	s.Accounts = append(s.Accounts, acc...)
+	rows, _ = tx.Query(ctx, `SELECT gid, prepared, database FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared`)
+	px, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PreparedXact, error) {
+		p := PreparedXact{Node: node}
+		return p, r.Scan(&p.GID, &p.Prepared, &p.Database)
+	})
+	if err != nil {
+		return fmt.Errorf("pg_prepared_xacts: %w", err)
+	}
+	s.Prepared = append(s.Prepared, px...)
+	rows, _ = tx.Query(ctx, `SELECT seq, gid, branch, op, account, amount, applied, at FROM journal ORDER BY seq`)
+	j, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (JournalEntry, error) {
+		e := JournalEntry{Node: node}
+		return e, r.Scan(&e.Seq, &e.GID, &e.Branch, &e.Op, &e.Account, &e.Amount, &e.Applied, &e.At)
+	})
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	s.Journal = append(s.Journal, j...)
+	rows, _ = tx.Query(ctx, `SELECT msg_id, transfer_id, to_node, to_id, amount, created_at, sent_at FROM outbox ORDER BY id`)
+	ob, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OutboxRow, error) {
+		o := OutboxRow{Node: node}
+		var sent *time.Time
+		err := r.Scan(&o.MsgID, &o.TransferID, &o.To.Node, &o.To.ID, &o.Amount, &o.CreatedAt, &sent)
+		if sent != nil {
+			o.SentAt = *sent
+		}
+		return o, err
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	s.Outbox = append(s.Outbox, ob...)
+	rows, _ = tx.Query(ctx, `SELECT seq, msg_id, transfer_id, account, amount, applied, at FROM inbox ORDER BY seq`)
+	ib, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (InboxEntry, error) {
+		e := InboxEntry{Node: node}
+		return e, r.Scan(&e.Seq, &e.MsgID, &e.TransferID, &e.Account, &e.Amount, &e.Applied, &e.At)
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: %w", err)
+	}
+	s.Inbox = append(s.Inbox, ib...)
+	return nil
+}
+
+func snapStream(ctx context.Context, e RedisEndpoint, timeout time.Duration, s *Snapshot) error {
+	rc := newRedis(e, timeout)
+	defer rc.Close()
+	count := map[string]int{}
+	start := "-"
+	for range 100000 { // bounded: 1000 entries per page
+		msgs, err := rc.XRangeN(ctx, OutboxStream, start, "+", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("txn: snapshot: read stream %s on %s: %w", OutboxStream, e.Addr, err)
+		}
+		for _, m := range msgs {
+			if id, ok := m.Values["msg_id"].(string); ok {
+				count[id]++
+			}
+		}
+		if len(msgs) < 1000 {
+			break
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+	for i := range s.Outbox {
+		s.Outbox[i].Published = count[s.Outbox[i].MsgID]
+	}
+	return nil
+}

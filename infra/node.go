@@ -1,0 +1,91 @@
+package infra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// node pairs a provider's server with its proxy and implements Node. Its
+// Addr is the proxy's listen address, which never changes; after a restart
+// the proxy's upstream follows the server's (possibly new) address.
+type node struct {
+	name     string
+	kind     Kind
+	password string
+	srv      server
+	px       nodeProxy
+
+	mu sync.Mutex // serialises lifecycle operations on this node
+}
+
+var _ Node = (*node)(nil)
+
+func (n *node) Name() string       { return n.name }
+func (n *node) Kind() Kind         { return n.kind }
+func (n *node) Addr() string       { return n.px.Listen() }
+func (n *node) DirectAddr() string { return n.srv.addr() }
+func (n *node) Password() string   { return n.password }
+func (n *node) Proxy() Proxy       { return n.px }
+
+// DSN is a PostgreSQL connection string through the proxy ("" for Redis).
+func (n *node) DSN() string { return n.dsn(n.Addr()) }
+
+// DirectDSN is a PostgreSQL connection string to the server itself.
+func (n *node) DirectDSN() string { return n.dsn(n.DirectAddr()) }
+
+func (n *node) dsn(addr string) string {
+	if n.kind != Postgres {
+		return ""
+	}
+	return fmt.Sprintf("postgres://faultline:%s@%s/faultline?sslmode=disable&connect_timeout=5", n.password, addr)
+}
+
+func (n *node) String() string { return fmt.Sprintf("%s(%s %s)", n.name, n.kind, n.Addr()) }
+
+func (n *node) Kill(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv.kill(ctx)
+}
+
+// Start restarts the server and re-points the proxy at its address.
+func (n *node) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err := n.srv.start(ctx); err != nil {
+		return err
+	}
+	return n.px.setUpstream(ctx, n.srv.addr())
+}
+
+func (n *node) Pause(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv.pause(ctx)
+}
+
+func (n *node) Resume(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv.resume(ctx)
+}
+
+func (n *node) Stop(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv.stop(ctx)
+}
+
+// destroy removes the proxy and the server; both steps always run. It does
+// not wait for n.mu: a Start blocked on readiness must not delay cleanup (the
+// server's destroy kills the process first, which ends that wait).
+func (n *node) destroy(ctx context.Context) error {
+	var errs []error
+	if n.px != nil {
+		errs = append(errs, n.px.destroy(ctx))
+	}
+	errs = append(errs, n.srv.destroy(ctx))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,134 @@
+package infra
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// tempPrefix starts the name of every temp dir faultline creates, so leftovers
+// are recognisable (and the cleanup test can look for them).
+const tempPrefix = "faultline-"
+
+// logTailLines is how many log lines an error quotes.
+const logTailLines = 20
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1. The port is free
+// when this returns; a server that loses the race to bind it is restarted on
+// another port by the caller.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port on 127.0.0.1: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// randomHex returns n random bytes as hex (2n characters), from crypto/rand.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		// crypto/rand.Read never fails on Linux (it panics internally if
+		// the kernel refuses); keep the error path explicit anyway.
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b)
+}
+
+// newPassword returns a random password safe in URLs and Redis configs.
+func newPassword() string { return randomHex(16) }
+
+// fileTail returns the last n lines of the file at path, reading at most the
+// last 64 KiB of it ("" when the file is missing or empty).
+func fileTail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const maxRead = 64 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > maxRead {
+		if _, err := f.Seek(st.Size()-maxRead, io.SeekStart); err != nil {
+			return ""
+		}
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return ""
+	}
+	return lastLines(data, n)
+}
+
+// fileFrom returns the file's content from byte offset off (at most 64 KiB).
+func fileFrom(path string, off int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return ""
+	}
+	data, _ := io.ReadAll(io.LimitReader(f, 64<<10))
+	return string(data)
+}
+
+func lastLines(data []byte, n int) string {
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// indent prefixes every line of s, for log tails quoted inside errors.
+func indent(s string) string {
+	if s == "" {
+		return "    (log is empty)"
+	}
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
+
+// pollEvery calls probe until it returns nil, ctx ends, or stop is closed,
+// waiting interval between attempts. It returns the last probe error when ctx
+// ends, or errStopped when stop closes.
+func pollEvery(ctx context.Context, interval time.Duration, stop <-chan struct{}, probe func(context.Context) error) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var last error
+	for {
+		if last = probe(ctx); last == nil {
+			return nil
+		}
+		select { // the process's exit explains a failed probe best
+		case <-stop:
+			return errStopped
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), last)
+		case <-stop:
+			return errStopped
+		case <-t.C:
+		}
+	}
+}
+
+// errStopped says the process being polled exited.
+var errStopped = errors.New("process exited")

@@ -1,0 +1,265 @@
+// Package gate is the CI regression gate: it compares a run's results.json
+// against a committed baseline and says, metric by metric, whether latency
+// or throughput regressed past a tolerance, and whether any safety violation
+// appeared that the expected-verdict matrix does not allow.
+//
+// The CLI maps the outcome to exit codes: Report.Pass false → 1, an error
+// wrapping ErrBadInput → 2, pass → 0.
+package gate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/faultline-dev/faultline/bench/results"
+)
+
+// ErrBadInput marks errors caused by the inputs rather than by a regression:
+// a missing or unreadable file, invalid JSON, a wrong schema version, or
+// results that cannot be compared. The CLI exits 2 on it.
+var ErrBadInput = errors.New("bad input")
+
+// ReadResults reads and validates a results.json file. Every error wraps
+// ErrBadInput and names the file; a schema mismatch names the version found
+// and the version expected.
+func ReadResults(path string) (*results.Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read results: %w (pass the results.json of a saved run, e.g. reports/runs/<run-id>/results.json)", ErrBadInput, err)
+	}
+	var probe struct {
+		Schema *int `json:"schema"`
+	}
+	if err := json.Unmarshal(b, &probe); err != nil {
+		return nil, fmt.Errorf("%w: %s is not a results.json file: %w", ErrBadInput, path, err)
+	}
+	if probe.Schema == nil {
+		return nil, fmt.Errorf("%w: %s has no \"schema\" field, expected schema %d: is it a faultline results.json?", ErrBadInput, path, results.Schema)
+	}
+	if *probe.Schema != results.Schema {
+		return nil, fmt.Errorf("%w: %s has schema %d, expected schema %d: re-run the benchmark with this faultline version (or refresh the baseline with `make baseline`)", ErrBadInput, path, *probe.Schema, results.Schema)
+	}
+	var r results.Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%w: %s: decode results schema %d: %w", ErrBadInput, path, results.Schema, err)
+	}
+	return &r, nil
+}
+
+// Row is one line of the gate table.
+type Row struct {
+	// Metric names what is compared: "redis-setnx/cycle p99" or
+	// "redis-unsafe safety:mutual-exclusion".
+	Metric   string
+	Impl     string
+	Op       string // operation kind; empty for safety rows
+	Stat     Stat   // empty for safety rows
+	Baseline float64
+	Now      float64
+	// Change is (Now-Baseline)/Baseline; NaN when it does not apply.
+	Change float64
+	Limit  string // "≤ +25%", "≥ -15%", "none allowed"…
+	Pass   bool
+	Note   string // why a row was not gated, or what failed
+	Safety bool   // a safety (verdict) row rather than a performance row
+}
+
+// Report is the outcome of Gate.
+type Report struct {
+	Baseline, Current string // run ids
+	Rows              []Row
+}
+
+// Pass reports whether every row passed.
+func (r Report) Pass() bool { return len(r.Failures()) == 0 }
+
+// Failures returns the rows that failed.
+func (r Report) Failures() []Row {
+	var out []Row
+	for _, row := range r.Rows {
+		if !row.Pass {
+			out = append(out, row)
+		}
+	}
+	return out
+}
+
+// MinSamples is the fewest baseline samples an operation kind needs for its
+// latency percentiles to be gated; below it the row is shown but not gated.
+const MinSamples = 50
+
+// MutantsAllowed returns the default allowed function: violations are
+// allowed for implementations marked Mutant in cur (they exist to be caught)
+// and for nobody else.
+func MutantsAllowed(cur *results.Results) func(impl, checker string) bool {
+	mutant := map[string]bool{}
+	for _, ir := range cur.Impls {
+		mutant[ir.Name] = ir.Mutant
+	}
+	return func(impl, _ string) bool { return mutant[impl] }
+}
+
+// Gate compares current against baseline. Performance rows are produced for
+// every (implementation, operation kind, stat in tol) of the baseline; an
+// implementation or operation missing from current fails. A verdict that is
+// invalid in current fails unless allowed(impl, checker) says it is expected
+// (nil allowed means MutantsAllowed(current)). Unknown verdicts are shown
+// and pass. The error (wrapping ErrBadInput) is only for inputs that cannot
+// be compared.
+func Gate(baseline, current *results.Results, tol Tolerance, allowed func(impl, checker string) bool) (Report, error) {
+	if baseline == nil || current == nil {
+		return Report{}, fmt.Errorf("%w: gate needs both a baseline and a current results file", ErrBadInput)
+	}
+	for _, x := range []struct {
+		name string
+		r    *results.Results
+	}{{"baseline", baseline}, {"results", current}} {
+		if x.r.Schema != results.Schema {
+			return Report{}, fmt.Errorf("%w: %s (run %q) has schema %d, expected schema %d", ErrBadInput, x.name, x.r.RunID, x.r.Schema, results.Schema)
+		}
+	}
+	if baseline.Workload != "" && current.Workload != "" && baseline.Workload != current.Workload {
+		return Report{}, fmt.Errorf("%w: baseline is workload %q but results are workload %q: gate runs of the same scenario", ErrBadInput, baseline.Workload, current.Workload)
+	}
+	if allowed == nil {
+		allowed = MutantsAllowed(current)
+	}
+	rep := Report{Baseline: baseline.RunID, Current: current.RunID}
+	cur := map[string]results.ImplResult{}
+	for _, ir := range current.Impls {
+		cur[ir.Name] = ir
+	}
+	for _, bi := range baseline.Impls {
+		ci, ok := cur[bi.Name]
+		for _, op := range sortedKeys(bi.Ops) {
+			bs := bi.Ops[op]
+			var cs results.OpStats
+			var have bool
+			if ok {
+				cs, have = ci.Ops[op]
+			}
+			for _, l := range tol {
+				row := Row{
+					Metric: fmt.Sprintf("%s/%s %s", bi.Name, op, l.Stat),
+					Impl:   bi.Name, Op: op, Stat: l.Stat,
+					Baseline: l.Stat.Of(bs), Change: math.NaN(), Limit: l.String(), Pass: true,
+				}
+				switch {
+				case !have:
+					row.Pass, row.Now, row.Note = false, math.NaN(), "missing from results"
+				case l.Stat.IsLatency() && bs.Count < MinSamples:
+					row.Now, row.Note = l.Stat.Of(cs), fmt.Sprintf("not gated: baseline has %d samples (< %d)", bs.Count, MinSamples)
+				case row.Baseline <= 0:
+					row.Now, row.Note = l.Stat.Of(cs), "not gated: baseline is 0"
+				default:
+					row.Now = l.Stat.Of(cs)
+					row.Change = (row.Now - row.Baseline) / row.Baseline
+					if !l.Allows(row.Change) {
+						row.Pass = false
+						row.Note = fmt.Sprintf("regression: %s %s by %s, limit %s", row.Metric, l.Stat.Direction(row.Change), fmtPct(row.Change), l.String())
+					}
+				}
+				rep.Rows = append(rep.Rows, row)
+			}
+		}
+	}
+	for _, v := range current.Verdicts {
+		if v.Valid == results.Valid {
+			continue
+		}
+		row := Row{
+			Metric: fmt.Sprintf("%s safety:%s", v.Impl, v.Checker),
+			Impl:   v.Impl, Safety: true, Pass: true, Change: math.NaN(),
+			Baseline: math.NaN(), Now: float64(len(v.Violations)), Limit: "none allowed",
+		}
+		if allowed(v.Impl, v.Checker) {
+			row.Limit = "allowed"
+		}
+		switch v.Valid {
+		case results.Invalid:
+			if !allowed(v.Impl, v.Checker) {
+				row.Pass = false
+				row.Note = fmt.Sprintf("safety violation: %s found %d violation(s) in %s", v.Checker, len(v.Violations), v.Impl)
+			} else {
+				row.Note = "expected: violation allowed (mutant or expected-verdict matrix)"
+			}
+		case results.Unknown:
+			row.Note = "unknown: only indeterminate operations could explain it; not failed"
+		default:
+			row.Note = fmt.Sprintf("unrecognised validity %q; not failed", v.Valid)
+		}
+		rep.Rows = append(rep.Rows, row)
+	}
+	return rep, nil
+}
+
+// WriteTable prints the report as an aligned table (metric, baseline, now,
+// change, limit, result) followed by one line per failure and a verdict
+// line.
+func (r Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "METRIC\tBASELINE\tNOW\tCHANGE\tLIMIT\tRESULT\n")
+	for _, row := range r.Rows {
+		res := "pass"
+		if !row.Pass {
+			res = "FAIL"
+		}
+		var base, now string
+		if row.Safety {
+			base, now = "-", fmt.Sprintf("%d violations", int(row.Now))
+		} else {
+			base, now = row.Stat.Format(row.Baseline), row.Stat.Format(row.Now)
+		}
+		change := "-"
+		if !math.IsNaN(row.Change) {
+			change = fmtPct(row.Change)
+		}
+		switch {
+		case !row.Pass:
+		case strings.HasPrefix(row.Note, "not gated"):
+			res = "not gated (" + strings.TrimPrefix(row.Note, "not gated: ") + ")"
+		case row.Safety && row.Limit == "allowed":
+			res = "pass (expected violation)"
+		case row.Safety:
+			res = "pass (unknown verdict)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", row.Metric, base, now, change, row.Limit, res)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fails := r.Failures()
+	for _, f := range fails {
+		fmt.Fprintf(w, "FAIL %s: %s\n", f.Metric, f.Note)
+	}
+	var err error
+	if len(fails) == 0 {
+		_, err = fmt.Fprintf(w, "gate: PASS (%d checks, run %s against baseline %s)\n", len(r.Rows), r.Current, r.Baseline)
+	} else {
+		_, err = fmt.Fprintf(w, "gate: FAIL (%d of %d checks failed, run %s against baseline %s)\n", len(fails), len(r.Rows), r.Current, r.Baseline)
+	}
+	return err
+}
+
+func fmtPct(x float64) string {
+	if math.IsInf(x, 0) || math.IsNaN(x) {
+		return "-"
+	}
+	return fmt.Sprintf("%+.1f%%", x*100)
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
