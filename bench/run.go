@@ -237,6 +237,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	var chaosErr error
 	chaosDone := make(chan struct{})
 	go func() {
+		defer infra.CloseAllOnPanic() // a panic in a goroutine skips Run's defers
 		defer close(chaosDone)
 		if len(p.sched) == 0 {
 			return
@@ -252,6 +253,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	var werrs []error
 	for i := range cfg.Clients {
 		wg.Go(func() {
+			defer infra.CloseAllOnPanic()
 			if err := p.worker(loadCtx, ph, clients[i], stats, i, start, warmEnd, &stop, stopNow); err != nil {
 				werrMu.Lock()
 				werrs = append(werrs, err)
@@ -335,6 +337,7 @@ func (p *phaseRun) openClients(ctx context.Context, ph workload.Phase) ([]worklo
 	var wg sync.WaitGroup
 	for i := range clients {
 		wg.Go(func() {
+			defer infra.CloseAllOnPanic()
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			clients[i], errs[i] = ph.Client(ctx, i, p.seed)

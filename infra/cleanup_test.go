@@ -19,13 +19,13 @@ import (
 // it started, so the parent can check that all of it is gone.
 type childReport struct {
 	Provider   string   `json:"provider"`
-	Groups     []int    `json:"groups,omitempty"`     // local: process groups
+	PIDs       []int    `json:"pids,omitempty"`       // local: server processes
 	Dirs       []string `json:"dirs,omitempty"`       // local: temp dirs
 	Containers []string `json:"containers,omitempty"` // docker: container ids
 }
 
 // cleanupCase is one provider's row of the SIGINT cleanup test. The generic
-// checks (exit status 130, no process of the reported groups, no reported
+// checks (exit status 130, none of the reported processes, no reported
 // dir, nothing left in the child's TMPDIR) run for every row; check adds the
 // provider's own (e.g. no labelled container for docker).
 type cleanupCase struct {
@@ -53,8 +53,8 @@ func cleanupChild(provider string) int {
 	r := childReport{Provider: env.Provider()}
 	for _, n := range env.Nodes() {
 		srv := n.(*node).srv
-		if s, ok := srv.(interface{ processGroup() int }); ok {
-			r.Groups = append(r.Groups, s.processGroup())
+		if s, ok := srv.(interface{ pids() []int }); ok {
+			r.PIDs = append(r.PIDs, s.pids()...)
 		}
 		if s, ok := srv.(interface{ tempDirs() []string }); ok {
 			r.Dirs = append(r.Dirs, s.tempDirs()...)
@@ -159,7 +159,7 @@ wait:
 	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 		t.Errorf("child exit: %v, want status 130; stderr:\n%s", err, stderr.String())
 	}
-	assertGone(t, r.Groups, r.Dirs)
+	assertGone(t, r.PIDs, r.Dirs)
 	if left, _ := os.ReadDir(tmp); len(left) > 0 {
 		t.Errorf("child left %v in its TMPDIR", left)
 	}

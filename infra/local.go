@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
 )
 
 // localBinaries overrides where the local provider finds its programs (tests
@@ -260,8 +259,8 @@ type localServer struct {
 	mu        sync.Mutex // serialises lifecycle operations
 	port      int
 	proc      *proc        // the current process, nil before the first spawn
-	pgid      int          // its process group, 0 once the group is known empty
-	livePgid  atomic.Int64 // pgid readable without mu, for destroy
+	leader    int          // the server's main pid, 0 once it is known gone
+	liveLead  atomic.Int64 // leader, readable without mu (for destroy)
 	logFile   *os.File
 	sockDir   string // PostgreSQL's unix socket dir when s.dir is too long for one
 	paused    bool
@@ -276,10 +275,15 @@ func (s *localServer) addr() string {
 
 func (s *localServer) version() string { return s.ver }
 func (s *localServer) logTail() string { return fileTail(s.logPath, logTailLines) }
-func (s *localServer) processGroup() int {
+
+// pids lists the server's live processes (main process and descendants).
+func (s *localServer) pids() []int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pgid
+	if !s.running() {
+		return nil
+	}
+	return append(descendants(s.leader), s.leader)
 }
 
 // commandLine is the current command line, for errors.
@@ -289,7 +293,7 @@ func (s *localServer) commandLine(port int) string {
 
 func (s *localServer) sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{
-		Setpgid:    true,            // own process group: kill/stop the whole tree
+		Setpgid:    true,            // a terminal's Ctrl-C must reach us, not the server
 		Pdeathsig:  syscall.SIGKILL, // die with us, whatever happens to us
 		Credential: s.p.cred,
 	}
@@ -344,10 +348,11 @@ func (s *localServer) spawn(port int) error {
 		return fmt.Errorf("node %s: cannot run %s: %w%s\n  command: %s", s.cfg.Name, s.bin, err, hint, s.commandLine(port))
 	}
 	pr := &proc{cmd: cmd, done: make(chan struct{})}
-	s.proc, s.pgid, s.port, s.paused = pr, cmd.Process.Pid, port, false
-	s.livePgid.Store(int64(s.pgid))
+	s.proc, s.leader, s.port, s.paused = pr, cmd.Process.Pid, port, false
+	s.liveLead.Store(int64(s.leader))
 	go func() {
 		pr.err = cmd.Wait()
+		s.liveLead.CompareAndSwap(int64(cmd.Process.Pid), 0) // reaped: the pid may be reused
 		close(pr.done)
 	}()
 	return nil
@@ -378,7 +383,7 @@ func (s *localServer) start(ctx context.Context) error {
 	}
 	if s.running() {
 		if s.paused {
-			return s.signalGroup(syscall.SIGCONT)
+			return s.signalTree(syscall.SIGCONT)
 		}
 		return nil
 	}
@@ -479,13 +484,13 @@ func (s *localServer) redisReady(ctx context.Context) error {
 	return nil
 }
 
-// signalGroup signals the server's whole process group; s.mu is held.
-func (s *localServer) signalGroup(sig syscall.Signal) error {
+// signalTree signals the server's process tree; s.mu is held.
+func (s *localServer) signalTree(sig syscall.Signal) error {
 	if !s.running() {
 		return nil
 	}
-	if err := syscall.Kill(-s.pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("node %s: send %v to process group %d: %w", s.cfg.Name, sig, s.pgid, err)
+	if _, err := signalTree(s.leader, sig); err != nil {
+		return fmt.Errorf("node %s: send %v to process %d and its children: %w", s.cfg.Name, sig, s.leader, err)
 	}
 	switch sig {
 	case syscall.SIGSTOP:
@@ -496,20 +501,19 @@ func (s *localServer) signalGroup(sig syscall.Signal) error {
 	return nil
 }
 
-// killLocked SIGKILLs the process group and waits until the leader is reaped
-// and no member of the group is left (a restarted postgres must not find old
-// backends); s.mu is held.
+// killLocked SIGKILLs the process tree and waits until the main process is
+// reaped and every process of the tree is gone (a restarted postgres must
+// not find old backends); s.mu is held.
 func (s *localServer) killLocked(ctx context.Context) error {
-	if s.pgid == 0 {
+	if s.leader == 0 {
 		return nil
 	}
-	if !s.running() && groupMembers(s.pgid) == 0 {
-		s.pgid = 0 // gone already; never signal a group id the kernel may reuse
-		s.livePgid.Store(0)
-		return nil
-	}
-	if err := syscall.Kill(-s.pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("node %s: kill process group %d: %w", s.cfg.Name, s.pgid, err)
+	var pids []int
+	if s.running() {
+		var err error
+		if pids, err = signalTree(s.leader, syscall.SIGKILL); err != nil {
+			return fmt.Errorf("node %s: kill process %d and its children: %w", s.cfg.Name, s.leader, err)
+		}
 	}
 	s.paused = false
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -518,20 +522,22 @@ func (s *localServer) killLocked(ctx context.Context) error {
 		select {
 		case <-s.proc.done:
 		case <-ctx.Done():
-			return fmt.Errorf("node %s: process %d did not die after SIGKILL: %w", s.cfg.Name, s.pgid, ctx.Err())
+			return fmt.Errorf("node %s: process %d did not die after SIGKILL: %w", s.cfg.Name, s.leader, ctx.Err())
 		}
 	}
 	err := pollEvery(ctx, 5*time.Millisecond, nil, func(context.Context) error {
-		if n := groupMembers(s.pgid); n > 0 {
-			return fmt.Errorf("%d processes left in group %d", n, s.pgid)
+		for _, p := range pids {
+			if procAlive(p) {
+				return fmt.Errorf("process %d still alive after SIGKILL", p)
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("node %s: %w", s.cfg.Name, err)
 	}
-	s.pgid = 0
-	s.livePgid.Store(0)
+	s.leader = 0 // never signal a pid the kernel may reuse
+	s.liveLead.Store(0)
 	return nil
 }
 
@@ -550,13 +556,13 @@ func (s *localServer) pause(ctx context.Context) error {
 	if !s.running() {
 		return fmt.Errorf("node %s: cannot pause: server is not running", s.cfg.Name)
 	}
-	return s.signalGroup(syscall.SIGSTOP)
+	return s.signalTree(syscall.SIGSTOP)
 }
 
 func (s *localServer) resume(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.signalGroup(syscall.SIGCONT)
+	return s.signalTree(syscall.SIGCONT)
 }
 
 // stop shuts down gracefully (Redis SIGTERM, PostgreSQL fast shutdown SIGINT),
@@ -571,10 +577,10 @@ func (s *localServer) stop(ctx context.Context) error {
 	if s.kind == Postgres {
 		sig = syscall.SIGINT
 	}
-	if err := syscall.Kill(s.pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := syscall.Kill(s.leader, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("node %s: send %v: %w", s.cfg.Name, sig, err)
 	}
-	if err := s.signalGroup(syscall.SIGCONT); err != nil { // a paused server must see the signal
+	if err := s.signalTree(syscall.SIGCONT); err != nil { // a paused server must see the signal
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -593,8 +599,8 @@ func (s *localServer) stop(ctx context.Context) error {
 func (s *localServer) destroy(ctx context.Context) error {
 	// Kill first without the lock: a start() holding it while it waits for
 	// readiness then sees the process exit and returns.
-	if pg := s.livePgid.Load(); pg > 0 {
-		syscall.Kill(-int(pg), syscall.SIGKILL)
+	if pid := s.liveLead.Load(); pid > 0 {
+		signalTree(int(pid), syscall.SIGKILL)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -625,35 +631,4 @@ func (s *localServer) tempDirs() []string {
 		return []string{s.dir, s.sockDir}
 	}
 	return []string{s.dir}
-}
-
-// groupMembers counts the live (non-zombie) processes in process group pgid.
-func groupMembers(pgid int) int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces and parens.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		if g, _ := strconv.Atoi(f[2]); g == pgid {
-			n++
-		}
-	}
-	return n
 }

@@ -5,11 +5,12 @@ package infra
 // initdb costs about 1 s of CPU (much more on a loaded machine), so a node's
 // data directory is a copy (cp -a, ~0.1 s) of a template cluster built once
 // per machine, PostgreSQL version and server user, and kept in
-// $FAULTLINE_CACHE_DIR or the user cache dir ($HOME/.cache/faultline); the
-// template already holds the "faultline" database. Every node then gets its
-// own random password (ALTER ROLE over the node's private unix socket, where
-// authentication is trust; TCP uses scram-sha-256). Without a usable cache
-// dir each node runs initdb itself. Delete the cache dir at will.
+// $FAULTLINE_CACHE_DIR ("off" = no cache) or else the user cache dir
+// ($HOME/.cache/faultline); the template already holds the "faultline"
+// database. Every node then gets its own random password (ALTER ROLE over
+// the node's private unix socket, where authentication is trust; TCP uses
+// scram-sha-256). Without a cache dir each node runs initdb itself. The
+// cache may be deleted at any time.
 
 import (
 	"context"
@@ -202,7 +203,11 @@ func (s *localServer) pgSetup(ctx context.Context, password string) error {
 
 // cacheDir is where templates are kept ("" = no cache).
 func cacheDir() string {
-	if d := os.Getenv("FAULTLINE_CACHE_DIR"); d != "" {
+	switch d := os.Getenv("FAULTLINE_CACHE_DIR"); d {
+	case "off":
+		return ""
+	case "":
+	default:
 		return d
 	}
 	d, err := os.UserCacheDir()

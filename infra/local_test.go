@@ -1,8 +1,10 @@
 package infra
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -112,38 +114,64 @@ func TestLocalEnv(t *testing.T) {
 	})
 
 	t.Run("pause makes clients time out, resume heals", func(t *testing.T) {
+		// Each probe runs on a connection opened before the pause (a
+		// paused server must freeze existing sessions too, not only refuse
+		// new ones) and then on a new connection.
+		type probe func(ctx context.Context) error
 		cases := []struct {
-			node  Node
-			probe func(ctx context.Context) error
+			node Node
+			open func(t *testing.T) (existing probe, fresh probe)
 		}{
-			{rn, func(ctx context.Context) error {
-				return redisClient(t, rn.Addr(), rn.Password(), 300*time.Millisecond).Ping(ctx).Err()
+			{rn, func(t *testing.T) (probe, probe) {
+				c := redisClient(t, rn.Addr(), rn.Password(), 300*time.Millisecond)
+				return func(ctx context.Context) error { return c.Ping(ctx).Err() },
+					func(ctx context.Context) error {
+						return redisClient(t, rn.Addr(), rn.Password(), 300*time.Millisecond).Ping(ctx).Err()
+					}
 			}},
-			{pn, func(ctx context.Context) error {
-				ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-				defer cancel()
-				return pgSelect1(ctx, pn.DSN())
+			{pn, func(t *testing.T) (probe, probe) {
+				conn, err := pgx.Connect(ctx, pn.DSN())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { conn.Close(context.Background()) })
+				with300ms := func(ctx context.Context, f func(ctx context.Context) error) error {
+					ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+					defer cancel()
+					return f(ctx)
+				}
+				return func(ctx context.Context) error {
+						return with300ms(ctx, func(ctx context.Context) error {
+							var one int
+							return conn.QueryRow(ctx, "SELECT 1").Scan(&one)
+						})
+					}, func(ctx context.Context) error {
+						return with300ms(ctx, func(ctx context.Context) error { return pgSelect1(ctx, pn.DSN()) })
+					}
 			}},
 		}
 		for _, tc := range cases {
-			if err := tc.probe(ctx); err != nil {
+			existing, fresh := tc.open(t)
+			if err := existing(ctx); err != nil {
 				t.Fatalf("%s before pause: %v", tc.node.Name(), err)
 			}
 			if err := tc.node.Pause(ctx); err != nil {
 				t.Fatal(err)
 			}
-			start := time.Now()
-			err := tc.probe(ctx)
-			took := time.Since(start)
-			if rerr := tc.node.Resume(ctx); rerr != nil {
-				t.Fatal(rerr)
+			for what, p := range map[string]probe{"existing connection": existing, "new connection": fresh} {
+				start := time.Now()
+				err := p(ctx)
+				took := time.Since(start)
+				var ne net.Error
+				if err == nil || took < 250*time.Millisecond || took > 3*time.Second ||
+					!(errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)) {
+					t.Errorf("%s paused, %s: err %v after %v, want a timeout after ~300ms", tc.node.Name(), what, err, took)
+				}
 			}
-			var ne net.Error
-			if err == nil || took < 250*time.Millisecond || took > 3*time.Second ||
-				!(errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)) {
-				t.Errorf("%s paused: err %v after %v, want a timeout after ~300ms", tc.node.Name(), err, took)
+			if err := tc.node.Resume(ctx); err != nil {
+				t.Fatal(err)
 			}
-			if err := tc.probe(ctx); err != nil {
+			if err := fresh(ctx); err != nil {
 				t.Errorf("%s after resume: %v", tc.node.Name(), err)
 			}
 		}
@@ -225,11 +253,11 @@ func TestLocalEnv(t *testing.T) {
 	})
 
 	t.Run("close with paused nodes removes everything", func(t *testing.T) {
-		var groups []int
+		var pids []int
 		var dirs []string
 		for _, n := range env.Nodes() {
 			s := n.(*node).srv.(*localServer)
-			groups, dirs = append(groups, s.processGroup()), append(dirs, s.tempDirs()...)
+			pids, dirs = append(pids, s.pids()...), append(dirs, s.tempDirs()...)
 			if err := n.Pause(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -244,19 +272,20 @@ func TestLocalEnv(t *testing.T) {
 		if err := env.Close(ctx); err != nil {
 			t.Errorf("second Close: %v", err)
 		}
-		assertGone(t, groups, dirs)
+		assertGone(t, pids, dirs)
 		if _, err := net.DialTimeout("tcp", rn.Addr(), time.Second); err == nil {
 			t.Error("proxy still listening after Close")
 		}
 	})
 }
 
-// assertGone checks that no process of the groups and none of the dirs exist.
-func assertGone(t *testing.T, groups []int, dirs []string) {
+// assertGone checks that none of the processes and none of the dirs exist.
+func assertGone(t *testing.T, pids []int, dirs []string) {
 	t.Helper()
-	for _, g := range groups {
-		if g != 0 && groupMembers(g) > 0 {
-			t.Errorf("process group %d still has %d processes", g, groupMembers(g))
+	for _, p := range pids {
+		if procAlive(p) {
+			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+			t.Errorf("process %d still alive: %s", p, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))
 		}
 	}
 	for _, d := range dirs {
@@ -394,4 +423,99 @@ func TestSpecValidation(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Nodes(2,1) = %v", got)
 	}
+}
+
+// TestPostgresDataPaths: a node's cluster comes from initdb (no cache) or
+// from the template cache; with a TMPDIR too long for a unix
+// socket path the socket gets a short dir of its own. Each way, the node
+// takes its password over TCP and serves database faultline.
+func TestPostgresDataPaths(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real servers")
+	}
+	cases := []struct {
+		name, cache string
+		longTmp     bool
+	}{
+		{"initdb per node", "off", false},
+		{"template (built on first use), long TMPDIR", "", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.cache != "" {
+				t.Setenv("FAULTLINE_CACHE_DIR", tc.cache)
+			}
+			tmp := openTempDir(t)
+			if tc.longTmp {
+				tmp = filepath.Join(tmp, strings.Repeat("x", 100))
+				if err := os.Mkdir(tmp, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Setenv("TMPDIR", tmp)
+			start := time.Now()
+			env := upLocal(t, Spec{Nodes: Nodes(0, 1)})
+			t.Logf("up in %v", time.Since(start))
+			pn := mustNode(t, env, "pg-1")
+			var one int
+			if err := pgQueryInt(context.Background(), pn.DSN(), "SELECT 1 WHERE current_database() = 'faultline'", &one); err != nil {
+				t.Fatal(err)
+			}
+			wrong := strings.Replace(pn.DSN(), pn.Password(), "wrong", 1)
+			if err := pgSelect1(context.Background(), wrong); err == nil {
+				t.Error("a wrong password was accepted")
+			}
+			s := pn.(*node).srv.(*localServer)
+			if got := s.sockDir != ""; got != tc.longTmp {
+				t.Errorf("separate socket dir %q, want one: %v", s.sockDir, tc.longTmp)
+			}
+			dirs := s.tempDirs()
+			if err := env.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			assertGone(t, nil, dirs)
+		})
+	}
+}
+
+// TestCloseAllOnPanic: a panic with CloseAllOnPanic deferred closes the
+// live environments before it goes on.
+func TestCloseAllOnPanic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real servers")
+	}
+	env := upLocal(t, Spec{Nodes: Nodes(1, 0)})
+	s := env.Nodes()[0].(*node).srv.(*localServer)
+	pids, dirs := s.pids(), s.tempDirs()
+	var got any
+	func() {
+		defer func() { got = recover() }()
+		defer CloseAllOnPanic()
+		panic("boom")
+	}()
+	if got != "boom" {
+		t.Errorf("re-panicked with %v, want boom", got)
+	}
+	assertGone(t, pids, dirs)
+	if LiveEnvs() != 0 {
+		t.Errorf("%d environments still live", LiveEnvs())
+	}
+}
+
+// TestAutoProvider: auto picks docker exactly when dockerAvailable says so,
+// and the reason carries the explanation.
+func TestAutoProvider(t *testing.T) {
+	ctx := context.Background()
+	spec := Spec{Nodes: Nodes(1, 0), Provider: "auto"}
+	ok, why := dockerAvailable(ctx, spec)
+	p, reason, err := chooseProvider(ctx, spec, upOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close(ctx)
+	want := map[bool]string{true: "docker", false: "local"}[ok]
+	if p.name() != want || !strings.Contains(reason, why) || !strings.HasPrefix(reason, want+": auto") {
+		t.Errorf("auto chose %s (%q); dockerAvailable = %v, %q", p.name(), reason, ok, why)
+	}
+	t.Logf("auto: %s", reason)
 }

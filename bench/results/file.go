@@ -1,6 +1,7 @@
 package results
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -62,6 +63,7 @@ func Save(path string, r *Results) error {
 	if err != nil {
 		return fmt.Errorf("results: encode: %w", err)
 	}
+	b = compactNumberArrays(b)
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".results-*.json")
 	if err != nil {
 		return fmt.Errorf("results: %w", err)
@@ -105,4 +107,61 @@ func (r *Results) Violations(impl string) int {
 		n += max(1, len(v.Violations))
 	}
 	return n
+}
+
+// compactNumberArrays puts every array of plain numbers on one line
+// (histogram counts would otherwise take a line per bucket). Text inside
+// JSON strings is left alone.
+func compactNumberArrays(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	inString := false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString:
+			out = append(out, c)
+			if c == '\\' && i+1 < len(b) {
+				i++
+				out = append(out, b[i])
+			} else if c == '"' {
+				inString = false
+			}
+			continue
+		case c == '"':
+			inString = true
+		case c == '[':
+			if j := numberArrayEnd(b, i); j > 0 {
+				out = append(out, '[')
+				for _, f := range bytes.Fields(b[i+1 : j]) {
+					out = append(out, f...)
+				}
+				out = append(out, ']')
+				i = j
+				continue
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// numberArrayEnd returns the index of the ']' closing the array opened at
+// b[i] if it holds only numbers, else 0.
+func numberArrayEnd(b []byte, i int) int {
+	numbers := false
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == ']':
+			if numbers {
+				return j
+			}
+			return 0
+		case c >= '0' && c <= '9':
+			numbers = true
+		case c == ',' || c == '-' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == ' ' || c == '\n':
+		default:
+			return 0
+		}
+	}
+	return 0
 }

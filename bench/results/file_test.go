@@ -52,3 +52,27 @@ func TestLoadRefusesOtherSchema(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+func TestSaveKeepsNumberArraysOnOneLine(t *testing.T) {
+	dir := t.TempDir()
+	in := &Results{RunID: "r", Impls: []ImplResult{{Name: "a", Ops: map[string]OpStats{"cycle": {
+		Histogram: &Histogram{LowestTrackableValue: 1, HighestTrackableValue: 60000000, SignificantFigures: 3, Counts: []int64{0, 5, -1, 12}}}}}},
+		Notes: []string{"x [1, 2]"}}
+	if err := Save(dir, in); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"counts": [0,5,-1,12]`) {
+		t.Errorf("counts not compacted:\n%s", b)
+	}
+	out, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.Impls[0].Ops["cycle"].Histogram.Counts; len(got) != 4 || got[3] != 12 || out.Notes[0] != "x [1, 2]" {
+		t.Errorf("round trip: counts %v notes %q", got, out.Notes)
+	}
+}

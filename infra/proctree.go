@@ -1,0 +1,104 @@
+package infra
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Process trees. PostgreSQL's postmaster puts every child in a session of
+// its own (setsid), so a process-group signal reaches the postmaster alone:
+// Pause, Kill and destroy signal the whole tree instead, found through
+// /proc parent links.
+
+// liveProcs maps every live (non-zombie) pid to its parent pid.
+func liveProcs() map[int]int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	out := make(map[int]int, len(entries))
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, ok := procParent(pid); ok {
+			out[pid] = ppid
+		}
+	}
+	return out
+}
+
+// procParent returns pid's parent, ok false when pid is gone or a zombie.
+func procParent(pid int) (ppid int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
+		return 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return ppid, err == nil
+}
+
+// procAlive reports whether pid exists and is not a zombie.
+func procAlive(pid int) bool {
+	_, ok := procParent(pid)
+	return ok
+}
+
+// descendants lists the live descendants of root (not root itself).
+func descendants(root int) []int {
+	procs := liveProcs()
+	children := map[int][]int{}
+	for pid, ppid := range procs {
+		children[ppid] = append(children[ppid], pid)
+	}
+	var out []int
+	queue := []int{root}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// signalTree sends sig to leader and all its descendants and returns every
+// pid it signalled. For SIGSTOP and SIGKILL the leader is stopped first, so
+// it cannot fork a child the snapshot misses.
+func signalTree(leader int, sig syscall.Signal) ([]int, error) {
+	if sig == syscall.SIGSTOP || sig == syscall.SIGKILL {
+		if err := syscall.Kill(leader, syscall.SIGSTOP); err != nil {
+			if errors.Is(err, syscall.ESRCH) {
+				return nil, nil
+			}
+			return nil, err
+		}
+	}
+	pids := descendants(leader)
+	var errs []error
+	for _, p := range pids {
+		if err := syscall.Kill(p, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			errs = append(errs, err)
+		}
+	}
+	if err := syscall.Kill(leader, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		errs = append(errs, err)
+	}
+	return append(pids, leader), errors.Join(errs...)
+}
