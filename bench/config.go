@@ -160,11 +160,11 @@ func (c Config) Validate() error {
 		return usagef("%v", err)
 	}
 	if len(c.Impls) == 0 {
-		return usagef("no implementation: give --impl (known: %s)", strings.Join(ImplNames(wl), ", "))
+		return usagef("no implementation: give --impl (known: %s)", strings.Join(workload.ImplNames(wl), ", "))
 	}
 	for _, name := range c.Impls {
-		if !slices.Contains(ImplNames(wl), name) {
-			return usagef("unknown implementation %q for workload %s (known: %s)", name, wl.Name(), strings.Join(ImplNames(wl), ", "))
+		if !slices.Contains(workload.ImplNames(wl), name) {
+			return usagef("unknown implementation %q for workload %s (known: %s)", name, wl.Name(), strings.Join(workload.ImplNames(wl), ", "))
 		}
 	}
 	if dup := firstDuplicate(c.Impls); dup != "" {
@@ -216,15 +216,6 @@ func firstDuplicate(s []string) string {
 		seen[x] = true
 	}
 	return ""
-}
-
-// ImplNames lists the implementations a workload can drive.
-func ImplNames(wl workload.Workload) []string {
-	var out []string
-	for _, i := range wl.Impls() {
-		out = append(out, i.Name)
-	}
-	return out
 }
 
 // FaultKinds lists every fault kind.

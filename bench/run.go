@@ -77,6 +77,11 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		}
 		sched = append(sched, nem...)
 	}
+	// Resolve every fault's targets now: a bad target is a usage error, not
+	// a phase that silently runs without its fault.
+	if _, err := chaos.Plan(sched, env, workload.NewFaults(), cfg.TTL); err != nil {
+		return nil, &UsageError{Msg: err.Error()}
+	}
 
 	h := recorder.NewHistory(hf, time.Now())
 	res = &results.Results{
@@ -287,6 +292,10 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	cancelLoad()
 	stopProgress()
 	end := stopAt
+	if end.Before(warmEnd) { // stopped during the warm-up: nothing measured
+		warmEnd = end
+		ir.Start = p.h.Since(end)
+	}
 	ir.End = p.h.Since(end)
 
 	// Heal everything, then the quiet period, then the final probes and the

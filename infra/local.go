@@ -141,15 +141,16 @@ func (p *localProvider) version(ctx context.Context, bin string) string {
 	if v, ok := p.versions[bin]; ok {
 		return v
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Not cut short by ctx: a cancelled start must not cache a wrong answer.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "--version").Output()
-	v := "unknown"
-	if m := versionRe.FindSubmatch(out); err == nil && m != nil {
-		v = string(m[1])
+	m := versionRe.FindSubmatch(out)
+	if err != nil || m == nil {
+		return "unknown" // not cached: ask again next time
 	}
-	p.versions[bin] = v
-	return v
+	p.versions[bin] = string(m[1])
+	return string(m[1])
 }
 
 // newLocalServer creates the temp dir and log file shared by both kinds.
@@ -159,6 +160,10 @@ func (p *localProvider) newLocalServer(kind Kind, cfg serverConfig) (*localServe
 		return nil, fmt.Errorf("node %s: create temp dir: %w", cfg.Name, err)
 	}
 	s := &localServer{kind: kind, cfg: cfg, p: p, dir: dir, logPath: filepath.Join(dir, "server.log")}
+	if err := markTempDirOwner(dir); err != nil { // lets faultline gc tell ours from leftovers
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("node %s: %w", cfg.Name, err)
+	}
 	if cfg.ReadyTimeout <= 0 {
 		s.cfg.ReadyTimeout = 30 * time.Second
 	}

@@ -83,6 +83,10 @@ func (p *localProvider) newPostgres(ctx context.Context, cfg serverConfig, binDi
 	if len(sock) > maxSocketDir {
 		// A long TMPDIR: the socket goes to a short dir of its own.
 		d, err := os.MkdirTemp("/tmp", tempPrefix+"sock-")
+		if err == nil {
+			s.sockDir = d // destroy removes it from here on
+			err = markTempDirOwner(d)
+		}
 		if err == nil && p.cred != nil {
 			err = os.Chown(d, int(p.cred.Uid), int(p.cred.Gid))
 		}
@@ -231,6 +235,9 @@ func (p *localProvider) pgTemplate(ctx context.Context, binDir string) (string, 
 		uid = int(p.cred.Uid)
 	}
 	ver := p.version(ctx, filepath.Join(binDir, "postgres"))
+	if ver == "unknown" {
+		return "", fmt.Errorf("cannot tell the version of %s/postgres", binDir)
+	}
 	final := filepath.Join(root, fmt.Sprintf("pg-template-%s-%s-uid%d-%s", ver, templateFormat, uid, shortHash(binDir)))
 	if _, err := os.Stat(filepath.Join(final, "PG_VERSION")); err == nil {
 		return final, nil

@@ -519,3 +519,49 @@ func TestAutoProvider(t *testing.T) {
 	}
 	t.Logf("auto: %s", reason)
 }
+
+// TestCloseAllDuringUp: a CloseAll (what a signal triggers) while Up is
+// still starting servers makes Up fail and leaves nothing behind.
+func TestCloseAllDuringUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real servers")
+	}
+	tmp := openTempDir(t)
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	type result struct {
+		env *Env
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		env, err := Up(ctx, Spec{Nodes: Nodes(2, 2), Provider: "local"})
+		res <- result{env, err}
+	}()
+	// Close as soon as the first server's temp dir exists.
+	err := pollEvery(ctx, time.Millisecond, nil, func(context.Context) error {
+		if left, _ := os.ReadDir(tmp); len(left) == 0 {
+			return errors.New("no server yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CloseAll(ctx); err != nil {
+		t.Errorf("CloseAll: %v", err)
+	}
+	r := <-res
+	if r.err == nil {
+		r.env.Close(ctx)
+		t.Fatal("Up succeeded although the environment was closed while starting")
+	}
+	t.Logf("Up: %v", r.err)
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("left behind in TMPDIR: %v", left)
+	}
+	if LiveEnvs() != 0 {
+		t.Errorf("%d environments still live", LiveEnvs())
+	}
+}

@@ -1,15 +1,13 @@
-// NOTE for the docker helper (from the infra/env helper): env.go calls exactly
-// these two functions, which infra/docker.go must define (infra/docker_stub.go
-// holds temporary stubs with the same signatures: delete it when docker.go
-// lands):
+// NOTE (from the infra/env helper): env.go calls exactly these two functions
+// of infra/docker.go:
 //
 //	dockerAvailable(ctx context.Context, spec Spec) (ok bool, reason string)
 //	newDockerProvider(ctx context.Context, spec Spec) (provider, error)
 //
 // env.go destroys every server it got from a provider (server.destroy) and
-// then calls provider.close. A server may optionally implement
-// containerID() string so the SIGINT cleanup test (infra/cleanup_test.go,
-// table cleanupCases) can report it; add the docker row there.
+// then calls provider.close. For the SIGINT cleanup test (cleanup_test.go,
+// table cleanupCases) a server may implement containerID() string (docker),
+// pids() []int and tempDirs() []string (local).
 
 package infra
 

@@ -113,16 +113,6 @@ func (h *History) trackFault(op history.Op) {
 // Dropped is how many entries were logged after Close.
 func (h *History) Dropped() int64 { return h.dropped.Load() }
 
-// Len is how many entries were written so far (exact after Close).
-func (h *History) Len() int64 {
-	select {
-	case <-h.done:
-		return h.w.Len()
-	default:
-		return -1
-	}
-}
-
 func (h *History) run() {
 	defer close(h.done)
 	tick := time.NewTicker(flushEvery)

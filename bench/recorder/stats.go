@@ -3,7 +3,6 @@ package recorder
 import (
 	"context"
 	"errors"
-	"sort"
 	"sync"
 	"time"
 
@@ -45,16 +44,6 @@ func NewStats(h *History, kinds []string, warmupEnd time.Time) *Stats {
 
 // Kinds are the operation kinds, in index order.
 func (s *Stats) Kinds() []string { return s.kinds }
-
-// Kind returns the index of name, or -1.
-func (s *Stats) Kind(name string) int {
-	for i, k := range s.kinds {
-		if k == name {
-			return i
-		}
-	}
-	return -1
-}
 
 // Worker is one goroutine's recorder: its own histograms (not safe for
 // concurrent use), and its process id and implementation for the history.
@@ -187,18 +176,6 @@ func (w *Worker) Complete(c Call, typ history.Type, op history.Op) time.Duration
 	return d
 }
 
-// Log logs an entry for this worker's process (e.g. a client-fault event
-// sets its own Process).
-func (w *Worker) Log(op history.Op) {
-	if op.Impl == "" {
-		op.Impl = w.Impl
-	}
-	w.h.Log(op)
-}
-
-// History is the sink this worker logs to.
-func (w *Worker) History() *History { return w.h }
-
 // ErrorKind names an error for the history and the stats: "timeout" for a
 // deadline, "canceled" for a cancelled context, else the error's text
 // (truncated to 200 bytes).
@@ -313,14 +290,4 @@ func OpStats(k *KindStats, span time.Duration) results.OpStats {
 		st.Histogram = Export(k.All)
 	}
 	return st
-}
-
-// SortedKinds returns the kind names of m in a stable order.
-func SortedKinds[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -84,7 +84,7 @@ func (w *lockWorkload) Impls() []ImplInfo {
 
 func (w *lockWorkload) Nodes(impls []string) ([]infra.NodeSpec, error) {
 	if len(impls) == 0 {
-		return nil, fmt.Errorf("workload %s: no implementation given (known: %s)", w.name, strings.Join(implNames(w), ", "))
+		return nil, fmt.Errorf("workload %s: no implementation given (known: %s)", w.name, strings.Join(ImplNames(w), ", "))
 	}
 	var r, p int
 	for _, name := range impls {
@@ -97,7 +97,8 @@ func (w *lockWorkload) Nodes(impls []string) ([]infra.NodeSpec, error) {
 	return append(infra.Nodes(r, p), w.node), nil
 }
 
-func implNames(w Workload) []string {
+// ImplNames lists the implementations w can drive.
+func ImplNames(w Workload) []string {
 	var out []string
 	for _, i := range w.Impls() {
 		out = append(out, i.Name)
@@ -301,42 +302,18 @@ func (c *lockClient) call(ctx context.Context, d time.Duration) (context.Context
 }
 
 // Step is one cycle: acquire a random key, read the counter, write it +1,
-// release — each logged with the COMMON.md lock vocabulary.
+// release — each logged with the COMMON.md lock vocabulary. Client faults
+// strike between the read and the write.
 func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) Outcome {
 	t := c.p.t
 	key := c.p.keys[c.rng.IntN(len(c.p.keys))]
-
-	call := w.Invoke(kAcquire, history.Op{F: "acquire", Key: key})
-	actx, cancel := c.call(ctx, t.AcquireTimeout)
-	lease, err := c.l.Acquire(actx, key, t.TTL)
-	cancel()
-	switch {
-	case err == nil:
-		w.Complete(call, history.OK, history.Op{Token: lease.Token, Fence: lease.Fence})
-	case errors.Is(err, lock.ErrSimulatedCrash):
-		w.Complete(call, history.Info, history.Op{Error: "crashed"})
-		return Outcome{Type: history.Info, Err: "crashed", Crashed: true}
-	case errors.Is(err, lock.ErrNotAcquired):
-		w.Complete(call, history.Fail, history.Op{Error: "not-acquired"})
-		return Outcome{Type: history.Fail, Err: "not-acquired"}
-	default:
-		e := recorder.ErrorKind(err)
-		w.Complete(call, history.Info, history.Op{Error: e})
-		return Outcome{Type: history.Info, Err: e}
+	lease, out, _ := c.acquire(ctx, w, key, t.AcquireTimeout, false, nil)
+	if out.Type != history.OK {
+		return out
 	}
 	holder := chaos.Holder{Process: c.process, Key: key, Token: lease.Token, Fence: lease.Fence}
-	out := Outcome{Type: history.OK}
-
-	call = w.Invoke(kRead, history.Op{F: "read", Key: key})
-	rctx, cancel := c.call(ctx, t.OpTimeout)
-	v, err := c.p.res.read(rctx, key, lease.Fence)
-	cancel()
-	if err != nil {
-		e := recorder.ErrorKind(err)
-		w.Complete(call, history.Info, history.Op{Error: e})
-		out = Outcome{Type: history.Info, Err: e}
-	} else {
-		w.Complete(call, history.OK, history.Op{Value: history.Int(v)})
+	v, out, _ := c.read(ctx, w, lease)
+	if out.Type == history.OK {
 		if _, crash := t.Faults.take(crashHolder, holder); crash {
 			return Outcome{Type: history.Info, Err: "crashed", Crashed: true}
 		}
@@ -347,88 +324,96 @@ func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) Outcome {
 		}
 		out = c.write(ctx, w, holder, v)
 	}
-
-	call = w.Invoke(kRelease, history.Op{F: "release", Key: key, Token: lease.Token})
-	lctx, cancel := c.call(ctx, t.OpTimeout)
-	err = c.l.Release(lctx, lease)
-	cancel()
-	switch {
-	case err == nil:
-		w.Complete(call, history.OK, history.Op{Token: lease.Token})
-	case errors.Is(err, lock.ErrNotHeld):
-		w.Complete(call, history.Fail, history.Op{Token: lease.Token, Error: "not-held"})
-		if out.Type == history.OK {
-			out = Outcome{Type: history.Fail, Err: "not-held"}
-		}
-	default:
-		e := recorder.ErrorKind(err)
-		w.Complete(call, history.Info, history.Op{Token: lease.Token, Error: e})
-		if out.Type == history.OK {
-			out = Outcome{Type: history.Info, Err: e}
-		}
+	if rel, _ := c.release(ctx, w, lease, nil); out.Type == history.OK {
+		out = rel
 	}
 	return out
+}
+
+// outcome classifies a lock call's error: nil is ok, definite is a Fail
+// ("no effect") with errKind, a simulated crash kills the process, anything
+// else is indeterminate.
+func outcome(err, definite error, errKind string) Outcome {
+	switch {
+	case err == nil:
+		return Outcome{Type: history.OK}
+	case errors.Is(err, lock.ErrSimulatedCrash):
+		return Outcome{Type: history.Info, Err: "crashed", Crashed: true}
+	case errors.Is(err, definite):
+		return Outcome{Type: history.Fail, Err: errKind}
+	}
+	return Outcome{Type: history.Info, Err: recorder.ErrorKind(err)}
+}
+
+// acquire logs and runs one acquire of key bounded by timeout (TryAcquire
+// when try); attrs mark the entries (e.g. probes).
+func (c *lockClient) acquire(ctx context.Context, w *recorder.Worker, key string, timeout time.Duration, try bool,
+	attrs map[string]string) (lock.Lease, Outcome, error) {
+	call := w.Invoke(kAcquire, history.Op{F: "acquire", Key: key, Attrs: attrs})
+	actx, cancel := c.call(ctx, timeout)
+	get := c.l.Acquire
+	if try {
+		get = c.l.TryAcquire
+	}
+	lease, err := get(actx, key, c.p.t.TTL)
+	cancel()
+	out := outcome(err, lock.ErrNotAcquired, "not-acquired")
+	w.Complete(call, out.Type, history.Op{Token: lease.Token, Fence: lease.Fence, Error: out.Err, Attrs: attrs})
+	return lease, out, err
+}
+
+// read logs and runs the critical section's read of l.Key (registering
+// l's fence where the resource fences). A failed read is indeterminate.
+func (c *lockClient) read(ctx context.Context, w *recorder.Worker, l lock.Lease) (int64, Outcome, error) {
+	call := w.Invoke(kRead, history.Op{F: "read", Key: l.Key})
+	rctx, cancel := c.call(ctx, c.p.t.OpTimeout)
+	v, err := c.p.res.read(rctx, l.Key, l.Fence)
+	cancel()
+	if err != nil {
+		out := Outcome{Type: history.Info, Err: recorder.ErrorKind(err)}
+		w.Complete(call, history.Info, history.Op{Error: out.Err})
+		return 0, out, err
+	}
+	w.Complete(call, history.OK, history.Op{Value: history.Int(v)})
+	return v, Outcome{Type: history.OK}, nil
 }
 
 // write is the critical section's write of v+1, possibly held back by a
 // delayed-write fault after its invocation is logged.
 func (c *lockClient) write(ctx context.Context, w *recorder.Worker, h chaos.Holder, v int64) Outcome {
-	t := c.p.t
 	call := w.Invoke(kWrite, history.Op{F: "write", Key: h.Key, Value: history.Int(v + 1), Token: h.Token, Fence: h.Fence})
-	if d, delay := t.Faults.take(delayWrite, h); delay {
+	if d, delay := c.p.t.Faults.take(delayWrite, h); delay {
 		if err := sleep(ctx, d); err != nil {
 			w.Complete(call, history.Info, history.Op{Error: "canceled"}) // never sent
 			return Outcome{Type: history.Info, Err: "canceled"}
 		}
 	}
-	wctx, cancel := c.call(ctx, t.OpTimeout)
+	wctx, cancel := c.call(ctx, c.p.t.OpTimeout)
 	err := c.p.res.write(wctx, h.Key, logEntry{Process: c.process, Token: h.Token, Fence: h.Fence, Expected: v, New: v + 1})
 	cancel()
-	switch {
-	case err == nil:
-		w.Complete(call, history.OK, history.Op{Token: h.Token, Fence: h.Fence})
-		return Outcome{Type: history.OK}
-	case errors.Is(err, errFenced):
-		w.Complete(call, history.Fail, history.Op{Token: h.Token, Fence: h.Fence, Error: "fenced"})
-		return Outcome{Type: history.Fail, Err: "fenced"}
-	default:
-		e := recorder.ErrorKind(err)
-		w.Complete(call, history.Info, history.Op{Token: h.Token, Fence: h.Fence, Error: e})
-		return Outcome{Type: history.Info, Err: e}
-	}
+	out := outcome(err, errFenced, "fenced")
+	w.Complete(call, out.Type, history.Op{Token: h.Token, Fence: h.Fence, Error: out.Err})
+	return out
+}
+
+// release logs and runs the release of l.
+func (c *lockClient) release(ctx context.Context, w *recorder.Worker, l lock.Lease, attrs map[string]string) (Outcome, error) {
+	call := w.Invoke(kRelease, history.Op{F: "release", Key: l.Key, Token: l.Token, Attrs: attrs})
+	rctx, cancel := c.call(ctx, c.p.t.OpTimeout)
+	err := c.l.Release(rctx, l)
+	cancel()
+	out := outcome(err, lock.ErrNotHeld, "not-held")
+	w.Complete(call, out.Type, history.Op{Token: l.Token, Error: out.Err, Attrs: attrs})
+	return out, err
 }
 
 // probe tries key once with TryAcquire (and releases it): after the quiet
 // period every key must be free, else a lock leaked. Probe entries carry
 // attrs {"probe": "final"}.
 func (c *lockClient) probe(ctx context.Context, w *recorder.Worker, key string) {
-	t := c.p.t
 	attrs := map[string]string{"probe": "final"}
-	call := w.Invoke(kAcquire, history.Op{F: "acquire", Key: key, Attrs: attrs})
-	actx, cancel := c.call(ctx, t.OpTimeout)
-	lease, err := c.l.TryAcquire(actx, key, t.TTL)
-	cancel()
-	switch {
-	case err == nil:
-		w.Complete(call, history.OK, history.Op{Token: lease.Token, Fence: lease.Fence, Attrs: attrs})
-	case errors.Is(err, lock.ErrNotAcquired):
-		w.Complete(call, history.Fail, history.Op{Error: "not-acquired", Attrs: attrs})
-		return
-	default:
-		w.Complete(call, history.Info, history.Op{Error: recorder.ErrorKind(err), Attrs: attrs})
-		return
-	}
-	call = w.Invoke(kRelease, history.Op{F: "release", Key: key, Token: lease.Token, Attrs: attrs})
-	rctx, cancel := c.call(ctx, t.OpTimeout)
-	err = c.l.Release(rctx, lease)
-	cancel()
-	switch {
-	case err == nil:
-		w.Complete(call, history.OK, history.Op{Token: lease.Token, Attrs: attrs})
-	case errors.Is(err, lock.ErrNotHeld):
-		w.Complete(call, history.Fail, history.Op{Token: lease.Token, Error: "not-held", Attrs: attrs})
-	default:
-		w.Complete(call, history.Info, history.Op{Token: lease.Token, Error: recorder.ErrorKind(err), Attrs: attrs})
+	if lease, out, _ := c.acquire(ctx, w, key, c.p.t.OpTimeout, true, attrs); out.Type == history.OK {
+		c.release(ctx, w, lease, attrs)
 	}
 }
 

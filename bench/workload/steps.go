@@ -1,9 +1,8 @@
 package workload
 
-// HOOK added by the chaos-suite helper (chaos/*_suite_test.go needs it to
-// script exact interleavings); the bench/workload author owns it and may
-// reshape it. It adds no behaviour: each method is one operation of Step,
-// logged the same way, against the same lock client and resource.
+// Steps is used by the chaos suite (chaos/*_suite_test.go) to script exact
+// interleavings. It adds no behaviour: each method is the very operation
+// Client.Step runs, logged the same way.
 
 import (
 	"context"
@@ -49,46 +48,18 @@ func IsFenced(err error) bool { return errors.Is(err, errFenced) }
 // Acquire is a blocking acquire of key bounded by timeout (0: the phase's
 // AcquireTimeout); try makes it a single TryAcquire.
 func (s *Steps) Acquire(ctx context.Context, key string, timeout time.Duration, try bool) (lock.Lease, error) {
-	t := s.c.p.t
 	if timeout <= 0 {
-		timeout = t.AcquireTimeout
+		timeout = s.c.p.t.AcquireTimeout
 	}
-	call := s.w.Invoke(kAcquire, history.Op{F: "acquire", Key: key})
-	actx, cancel := context.WithTimeout(ctx, timeout)
-	var lease lock.Lease
-	var err error
-	if try {
-		lease, err = s.c.l.TryAcquire(actx, key, t.TTL)
-	} else {
-		lease, err = s.c.l.Acquire(actx, key, t.TTL)
-	}
-	cancel()
-	switch {
-	case err == nil:
-		s.w.Complete(call, history.OK, history.Op{Token: lease.Token, Fence: lease.Fence})
-	case errors.Is(err, lock.ErrSimulatedCrash):
-		s.w.Complete(call, history.Info, history.Op{Error: "crashed"})
-	case errors.Is(err, lock.ErrNotAcquired):
-		s.w.Complete(call, history.Fail, history.Op{Error: "not-acquired"})
-	default:
-		s.w.Complete(call, history.Info, history.Op{Error: recorder.ErrorKind(err)})
-	}
+	lease, _, err := s.c.acquire(ctx, s.w, key, timeout, try, nil)
 	return lease, err
 }
 
 // Read reads the counter of l.Key inside the critical section (registering
 // l's fence where the resource fences).
 func (s *Steps) Read(ctx context.Context, l lock.Lease) (int64, error) {
-	call := s.w.Invoke(kRead, history.Op{F: "read", Key: l.Key})
-	rctx, cancel := context.WithTimeout(ctx, s.c.p.t.OpTimeout)
-	v, err := s.c.p.res.read(rctx, l.Key, l.Fence)
-	cancel()
-	if err != nil {
-		s.w.Complete(call, history.Info, history.Op{Error: recorder.ErrorKind(err)})
-		return 0, err
-	}
-	s.w.Complete(call, history.OK, history.Op{Value: history.Int(v)})
-	return v, nil
+	v, _, err := s.c.read(ctx, s.w, l)
+	return v, err
 }
 
 // Write writes read+1 to l.Key's counter; a stale fence gives an error for
@@ -107,17 +78,6 @@ func (s *Steps) Write(ctx context.Context, l lock.Lease, read int64) error {
 
 // Release releases l.
 func (s *Steps) Release(ctx context.Context, l lock.Lease) error {
-	call := s.w.Invoke(kRelease, history.Op{F: "release", Key: l.Key, Token: l.Token})
-	rctx, cancel := context.WithTimeout(ctx, s.c.p.t.OpTimeout)
-	err := s.c.l.Release(rctx, l)
-	cancel()
-	switch {
-	case err == nil:
-		s.w.Complete(call, history.OK, history.Op{Token: l.Token})
-	case errors.Is(err, lock.ErrNotHeld):
-		s.w.Complete(call, history.Fail, history.Op{Token: l.Token, Error: "not-held"})
-	default:
-		s.w.Complete(call, history.Info, history.Op{Token: l.Token, Error: recorder.ErrorKind(err)})
-	}
+	_, err := s.c.release(ctx, s.w, l, nil)
 	return err
 }

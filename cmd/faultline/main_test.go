@@ -212,3 +212,16 @@ func shellSplit(t *testing.T, s string) []string {
 	}
 	return out
 }
+
+// A fault whose target the environment lacks is a usage error found before
+// any load runs.
+func TestRunUnknownFaultTargetExits2(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real servers (-short)")
+	}
+	code, _, stderr := cli(t, "run", "--impl", "redis-setnx", "--provider", "local", "--duration", "2s",
+		"--fault", "kill:redis-7@1s+1s", "--out", t.TempDir())
+	if code != 2 || !strings.Contains(stderr, "redis-7") || !strings.Contains(stderr, "redis-1") {
+		t.Fatalf("exit %d, want 2 naming the bad target and the valid nodes; stderr:\n%s", code, stderr)
+	}
+}
