@@ -48,14 +48,47 @@ bench: need-deps build
 chaos: need-deps
 	$(GO) test -run Chaos -count=1 -timeout 15m ./...
 
-# CI regression gate on a short fixed scenario (reports/ fills in the details).
-GATE_ARGS := --provider $(PROVIDER) --workload counter --impl redis-setnx,redis-fenced \
-	--clients 4 --keys 4 --ttl 500ms --duration 4s --warmup 1s --seed 1
+# CI regression gate on a short fixed scenario: seeded, counter workload,
+# redis-setnx and redis-fenced, 5 s each (1 s warm-up) = 10 s of load, local
+# servers (no docker timing in the figures), direct path. Every run
+# calibrates on the same Redis node (Go client PING and redis-benchmark,
+# before each phase and after the last); `faultline gate` then compares
+# latency ÷ PING p50 and throughput × PING p50 against bench/baseline.json,
+# so a machine that is uniformly slower or faster than the one that made the
+# baseline does not fail it, and violations are judged by chaos/expected.md.
+#
+# Tolerances (GATE_TOL), measured on the shared 2-core dev machine at load
+# average 6-9 (other builds running): across 8 runs of this scenario the
+# normalised cycle p99 moved up to +55% (redis-setnx) and +102% (redis-fenced,
+# once) from the baseline, normalised throughput down to -32%. Single-client
+# PING p50 does not follow CPU contention (it even drops when the machine is
+# busier), so normalisation removes the machine's speed, not the neighbours'
+# noise. Hence: p99 may grow 90% and throughput drop 45%, so that a 2x p99
+# or a halved throughput still fails; and a failed gate re-measures once
+# before failing (a real regression fails both runs, a noise spike rarely
+# twice). Exit 2 (bad input) is never retried. Only the headline kind
+# (cycle) is gated: the sub-operations' p99 (one round trip, ~0.5 ms) tripled
+# between identical runs at load 13 — one scheduler time slice; a regression
+# in any of them shows in the cycle, which contains them all. pg-lease is left out: its
+# p99 varied 12-39 ms (x3) between identical runs. On a quiet dedicated
+# runner tighten GATE_TOL (the CLI default is p99=+25%,throughput=-15%).
+GATE_RUN  := $(RUNS)/gate
+GATE_TOL  ?= p99=+90%,throughput=-45%
+GATE_ARGS := --provider local --path direct --workload counter --impl redis-setnx,redis-fenced \
+	--clients 4 --keys 4 --ttl 500ms --duration 5s --warmup 1s --seed 1
+GATE_CMD   = $(BIN) gate --baseline bench/baseline.json --tolerance '$(GATE_TOL)' --ops cycle $(GATE_RUN)/results.json
 gate: need-deps build
-	$(BIN) run $(GATE_ARGS) --out $(RUNS)/gate
-	$(BIN) gate --baseline bench/baseline.json $(RUNS)/gate/results.json
+	$(BIN) run $(GATE_ARGS) --out $(GATE_RUN)
+	@$(GATE_CMD); rc=$$?; \
+	if [ $$rc = 1 ]; then \
+		echo "gate: failed once; re-measuring to tell a regression from machine noise"; \
+		$(BIN) run $(GATE_ARGS) --out $(GATE_RUN) && $(GATE_CMD); rc=$$?; \
+	fi; exit $$rc
 
+# Refreshes the committed baseline (note the machine's load average in the
+# commit message: uptime).
 baseline: need-deps build
+	uptime
 	$(BIN) run $(GATE_ARGS) --out $(RUNS)/baseline
 	cp $(RUNS)/baseline/results.json bench/baseline.json
 

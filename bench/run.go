@@ -40,6 +40,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	log := cfg.Logger
 	wl, _ := workload.Lookup(cfg.Workload)
 	sched, _ := chaos.ParseSchedule(cfg.Faults)
+	cfg.Impls, _ = WithBaseline(wl, cfg.Impls) // the bank's single-db, for ratios (baseline.go)
 	nodes, _ := wl.Nodes(cfg.Impls)
 
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
@@ -106,6 +107,13 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		res.Versions[k] = v
 	}
 
+	// The machine reference, on the same server and path: sampled before
+	// each phase and after the last (no load running), pooled.
+	var cal *Calibrator
+	if n := calibrationNode(env); n != nil {
+		cal = NewCalibrator(n, CalibrateOptions{Path: res.Path})
+	}
+
 	var errs []error
 	infos := map[string]workload.ImplInfo{}
 	for _, i := range wl.Impls() {
@@ -115,6 +123,9 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		if ctx.Err() != nil {
 			res.Notes = append(res.Notes, fmt.Sprintf("skipped %v: interrupted", cfg.Impls[i:]))
 			break
+		}
+		if cal != nil {
+			cal.Sample(ctx)
 		}
 		pr := &phaseRun{cfg: cfg, wl: wl, env: env, h: h, sched: sched, impl: impl, seed: cfg.Seed + int64(i)*1_000_003, log: log.With("impl", impl)}
 		ir, windows, err := pr.run(ctx)
@@ -128,6 +139,13 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		}
 	}
 
+	if cal != nil {
+		if ctx.Err() == nil {
+			cal.Sample(ctx)
+		}
+		res.Calibration = cal.Result()
+		log.Info("calibration", "line", CalibrationLine(res.Calibration))
+	}
 	if err := h.Close(); err != nil {
 		return res, errors.Join(append(errs, err)...)
 	}
@@ -137,6 +155,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	if err := check(res, wl, cfg, filepath.Join(cfg.Out, HistoryFile)); err != nil {
 		errs = append(errs, err)
 	}
+	AddRatios(res, wl)
 	if ctx.Err() != nil {
 		res.Interrupted = true
 		errs = append(errs, fmt.Errorf("%w: %w", errInterrupted, ctx.Err()))

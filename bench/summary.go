@@ -48,6 +48,7 @@ func WriteSummary(w io.Writer, r *results.Results, dir string) {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
+	WritePhases(w, r) // per-phase p99 and baseline ratios (baseline.go)
 	for _, v := range r.Verdicts {
 		if v.Valid == results.Valid {
 			continue
@@ -63,6 +64,9 @@ func WriteSummary(w io.Writer, r *results.Results, dir string) {
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	if line := CalibrationLine(r.Calibration); line != "" {
+		fmt.Fprintln(w, line)
 	}
 	fmt.Fprintf(w, "path %s, provider %s, seed %d\n", r.Path, r.Provider, r.Seed)
 	if dir != "" {

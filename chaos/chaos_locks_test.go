@@ -95,6 +95,9 @@ func TestChaosMatrixCoverage(t *testing.T) {
 			}
 			continue
 		}
+		if _, err := rowTTL(r, suiteTTL); err != nil && slices.Contains(lockWorkloads, r.Workload) { // bank rows' settings are bank params (chaos_txn_test.go)
+			t.Errorf("%v", err)
+		}
 		if _, err := chaos.ParseSchedule(r.Specs()); err != nil {
 			t.Errorf("line %d: %v", r.Line, err)
 		}

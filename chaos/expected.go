@@ -31,6 +31,9 @@ const (
 	FlagUnknownOK = "unknown-ok" // Unknown verdicts are acceptable
 	FlagFenced    = "fenced"     // the resource rejected at least one stale write
 	FlagRecovered = "recovered"  // every crashed holder's key was re-acquired within ttl+slack
+	// FlagInDoubt (transaction rows, bank workload): a prepared transaction
+	// stayed in doubt (its time is reported) and recovery resolved it.
+	FlagInDoubt = "in-doubt"
 )
 
 // Availability is the pseudo-checker of liveness rows that expect the fault
@@ -58,7 +61,8 @@ type Row struct {
 	Checkers []string
 	Flags    []string
 	// Run is what the suite does: "-" (no fault), fault specs separated by
-	// ";" (chaos.Grammar), or "script" (a scripted interleaving named Fault).
+	// ";" (chaos.Grammar), or "script" (a scripted interleaving named
+	// Fault); "name=value" parts without "@" are settings (Settings).
 	Run  string
 	Why  string
 	Line int // 1-based line in the matrix file
@@ -68,21 +72,46 @@ type Row struct {
 func (r Row) Has(flag string) bool { return slices.Contains(r.Flags, flag) }
 
 // Scripted says whether the row is a scripted interleaving.
-func (r Row) Scripted() bool { return r.Run == "script" }
+func (r Row) Scripted() bool {
+	return r.Run == "script" || strings.HasPrefix(r.Run, "script;")
+}
 
 // Specs are the row's fault specs (none for "-" and scripts).
 func (r Row) Specs() []string {
-	if r.Run == "-" || r.Scripted() {
-		return nil
-	}
 	var out []string
-	for _, s := range strings.Split(r.Run, ";") {
-		if s = strings.TrimSpace(s); s != "" {
+	for _, s := range r.runParts() {
+		if !isSetting(s) {
 			out = append(out, s)
 		}
 	}
 	return out
 }
+
+// Settings are the row's run settings: the "name=value" parts of the run
+// column without an "@" (e.g. ttl=600ms), overriding the suite's defaults.
+func (r Row) Settings() map[string]string {
+	out := map[string]string{}
+	for _, s := range r.runParts() {
+		if isSetting(s) {
+			k, v, _ := strings.Cut(s, "=")
+			out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return out
+}
+
+func (r Row) runParts() []string {
+	var out []string
+	for _, s := range strings.Split(r.Run, ";") {
+		if s = strings.TrimSpace(s); s != "" && s != "-" && s != "script" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// isSetting: a run part "name=value" with no "@" (a fault spec has one).
+func isSetting(s string) bool { return !strings.Contains(s, "@") && strings.Contains(s, "=") }
 
 // Name is "impl/fault[/workload]", the row's test name.
 func (r Row) Name() string { return r.Impl + "/" + r.Fault + "/" + r.Workload }
@@ -191,11 +220,11 @@ func parseRow(cells []string, line int) (Row, error) {
 	}
 	for _, t := range toks[1:] {
 		switch t {
-		case FlagUnknownOK, FlagFenced, FlagRecovered:
+		case FlagUnknownOK, FlagFenced, FlagRecovered, FlagInDoubt:
 			r.Flags = append(r.Flags, t)
 		default:
 			if !namePat.MatchString(t) {
-				return Row{}, fmt.Errorf("expect token %q: want a checker name or a flag (%s, %s, %s)", t, FlagUnknownOK, FlagFenced, FlagRecovered)
+				return Row{}, fmt.Errorf("expect token %q: want a checker name or a flag (%s, %s, %s)", t, FlagUnknownOK, FlagFenced, FlagRecovered+", "+FlagInDoubt)
 			}
 			r.Checkers = append(r.Checkers, t)
 		}

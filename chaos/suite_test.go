@@ -193,11 +193,32 @@ func (p *phaseSetup) finish(t *testing.T, ctx context.Context, ph workload.Phase
 	return o
 }
 
+// rowTTL is the row's ttl setting, or def. ttl is the only setting the
+// suite knows.
+func rowTTL(row chaos.Row, def time.Duration) (time.Duration, error) {
+	ttl := def
+	for k, v := range row.Settings() {
+		if k != "ttl" {
+			return 0, fmt.Errorf("row %s (line %d): unknown setting %s=%s (known: ttl)", row.Name(), row.Line, k, v)
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return 0, fmt.Errorf("row %s (line %d): ttl=%s: want a positive duration", row.Name(), row.Line, v)
+		}
+		ttl = d
+	}
+	return ttl, nil
+}
+
 // runWorkload runs a row's workload with its fault specs: suiteClients
 // workers for suiteLoad, then heal, quiet period, probes and checks.
 func runWorkload(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Row) outcome {
 	t.Helper()
-	p := newPhaseSetup(t, env, row, suiteTTL)
+	ttl, err := rowTTL(row, suiteTTL)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	p := newPhaseSetup(t, env, row, ttl)
 	sched, err := chaos.ParseSchedule(row.Specs())
 	if err != nil {
 		t.Fatalf("row %s (line %d): %v", row.Name(), row.Line, err)
@@ -296,8 +317,9 @@ type nopClient struct{}
 func (nopClient) Step(context.Context, *recorder.Worker) workload.Outcome { return workload.Outcome{} }
 func (nopClient) Close() error                                            { return nil }
 
-// availability counts the acquires (final probes excluded) invoked inside a
-// fault window, and those among them that did not succeed.
+// availability counts the acquires (final probes excluded) in flight during
+// a node or network fault window, and those among them that did not succeed
+// (failed or indeterminate): how much the fault cost the lock's users.
 func availability(ops []history.Op) (inside, failed int) {
 	ws := checker.Windows(ops)
 	for _, o := range checker.Operations(ops) {
@@ -308,7 +330,7 @@ func availability(ops []history.Op) (inside, failed int) {
 			if w.Kind == "holder-pause" || w.Kind == "holder-crash" || w.Kind == "delayed-write" {
 				continue // client faults hit one holder, not the service
 			}
-			if o.Invoke.Time >= w.Start && o.Invoke.Time <= w.End {
+			if o.Invoke.Time <= w.End && o.End() >= w.Start {
 				inside++
 				if !o.OK() {
 					failed++
@@ -360,6 +382,9 @@ func (o outcome) problems(row chaos.Row) []string {
 			if named && (v.Valid != results.Invalid || len(v.Violations) == 0) {
 				out = append(out, fmt.Sprintf("%s is %s, the row expects a violation with a counterexample", v.Checker, v.Valid))
 			}
+			if named && v.Checker == checker.MutualExclusionName && len(v.Violations) > 0 && !namesTwo(v.Violations) {
+				out = append(out, "no mutual-exclusion counterexample names both processes")
+			}
 		case chaos.LivenessExpected:
 			if named && v.Valid != results.Invalid {
 				out = append(out, fmt.Sprintf("%s is %s, the row expects it to fail", v.Checker, v.Valid))
@@ -402,6 +427,19 @@ func (o outcome) problems(row chaos.Row) []string {
 		}
 	}
 	return out
+}
+
+// namesTwo says whether some violation names two distinct processes (the
+// writer and a holder it overlapped).
+func namesTwo(vs []results.Violation) bool {
+	for _, v := range vs {
+		for _, p := range v.Processes {
+			if p != v.Processes[0] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func contains(s []string, x string) bool {

@@ -17,7 +17,9 @@ import (
 // ns/op is the mean latency of ok operations and the iteration count is the
 // number of completed operations. The "-N" suffix is config "gomaxprocs"
 // when the run recorded it. Configuration lines (key: value) before the
-// benchmarks label the run for benchstat.
+// benchmarks label the run for benchstat. A calibrated run adds its machine
+// reference first: BenchmarkCalibration/go-ping and
+// BenchmarkCalibration/redis-benchmark-ping (sequential PINGs, one client).
 func WriteGoBench(w io.Writer, r *results.Results) error {
 	bw := bufio.NewWriter(w)
 	label := func(k, v string) {
@@ -36,6 +38,18 @@ func WriteGoBench(w io.Writer, r *results.Results) error {
 	suffix := ""
 	if v, ok := r.Config["gomaxprocs"]; ok {
 		suffix = fmt.Sprintf("-%v", v)
+	}
+	if c := r.Calibration; c != nil {
+		// The machine reference of this run, so that benchstat comparisons
+		// across machines or days carry it along.
+		if c.GoPingP50us > 0 {
+			fmt.Fprintf(bw, "BenchmarkCalibration/go-ping%s\t%d\t%.0f ns/op\t%.1f ops/s\t%.0f p50-ns\t%.0f p99-ns\n",
+				suffix, c.Requests, c.GoPingMeanUs*1000, c.GoPingRPS, c.GoPingP50us*1000, c.GoPingP99us*1000)
+		}
+		if c.RedisBenchmarkP50us > 0 || c.RedisBenchmarkRPS > 0 {
+			fmt.Fprintf(bw, "BenchmarkCalibration/redis-benchmark-ping%s\t%d\t%.0f ns/op\t%.1f ops/s\t%.0f p50-ns\t%.0f p99-ns\n",
+				suffix, c.Requests, c.RedisBenchmarkMeanUs*1000, c.RedisBenchmarkRPS, c.RedisBenchmarkP50us*1000, c.RedisBenchmarkP99us*1000)
+		}
 	}
 	for _, ir := range r.Impls {
 		for _, op := range sortedKeys(ir.Ops) {

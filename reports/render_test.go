@@ -209,3 +209,42 @@ func TestTraceIsBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestRenderCalibration(t *testing.T) {
+	res, _ := buildFixture(lockFixture())
+	r := *res
+	for _, tt := range []struct {
+		name string
+		cal  *results.Calibration
+		want []string
+		not  []string
+	}{
+		{"both tools", &results.Calibration{Node: "redis-1", Path: "direct", Requests: 3000,
+			RedisBenchmarkRPS: 21000, RedisBenchmarkP50us: 31, RedisBenchmarkP99us: 150,
+			GoPingRPS: 15000, GoPingP50us: 55, GoPingP99us: 230},
+			[]string{`id="calibration"`, "3000 sequential PINGs", "p50 <b>55.0µs</b>", "redis-benchmark p50 <b>31.0µs</b>", "harness overhead <b>×1.77</b>"}, nil},
+		{"no redis-benchmark", &results.Calibration{Node: "redis-1", Path: "proxied", Requests: 3000, GoPingP50us: 101, GoPingP99us: 300,
+			GoPingRPS: 9000, Note: "redis-benchmark not run: not found on PATH"},
+			[]string{`id="calibration"`, "p50 <b>101µs</b>", "note: redis-benchmark not run"}, []string{"harness overhead <b>"}},
+		{"none", nil, nil, []string{`id="calibration"`}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r.Calibration = tt.cal
+			var buf bytes.Buffer
+			if err := Render(&buf, &Run{Results: &r}); err != nil {
+				t.Fatal(err)
+			}
+			page := buf.String()
+			for _, w := range tt.want {
+				if !strings.Contains(page, w) {
+					t.Errorf("page lacks %q", w)
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(page, w) {
+					t.Errorf("page has %q", w)
+				}
+			}
+		})
+	}
+}

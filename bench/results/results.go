@@ -67,6 +67,63 @@ type Results struct {
 	Interrupted bool `json:"interrupted,omitempty"`
 	// Notes are plain-words remarks on the run (skipped phases, errors).
 	Notes []string `json:"notes,omitempty"`
+	// Calibration is the machine reference measured in this run, on the
+	// same server and path, before the implementations' phases (nil when
+	// the run has no Redis node, or for files written before it existed).
+	Calibration *Calibration `json:"calibration,omitempty"`
+}
+
+// Calibration measures the machine and the harness in the same run as the
+// implementations: redis-benchmark (the reference load tool) and
+// faultline's own Go client sending sequential PINGs to the same Redis
+// node over the same path, one connection each, at quiet points of the run
+// (before each phase and after the last), pooled. The Go PING p50 is the
+// unit the gate normalises by, so that runs on a slower or busier machine
+// compare with a baseline taken elsewhere; the ratio of the two p50s is
+// the harness's own overhead.
+type Calibration struct {
+	Node     string `json:"node"`     // the Redis node measured, e.g. redis-1
+	Path     string `json:"path"`     // direct or proxied: as the implementations
+	Requests int    `json:"requests"` // PINGs per tool per sample
+	// Samples is how many times the run calibrated (before each phase and
+	// after the last); the figures pool them.
+	Samples int `json:"samples,omitempty"`
+	// redis-benchmark -t ping_mbulk -c 1, median over the samples (zero
+	// when it was not run: see Note).
+	RedisBenchmarkRPS    float64 `json:"redis_benchmark_rps,omitempty"`
+	RedisBenchmarkP50us  float64 `json:"redis_benchmark_p50_us,omitempty"`
+	RedisBenchmarkP99us  float64 `json:"redis_benchmark_p99_us,omitempty"`
+	RedisBenchmarkMeanUs float64 `json:"redis_benchmark_mean_us,omitempty"`
+	// go-redis, MaxRetries -1, one connection, timed through the recorder;
+	// one histogram of every sample's PINGs.
+	GoPingRPS    float64 `json:"go_ping_rps,omitempty"`
+	GoPingP50us  float64 `json:"go_ping_p50_us,omitempty"`
+	GoPingP99us  float64 `json:"go_ping_p99_us,omitempty"`
+	GoPingMeanUs float64 `json:"go_ping_mean_us,omitempty"`
+	// GoPingP50Min and GoPingP50Max are the lowest and highest p50 of one
+	// sample: the calibration's own noise.
+	GoPingP50Min float64 `json:"go_ping_p50_min_us,omitempty"`
+	GoPingP50Max float64 `json:"go_ping_p50_max_us,omitempty"`
+	// Note says what was skipped or failed (redis-benchmark absent…).
+	Note string `json:"note,omitempty"`
+}
+
+// Overhead is the Go client's PING p50 over redis-benchmark's (0 when
+// either is missing).
+func (c *Calibration) Overhead() float64 {
+	if c == nil || c.GoPingP50us <= 0 || c.RedisBenchmarkP50us <= 0 {
+		return 0
+	}
+	return c.GoPingP50us / c.RedisBenchmarkP50us
+}
+
+// Unit is the machine reference the gate normalises by: the Go client's
+// PING p50 in µs (0 when unmeasured).
+func (c *Calibration) Unit() float64 {
+	if c == nil || c.GoPingP50us <= 0 {
+		return 0
+	}
+	return c.GoPingP50us
 }
 
 // FaultWindow is one fault from start to heal.

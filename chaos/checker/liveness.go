@@ -76,7 +76,9 @@ func Liveness(h []history.Op, opt Options) results.Verdict {
 			if end > deadline && a.Invoke.Time <= recEnd {
 				tried = true
 			}
-			pendingAtDeadline := a.OK() && a.Invoke.Time <= deadline && end > deadline
+			// Only a key not recovered by the deadline was stuck: an acquire
+			// pending at the deadline after an earlier recovery is contention.
+			pendingAtDeadline := recEnd > deadline && a.OK() && a.Invoke.Time <= deadline && end > deadline
 			failedLate := a.Failed() && end > deadline && end <= recEnd
 			if (pendingAtDeadline || failedLate) && stuck == nil {
 				a := a

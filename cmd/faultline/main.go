@@ -395,10 +395,13 @@ func reportExit(err error) int {
 }
 
 func gateCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("gate", "faultline gate --baseline FILE [--tolerance p99=+25%,throughput=-15%] RESULTS\n\n"+
+	fs := newFlags("gate", "faultline gate --baseline FILE [--tolerance p99=+25%,throughput=-15%] [--ops cycle] [--expected FILE] RESULTS\n\n"+
 		"Exit 0 pass, 1 regression or a safety violation not allowed, 2 bad input.", stderr)
 	baseline := fs.String("baseline", "bench/baseline.json", "baseline results.json")
 	tolerance := fs.String("tolerance", "", "limits per stat (default "+gate.DefaultTolerance().String()+")")
+	opsFlag := fs.String("ops", "", "operation kinds to gate, comma separated (default: every kind in the baseline; others are shown, not gated)")
+	expected := fs.String("expected", "", "expected-verdict matrix deciding which safety violations are allowed\n"+
+		"(default "+defaultExpected+" when present; \"none\": only mutants may violate)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -425,16 +428,65 @@ func gateCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
 		return exitUsage
 	}
-	rep, err := gate.Gate(base, now, tol, nil)
+	allowed, matrix, err := gateAllowed(*expected, now)
 	if err != nil {
 		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
 		return exitUsage
+	}
+	var ops []string
+	for _, o := range strings.Split(*opsFlag, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			ops = append(ops, o)
+		}
+	}
+	rep, err := gate.GateOps(base, now, tol, allowed, ops)
+	if err != nil {
+		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
+		return exitUsage
+	}
+	if matrix != "" {
+		fmt.Fprintf(stdout, "safety: violations allowed by the expected-verdict matrix %s\n", matrix)
+	} else {
+		fmt.Fprintln(stdout, "safety: no expected-verdict matrix: only mutants may violate")
 	}
 	_ = rep.WriteTable(stdout)
 	if !rep.Pass() {
 		return exitFail
 	}
 	return exitOK
+}
+
+// defaultExpected is the expected-verdict matrix the gate reads when
+// --expected is not given and the file exists (run from the repository).
+const defaultExpected = "chaos/expected.md"
+
+// gateAllowed loads the expected-verdict matrix named by flag ("" = the
+// default when present, "none" = none) and returns the gate's allowed
+// function (nil: mutants only) and the matrix path used.
+func gateAllowed(flag string, cur *results.Results) (func(impl, checker string) bool, string, error) {
+	path := flag
+	switch flag {
+	case "none":
+		return nil, "", nil
+	case "":
+		if _, err := os.Stat(defaultExpected); err != nil {
+			return nil, "", nil
+		}
+		path = defaultExpected
+	}
+	m, err := chaos.LoadExpected(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w (give --expected FILE, or --expected none for the mutants-only rule)", err)
+	}
+	rows := make([]gate.Expectation, 0, len(m.Rows))
+	for _, r := range m.Rows {
+		e := gate.Expectation{Impl: r.Impl, Workload: r.Workload, NoFault: r.Run == "-"}
+		if r.Expect != chaos.Safe {
+			e.Failing = r.Checkers
+		}
+		rows = append(rows, e)
+	}
+	return gate.MatrixAllowed(rows, cur), path, nil
 }
 
 func gcCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {

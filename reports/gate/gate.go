@@ -14,6 +14,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -57,13 +58,21 @@ func ReadResults(path string) (*results.Results, error) {
 type Row struct {
 	// Metric names what is compared: "redis-setnx/cycle p99" or
 	// "redis-unsafe safety:mutual-exclusion".
-	Metric   string
-	Impl     string
-	Op       string // operation kind; empty for safety rows
-	Stat     Stat   // empty for safety rows
+	Metric string
+	Impl   string
+	Op     string // operation kind; empty for safety rows
+	Stat   Stat   // empty for safety rows
+	// Baseline and Now are the raw values (µs, ops/s).
 	Baseline float64
 	Now      float64
-	// Change is (Now-Baseline)/Baseline; NaN when it does not apply.
+	// BaselineNorm and NowNorm are the machine-normalised values when the
+	// report is Normalised (latency ÷ the run's Go PING p50, throughput ×
+	// it, in ops per PING-time); NaN otherwise.
+	BaselineNorm, NowNorm float64
+	// RawChange is (Now-Baseline)/Baseline of the raw values.
+	RawChange float64
+	// Change is the gated change: of the normalised values when the report
+	// is Normalised, else RawChange; NaN when it does not apply.
 	Change float64
 	Limit  string // "≤ +25%", "≥ -15%", "none allowed"…
 	Pass   bool
@@ -75,6 +84,13 @@ type Row struct {
 type Report struct {
 	Baseline, Current string // run ids
 	Rows              []Row
+	// Normalised: both runs carry a calibration and the performance rows
+	// are gated on machine-normalised values. BaselineUnit and CurrentUnit
+	// are each run's Go PING p50 (µs); Why says why the report is not
+	// normalised.
+	Normalised                bool
+	BaselineUnit, CurrentUnit float64
+	Why                       string
 }
 
 // Pass reports whether every row passed.
@@ -114,6 +130,15 @@ func MutantsAllowed(cur *results.Results) func(impl, checker string) bool {
 // and pass. The error (wrapping ErrBadInput) is only for inputs that cannot
 // be compared.
 func Gate(baseline, current *results.Results, tol Tolerance, allowed func(impl, checker string) bool) (Report, error) {
+	return GateOps(baseline, current, tol, allowed, nil)
+}
+
+// GateOps is Gate limited to the operation kinds in ops (nil = all): the
+// other kinds' rows are shown, marked not gated. A short run on a busy
+// machine gates its headline kind (cycle) only: the sub-operations' tails
+// (one round trip, p99 well under a millisecond) double with one
+// scheduler time slice.
+func GateOps(baseline, current *results.Results, tol Tolerance, allowed func(impl, checker string) bool, ops []string) (Report, error) {
 	if baseline == nil || current == nil {
 		return Report{}, fmt.Errorf("%w: gate needs both a baseline and a current results file", ErrBadInput)
 	}
@@ -131,7 +156,18 @@ func Gate(baseline, current *results.Results, tol Tolerance, allowed func(impl, 
 	if allowed == nil {
 		allowed = MutantsAllowed(current)
 	}
-	rep := Report{Baseline: baseline.RunID, Current: current.RunID}
+	rep := Report{Baseline: baseline.RunID, Current: current.RunID,
+		BaselineUnit: baseline.Calibration.Unit(), CurrentUnit: current.Calibration.Unit()}
+	switch {
+	case rep.BaselineUnit > 0 && rep.CurrentUnit > 0:
+		rep.Normalised = true
+	case rep.BaselineUnit <= 0 && rep.CurrentUnit <= 0:
+		rep.Why = "neither run carries a calibration"
+	case rep.BaselineUnit <= 0:
+		rep.Why = "the baseline carries no calibration (refresh it with `make baseline`)"
+	default:
+		rep.Why = "the results carry no calibration (no Redis node in the run?)"
+	}
 	cur := map[string]results.ImplResult{}
 	for _, ir := range current.Impls {
 		cur[ir.Name] = ir
@@ -149,21 +185,40 @@ func Gate(baseline, current *results.Results, tol Tolerance, allowed func(impl, 
 				row := Row{
 					Metric: fmt.Sprintf("%s/%s %s", bi.Name, op, l.Stat),
 					Impl:   bi.Name, Op: op, Stat: l.Stat,
-					Baseline: l.Stat.Of(bs), Change: math.NaN(), Limit: l.String(), Pass: true,
+					Baseline: l.Stat.Of(bs), Change: math.NaN(), RawChange: math.NaN(), Limit: l.String(), Pass: true,
+					BaselineNorm: math.NaN(), NowNorm: math.NaN(),
+				}
+				if have {
+					row.Now = l.Stat.Of(cs)
+				}
+				if rep.Normalised {
+					row.BaselineNorm = l.Stat.Normalise(row.Baseline, rep.BaselineUnit)
+					row.NowNorm = l.Stat.Normalise(row.Now, rep.CurrentUnit)
 				}
 				switch {
+				case ops != nil && !slices.Contains(ops, op):
+					row.Note = "not gated: operation kind not in --ops " + strings.Join(ops, ",")
+					if !have {
+						row.Now, row.NowNorm = math.NaN(), math.NaN()
+					}
 				case !have:
-					row.Pass, row.Now, row.Note = false, math.NaN(), "missing from results"
+					row.Pass, row.Now, row.NowNorm, row.Note = false, math.NaN(), math.NaN(), "missing from results"
 				case l.Stat.IsLatency() && bs.Count < MinSamples:
-					row.Now, row.Note = l.Stat.Of(cs), fmt.Sprintf("not gated: baseline has %d samples (< %d)", bs.Count, MinSamples)
+					row.Note = fmt.Sprintf("not gated: baseline has %d samples (< %d)", bs.Count, MinSamples)
 				case row.Baseline <= 0:
-					row.Now, row.Note = l.Stat.Of(cs), "not gated: baseline is 0"
+					row.Note = "not gated: baseline is 0"
 				default:
-					row.Now = l.Stat.Of(cs)
-					row.Change = (row.Now - row.Baseline) / row.Baseline
+					row.RawChange = (row.Now - row.Baseline) / row.Baseline
+					row.Change = row.RawChange
+					if rep.Normalised {
+						row.Change = (row.NowNorm - row.BaselineNorm) / row.BaselineNorm
+					}
 					if !l.Allows(row.Change) {
 						row.Pass = false
 						row.Note = fmt.Sprintf("regression: %s %s by %s, limit %s", row.Metric, l.Stat.Direction(row.Change), fmtPct(row.Change), l.String())
+						if rep.Normalised {
+							row.Note += fmt.Sprintf(" (machine-normalised; raw %s → %s, %s)", l.Stat.Format(row.Baseline), l.Stat.Format(row.Now), fmtPct(row.RawChange))
+						}
 					}
 				}
 				rep.Rows = append(rep.Rows, row)
@@ -176,7 +231,8 @@ func Gate(baseline, current *results.Results, tol Tolerance, allowed func(impl, 
 		}
 		row := Row{
 			Metric: fmt.Sprintf("%s safety:%s", v.Impl, v.Checker),
-			Impl:   v.Impl, Safety: true, Pass: true, Change: math.NaN(),
+			Impl:   v.Impl, Safety: true, Pass: true, Change: math.NaN(), RawChange: math.NaN(),
+			BaselineNorm: math.NaN(), NowNorm: math.NaN(),
 			Baseline: math.NaN(), Now: float64(len(v.Violations)), Limit: "none allowed",
 		}
 		if allowed(v.Impl, v.Checker) {
@@ -203,9 +259,25 @@ func Gate(baseline, current *results.Results, tol Tolerance, allowed func(impl, 
 // WriteTable prints the report as an aligned table (metric, baseline, now,
 // change, limit, result) followed by one line per failure and a verdict
 // line.
+//
+// A Normalised report says so first and shows, per row, the raw values and
+// their change, then the normalised values and their change, which is the
+// one gated.
 func (r Report) WriteTable(w io.Writer) error {
+	if r.Normalised {
+		fmt.Fprintf(w, "gate on machine-normalised figures: latency ÷ the run's Go PING p50, throughput × it (ops per PING-time);\n"+
+			"  machine reference: baseline %s, now %s (%s): a machine that is uniformly slower does not fail the gate.\n"+
+			"  Raw values are shown for reference; CHANGE (normalised) is what the limit applies to.\n",
+			FormatMicros(r.BaselineUnit), FormatMicros(r.CurrentUnit), fmtPct((r.CurrentUnit-r.BaselineUnit)/r.BaselineUnit))
+	} else if r.Why != "" {
+		fmt.Fprintf(w, "gate on raw figures (not machine-normalised: %s)\n", r.Why)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "METRIC\tBASELINE\tNOW\tCHANGE\tLIMIT\tRESULT\n")
+	if r.Normalised {
+		fmt.Fprintf(tw, "METRIC\tBASELINE\tNOW\tRAW CHANGE\tBASELINE (norm)\tNOW (norm)\tCHANGE (norm, gated)\tLIMIT\tRESULT\n")
+	} else {
+		fmt.Fprintf(tw, "METRIC\tBASELINE\tNOW\tCHANGE\tLIMIT\tRESULT\n")
+	}
 	for _, row := range r.Rows {
 		res := "pass"
 		if !row.Pass {
@@ -229,6 +301,14 @@ func (r Report) WriteTable(w io.Writer) error {
 			res = "pass (expected violation)"
 		case row.Safety:
 			res = "pass (unknown verdict)"
+		}
+		if r.Normalised {
+			raw, nb, nn := "-", "-", "-"
+			if !row.Safety {
+				raw, nb, nn = fmtPct(row.RawChange), row.Stat.FormatNorm(row.BaselineNorm), row.Stat.FormatNorm(row.NowNorm)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", row.Metric, base, now, raw, nb, nn, change, row.Limit, res)
+			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", row.Metric, base, now, change, row.Limit, res)
 	}

@@ -249,3 +249,176 @@ func TestParseTolerance(t *testing.T) {
 		})
 	}
 }
+
+func calibrated(r *results.Results, pingP50 float64) *results.Results {
+	r.Calibration = &results.Calibration{Node: "redis-1", Path: "direct", Requests: 3000,
+		GoPingP50us: pingP50, GoPingP99us: pingP50 * 4, GoPingRPS: 1e6 / (pingP50 * 1.2),
+		RedisBenchmarkP50us: pingP50 * 0.6, RedisBenchmarkRPS: 1e6 / (pingP50 * 0.7)}
+	return r
+}
+
+// scale makes every latency of r f times slower and every throughput f
+// times lower.
+func scale(r *results.Results, f float64) {
+	for i := range r.Impls {
+		for op, st := range r.Impls[i].Ops {
+			st.P50, st.P90, st.P99, st.P999, st.Max, st.Mean = st.P50*f, st.P90*f, st.P99*f, st.P999*f, st.Max*f, st.Mean*f
+			st.Throughput /= f
+			r.Impls[i].Ops[op] = st
+		}
+	}
+}
+
+func TestGateNormalised(t *testing.T) {
+	tests := []struct {
+		name        string
+		basePing    float64 // baseline Go PING p50 (0 = no calibration)
+		curPing     float64
+		mutate      func(r *results.Results)
+		failing     []string
+		normalised  bool
+		tableWants  []string
+		noteContain string
+	}{
+		{"p99 2x worse, same calibration", 45, 45, func(r *results.Results) {
+			st := r.Impls[0].Ops["cycle"]
+			st.P99 *= 2
+			r.Impls[0].Ops["cycle"] = st
+		}, []string{"redis-setnx/cycle p99"}, true,
+			[]string{"machine-normalised", "CHANGE (norm, gated)", "RAW CHANGE", "20.0×ping", "40.0×ping", "+100.0%"},
+			"machine-normalised; raw 900µs → 1.80ms"},
+		{"everything 2x slower, calibration too: machine slower, not the code", 45, 90, func(r *results.Results) { scale(r, 2) },
+			nil, true, []string{"gate: PASS", "baseline 45.0µs, now 90.0µs (+100.0%)", "+100.0%", "+0.0%", "-50.0%"}, ""},
+		{"machine 2x slower, code 2x slower on top", 45, 90, func(r *results.Results) {
+			scale(r, 2)
+			st := r.Impls[0].Ops["cycle"]
+			st.P99 *= 2
+			r.Impls[0].Ops["cycle"] = st
+		}, []string{"redis-setnx/cycle p99"}, true, nil, ""},
+		{"machine 2x faster hides nothing: code 2x slower", 45, 22.5, func(r *results.Results) {}, // raw equal, normalised 2x worse
+			[]string{"redis-setnx/acquire p99", "redis-setnx/acquire throughput", "redis-setnx/cycle p99", "redis-setnx/cycle throughput", "unsafe-release/cycle p99", "unsafe-release/cycle throughput"}, true, nil, ""},
+		{"baseline without calibration: raw gate", 0, 90, func(r *results.Results) { scale(r, 2) },
+			[]string{"redis-setnx/acquire p99", "redis-setnx/acquire throughput", "redis-setnx/cycle p99", "redis-setnx/cycle throughput", "unsafe-release/cycle p99", "unsafe-release/cycle throughput"}, false,
+			[]string{"gate on raw figures", "baseline carries no calibration"}, ""},
+		{"current without calibration: raw gate", 45, 0, func(r *results.Results) {}, nil, false,
+			[]string{"gate on raw figures", "results carry no calibration"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := sample()
+			if tt.basePing > 0 {
+				calibrated(base, tt.basePing)
+			}
+			cur := clone(t, sample())
+			cur.RunID = "now"
+			if tt.curPing > 0 {
+				calibrated(cur, tt.curPing)
+			}
+			tt.mutate(cur)
+			rep, err := Gate(base, cur, DefaultTolerance(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := table(t, rep)
+			t.Logf("\n%s", out)
+			if rep.Normalised != tt.normalised {
+				t.Errorf("Normalised = %v, want %v", rep.Normalised, tt.normalised)
+			}
+			var got []string
+			for _, f := range rep.Failures() {
+				got = append(got, f.Metric)
+			}
+			if strings.Join(got, ";") != strings.Join(tt.failing, ";") {
+				t.Errorf("failures = %q, want %q\n%s", got, tt.failing, out)
+			}
+			for _, m := range tt.failing {
+				if !strings.Contains(out, "FAIL "+m) {
+					t.Errorf("table does not name failing metric %q:\n%s", m, out)
+				}
+			}
+			for _, w := range tt.tableWants {
+				if !strings.Contains(out, w) {
+					t.Errorf("table lacks %q:\n%s", w, out)
+				}
+			}
+			if tt.noteContain != "" && !strings.Contains(out, tt.noteContain) {
+				t.Errorf("table lacks %q:\n%s", tt.noteContain, out)
+			}
+		})
+	}
+}
+
+func TestNormalise(t *testing.T) {
+	if got := P99.Normalise(900, 45); math.Abs(got-20) > 1e-9 {
+		t.Errorf("p99 900µs / 45µs = %v, want 20", got)
+	}
+	// 3000 ops/s × 45 µs = 0.135 ops per PING-time.
+	if got := Throughput.Normalise(3000, 45); math.Abs(got-0.135) > 1e-9 {
+		t.Errorf("throughput = %v, want 0.135", got)
+	}
+	if got := P99.Normalise(900, 0); !math.IsNaN(got) {
+		t.Errorf("no unit: %v, want NaN", got)
+	}
+	if P99.FormatNorm(20) != "20.0×ping" || Throughput.FormatNorm(0.135) != "0.135/ping" || P99.FormatNorm(math.NaN()) != "-" {
+		t.Errorf("FormatNorm: %q %q", P99.FormatNorm(20), Throughput.FormatNorm(0.135))
+	}
+}
+
+func TestMatrixAllowed(t *testing.T) {
+	rows := []Expectation{
+		{Impl: "redis-setnx", Workload: "counter", NoFault: true},
+		{Impl: "redis-setnx", Workload: "counter", Failing: []string{"mutual-exclusion"}}, // under holder-pause
+		{Impl: "redis-setnx", Workload: "counter", Failing: []string{"availability"}},
+		{Impl: "unsafe-release", Workload: "counter", Failing: []string{"mutual-exclusion"}},
+		{Impl: "racy-mutant", Workload: "counter", NoFault: true, Failing: []string{"lost-update"}},
+	}
+	noFault := &results.Results{Workload: "counter", Impls: []results.ImplResult{{Name: "redis-setnx"}, {Name: "unsafe-release", Mutant: true}, {Name: "racy-mutant", Mutant: true}, {Name: "stranger", Mutant: true}}}
+	faulted := clone(t, noFault)
+	faulted.Faults = []results.FaultWindow{{Fault: "holder-pause:k0=2xttl@1s", Kind: "holder-pause"}}
+	tests := []struct {
+		run           *results.Results
+		impl, checker string
+		want          bool
+	}{
+		{noFault, "redis-setnx", "mutual-exclusion", false}, // no fault: the safe baseline row decides
+		{faulted, "redis-setnx", "mutual-exclusion", true},  // a fault that breaks it ran
+		{faulted, "redis-setnx", "lost-update", false},
+		{noFault, "unsafe-release", "mutual-exclusion", true}, // mutant without a no-fault row: its fault rows
+		{noFault, "unsafe-release", "lost-update", false},
+		{noFault, "racy-mutant", "lost-update", true},
+		{noFault, "racy-mutant", "mutual-exclusion", false},
+		{noFault, "stranger", "mutual-exclusion", false}, // not in the matrix: nothing allowed
+		{faulted, "stranger", "mutual-exclusion", false},
+	}
+	for _, tt := range tests {
+		allowed := MatrixAllowed(rows, tt.run)
+		if got := allowed(tt.impl, tt.checker); got != tt.want {
+			t.Errorf("faults=%d %s %s: allowed = %v, want %v", len(tt.run.Faults), tt.impl, tt.checker, got, tt.want)
+		}
+	}
+}
+
+func TestGateOps(t *testing.T) {
+	base := sample()
+	cur := clone(t, base)
+	st := cur.Impls[0].Ops["acquire"]
+	st.P99 *= 3
+	cur.Impls[0].Ops["acquire"] = st
+	if rep, _ := GateOps(base, cur, DefaultTolerance(), nil, nil); rep.Pass() {
+		t.Fatal("acquire p99 3x worse passed with every kind gated")
+	}
+	rep, err := GateOps(base, cur, DefaultTolerance(), nil, []string{"cycle"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := table(t, rep)
+	if !rep.Pass() || !strings.Contains(out, "not gated (operation kind not in --ops cycle)") {
+		t.Errorf("acquire should be shown, not gated:\n%s", out)
+	}
+	st = cur.Impls[0].Ops["cycle"]
+	st.P99 *= 3
+	cur.Impls[0].Ops["cycle"] = st
+	if rep, _ := GateOps(base, cur, DefaultTolerance(), nil, []string{"cycle"}); rep.Pass() {
+		t.Error("cycle p99 3x worse passed with --ops cycle")
+	}
+}

@@ -65,6 +65,32 @@ func (s Stat) Format(v float64) string {
 	return FormatMicros(v)
 }
 
+// Normalise makes a raw value of s machine-independent with unit, the
+// run's Go PING p50 in µs: a latency becomes a multiple of the PING time,
+// a throughput the operations done per PING-time (ops/s × unit µs / 1e6).
+// Both scale away a machine that is uniformly faster or slower.
+func (s Stat) Normalise(v, unit float64) float64 {
+	if unit <= 0 || math.IsNaN(v) {
+		return math.NaN()
+	}
+	if s == Throughput {
+		return v * unit / 1e6
+	}
+	return v / unit
+}
+
+// FormatNorm prints a normalised value of s: "12.3×ping" for a latency,
+// "0.0521/ping" for a throughput.
+func (s Stat) FormatNorm(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
+	}
+	if s == Throughput {
+		return strconv.FormatFloat(v, 'g', 3, 64) + "/ping"
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64) + "×ping"
+}
+
 // Direction says how a change of s reads in words.
 func (s Stat) Direction(change float64) string {
 	switch {

@@ -1,0 +1,460 @@
+package chaos_test
+
+// The transaction rows of the Chaos suite: every bank row of
+// chaos/expected.md runs the bank workload (bench/workload/bank.go) through
+// its Phase API, as the runner does — coordinator processes looping
+// Client.Step (a crashed coordinator continues under a new process id),
+// chaos.Run for the row's fault specs, heal, a quiet period, Finish
+// (Recover on a fresh coordinator, snapshot into the history) and the
+// workload's offline Check on the history read back — on one environment
+// (pg-1, pg-2, redis-1) shared by every row. bench.Run would start an
+// environment per row (two initdb each).
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/faultline-dev/faultline/bench/history"
+	"github.com/faultline-dev/faultline/bench/recorder"
+	"github.com/faultline-dev/faultline/bench/results"
+	"github.com/faultline-dev/faultline/bench/workload"
+	"github.com/faultline-dev/faultline/chaos"
+	"github.com/faultline-dev/faultline/chaos/checker"
+	"github.com/faultline-dev/faultline/impl/txn"
+	"github.com/faultline-dev/faultline/infra"
+)
+
+// Settings of the transaction rows (expected.md, "Transactions").
+const (
+	bankClients   = 3
+	bankLoad      = 1500 * time.Millisecond
+	bankOpTimeout = time.Second
+	bankQuiet     = 300 * time.Millisecond
+)
+
+// bankDefaults are the bank params of every row (a row's name=value parts
+// override them).
+var bankDefaults = map[string]string{"accounts": "10", "readers": "1", "read-every": "3", "lock-timeout": "250ms", "inject-after": "5"}
+
+// bankEnv is the transaction rows' environment, started by the first row.
+var bankEnv struct {
+	once sync.Once
+	env  *infra.Env
+	err  error
+	took time.Duration
+}
+
+func needBankEnv(t *testing.T) *infra.Env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("Chaos suite: starts PostgreSQL and Redis servers (skipped with -short)")
+	}
+	bankEnv.once.Do(func() {
+		provider := os.Getenv("FAULTLINE_PROVIDER")
+		if provider == "" {
+			provider = "local"
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		bankEnv.env, bankEnv.err = infra.Up(ctx, infra.Spec{Nodes: infra.Nodes(1, 2), Provider: provider})
+		bankEnv.took = time.Since(start)
+	})
+	if bankEnv.err != nil {
+		t.Fatalf("Chaos suite (transactions): environment did not start: %v", bankEnv.err)
+	}
+	return bankEnv.env
+}
+
+func closeBankEnv(t *testing.T) {
+	if bankEnv.env == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := bankEnv.env.Close(ctx); err != nil {
+		t.Errorf("closing the transaction rows' environment: %v", err)
+	}
+	bankEnv.env = nil
+}
+
+func bankRows(t *testing.T) []chaos.Row {
+	t.Helper()
+	m, err := chaos.LoadExpected("expected.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []chaos.Row
+	for _, r := range m.Rows {
+		if r.Workload == workload.BankName {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestChaosTxn runs every transaction row of the expected-verdict matrix
+// against real servers and asserts its verdict.
+func TestChaosTxn(t *testing.T) {
+	rows := bankRows(t)
+	env := needBankEnv(t)
+	t.Cleanup(func() { closeBankEnv(t) })
+	t.Logf("environment: %s (%s), started in %v", env.Provider(), env.ProviderReason(), bankEnv.took.Round(time.Millisecond))
+	for _, row := range rows {
+		t.Run(row.Name(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			o := runBankRow(t, ctx, env, row)
+			assertBankRow(t, row, o)
+		})
+	}
+}
+
+// TestChaosTxnMatrixCoverage checks, without servers, that the matrix has
+// what issue 5 requires: every transaction implementation without a fault
+// and against participant kill, partition of one participant and latency;
+// 2pc against all six coordinator crash points and a participant kill
+// between prepare and decision; every mutant against the fault that
+// exposes it; every row's specs and params valid.
+func TestChaosTxnMatrixCoverage(t *testing.T) {
+	rows := bankRows(t)
+	has := func(impl, fault string) *chaos.Row {
+		for i := range rows {
+			if rows[i].Impl == impl && rows[i].Fault == fault {
+				return &rows[i]
+			}
+		}
+		return nil
+	}
+	for _, info := range txn.All() {
+		if has(info.Name, "none") == nil {
+			t.Errorf("%s: no row without a fault", info.Name)
+		}
+		if info.Mutant || info.SingleNode {
+			continue
+		}
+		for _, f := range []string{"kill", "partition", "latency"} {
+			if has(info.Name, f) == nil {
+				t.Errorf("%s: no row for fault %s", info.Name, f)
+			}
+		}
+	}
+	for _, p := range txn.CrashPoints {
+		r := has("2pc", "crash-"+string(p))
+		if r == nil || r.Settings()["crash-at"] != string(p) {
+			t.Errorf("2pc: no row crashing the coordinator at %s", p)
+		}
+	}
+	if has("2pc", "participant-kill") == nil {
+		t.Errorf("2pc: no participant kill between prepare and decision")
+	}
+	for _, want := range [][3]string{
+		{"2pc-nolog", "crash-after-commit", checker.ConservationName},
+		{"tcc-nobarrier", "late-try-debit", checker.NoFrozenLeftName},
+		{"tcc-nobarrier", "dup-confirm", checker.ConservationName},
+		{"outbox-no-dedup", "relay-crash", checker.OutboxDeliveryName},
+	} {
+		r := has(want[0], want[1])
+		if r == nil || r.Expect != chaos.ViolationExpected || !slices.Contains(r.Checkers, want[2]) {
+			t.Errorf("%s under %s: want a row expecting %s to catch it", want[0], want[1], want[2])
+		}
+	}
+	wl, err := workload.Lookup(workload.BankName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if !slices.Contains(workload.ImplNames(wl), r.Impl) {
+			t.Errorf("line %d: %s is not a bank implementation", r.Line, r.Impl)
+		}
+		if r.Scripted() {
+			t.Errorf("line %d: bank rows have no scripts", r.Line)
+		}
+		if _, err := chaos.ParseSchedule(r.Specs()); err != nil {
+			t.Errorf("line %d: %v", r.Line, err)
+		}
+		for k := range r.Settings() {
+			if _, ok := workload.BankParams[k]; !ok {
+				t.Errorf("line %d: %s is not a bank param", r.Line, k)
+			}
+		}
+		if r.Expect == chaos.LivenessExpected {
+			t.Errorf("line %d: bank rows are safe or violation rows", r.Line)
+		}
+	}
+	if m, _ := chaos.LoadExpected("expected.md"); !m.Allowed("2pc-nolog", checker.ConservationName) || m.Allowed("2pc", checker.ConservationName) {
+		t.Errorf("Allowed: 2pc-nolog may break conservation, 2pc may not")
+	}
+}
+
+// bankOutcome is what a row produced.
+type bankOutcome struct {
+	ops      []history.Op
+	verdicts []results.Verdict
+	counters map[string]int64
+	injected []string // transfers that got the injected fault
+	notes    []string
+	took     time.Duration
+}
+
+func (o bankOutcome) verdict(name string) (results.Verdict, bool) {
+	for _, v := range o.verdicts {
+		if v.Checker == name {
+			return v, true
+		}
+	}
+	return results.Verdict{}, false
+}
+
+// runBankRow runs one row as the runner runs a phase.
+func runBankRow(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Row) bankOutcome {
+	t.Helper()
+	began := time.Now()
+	wl, err := workload.Lookup(row.Workload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, err := chaos.ParseSchedule(row.Specs())
+	if err != nil {
+		t.Fatalf("row %s (line %d): %v", row.Name(), row.Line, err)
+	}
+	params := map[string]string{}
+	for k, v := range bankDefaults {
+		params[k] = v
+	}
+	for k, v := range row.Settings() {
+		params[k] = v
+	}
+	var buf bytes.Buffer
+	start := time.Now()
+	h := recorder.NewHistory(&buf, start)
+	h.SetImpl(row.Impl)
+	faults := workload.NewFaults()
+	target := workload.Target{
+		Impl: row.Impl, Env: env,
+		// Node and network faults need the proxies (a restarted node may
+		// come back on another port); a crash or TCC fault does not.
+		Direct: len(sched) == 0 && params["kill-after-prepare"] == "",
+		Keys:   1, TTL: bankOpTimeout, OpTimeout: bankOpTimeout, AcquireTimeout: bankOpTimeout,
+		Params: params, Faults: faults,
+	}
+	ph, err := wl.Start(ctx, target)
+	if err != nil {
+		t.Fatalf("start the bank phase of %s: %v", row.Impl, err)
+	}
+	defer ph.Close()
+	const seed = 7
+	clients := make([]workload.Client, bankClients)
+	for i := range clients {
+		if clients[i], err = ph.Client(ctx, i, seed); err != nil {
+			t.Fatalf("open client %d: %v", i, err)
+		}
+	}
+	stats := recorder.NewStats(h, wl.Kinds(), time.Now())
+	var nextProc atomic.Int64
+	nextProc.Store(bankClients)
+
+	loadStart := time.Now()
+	loadCtx, cancelLoad := context.WithCancel(ctx)
+	defer cancelLoad()
+	var stop atomic.Bool
+	stopTimer := time.AfterFunc(bankLoad, func() { stop.Store(true) })
+	defer stopTimer.Stop()
+	chaosDone := make(chan struct{})
+	var chaosErr error
+	go func() {
+		defer close(chaosDone)
+		if len(sched) > 0 {
+			_, chaosErr = chaos.Run(ctx, sched, env, faults, h.Log, chaos.RunOptions{
+				TTL: bankOpTimeout, Impl: row.Impl, Origin: loadStart, Clock: h.Now})
+		}
+	}()
+	var wg sync.WaitGroup
+	var werrMu sync.Mutex
+	var werrs []string
+	for i := range clients {
+		wg.Go(func() {
+			c := clients[i]
+			w := stats.Worker(i, row.Impl)
+			defer func() { c.Close() }()
+			for n := 0; n < 100000 && !stop.Load() && loadCtx.Err() == nil; n++ {
+				m := w.Mark()
+				out := c.Step(loadCtx, w)
+				w.Done(0, m, out.Type, out.Err)
+				if out.Crashed {
+					c.Close()
+					proc := int(nextProc.Add(1) - 1)
+					w.Process = proc
+					nc, err := ph.Client(ctx, proc, seed)
+					if err != nil {
+						werrMu.Lock()
+						werrs = append(werrs, fmt.Sprintf("process %d: %v", proc, err))
+						werrMu.Unlock()
+						c = nopClient{}
+						return
+					}
+					c = nc
+				}
+				if out.Type != history.OK {
+					elapse(loadCtx, 5*time.Millisecond) // pace a worker whose node is down
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	grace := bankLoad + 20*bankOpTimeout + 5*time.Second
+	select {
+	case <-done:
+	case <-time.After(grace):
+		t.Logf("workers still busy %v after the start: cancelling their calls", grace)
+		cancelLoad()
+		<-done
+	}
+	<-chaosDone
+	faults.HealAll()
+	elapse(ctx, bankQuiet)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+	ferr := ph.Finish(fctx, h, int(nextProc.Add(1)-1))
+	cancel()
+	if err := h.Close(); err != nil {
+		t.Fatalf("history: %v", err)
+	}
+	ops, err := history.ReadAll(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatalf("read the history back: %v", err)
+	}
+	ops = history.ForImpl(ops, row.Impl)
+	rep := wl.Check(ops, workload.CheckConfig{Impl: row.Impl, TTL: bankOpTimeout})
+	o := bankOutcome{ops: ops, verdicts: rep.Verdicts, counters: rep.Counters, took: time.Since(began)}
+	for _, op := range ops {
+		if op.F == "transfer" && op.Type == history.Invoke && op.Attrs["inject"] != "" {
+			o.injected = append(o.injected, op.Token)
+		}
+	}
+	if ferr != nil {
+		o.notes = append(o.notes, "finish: "+ferr.Error())
+	}
+	if chaosErr != nil {
+		o.notes = append(o.notes, "faults: "+chaosErr.Error())
+	}
+	for _, e := range werrs {
+		o.notes = append(o.notes, "worker: "+e)
+	}
+	return o
+}
+
+// bankProblems compares the outcome with the row; empty = it matches.
+func bankProblems(row chaos.Row, o bankOutcome) []string {
+	var out []string
+	unknownOK := row.Has(chaos.FlagUnknownOK)
+	for _, v := range o.verdicts {
+		named := slices.Contains(row.Checkers, v.Checker)
+		switch {
+		case row.Expect == chaos.Safe && v.Valid == results.Invalid:
+			out = append(out, fmt.Sprintf("%s is invalid (%d violations), the row expects safe", v.Checker, len(v.Violations)))
+		case row.Expect == chaos.Safe && v.Valid == results.Unknown && !unknownOK:
+			out = append(out, fmt.Sprintf("%s is unknown (%s), the row does not say unknown-ok", v.Checker, v.Summary))
+		case row.Expect == chaos.ViolationExpected && named && (v.Valid != results.Invalid || len(v.Violations) == 0):
+			out = append(out, fmt.Sprintf("%s is %s, the row expects a violation with a counterexample", v.Checker, v.Valid))
+		}
+	}
+	for _, c := range row.Checkers {
+		if _, ok := o.verdict(c); !ok {
+			out = append(out, "no verdict of checker "+c)
+		}
+	}
+	if n := len(row.Settings()); n > 0 && row.Settings()["relay-crash"] == "" && len(o.injected) == 0 {
+		out = append(out, "the injected fault hit no transfer")
+	}
+	if row.Expect == chaos.ViolationExpected && len(o.injected) > 0 && !namesInjected(row, o) {
+		out = append(out, fmt.Sprintf("no counterexample of %v names the injected transfer %v", row.Checkers, o.injected))
+	}
+	if row.Has(chaos.FlagInDoubt) {
+		v, _ := o.verdict(checker.NoPreparedLeftName)
+		if o.counters["in-doubt"] == 0 {
+			out = append(out, "no prepared transaction stayed in doubt, the row expects one (and its time)")
+		}
+		if v.Valid != results.Valid {
+			out = append(out, "no-prepared-left is "+string(v.Valid)+": recovery did not resolve everything")
+		}
+	}
+	return out
+}
+
+// namesInjected says whether a violation of the row's checkers names an
+// injected transfer (its id in the description or tokens).
+func namesInjected(row chaos.Row, o bankOutcome) bool {
+	for _, c := range row.Checkers {
+		v, _ := o.verdict(c)
+		for _, vi := range v.Violations {
+			text := vi.Description + " " + strings.Join(vi.Tokens, " ")
+			for _, id := range o.injected {
+				if strings.Contains(text, id) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func bankReport(row chaos.Row, o bankOutcome) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "row %s (expected.md line %d): expect %q — %s\n", row.Name(), row.Line, row.String(), row.Why)
+	keys := make([]string, 0, len(o.counters))
+	for k := range o.counters {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var cs []string
+	for _, k := range keys {
+		cs = append(cs, k+"="+strconv.FormatInt(o.counters[k], 10))
+	}
+	fmt.Fprintf(&b, "  run: %s; %d history entries in %v; injected into %v\n  counters: %s\n", row.Run, len(o.ops),
+		o.took.Round(time.Millisecond), o.injected, strings.Join(cs, " "))
+	for _, v := range o.verdicts {
+		fmt.Fprintf(&b, "  %-20s %-7s %s\n", v.Checker, v.Valid, v.Summary)
+		for i, vi := range v.Violations {
+			if i == 3 {
+				fmt.Fprintf(&b, "      … %d more\n", len(v.Violations)-3)
+				break
+			}
+			fmt.Fprintf(&b, "      counterexample [%s] keys %v tokens %v: %s\n", vi.Kind, vi.Keys, vi.Tokens, vi.Description)
+		}
+	}
+	for _, n := range o.notes {
+		fmt.Fprintf(&b, "  note: %s\n", n)
+	}
+	return b.String()
+}
+
+func assertBankRow(t *testing.T, row chaos.Row, o bankOutcome) {
+	t.Helper()
+	probs := bankProblems(row, o)
+	if len(probs) == 0 {
+		t.Logf("%s", bankReport(row, o))
+		return
+	}
+	path := ""
+	if f, err := os.CreateTemp("", "faultline-chaos-"+strings.ReplaceAll(row.Name(), "/", "_")+"-*.jsonl"); err == nil {
+		w := history.NewWriter(f)
+		for _, op := range o.ops {
+			_, _ = w.Write(op)
+		}
+		_ = w.Flush()
+		f.Close()
+		path = f.Name()
+	}
+	t.Errorf("%s does not match the matrix:\n  - %s\n%shistory: %s", row.Name(), strings.Join(probs, "\n  - "), bankReport(row, o), path)
+}

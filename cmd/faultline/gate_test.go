@@ -1,0 +1,110 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/faultline-dev/faultline/bench/results"
+)
+
+// The issue's gate acceptance, through the CLI, on the committed baseline:
+// the baseline itself passes (0); a copy whose p99 is doubled, calibration
+// unchanged, fails (1) and names the metric; a copy where everything,
+// calibration included, is 2× slower passes (a slower machine, not slower
+// code); a wrong schema is bad input (2).
+func TestGateCLIOnCommittedBaseline(t *testing.T) {
+	basePath := filepath.Join("..", "..", "bench", "baseline.json")
+	b, err := os.ReadFile(basePath)
+	if err != nil {
+		t.Skipf("no committed baseline (make baseline): %v", err)
+	}
+	var base results.Results
+	if err := json.Unmarshal(b, &base); err != nil {
+		t.Fatal(err)
+	}
+	if base.Calibration.Unit() <= 0 {
+		t.Fatalf("committed baseline carries no calibration: refresh it with make baseline")
+	}
+	dir := t.TempDir()
+	write := func(name string, r *results.Results) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := results.Save(p, r); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	load := func() *results.Results {
+		var r results.Results
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatal(err)
+		}
+		return &r
+	}
+	headline := "redis-setnx"
+	if base.Impl(headline) == nil {
+		headline = base.Impls[0].Name
+	}
+
+	p99x2 := load()
+	st := p99x2.Impl(headline).Ops["cycle"]
+	st.P99 *= 2
+	p99x2.Impl(headline).Ops["cycle"] = st
+
+	slower := load()
+	for i := range slower.Impls {
+		for op, st := range slower.Impls[i].Ops {
+			st.P50, st.P90, st.P99, st.P999, st.Max, st.Mean = 2*st.P50, 2*st.P90, 2*st.P99, 2*st.P999, 2*st.Max, 2*st.Mean
+			st.Throughput /= 2
+			slower.Impls[i].Ops[op] = st
+		}
+	}
+	c := *slower.Calibration
+	c.GoPingP50us *= 2
+	slower.Calibration = &c
+
+	wrongSchema := filepath.Join(dir, "schema.json")
+	if err := os.WriteFile(wrongSchema, []byte(strings.Replace(string(b), `"schema": 1`, `"schema": 99`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	expected := filepath.Join("..", "..", "chaos", "expected.md")
+	tests := []struct {
+		name    string
+		results string
+		args    []string
+		code    int
+		stdout  []string
+		stderr  []string
+	}{
+		{"baseline itself", basePath, nil, 0, []string{"gate: PASS", "machine-normalised"}, nil},
+		{"baseline itself, expected matrix", basePath, []string{"--expected", expected}, 0, []string{"gate: PASS", "expected-verdict matrix"}, nil},
+		{"p99 doubled", write("p99x2.json", p99x2), nil, 1, []string{"FAIL " + headline + "/cycle p99", "gate: FAIL"}, nil},
+		{"p99 doubled, make gate tolerance", write("p99x2b.json", p99x2), []string{"--tolerance", "p99=+90%,throughput=-45%"}, 1, []string{"FAIL " + headline + "/cycle p99"}, nil},
+		{"machine 2x slower", write("slower.json", slower), nil, 0, []string{"gate: PASS", "+100.0%"}, nil},
+		{"wrong schema", wrongSchema, nil, 2, nil, []string{"schema 99", "expected schema 1"}},
+		{"bad matrix", basePath, []string{"--expected", filepath.Join(dir, "none.md")}, 2, nil, []string{"expected-verdict matrix"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"gate", "--baseline", basePath}, tt.args...)
+			code, stdout, stderr := cli(t, append(args, tt.results)...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout, stderr)
+			}
+			for _, w := range tt.stdout {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, stdout)
+				}
+			}
+			for _, w := range tt.stderr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,71 @@
+package gate
+
+import (
+	"slices"
+
+	"github.com/faultline-dev/faultline/bench/results"
+)
+
+// Expectation is one row of the expected-verdict matrix (chaos/expected.md)
+// as the gate reads it; the CLI converts chaos.Row values, so that this
+// package depends on saved results only.
+type Expectation struct {
+	Impl, Workload string
+	// NoFault: the row runs the workload without any fault.
+	NoFault bool
+	// Failing are the checkers the row expects to fail (a violation or
+	// liveness row); empty for a safe row.
+	Failing []string
+}
+
+// MatrixAllowed returns the allowed function of Gate for the matrix rows
+// and the run cur:
+//   - a run with faults may fail checker c on impl when some row of impl
+//     expects c to fail (under any fault: the gate does not match fault
+//     names);
+//   - a run without any fault is judged by impl's no-fault rows of the
+//     run's workload (else of any workload) only: a safe implementation
+//     that fails with nothing broken is a regression even if some fault
+//     is expected to break it. An implementation without such a row
+//     falls back to the fault rows if it is a mutant, else nothing is
+//     allowed.
+//
+// Implementations absent from the matrix are allowed nothing, mutants
+// included: the matrix, once given, is the whole rule.
+func MatrixAllowed(rows []Expectation, cur *results.Results) func(impl, checker string) bool {
+	faulted := len(cur.Faults) > 0
+	mutant := map[string]bool{}
+	for _, ir := range cur.Impls {
+		mutant[ir.Name] = ir.Mutant
+	}
+	expects := func(impl, checker string, keep func(Expectation) bool) (allowed, any bool) {
+		for _, r := range rows {
+			if r.Impl != impl || !keep(r) {
+				continue
+			}
+			any = true
+			if slices.Contains(r.Failing, checker) {
+				allowed = true
+			}
+		}
+		return allowed, any
+	}
+	all := func(Expectation) bool { return true }
+	return func(impl, checker string) bool {
+		if faulted {
+			ok, _ := expects(impl, checker, all)
+			return ok
+		}
+		if ok, any := expects(impl, checker, func(r Expectation) bool { return r.NoFault && r.Workload == cur.Workload }); any {
+			return ok
+		}
+		if ok, any := expects(impl, checker, func(r Expectation) bool { return r.NoFault }); any {
+			return ok
+		}
+		if mutant[impl] {
+			ok, _ := expects(impl, checker, all)
+			return ok
+		}
+		return false
+	}
+}
