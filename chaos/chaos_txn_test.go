@@ -388,6 +388,13 @@ func bankProblems(row chaos.Row, o bankOutcome) []string {
 		if v.Valid != results.Valid {
 			out = append(out, "no-prepared-left is "+string(v.Valid)+": recovery did not resolve everything")
 		}
+		if every, err := time.ParseDuration(row.Settings()["recover-every"]); err == nil {
+			age, _ := time.ParseDuration(row.Settings()["recover-min-age"])
+			bound := age + every + 500*time.Millisecond
+			if got := time.Duration(o.counters["in-doubt-ms-max"]) * time.Millisecond; got > bound {
+				out = append(out, fmt.Sprintf("a transaction stayed in doubt %v, over recover-min-age + recover-every + 500ms = %v", got, bound))
+			}
+		}
 	}
 	return out
 }

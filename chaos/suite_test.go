@@ -174,7 +174,8 @@ func (p *phaseSetup) finish(t *testing.T, ctx context.Context, ph workload.Phase
 		before()
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	ferr := ph.Finish(fctx, p.h, probe)
+	perr := p.probe(t, fctx, ph, probe)
+	ferr := ph.Finish(fctx, p.h, -1) // the resource dump; the probes ran above
 	cancel()
 	if err := p.h.Close(); err != nil {
 		t.Fatalf("history: %v", err)
@@ -188,6 +189,9 @@ func (p *phaseSetup) finish(t *testing.T, ctx context.Context, ph workload.Phase
 	o := outcome{ttl: p.target.TTL, ops: ops, verdicts: rep.Verdicts, counters: rep.Counters}
 	if ferr != nil {
 		o.notes = append(o.notes, "finish: "+ferr.Error())
+	}
+	if perr != nil {
+		o.notes = append(o.notes, "probe: "+perr.Error())
 	}
 	o.inWindow, o.failedInWindow = availability(ops)
 	return o
@@ -208,6 +212,34 @@ func rowTTL(row chaos.Row, def time.Duration) (time.Duration, error) {
 		ttl = d
 	}
 	return ttl, nil
+}
+
+// probe is Finish's final probe of every key, by a fresh process whose
+// connections are warmed first (one unlogged acquire and release of another
+// key): a cold client's dial must not race the lock's per-node timeout
+// (redsync's is 0.05×ttl = 20 ms at ttl 400 ms), or a probe that timed out
+// reads as a key still held.
+func (p *phaseSetup) probe(t *testing.T, ctx context.Context, ph workload.Phase, proc int) error {
+	t.Helper()
+	c, err := ph.Client(ctx, proc, 0)
+	if err != nil {
+		return fmt.Errorf("probe client: %w", err)
+	}
+	defer c.Close()
+	w := recorder.NewStats(p.h, p.wl.Kinds(), time.Now().Add(24*time.Hour)).Worker(proc, p.target.Impl)
+	st, err := workload.NewSteps(c, w)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if l, err := st.Locker().Acquire(wctx, "faultline-probe-warmup", p.target.TTL); err == nil {
+		_ = st.Locker().Release(wctx, l)
+	}
+	cancel()
+	for _, k := range workload.Keys(p.target.Keys) {
+		st.Probe(ctx, k)
+	}
+	return nil
 }
 
 // runWorkload runs a row's workload with its fault specs: suiteClients

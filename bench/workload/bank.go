@@ -684,7 +684,15 @@ func (p *bankPhase) Finish(ctx context.Context, h *recorder.History, _ int) erro
 		rec.Attrs["drain"] = recorder.ErrorKind(drainErr)
 	}
 	res("bank-recover", rec)
-	for _, d := range p.mon.inDoubt(2 * p.t.OpTimeout) {
+	// In doubt: still prepared when the final Recover started, or prepared
+	// longer than a live coordinator holds a transaction (prepare answer to
+	// decision and commit: two calls of op-timeout), or than the recovery
+	// cron's minimum age when it runs.
+	bound := 2 * p.t.OpTimeout
+	if p.prm.recoverEvery > 0 && p.prm.minAge > 0 {
+		bound = min(bound, p.prm.minAge)
+	}
+	for _, d := range p.mon.inDoubt(bound) {
 		attrs := map[string]string{"node": strconv.Itoa(d.node), "transfer": transferOfGID(d.gid),
 			"prepared": strconv.FormatInt(h.Since(d.prepared), 10), "by": d.by}
 		if !d.gone.IsZero() {

@@ -480,7 +480,8 @@ func gateAllowed(flag string, cur *results.Results) (func(impl, checker string) 
 	}
 	rows := make([]gate.Expectation, 0, len(m.Rows))
 	for _, r := range m.Rows {
-		e := gate.Expectation{Impl: r.Impl, Workload: r.Workload, NoFault: r.Run == "-"}
+		// A scripted interleaving forces what a fault would: not a no-fault row.
+		e := gate.Expectation{Impl: r.Impl, Workload: r.Workload, NoFault: !r.Scripted() && len(r.Specs()) == 0}
 		if r.Expect != chaos.Safe {
 			e.Failing = r.Checkers
 		}
