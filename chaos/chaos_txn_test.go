@@ -390,9 +390,9 @@ func bankProblems(row chaos.Row, o bankOutcome) []string {
 		}
 		if every, err := time.ParseDuration(row.Settings()["recover-every"]); err == nil {
 			age, _ := time.ParseDuration(row.Settings()["recover-min-age"])
-			bound := age + every + 500*time.Millisecond
+			bound := age + every + time.Second
 			if got := time.Duration(o.counters["in-doubt-ms-max"]) * time.Millisecond; got > bound {
-				out = append(out, fmt.Sprintf("a transaction stayed in doubt %v, over recover-min-age + recover-every + 500ms = %v", got, bound))
+				out = append(out, fmt.Sprintf("a transaction stayed in doubt %v, over recover-min-age + recover-every + 1s = %v", got, bound))
 			}
 		}
 	}

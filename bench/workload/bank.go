@@ -624,10 +624,8 @@ func (p *bankPhase) Finish(ctx context.Context, h *recorder.History, _ int) erro
 		// in the middle of a credit would leave that message
 		// unacknowledged and the next consumer would apply it again
 		// (harmless with dedup, a false alarm without).
-		dctx, cancel := budget(ctx, 0.5)
-		if drainErr = p.shared.Recover(dctx); drainErr == nil {
-			drainErr = p.waitAcked(dctx)
-		}
+		dctx, cancel := budget(ctx, 0.6)
+		drainErr = p.drainOutbox(dctx)
 		cancel()
 		errs = append(errs, p.shared.Close())
 		p.shared = nil
@@ -716,26 +714,61 @@ func budget(ctx context.Context, share float64) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, d)
 }
 
-// waitAcked polls (bounded by ctx) until the outbox consumer group has no
-// pending (delivered, unacknowledged) message: every handled credit is
-// acknowledged, so closing the consumer cannot make the next one re-apply.
-func (p *bankPhase) waitAcked(ctx context.Context) error {
-	n, ok := p.t.Env.Node("redis-1")
+// drainOutbox waits (polling every 50ms, bounded by ctx) until the
+// running outbox service has handled every committed message (as many
+// distinct messages in the inboxes as rows in the outboxes) and
+// acknowledged it (no pending entry in the consumer group), so that closing
+// its consumer cannot make the next one re-apply a credit. It reads
+// counts directly, never through a fault, and costs the service little.
+func (p *bankPhase) drainOutbox(ctx context.Context) error {
+	rn, ok := p.t.Env.Node("redis-1")
 	if !ok {
 		return nil
 	}
-	c := newRedis(n.DirectAddr(), n.Password(), 2*time.Second, 1)
-	defer c.Close()
-	tick := time.NewTicker(10 * time.Millisecond)
+	rc := newRedis(rn.DirectAddr(), rn.Password(), 2*time.Second, 1)
+	defer rc.Close()
+	var conns []*pgx.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close(context.Background())
+		}
+	}()
+	for i := range 2 {
+		n, ok := p.t.Env.Node(fmt.Sprintf("pg-%d", i+1))
+		if !ok {
+			return fmt.Errorf("no node pg-%d", i+1)
+		}
+		c, err := pgx.Connect(ctx, n.DirectDSN())
+		if err != nil {
+			return fmt.Errorf("connect %s: %w", n.Name(), err)
+		}
+		conns = append(conns, c)
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	var left int64
+	var lastErr error
 	for {
-		pend, err := c.XPending(ctx, txn.OutboxStream, txn.OutboxGroup).Result()
-		if err == nil && pend.Count == 0 {
+		var committed, handled int64
+		lastErr = nil
+		for _, c := range conns {
+			var o, in int64
+			if err := c.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(DISTINCT msg_id) FROM inbox)`).Scan(&o, &in); err != nil {
+				lastErr = err
+			}
+			committed, handled = committed+o, handled+in
+		}
+		pend, err := rc.XPending(ctx, txn.OutboxStream, txn.OutboxGroup).Result()
+		if err != nil {
+			lastErr = err
+		}
+		if lastErr == nil && handled >= committed && pend.Count == 0 {
 			return nil
 		}
+		left = committed - handled
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("messages still unacknowledged (last error %v): %w", err, ctx.Err())
+			return fmt.Errorf("%d messages not yet applied (last error %v): %w", left, lastErr, ctx.Err())
 		case <-tick.C:
 		}
 	}

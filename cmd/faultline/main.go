@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
 	"github.com/faultline-dev/faultline/impl/lock"
+	"github.com/faultline-dev/faultline/impl/txn"
 	"github.com/faultline-dev/faultline/infra"
 	"github.com/faultline-dev/faultline/reports"
 	"github.com/faultline-dev/faultline/reports/gate"
@@ -333,6 +335,23 @@ func listCmd(args []string, stdout, stderr io.Writer) int {
 			tag += " [fencing]"
 		}
 		fmt.Fprintf(stdout, "  %-24s %s%s\n", i.Name, i.Doc, tag)
+	}
+	fmt.Fprintln(stdout, "\nTransaction implementations (workload bank; single-db is the baseline every bank run adds):")
+	for _, i := range txn.All() {
+		tag := ""
+		if i.Mutant {
+			tag = " [mutant]"
+		}
+		fmt.Fprintf(stdout, "  %-24s %s%s\n", i.Name, i.Doc, tag)
+	}
+	fmt.Fprintln(stdout, "\nBank options (--lock-opt key=value):")
+	params := make([]string, 0, len(workload.BankParams))
+	for n := range workload.BankParams {
+		params = append(params, n)
+	}
+	sort.Strings(params)
+	for _, n := range params {
+		fmt.Fprintf(stdout, "  %-24s %s\n", n, workload.BankParams[n])
 	}
 	fmt.Fprintln(stdout, "\nWorkloads:")
 	for _, w := range workload.All() {

@@ -44,7 +44,9 @@ func (s *saga) Transfer(ctx context.Context, t Transfer) (out Outcome, err error
 	}
 	gid := GIDSaga(t.ID)
 	if err := beginGlobal(ctx, s.p, s.opt, gid, "saga", stateRunning, t); err != nil {
-		return out, err
+		// The row may have landed (a timeout after the INSERT applied), and
+		// Recover drives a running saga forward: the outcome is unknown.
+		return out, fmt.Errorf("%w: %v", ErrIndeterminate, err)
 	}
 	return s.run(ctx, gid, t.From, t.To, t.Amount, stateRunning, out)
 }

@@ -202,7 +202,12 @@ func (c *tcc) each(ctx context.Context, bs []tccBranch, fn func(tccBranch) (int,
 
 // begin records the global transaction (state trying) before any try.
 func (c *tcc) begin(ctx context.Context, gid string, t Transfer) error {
-	return beginGlobal(ctx, c.p, c.opt, gid, c.proto, stateTrying, t)
+	if err := beginGlobal(ctx, c.p, c.opt, gid, c.proto, stateTrying, t); err != nil {
+		// No branch ran yet: even if the row was written, Recover cancels a
+		// trying transaction, which undoes (empty) branches.
+		return fmt.Errorf("%w: %v", ErrAborted, err)
+	}
+	return nil
 }
 
 func beginGlobal(ctx context.Context, p *pools, opt Options, gid, proto, state string, t Transfer) error {
@@ -211,9 +216,7 @@ func beginGlobal(ctx context.Context, p *pools, opt Options, gid, proto, state s
 	_, err := p.coord.Exec(ctx, `INSERT INTO global_txn(gid, protocol, state, transfer_id, from_node, from_id, to_node, to_id, amount)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, gid, proto, state, t.ID, t.From.Node, t.From.ID, t.To.Node, t.To.ID, t.Amount)
 	if err != nil {
-		// No branch ran yet: even if the row was written, Recover only
-		// undoes (empty) branches.
-		return fmt.Errorf("%w: %s: record global transaction %s: %v", ErrAborted, proto, gid, err)
+		return fmt.Errorf("%s: record global transaction %s: %w", proto, gid, err)
 	}
 	return nil
 }
