@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -72,9 +71,6 @@ func newOutbox(dedup bool) Factory {
 			o.Close()
 			return nil, fmt.Errorf("txn: outbox: create consumer group on %s: %w", ep.Redis[0].Addr, err)
 		}
-		for node := range p.part {
-			o.ensureUnsentIndex(ctx, node)
-		}
 		run, stop := context.WithCancel(context.Background())
 		o.stop = stop
 		for node := range p.part {
@@ -86,29 +82,6 @@ func newOutbox(dedup bool) Factory {
 		o.wg.Add(1)
 		go o.consumer(run)
 		return o, nil
-	}
-}
-
-// unsentIndexDDL indexes the unsent outbox rows: the relay's scan and
-// Recover's count read only them, not every row ever sent.
-const unsentIndexDDL = `CREATE INDEX IF NOT EXISTS outbox_unsent_idx ON outbox (id) WHERE sent_at IS NULL`
-
-// ensureUnsentIndex creates outbox_unsent_idx on node if it is missing.
-// Best effort: without it every query still works, only slower.
-func (o *outbox) ensureUnsentIndex(ctx context.Context, node int) {
-	ctx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout)
-	defer cancel()
-	pl := o.p.part[node]
-	var exists bool
-	if err := pl.QueryRow(ctx, `SELECT to_regclass('outbox_unsent_idx') IS NOT NULL`).Scan(&exists); err != nil || exists {
-		return
-	}
-	if _, err := pl.Exec(ctx, unsentIndexDDL); err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && (pe.Code == "42P07" || pe.Code == "23505") { // created concurrently
-			return
-		}
-		o.opt.Logger.Debug("outbox: index on unsent rows not created (queries scan the table)", "node", NodeName(node), "err", err)
 	}
 }
 

@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 	created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
 	sent_at     timestamptz
 );
+-- the relay's scan and Recover's count read only the unsent rows
+CREATE INDEX IF NOT EXISTS outbox_unsent_idx ON outbox (id) WHERE sent_at IS NULL;
 CREATE TABLE IF NOT EXISTS inbox (    -- every message the consumer handled, in the credit's local txn
 	seq         bigserial PRIMARY KEY,
 	msg_id      text NOT NULL,
