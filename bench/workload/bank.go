@@ -432,6 +432,9 @@ type bankPhase struct {
 	count    atomic.Int64 // transfers started
 	injected atomic.Int64
 	chosen   sync.Map // transfer id → the fault hits it
+	// rearm: the chosen transfer ended before its crash point (e.g. a lock
+	// timeout in prepare), so the next transfer takes the crash instead.
+	rearm atomic.Bool
 
 	mon     *inDoubtMonitor
 	readers *bankReaders
@@ -499,7 +502,7 @@ func (p *bankPhase) choose(n int64, rng *rand.Rand) bool {
 	case prm.prob > 0:
 		hit = rng.Float64() < prm.prob
 	default:
-		hit = n == prm.after
+		hit = n == prm.after || (n > prm.after && p.rearm.CompareAndSwap(true, false))
 	}
 	if !hit {
 		return false
@@ -881,7 +884,14 @@ func (c *bankClient) Step(ctx context.Context, w *recorder.Worker) Outcome {
 		done["retries"] = strconv.Itoa(out.Retries)
 	}
 	h.Log(history.Op{Type: typ, Process: w.Process, Impl: w.Impl, F: "transfer", Token: t.ID, Error: kind, Attrs: done})
-	return Outcome{Type: typ, Err: kind, Crashed: errors.Is(err, txn.ErrCrashed)}
+	crashed := errors.Is(err, txn.ErrCrashed)
+	if p.isChosen(t) && p.prm.crashAt != "" && !crashed && typ == history.Fail && p.prm.every == 0 && p.prm.prob == 0 {
+		// Aborted before reaching the crash point: no crash happened, so
+		// the fault moves to the next transfer (still exactly one crash).
+		p.injected.Add(-1)
+		p.rearm.Store(true)
+	}
+	return Outcome{Type: typ, Err: kind, Crashed: crashed}
 }
 
 func phaseKind(name string) int {
