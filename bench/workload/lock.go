@@ -256,6 +256,15 @@ func (p *lockPhase) Finish(ctx context.Context, h *recorder.History, probe int) 
 			errs = append(errs, fmt.Errorf("probe client: %w", err))
 		} else {
 			lc := c.(*lockClient)
+			// Warm the fresh client's connections first (one unlogged
+			// acquire and release of another key): a cold dial must not race
+			// a per-node timeout (redsync's is 0.05×ttl), or a probe that
+			// timed out would read as a key still held.
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if l, err := lc.l.Acquire(wctx, "faultline-probe-warmup", p.t.TTL); err == nil {
+				_ = lc.l.Release(wctx, l)
+			}
+			cancel()
 			for _, k := range p.keys {
 				lc.probe(ctx, w, k)
 			}

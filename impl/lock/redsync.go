@@ -102,10 +102,17 @@ func (r *redsyncLocker) TryAcquire(ctx context.Context, key string, ttl time.Dur
 	return r.lease(m, m.TryLockContext(ctx))
 }
 
-// lease maps a Lock result: redsync releases every node itself after a
-// failed round, so any failure is a definite "not acquired".
+// lease maps a Lock result. redsync releases every node after a failed
+// round but ignores the release's result, so a round in which some node
+// errored or timed out (a RedisError) may have left our key there until
+// its ttl: that outcome is indeterminate (a plain error, recorded as info).
+// Only "taken" answers and ErrFailed are a definite "not acquired".
 func (r *redsyncLocker) lease(m *redsync.Mutex, err error) (Lease, error) {
 	if err != nil {
+		var re *redsync.RedisError
+		if errors.As(err, &re) {
+			return Lease{}, fmt.Errorf("lock redsync: acquire %q: a node did not answer: %w", m.Name(), err)
+		}
 		return Lease{}, fmt.Errorf("%w: redsync %q: %w", ErrNotAcquired, m.Name(), err)
 	}
 	return Lease{Key: m.Name(), Token: m.Value(), Expiry: m.Until()}, nil
