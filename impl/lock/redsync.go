@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/go-redsync/redsync/v4"
@@ -103,14 +104,14 @@ func (r *redsyncLocker) TryAcquire(ctx context.Context, key string, ttl time.Dur
 }
 
 // lease maps a Lock result. redsync releases every node after a failed
-// round but ignores the release's result, so a round in which some node
-// errored or timed out (a RedisError) may have left our key there until
-// its ttl: that outcome is indeterminate (a plain error, recorded as info).
-// Only "taken" answers and ErrFailed are a definite "not acquired".
+// round but ignores the release's result, so a round in which a command
+// may have reached a node without an answer (a timeout, a dropped
+// connection) may have left our key there until its ttl: that outcome is
+// indeterminate (a plain error, recorded as info). "Taken" answers,
+// refused dials and ErrFailed are a definite "not acquired".
 func (r *redsyncLocker) lease(m *redsync.Mutex, err error) (Lease, error) {
 	if err != nil {
-		var re *redsync.RedisError
-		if errors.As(err, &re) {
+		if maybeApplied(err) {
 			return Lease{}, fmt.Errorf("lock redsync: acquire %q: a node did not answer: %w", m.Name(), err)
 		}
 		return Lease{}, fmt.Errorf("%w: redsync %q: %w", ErrNotAcquired, m.Name(), err)
@@ -152,4 +153,24 @@ func notHeld(err error) bool {
 	}
 	var re *redsync.RedisError
 	return !errors.As(err, &re)
+}
+
+// maybeApplied reports whether any node error in err (redsync joins one per
+// node) may hide a command that reached its node: every RedisError except
+// a failed dial, after which nothing was sent.
+func maybeApplied(err error) bool {
+	switch e := err.(type) {
+	case *redsync.RedisError:
+		var op *net.OpError
+		return !errors.As(e.Err, &op) || op.Op != "dial"
+	case interface{ Unwrap() []error }:
+		for _, x := range e.Unwrap() {
+			if maybeApplied(x) {
+				return true
+			}
+		}
+	case interface{ Unwrap() error }:
+		return maybeApplied(e.Unwrap())
+	}
+	return false
 }
