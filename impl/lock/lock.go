@@ -10,10 +10,9 @@ package lock
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sort"
-	"sync"
 	"time"
+
+	"github.com/faultline-dev/faultline/impl/internal/registry"
 )
 
 // Errors every implementation returns (wrapped with %w where useful).
@@ -111,51 +110,20 @@ type Info struct {
 	New     Factory
 }
 
-var (
-	mu       sync.RWMutex
-	registry = map[string]Info{}
-)
+var impls = registry.New[Info]("lock")
 
 // Register makes an implementation available by info.Name. It panics on a
 // duplicate name or a nil factory, as database/sql.Register does.
 func Register(info Info) {
-	mu.Lock()
-	defer mu.Unlock()
 	if info.New == nil {
 		panic("lock: Register factory is nil for " + info.Name)
 	}
-	if _, dup := registry[info.Name]; dup {
-		panic("lock: Register called twice for " + info.Name)
-	}
-	registry[info.Name] = info
+	impls.Register(info.Name, info)
 }
 
-// Lookup returns the implementation registered under name.
-func Lookup(name string) (Info, error) {
-	mu.RLock()
-	defer mu.RUnlock()
-	if info, ok := registry[name]; ok {
-		return info, nil
-	}
-	return Info{}, fmt.Errorf("unknown lock implementation %q (known: %v)", name, namesLocked())
-}
+// Lookup returns the implementation registered under name; the error lists
+// the known ones.
+func Lookup(name string) (Info, error) { return impls.Lookup(name) }
 
 // All returns every registered implementation, sorted by name.
-func All() []Info {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]Info, 0, len(registry))
-	for _, name := range namesLocked() {
-		out = append(out, registry[name])
-	}
-	return out
-}
-
-func namesLocked() []string {
-	names := make([]string, 0, len(registry))
-	for n := range registry {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func All() []Info { return impls.All() }

@@ -21,9 +21,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
-	"sync"
 	"time"
+
+	"github.com/faultline-dev/faultline/impl/internal/registry"
 )
 
 // Errors. Every error a Transferer returns either wraps ErrAborted (the
@@ -314,54 +314,23 @@ type Info struct {
 	New      Factory
 }
 
-var (
-	mu       sync.RWMutex
-	registry = map[string]Info{}
-)
+var impls = registry.New[Info]("txn")
 
 // Register makes an implementation available by info.Name. It panics on a
-// duplicate name or a nil factory.
+// duplicate name or a nil factory, as database/sql.Register does.
 func Register(info Info) {
-	mu.Lock()
-	defer mu.Unlock()
 	if info.New == nil {
 		panic("txn: Register factory is nil for " + info.Name)
 	}
-	if _, dup := registry[info.Name]; dup {
-		panic("txn: Register called twice for " + info.Name)
-	}
-	registry[info.Name] = info
+	impls.Register(info.Name, info)
 }
 
-// Lookup returns the implementation registered under name.
-func Lookup(name string) (Info, error) {
-	mu.RLock()
-	defer mu.RUnlock()
-	if info, ok := registry[name]; ok {
-		return info, nil
-	}
-	return Info{}, fmt.Errorf("unknown txn implementation %q (known: %v)", name, namesLocked())
-}
+// Lookup returns the implementation registered under name; the error lists
+// the known ones.
+func Lookup(name string) (Info, error) { return impls.Lookup(name) }
 
 // All returns every registered implementation, sorted by name.
-func All() []Info {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make([]Info, 0, len(registry))
-	for _, name := range namesLocked() {
-		out = append(out, registry[name])
-	}
-	return out
-}
-
-func namesLocked() []string {
-	names := make([]string, 0, len(registry))
-	for n := range registry {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func All() []Info { return impls.All() }
 
 func init() {
 	Register(Info{Name: "single-db", Doc: "baseline: both accounts on one node, one local transaction",
