@@ -291,22 +291,11 @@ func runBankRow(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Row
 				m := w.Mark()
 				out := c.Step(loadCtx, w)
 				w.Done(0, m, out.Type, out.Err)
-				if out.Crashed {
-					c.Close()
-					proc := int(nextProc.Add(1) - 1)
-					w.Process = proc
-					nc, err := ph.Client(ctx, proc, seed)
-					if err != nil {
-						werrMu.Lock()
-						werrs = append(werrs, fmt.Sprintf("process %d: %v", proc, err))
-						werrMu.Unlock()
-						c = nopClient{}
-						return
-					}
-					c = nc
-				}
-				if out.Type != history.OK {
-					elapse(loadCtx, 5*time.Millisecond) // pace a worker whose node is down
+				if err := afterStep(ctx, loadCtx, ph, seed, &nextProc, &c, w, out); err != nil {
+					werrMu.Lock()
+					werrs = append(werrs, err.Error())
+					werrMu.Unlock()
+					return
 				}
 			}
 		})

@@ -310,22 +310,11 @@ func runWorkload(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Ro
 			defer func() { c.Close() }()
 			for !stop.Load() && loadCtx.Err() == nil {
 				out := c.Step(loadCtx, w)
-				if out.Crashed {
-					c.Close()
-					proc := int(nextProc.Add(1) - 1)
-					w.Process = proc
-					nc, err := ph.Client(ctx, proc, seed)
-					if err != nil {
-						werrMu.Lock()
-						werrs = append(werrs, fmt.Sprintf("process %d: %v", proc, err))
-						werrMu.Unlock()
-						c = nopClient{}
-						return
-					}
-					c = nc
-				}
-				if out.Type != history.OK {
-					elapse(loadCtx, 5*time.Millisecond) // pace a worker whose node is down
+				if err := afterStep(ctx, loadCtx, ph, seed, &nextProc, &c, w, out); err != nil {
+					werrMu.Lock()
+					werrs = append(werrs, err.Error())
+					werrMu.Unlock()
+					return
 				}
 			}
 		})
@@ -351,6 +340,29 @@ func runWorkload(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Ro
 		o.notes = append(o.notes, "worker: "+e)
 	}
 	return o
+}
+
+// afterStep is what a suite worker does after each Step, as the runner
+// does: a crashed process continues as a new one (new id, new client), and
+// a step that did not succeed is paced so a worker whose node is down does
+// not spin. It fails only when the new process's client cannot be opened;
+// *c is then a client that does nothing.
+func afterStep(ctx, loadCtx context.Context, ph workload.Phase, seed int64, nextProc *atomic.Int64, c *workload.Client, w *recorder.Worker, out workload.Outcome) error {
+	if out.Crashed {
+		(*c).Close()
+		proc := int(nextProc.Add(1) - 1)
+		w.Process = proc
+		nc, err := ph.Client(ctx, proc, seed)
+		if err != nil {
+			*c = nopClient{}
+			return fmt.Errorf("process %d: %w", proc, err)
+		}
+		*c = nc
+	}
+	if out.Type != history.OK {
+		elapse(loadCtx, 5*time.Millisecond) // pace a worker whose node is down
+	}
+	return nil
 }
 
 type nopClient struct{}
