@@ -257,7 +257,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	// The nemesis: the schedule, relative to the phase start.
 	chaosCtx, cancelChaos := context.WithCancel(ctx)
 	defer cancelChaos()
-	var windows []results.FaultWindow
+	var windows []chaos.Window
 	var chaosErr error
 	chaosDone := make(chan struct{})
 	go func() {
@@ -266,7 +266,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 		if len(p.sched) == 0 {
 			return
 		}
-		windows, chaosErr = chaos.Run(chaosCtx, p.sched, p.env, faults, p.h.Log, chaos.RunOptions{
+		windows, chaosErr = chaos.Run(chaosCtx, p.sched, p.env, faults, recordFault(p.h.Log), chaos.RunOptions{
 			TTL: cfg.TTL, Impl: p.impl, Origin: start, Clock: p.h.Now, Logger: p.log,
 		})
 	}()
@@ -352,7 +352,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	if chaosErr != nil {
 		errs = append(errs, fmt.Errorf("faults: %w", chaosErr))
 	}
-	return ir, windows, errors.Join(errs...)
+	return ir, FaultWindows(windows), errors.Join(errs...)
 }
 
 // worker is one goroutine: process id, then its successors after crashes.

@@ -24,12 +24,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench"
+	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/recorder"
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
-	"github.com/faultline-dev/faultline/chaos/checker"
 	"github.com/faultline-dev/faultline/impl/txn"
 	"github.com/faultline-dev/faultline/infra"
 )
@@ -275,7 +276,7 @@ func runBankRow(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Row
 	go func() {
 		defer close(chaosDone)
 		if len(sched) > 0 {
-			_, chaosErr = chaos.Run(ctx, sched, env, faults, h.Log, chaos.RunOptions{
+			_, chaosErr = chaos.Run(ctx, sched, env, faults, func(ev chaos.Event) { h.Log(bench.FaultOp(ev)) }, chaos.RunOptions{
 				TTL: bankOpTimeout, Impl: row.Impl, Origin: loadStart, Clock: h.Now})
 		}
 	}()

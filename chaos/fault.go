@@ -11,7 +11,9 @@
 //	partition:majority@4s+6s          blackhole 3 of 5 Redis nodes
 //	holder-pause:2xttl@3s             the next lock holder stops for 2×ttl
 //
-// The checkers that judge the resulting histories live in chaos/checker.
+// The checkers that judge the resulting histories live in bench/checker;
+// chaos imports nothing of faultline but infra and reports what it did
+// through its own Event and Window types.
 package chaos
 
 import (

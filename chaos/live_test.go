@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/infra"
 	"github.com/redis/go-redis/v9"
 )
@@ -178,7 +177,7 @@ func TestLiveFaults(t *testing.T) {
 			t.Errorf("windows %+v", windows)
 		}
 		ops := ev.list()
-		if len(ops) != 2 || ops[0].F != history.FaultStart || ops[1].F != history.FaultHeal || strings.Join(ops[0].Nodes, ",") != "redis-2" {
+		if len(ops) != 2 || ops[0].Heal || !ops[1].Heal || strings.Join(ops[0].Nodes, ",") != "redis-2" {
 			t.Errorf("events %+v", ops)
 		}
 	})

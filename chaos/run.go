@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/faultline-dev/faultline/bench/history"
-	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/infra"
 )
 
@@ -33,12 +30,10 @@ type RunOptions struct {
 }
 
 // Run applies the schedule against env: each fault starts at its time and
-// heals after its length, by timers. Every start and heal is recorded (one
-// call at a time) as a nemesis entry: process -1, type info, F fault-start or
-// fault-heal, Fault the spec's What(), Nodes the nodes hit, Key/Token/Fence
-// and Attrs "process" the holder a client fault hit, Attrs "id" pairing the
-// start with its heal, Attrs "kind" the fault kind; a failed start carries
-// Error. record must be safe to call from another goroutine.
+// heals after its length, by timers. Every start and heal is reported to
+// record (one call at a time) as an Event: the spec, the nodes hit, the
+// holder a client fault hit, an ID pairing the start with its heal; a failed
+// start carries Error. record must be safe to call from another goroutine.
 //
 // Run returns when every fault has healed, or when ctx ends: then it heals
 // everything still active (restarts killed nodes, resumes paused ones,
@@ -46,7 +41,7 @@ type RunOptions struct {
 // heals and returns. Faults not yet started when ctx ends never start. The
 // returned windows are sorted by start; the error joins every start or heal
 // failure (the run goes on after a failed start).
-func Run(ctx context.Context, s Schedule, env Env, clients Clients, record func(history.Op), opt RunOptions) ([]results.FaultWindow, error) {
+func Run(ctx context.Context, s Schedule, env Env, clients Clients, record func(Event), opt RunOptions) ([]Window, error) {
 	plan, err := Plan(s, env, clients, opt.TTL)
 	if err != nil {
 		return nil, err
@@ -55,7 +50,7 @@ func Run(ctx context.Context, s Schedule, env Env, clients Clients, record func(
 }
 
 // RunPlanned is Run on an already resolved plan.
-func RunPlanned(ctx context.Context, plan []Planned, record func(history.Op), opt RunOptions) ([]results.FaultWindow, error) {
+func RunPlanned(ctx context.Context, plan []Planned, record func(Event), opt RunOptions) ([]Window, error) {
 	if opt.Origin.IsZero() {
 		opt.Origin = time.Now()
 	}
@@ -70,7 +65,7 @@ func RunPlanned(ctx context.Context, plan []Planned, record func(history.Op), op
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	if record == nil {
-		record = func(history.Op) {}
+		record = func(Event) {}
 	}
 	r := &runner{opt: opt, record: record}
 	var wg sync.WaitGroup
@@ -89,10 +84,10 @@ func RunPlanned(ctx context.Context, plan []Planned, record func(history.Op), op
 
 type runner struct {
 	opt    RunOptions
-	record func(history.Op)
+	record func(Event)
 
 	mu      sync.Mutex
-	windows []results.FaultWindow
+	windows []Window
 	errs    []error
 }
 
@@ -129,7 +124,7 @@ func (r *runner) one(ctx context.Context, p Planned) {
 	startErr := p.Fault.Start(startCtx)
 	cancel()
 	started := time.Now()
-	ev := r.event(p, history.FaultStart)
+	ev := r.event(p, false)
 	if startErr != nil {
 		ev.Error = "start failed: " + startErr.Error()
 		r.fail(fmt.Errorf("fault %s: %w", p.Spec.String(), startErr))
@@ -145,10 +140,10 @@ func (r *runner) one(ctx context.Context, p Planned) {
 	if startErr != nil {
 		// Undo whatever part applied; a failed fault makes no window.
 		r.heal(ctx, p, log)
-		r.emit(r.event(p, history.FaultHeal))
+		r.emit(r.event(p, true))
 		return
 	}
-	win := results.FaultWindow{Fault: p.Spec.What(), Kind: p.Fault.Kind(), Nodes: nodesOf(p), Impl: r.opt.Impl, Start: ev.Time}
+	win := Window{ID: p.ID, Fault: p.Spec.What(), Kind: p.Fault.Kind(), Nodes: nodesOf(p), Impl: r.opt.Impl, Start: ev.Time}
 	if !p.Instant {
 		if p.Length > 0 {
 			r.waitUntil(ctx, started.Add(p.Length))
@@ -157,7 +152,7 @@ func (r *runner) one(ctx context.Context, p Planned) {
 		}
 	}
 	r.heal(ctx, p, log)
-	heal := r.event(p, history.FaultHeal)
+	heal := r.event(p, true)
 	r.emit(heal)
 	win.End = heal.Time
 	r.mu.Lock()
@@ -219,28 +214,22 @@ func (r *runner) resetProxies(ctx context.Context, plan []Planned) {
 	}
 }
 
-func (r *runner) emit(op history.Op) {
+func (r *runner) emit(ev Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.record(op)
+	r.record(ev)
 }
 
-func (r *runner) event(p Planned, f string) history.Op {
-	op := history.Op{
-		Time: r.opt.Clock(), Type: history.Info, Process: history.Nemesis, Impl: r.opt.Impl,
-		F: f, Fault: p.Spec.What(), Nodes: nodesOf(p),
-		Attrs: map[string]string{"id": p.ID, "kind": p.Fault.Kind()},
+func (r *runner) event(p Planned, heal bool) Event {
+	ev := Event{
+		Time: r.opt.Clock(), Heal: heal, ID: p.ID, Kind: p.Fault.Kind(),
+		Fault: p.Spec.What(), Nodes: nodesOf(p), Impl: r.opt.Impl,
+		Length: int64(p.Length),
 	}
 	if hf, ok := p.Fault.(HolderFault); ok {
-		if h, hit := hf.Holder(); hit {
-			op.Key, op.Token, op.Fence = h.Key, h.Token, h.Fence
-			op.Attrs["process"] = strconv.Itoa(h.Process)
-		}
+		ev.Holder, ev.HolderHit = hf.Holder()
 	}
-	if p.Length > 0 {
-		op.Attrs["length_ms"] = strconv.FormatInt(p.Length.Milliseconds(), 10)
-	}
-	return op
+	return ev
 }
 
 // nodeTargets returns the nodes a network or process fault hits.

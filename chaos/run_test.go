@@ -6,26 +6,24 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/faultline-dev/faultline/bench/history"
 )
 
 // events collects recorded nemesis entries.
 type events struct {
 	mu  sync.Mutex
-	ops []history.Op
+	ops []Event
 }
 
-func (e *events) record(op history.Op) {
+func (e *events) record(op Event) {
 	e.mu.Lock()
 	e.ops = append(e.ops, op)
 	e.mu.Unlock()
 }
 
-func (e *events) list() []history.Op {
+func (e *events) list() []Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return append([]history.Op(nil), e.ops...)
+	return append([]Event(nil), e.ops...)
 }
 
 func mustSchedule(t *testing.T, specs ...string) Schedule {
@@ -107,24 +105,24 @@ func TestRunTimesAndEvents(t *testing.T) {
 	if len(ops) != 10 {
 		t.Fatalf("%d events, want 10", len(ops))
 	}
-	starts := map[string]history.Op{}
+	starts := map[string]Event{}
 	for _, op := range ops {
-		if op.Process != history.Nemesis || op.Type != history.Info || op.Impl != "redis-setnx" {
+		if op.ID == "" || op.Impl != "redis-setnx" {
 			t.Errorf("bad event %+v", op)
 		}
-		switch op.F {
-		case history.FaultStart:
-			starts[op.Attrs["id"]] = op
-		case history.FaultHeal:
-			s, ok := starts[op.Attrs["id"]]
+		switch op.Heal {
+		case false:
+			starts[op.ID] = op
+		case true:
+			s, ok := starts[op.ID]
 			if !ok || op.Time < s.Time {
 				t.Errorf("heal %+v without an earlier start", op)
 			}
 		}
 	}
 	for _, op := range starts {
-		if op.Attrs["kind"] == "holder-crash" {
-			if op.Attrs["process"] != "7" || op.Key != "k1" || op.Fence != 42 {
+		if op.Kind == "holder-crash" {
+			if !op.HolderHit || op.Holder.Process != 7 || op.Holder.Key != "k1" || op.Holder.Fence != 42 {
 				t.Errorf("holder-crash event does not name the holder: %+v", op)
 			}
 		}
@@ -195,7 +193,7 @@ func TestRunFailedStart(t *testing.T) {
 	}
 	var failed bool
 	for _, op := range ev.list() {
-		failed = failed || (op.F == history.FaultStart && strings.Contains(op.Error, "cannot kill"))
+		failed = failed || (!op.Heal && strings.Contains(op.Error, "cannot kill"))
 	}
 	if !failed {
 		t.Error("the failed start is not recorded with its error")

@@ -23,12 +23,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench"
+	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/recorder"
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
-	"github.com/faultline-dev/faultline/chaos/checker"
 	_ "github.com/faultline-dev/faultline/impl/lock" // registers the lock implementations
 	"github.com/faultline-dev/faultline/infra"
 )
@@ -295,7 +296,7 @@ func runWorkload(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Ro
 		if len(sched) == 0 {
 			return
 		}
-		_, chaosErr = chaos.Run(chaosCtx, sched, env, p.faults, p.h.Log, chaos.RunOptions{
+		_, chaosErr = chaos.Run(chaosCtx, sched, env, p.faults, func(ev chaos.Event) { p.h.Log(bench.FaultOp(ev)) }, chaos.RunOptions{
 			TTL: p.target.TTL, Impl: row.Impl, Origin: start, Clock: p.h.Now,
 		})
 	}()

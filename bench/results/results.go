@@ -128,8 +128,9 @@ func (c *Calibration) Unit() float64 {
 
 // FaultWindow is one fault from start to heal.
 type FaultWindow struct {
-	Fault string   `json:"fault"` // spec, e.g. "kill:redis-2"
-	Kind  string   `json:"kind"`  // kill, pause, latency, partition…
+	ID    string   `json:"id,omitempty"` // pairs with the history's fault events (attrs.id)
+	Fault string   `json:"fault"`        // spec, e.g. "kill:redis-2"
+	Kind  string   `json:"kind"`         // kill, pause, latency, partition…
 	Nodes []string `json:"nodes,omitempty"`
 	Impl  string   `json:"impl,omitempty"`
 	Start int64    `json:"start"` // ns since run start

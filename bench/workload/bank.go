@@ -1,7 +1,7 @@
 package workload
 
 // The bank workload: distributed transactions (impl/txn) moving money
-// between accounts on two PostgreSQL servers, judged by chaos/checker.Bank.
+// between accounts on two PostgreSQL servers, judged by bench/checker.Bank.
 //
 // History vocabulary (process = the worker; a crashed coordinator continues
 // under a new process id):

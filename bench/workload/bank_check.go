@@ -9,13 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/results"
-	"github.com/faultline-dev/faultline/chaos/checker"
 	"github.com/faultline-dev/faultline/impl/txn"
 )
 
-// Bank checker names added by the workload (the others are chaos/checker's).
+// Bank checker names added by the workload (the others are bench/checker's).
 const (
 	// BankReadsName judges the readers' snapshots.
 	BankReadsName = "bank-reads"
@@ -244,7 +244,7 @@ func errorsJoin(errs ...error) error {
 	return nil
 }
 
-// Check runs chaos/checker.Bank on the transfers and the snapshot Finish
+// Check runs bench/checker.Bank on the transfers and the snapshot Finish
 // appended, adds the in-doubt measures (time in doubt, transfers blocked
 // by in-doubt rows) to the no-prepared-left verdict, judges the readers'
 // snapshots (bank-reads) and counts: transfers-ok/fail/info, crashed,

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/results"
-	"github.com/faultline-dev/faultline/chaos/checker"
 	"github.com/faultline-dev/faultline/impl/txn"
 	"github.com/faultline-dev/faultline/infra"
 )

@@ -1,11 +1,11 @@
 package workload
 
 import (
+	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/history"
-	"github.com/faultline-dev/faultline/chaos/checker"
 )
 
-// Check runs the lock checkers (chaos/checker: mutual exclusion, lost
+// Check runs the lock checkers (bench/checker: mutual exclusion, lost
 // updates, liveness, leaked locks, and fencing where the resource fences)
 // on one implementation's history
 // and counts what the workload counts: "fenced" writes the resource

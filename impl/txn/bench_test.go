@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/faultline-dev/faultline/chaos/checker"
+	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/impl/txn"
 )
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/results"
-	"github.com/faultline-dev/faultline/chaos/checker"
 	"github.com/faultline-dev/faultline/impl/txn"
 	"github.com/jackc/pgx/v5"
 )
