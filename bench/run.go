@@ -358,7 +358,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 // worker is one goroutine: process id, then its successors after crashes.
 // openClients opens the clients of processes 0..Clients-1, a few at a
 // time (connection set-up, e.g. PostgreSQL's SCRAM, is CPU-heavy).
-func (p *phaseRun) openClients(ctx context.Context, ph workload.Phase) ([]workload.Client, error) {
+func (p *phaseRun) openClients(ctx context.Context, ph workload.Session) ([]workload.Client, error) {
 	clients := make([]workload.Client, p.cfg.Clients)
 	errs := make([]error, p.cfg.Clients)
 	sem := make(chan struct{}, 4)
@@ -385,7 +385,7 @@ func (p *phaseRun) openClients(ctx context.Context, ph workload.Phase) ([]worklo
 
 // worker runs process id's client in a loop until the stop, then its
 // successors' after crashes.
-func (p *phaseRun) worker(ctx context.Context, ph workload.Phase, client workload.Client, stats *recorder.Stats, id int,
+func (p *phaseRun) worker(ctx context.Context, ph workload.Session, client workload.Client, stats *recorder.Stats, id int,
 	start, warmEnd time.Time, stop *atomic.Bool, stopNow func()) error {
 	cfg := p.cfg
 	w := stats.Worker(id, p.impl)
@@ -434,8 +434,10 @@ func (p *phaseRun) worker(ctx context.Context, ph workload.Phase, client workloa
 
 type nopClient struct{}
 
-func (nopClient) Step(context.Context, *recorder.Worker) workload.Outcome { return workload.Outcome{} }
-func (nopClient) Close() error                                            { return nil }
+func (nopClient) Step(context.Context, *recorder.Worker) workload.StepResult {
+	return workload.StepResult{}
+}
+func (nopClient) Close() error { return nil }
 
 // sleepCtx waits d (a fixed period such as the quiet period or an open-loop
 // schedule slot) or until ctx ends.

@@ -58,8 +58,8 @@ type scene struct {
 	row    chaos.Row
 	ttl    time.Duration
 	p      *phaseSetup
-	main   workload.Phase
-	phases []workload.Phase
+	main   workload.Session
+	phases []workload.Session
 	stats  *recorder.Stats
 	next   int
 	faults int
@@ -90,14 +90,14 @@ func runScript(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Row)
 
 // phase starts another phase of the same implementation with params (for a
 // process with a test hook); call it before the first step.
-func (s *scene) phase(params map[string]string) workload.Phase {
+func (s *scene) phase(params map[string]string) workload.Session {
 	ph := s.p.startPhase(s.t, s.ctx, params)
 	s.phases = append(s.phases, ph)
 	return ph
 }
 
 // proc opens the next process on ph (nil = the main phase).
-func (s *scene) proc(ph workload.Phase) *workload.Steps {
+func (s *scene) proc(ph workload.Session) *workload.Steps {
 	s.t.Helper()
 	if ph == nil {
 		ph = s.main

@@ -157,7 +157,7 @@ func newPhaseSetup(t *testing.T, env *infra.Env, row chaos.Row, ttl time.Duratio
 
 // startPhase starts a phase of the workload with extra implementation
 // params (it resets the resource and the lock nodes: call before any step).
-func (p *phaseSetup) startPhase(t *testing.T, ctx context.Context, params map[string]string) workload.Phase {
+func (p *phaseSetup) startPhase(t *testing.T, ctx context.Context, params map[string]string) workload.Session {
 	t.Helper()
 	tg := p.target
 	tg.Params = map[string]string{}
@@ -173,7 +173,7 @@ func (p *phaseSetup) startPhase(t *testing.T, ctx context.Context, params map[st
 
 // finish runs the quiet period, the final probes and resource dump, reads
 // the history back and runs the workload's checks.
-func (p *phaseSetup) finish(t *testing.T, ctx context.Context, ph workload.Phase, probe int, before func()) outcome {
+func (p *phaseSetup) finish(t *testing.T, ctx context.Context, ph workload.Session, probe int, before func()) outcome {
 	t.Helper()
 	p.faults.HealAll()
 	// The quiet period: leases of dead holders, and keys whose release was
@@ -229,7 +229,7 @@ func rowTTL(row chaos.Row, def time.Duration) (time.Duration, error) {
 // key): a cold client's dial must not race the lock's per-node timeout
 // (redsync's is 0.05×ttl = 20 ms at ttl 400 ms), or a probe that timed out
 // reads as a key still held.
-func (p *phaseSetup) probe(t *testing.T, ctx context.Context, ph workload.Phase, proc int) error {
+func (p *phaseSetup) probe(t *testing.T, ctx context.Context, ph workload.Session, proc int) error {
 	t.Helper()
 	c, err := ph.Client(ctx, proc, 0)
 	if err != nil {
@@ -348,7 +348,7 @@ func runWorkload(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Ro
 // a step that did not succeed is paced so a worker whose node is down does
 // not spin. It fails only when the new process's client cannot be opened;
 // *c is then a client that does nothing.
-func afterStep(ctx, loadCtx context.Context, ph workload.Phase, seed int64, nextProc *atomic.Int64, c *workload.Client, w *recorder.Worker, out workload.Outcome) error {
+func afterStep(ctx, loadCtx context.Context, ph workload.Session, seed int64, nextProc *atomic.Int64, c *workload.Client, w *recorder.Worker, out workload.StepResult) error {
 	if out.Crashed {
 		(*c).Close()
 		proc := int(nextProc.Add(1) - 1)
@@ -368,8 +368,10 @@ func afterStep(ctx, loadCtx context.Context, ph workload.Phase, seed int64, next
 
 type nopClient struct{}
 
-func (nopClient) Step(context.Context, *recorder.Worker) workload.Outcome { return workload.Outcome{} }
-func (nopClient) Close() error                                            { return nil }
+func (nopClient) Step(context.Context, *recorder.Worker) workload.StepResult {
+	return workload.StepResult{}
+}
+func (nopClient) Close() error { return nil }
 
 // availability counts the acquires (final probes excluded) in flight during
 // a node or network fault window, and those among them that did not succeed

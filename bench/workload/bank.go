@@ -366,7 +366,7 @@ func bankEndpoints(env Env, info txn.Info, direct bool) (txn.Endpoints, error) {
 	return ep, nil
 }
 
-func (w *bankWorkload) Start(ctx context.Context, t Target) (Phase, error) {
+func (w *bankWorkload) Start(ctx context.Context, t Target) (Session, error) {
 	info, err := txn.Lookup(t.Impl)
 	if err != nil {
 		return nil, err
@@ -390,7 +390,7 @@ func (w *bankWorkload) Start(ctx context.Context, t Target) (Phase, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workload bank: reset the bank for %s: %w", t.Impl, err)
 	}
-	p := &bankPhase{t: t, info: info, prm: prm, ep: ep, lay: lay, stop: make(chan struct{}),
+	p := &bankSession{t: t, info: info, prm: prm, ep: ep, lay: lay, stop: make(chan struct{}),
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	p.mon = newInDoubtMonitor(t.Env, len(direct.Participants), prm.poll)
 	p.readers = &bankReaders{p: p, nudge: make(chan struct{}, max(prm.readers, 1))}
@@ -419,8 +419,8 @@ func (w *bankWorkload) Start(ctx context.Context, t Target) (Phase, error) {
 	return p, nil
 }
 
-// bankPhase is one implementation's run of the bank.
-type bankPhase struct {
+// bankSession is one implementation's run of the bank.
+type bankSession struct {
 	t      Target
 	info   txn.Info
 	prm    bankParams
@@ -446,7 +446,7 @@ type bankPhase struct {
 }
 
 // options are the txn options of one client (c nil: the shared service).
-func (p *bankPhase) options(c *bankClient) txn.Options {
+func (p *bankSession) options(c *bankClient) txn.Options {
 	prm := p.prm
 	opt := txn.Options{
 		OpTimeout: p.t.OpTimeout, LockTimeout: prm.lockTimeout, MaxConns: 4, Logger: p.log,
@@ -471,12 +471,12 @@ func (p *bankPhase) options(c *bankClient) txn.Options {
 }
 
 // recoveryOptions are a recovering coordinator's: no injected fault.
-func (p *bankPhase) recoveryOptions(minAge time.Duration) txn.Options {
+func (p *bankSession) recoveryOptions(minAge time.Duration) txn.Options {
 	return txn.Options{OpTimeout: p.t.OpTimeout, LockTimeout: p.prm.lockTimeout, MaxConns: 4, Logger: p.log, RecoverMinAge: minAge}
 }
 
 // injectedCount is how many transfers got the injected fault.
-func (p *bankPhase) injectedCount() int64 {
+func (p *bankSession) injectedCount() int64 {
 	n := p.injected.Load()
 	if p.prm.maxInject > 0 {
 		n = min(n, p.prm.maxInject)
@@ -484,13 +484,13 @@ func (p *bankPhase) injectedCount() int64 {
 	return n
 }
 
-func (p *bankPhase) isChosen(t txn.Transfer) bool {
+func (p *bankSession) isChosen(t txn.Transfer) bool {
 	_, ok := p.chosen.Load(t.ID)
 	return ok
 }
 
 // choose says whether transfer number n gets the injected fault.
-func (p *bankPhase) choose(n int64, rng *rand.Rand) bool {
+func (p *bankSession) choose(n int64, rng *rand.Rand) bool {
 	prm := p.prm
 	if !prm.injecting() {
 		return false
@@ -514,7 +514,7 @@ func (p *bankPhase) choose(n int64, rng *rand.Rand) bool {
 // killAfterPrepare kills the kill-after-prepare node (every participant
 // is prepared, no decision yet) and restarts it after kill-for, logging
 // the fault window as nemesis events.
-func (p *bankPhase) killAfterPrepare(ctx context.Context, w *recorder.Worker) {
+func (p *bankSession) killAfterPrepare(ctx context.Context, w *recorder.Worker) {
 	n, ok := p.t.Env.Node(p.prm.killNode)
 	if !ok || w == nil {
 		return
@@ -558,7 +558,7 @@ func (p *bankPhase) killAfterPrepare(ctx context.Context, w *recorder.Worker) {
 
 // recoverLoop is the recovery cron (recover-every): a coordinator that
 // resolves in-doubt work older than recover-min-age.
-func (p *bankPhase) recoverLoop() {
+func (p *bankSession) recoverLoop() {
 	defer p.bg.Done()
 	tick := time.NewTicker(p.prm.recoverEvery)
 	defer tick.Stop()
@@ -588,7 +588,7 @@ func (p *bankPhase) recoverLoop() {
 	}
 }
 
-func (p *bankPhase) Client(ctx context.Context, process int, seed int64) (Client, error) {
+func (p *bankSession) Client(ctx context.Context, process int, seed int64) (Client, error) {
 	c := &bankClient{p: p, process: process, rng: rand.New(rand.NewPCG(uint64(seed), uint64(process)))}
 	if p.shared != nil {
 		c.tr = p.shared
@@ -606,7 +606,7 @@ func (p *bankPhase) Client(ctx context.Context, process int, seed int64) (Client
 
 // stopBackground stops the readers, the recovery cron and the monitor's
 // loop, and waits for node restarts.
-func (p *bankPhase) stopBackground() {
+func (p *bankSession) stopBackground() {
 	p.once.Do(func() { close(p.stop) })
 	p.readers.stopAll()
 	p.bg.Wait()
@@ -617,7 +617,7 @@ func (p *bankPhase) stopBackground() {
 // quiet period passed), measures what stayed in doubt, snapshots the bank
 // and appends it all to the history. probe < 0 (interrupted) changes
 // nothing: recovery is what makes the snapshot meaningful.
-func (p *bankPhase) Finish(ctx context.Context, h *recorder.History, _ int) error {
+func (p *bankSession) Finish(ctx context.Context, h *recorder.History, _ int) error {
 	p.stopBackground()
 	var errs []error
 	var drainErr error
@@ -723,7 +723,7 @@ func budget(ctx context.Context, share float64) (context.Context, context.Cancel
 // acknowledged it (no pending entry in the consumer group), so that closing
 // its consumer cannot make the next one re-apply a credit. It reads
 // counts directly, never through a fault, and costs the service little.
-func (p *bankPhase) drainOutbox(ctx context.Context) error {
+func (p *bankSession) drainOutbox(ctx context.Context) error {
 	rn, ok := p.t.Env.Node("redis-1")
 	if !ok {
 		return nil
@@ -777,7 +777,7 @@ func (p *bankPhase) drainOutbox(ctx context.Context) error {
 	}
 }
 
-func (p *bankPhase) Close() error {
+func (p *bankSession) Close() error {
 	p.stopBackground()
 	var errs []error
 	if p.shared != nil {
@@ -794,7 +794,7 @@ func transferOfGID(gid string) string { return gid[strings.LastIndex(gid, ":")+1
 
 // bankClient is one coordinator process.
 type bankClient struct {
-	p       *bankPhase
+	p       *bankSession
 	tr      txn.Transferer
 	own     bool // tr is this process's (not the shared outbox service)
 	process int
@@ -829,7 +829,7 @@ func (c *bankClient) next() txn.Transfer {
 
 // Step is one transfer, logged as f=transfer; its phases are timed under
 // their kinds. Every read-every transfers it nudges a reader.
-func (c *bankClient) Step(ctx context.Context, w *recorder.Worker) Outcome {
+func (c *bankClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 	p := c.p
 	c.w = w
 	p.readers.start(w)
@@ -891,7 +891,7 @@ func (c *bankClient) Step(ctx context.Context, w *recorder.Worker) Outcome {
 		p.injected.Add(-1)
 		p.rearm.Store(true)
 	}
-	return Outcome{Type: typ, Err: kind, Crashed: crashed}
+	return StepResult{Type: typ, Err: kind, Crashed: crashed}
 }
 
 func phaseKind(name string) int {
@@ -944,7 +944,7 @@ func BankErrorKind(err error) string {
 // constant. Readers wake once per read-every transfers, so they run only
 // while the load runs and in proportion to it.
 type bankReaders struct {
-	p     *bankPhase
+	p     *bankSession
 	nudge chan struct{}
 	pools []*pgxpool.Pool
 	once  sync.Once

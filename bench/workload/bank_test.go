@@ -98,7 +98,7 @@ func TestBankChoose(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := &bankPhase{prm: c.params}
+			p := &bankSession{prm: c.params}
 			rng := rand.New(rand.NewPCG(1, 2))
 			var got []int64
 			for n := int64(1); n <= 30; n++ {

@@ -115,7 +115,7 @@ func Keys(n int) []string {
 	return out
 }
 
-func (w *lockWorkload) Start(ctx context.Context, t Target) (Phase, error) {
+func (w *lockWorkload) Start(ctx context.Context, t Target) (Session, error) {
 	info, err := lock.Lookup(t.Impl)
 	if err != nil {
 		return nil, err
@@ -145,7 +145,7 @@ func (w *lockWorkload) Start(ctx context.Context, t Target) (Phase, error) {
 	if t.Faults == nil {
 		t.Faults = NewFaults()
 	}
-	return &lockPhase{t: t, info: info, ep: ep, res: res, keys: keys}, nil
+	return &lockSession{t: t, info: info, ep: ep, res: res, keys: keys}, nil
 }
 
 // endpoints are the implementation's servers: redis-1..N and pg-1..M.
@@ -207,7 +207,7 @@ func newRedis(addr, password string, timeout time.Duration, pool int) *redis.Cli
 	})
 }
 
-type lockPhase struct {
+type lockSession struct {
 	t    Target
 	info lock.Info
 	ep   lock.Endpoints
@@ -215,7 +215,7 @@ type lockPhase struct {
 	keys []string
 }
 
-func (p *lockPhase) options() lock.Options {
+func (p *lockSession) options() lock.Options {
 	opt := lock.Options{Now: p.t.Faults.Now, Params: map[string]string{}}
 	for k, v := range p.t.Params {
 		opt.Params[k] = v
@@ -230,7 +230,7 @@ func (p *lockPhase) options() lock.Options {
 	return opt
 }
 
-func (p *lockPhase) Client(ctx context.Context, process int, seed int64) (Client, error) {
+func (p *lockSession) Client(ctx context.Context, process int, seed int64) (Client, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	l, err := p.info.New(cctx, p.ep, p.options())
@@ -240,14 +240,14 @@ func (p *lockPhase) Client(ctx context.Context, process int, seed int64) (Client
 	return &lockClient{p: p, l: l, process: process, rng: rand.New(rand.NewPCG(uint64(seed), uint64(process)))}, nil
 }
 
-func (p *lockPhase) Close() error {
+func (p *lockSession) Close() error {
 	p.res.close()
 	return nil
 }
 
 // Finish probes every key (can a fresh process take it now?) and appends
 // the resource's log and final counters to the history.
-func (p *lockPhase) Finish(ctx context.Context, h *recorder.History, probe int) error {
+func (p *lockSession) Finish(ctx context.Context, h *recorder.History, probe int) error {
 	w := recorder.NewStats(h, lockKinds, time.Now().Add(24*time.Hour)).Worker(probe, p.t.Impl)
 	var errs []error
 	if probe >= 0 {
@@ -297,7 +297,7 @@ func (p *lockPhase) Finish(ctx context.Context, h *recorder.History, probe int) 
 
 // lockClient is one process: its own lock client, its own random keys.
 type lockClient struct {
-	p       *lockPhase
+	p       *lockSession
 	l       lock.Locker
 	process int
 	rng     *rand.Rand
@@ -313,7 +313,7 @@ func (c *lockClient) call(ctx context.Context, d time.Duration) (context.Context
 // Step is one cycle: acquire a random key, read the counter, write it +1,
 // release — each logged with the COMMON.md lock vocabulary. Client faults
 // strike between the read and the write.
-func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) Outcome {
+func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 	t := c.p.t
 	key := c.p.keys[c.rng.IntN(len(c.p.keys))]
 	lease, out, _ := c.acquire(ctx, w, key, t.AcquireTimeout, false, nil)
@@ -324,11 +324,11 @@ func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) Outcome {
 	v, out, _ := c.read(ctx, w, lease)
 	if out.Type == history.OK {
 		if _, crash := t.Faults.take(crashHolder, holder); crash {
-			return Outcome{Type: history.Info, Err: "crashed", Crashed: true}
+			return StepResult{Type: history.Info, Err: "crashed", Crashed: true}
 		}
 		if d, pause := t.Faults.take(pauseHolder, holder); pause {
 			if err := sleep(ctx, d); err != nil {
-				return Outcome{Type: history.Info, Err: "canceled"} // hard stop: the lease expires by itself
+				return StepResult{Type: history.Info, Err: "canceled"} // hard stop: the lease expires by itself
 			}
 		}
 		out = c.write(ctx, w, holder, v)
@@ -342,22 +342,22 @@ func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) Outcome {
 // outcome classifies a lock call's error: nil is ok, definite is a Fail
 // ("no effect") with errKind, a simulated crash kills the process, anything
 // else is indeterminate.
-func outcome(err, definite error, errKind string) Outcome {
+func outcome(err, definite error, errKind string) StepResult {
 	switch {
 	case err == nil:
-		return Outcome{Type: history.OK}
+		return StepResult{Type: history.OK}
 	case errors.Is(err, lock.ErrSimulatedCrash):
-		return Outcome{Type: history.Info, Err: "crashed", Crashed: true}
+		return StepResult{Type: history.Info, Err: "crashed", Crashed: true}
 	case errors.Is(err, definite):
-		return Outcome{Type: history.Fail, Err: errKind}
+		return StepResult{Type: history.Fail, Err: errKind}
 	}
-	return Outcome{Type: history.Info, Err: recorder.ErrorKind(err)}
+	return StepResult{Type: history.Info, Err: recorder.ErrorKind(err)}
 }
 
 // acquire logs and runs one acquire of key bounded by timeout (TryAcquire
 // when try); attrs mark the entries (e.g. probes).
 func (c *lockClient) acquire(ctx context.Context, w *recorder.Worker, key string, timeout time.Duration, try bool,
-	attrs map[string]string) (lock.Lease, Outcome, error) {
+	attrs map[string]string) (lock.Lease, StepResult, error) {
 	call := w.Invoke(kAcquire, history.Op{F: "acquire", Key: key, Attrs: attrs})
 	actx, cancel := c.call(ctx, timeout)
 	get := c.l.Acquire
@@ -373,28 +373,28 @@ func (c *lockClient) acquire(ctx context.Context, w *recorder.Worker, key string
 
 // read logs and runs the critical section's read of l.Key (registering
 // l's fence where the resource fences). A failed read is indeterminate.
-func (c *lockClient) read(ctx context.Context, w *recorder.Worker, l lock.Lease) (int64, Outcome, error) {
+func (c *lockClient) read(ctx context.Context, w *recorder.Worker, l lock.Lease) (int64, StepResult, error) {
 	call := w.Invoke(kRead, history.Op{F: "read", Key: l.Key})
 	rctx, cancel := c.call(ctx, c.p.t.OpTimeout)
 	v, err := c.p.res.read(rctx, l.Key, l.Fence)
 	cancel()
 	if err != nil {
-		out := Outcome{Type: history.Info, Err: recorder.ErrorKind(err)}
+		out := StepResult{Type: history.Info, Err: recorder.ErrorKind(err)}
 		w.Complete(call, history.Info, history.Op{Error: out.Err})
 		return 0, out, err
 	}
 	w.Complete(call, history.OK, history.Op{Value: history.Int(v)})
-	return v, Outcome{Type: history.OK}, nil
+	return v, StepResult{Type: history.OK}, nil
 }
 
 // write is the critical section's write of v+1, possibly held back by a
 // delayed-write fault after its invocation is logged.
-func (c *lockClient) write(ctx context.Context, w *recorder.Worker, h chaos.Holder, v int64) Outcome {
+func (c *lockClient) write(ctx context.Context, w *recorder.Worker, h chaos.Holder, v int64) StepResult {
 	call := w.Invoke(kWrite, history.Op{F: "write", Key: h.Key, Value: history.Int(v + 1), Token: h.Token, Fence: h.Fence})
 	if d, delay := c.p.t.Faults.take(delayWrite, h); delay {
 		if err := sleep(ctx, d); err != nil {
 			w.Complete(call, history.Info, history.Op{Error: "canceled"}) // never sent
-			return Outcome{Type: history.Info, Err: "canceled"}
+			return StepResult{Type: history.Info, Err: "canceled"}
 		}
 	}
 	wctx, cancel := c.call(ctx, c.p.t.OpTimeout)
@@ -406,7 +406,7 @@ func (c *lockClient) write(ctx context.Context, w *recorder.Worker, h chaos.Hold
 }
 
 // release logs and runs the release of l.
-func (c *lockClient) release(ctx context.Context, w *recorder.Worker, l lock.Lease, attrs map[string]string) (Outcome, error) {
+func (c *lockClient) release(ctx context.Context, w *recorder.Worker, l lock.Lease, attrs map[string]string) (StepResult, error) {
 	call := w.Invoke(kRelease, history.Op{F: "release", Key: l.Key, Token: l.Token, Attrs: attrs})
 	rctx, cancel := c.call(ctx, c.p.t.OpTimeout)
 	err := c.l.Release(rctx, l)

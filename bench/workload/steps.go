@@ -25,7 +25,7 @@ type Steps struct {
 	w *recorder.Worker
 }
 
-// NewSteps wraps a Client of a lock workload's Phase; w must log as the
+// NewSteps wraps a Client of a lock workload's Session; w must log as the
 // client's process (Stats.Worker(process, impl)).
 func NewSteps(c Client, w *recorder.Worker) (*Steps, error) {
 	lc, ok := c.(*lockClient)

@@ -4,7 +4,7 @@
 //
 // A Workload is registered by name (like lock implementations). The runner
 // (package bench) drives it: Nodes once for the whole run, then per
-// implementation Start (a Phase), one Client per worker process, Step in a
+// implementation Start (a Session), one Client per worker process, Step in a
 // loop, Finish after the quiet period, and Check offline on the saved
 // history. A crashed process is replaced by a new Client with a new id.
 package workload
@@ -43,7 +43,7 @@ type Workload interface {
 	// Start prepares one implementation's phase: it resets the resource
 	// (and whatever the implementation left on the servers) and returns the
 	// phase whose Clients the workers run.
-	Start(ctx context.Context, t Target) (Phase, error)
+	Start(ctx context.Context, t Target) (Session, error)
 	// Check judges one implementation's history (history.ForImpl) offline:
 	// verdicts, and counters such as "fenced". It never touches a server.
 	Check(ops []history.Op, c CheckConfig) Report
@@ -83,8 +83,8 @@ type Target struct {
 	Faults *Faults
 }
 
-// Phase is one implementation's run of the workload.
-type Phase interface {
+// Session is one implementation's run of the workload.
+type Session interface {
 	// Client opens the client of one process (a worker, or the worker's
 	// next incarnation after a crash); seed makes its choices reproducible.
 	Client(ctx context.Context, process int, seed int64) (Client, error)
@@ -105,12 +105,12 @@ type Client interface {
 	// operations through w with the workload's vocabulary and timing each
 	// under its kind. ctx is the hard stop; every call inside has its own
 	// deadline.
-	Step(ctx context.Context, w *recorder.Worker) Outcome
+	Step(ctx context.Context, w *recorder.Worker) StepResult
 	Close() error
 }
 
-// Outcome is how one Step ended.
-type Outcome struct {
+// StepResult is how one Step ended.
+type StepResult struct {
 	Type history.Type // OK, Fail (definitely no effect) or Info
 	Err  string       // error kind when not OK: not-acquired, fenced, timeout…
 	// Crashed: the process died (a holder-crash fault or a simulated
