@@ -56,7 +56,11 @@ func WriteSummary(w io.Writer, r *results.Results, dir string) {
 		fmt.Fprintf(w, "  %s %s: %s — %s\n", v.Impl, v.Checker, validityWord(v.Valid), v.Summary)
 		for i, vi := range v.Violations {
 			if i == 3 {
-				fmt.Fprintf(w, "      … %d more in results.json\n", len(v.Violations)-3)
+				if v.Found() > len(v.Violations) {
+					fmt.Fprintf(w, "      … %d more (%d of them in results.json)\n", v.Found()-3, len(v.Violations)-3)
+				} else {
+					fmt.Fprintf(w, "      … %d more in results.json\n", len(v.Violations)-3)
+				}
 				break
 			}
 			fmt.Fprintf(w, "      %s\n", vi.Description)
@@ -84,8 +88,9 @@ func validityWord(v results.Validity) string {
 	return "ok"
 }
 
-// violations is the violations cell: the count of invalid verdicts'
-// violations, and how many checkers could not decide.
+// violations is the violations cell: how many violations the invalid
+// verdicts found (not how many counterexamples they stored), and how many
+// checkers could not decide.
 func violations(r *results.Results, impl string) string {
 	n := r.Violations(impl)
 	unknown := 0

@@ -113,7 +113,7 @@ func CompareRuns(w io.Writer, runs []*Run) error {
 					case results.Valid:
 						c = cmpCell{"v-ok", "✓ valid"}
 					case results.Invalid:
-						c = cmpCell{"v-bad", fmt.Sprintf("✗ %d violation(s)", len(v.Violations))}
+						c = cmpCell{"v-bad", fmt.Sprintf("✗ %d violation(s)", v.Found())}
 						if isMutant(r, v.Impl) {
 							c.Class = "v-exp"
 						}

@@ -268,7 +268,7 @@ func buildVerdicts(pg *page, run *Run) {
 	var bad, unknown, expected int
 	seenIDs := map[int64]bool{}
 	for vi, v := range r.Verdicts {
-		row := verdictRow{Impl: v.Impl, Checker: v.Checker, Summary: v.Summary, Mutant: isMutant(r, v.Impl), N: len(v.Violations)}
+		row := verdictRow{Impl: v.Impl, Checker: v.Checker, Summary: v.Summary, Mutant: isMutant(r, v.Impl), N: v.Found()}
 		for _, k := range sortedKeys(v.Measures) {
 			row.Measures = append(row.Measures, kv{k, fmtNum(v.Measures[k])})
 		}
@@ -287,11 +287,8 @@ func buildVerdicts(pg *page, run *Run) {
 			row.Class, row.Label = "v-unk", "? unknown"
 			unknown++
 		}
-		for i, x := range v.Violations {
-			if i >= maxViolationsShown {
-				pg.Violations[len(pg.Violations)-1].More = len(v.Violations) - maxViolationsShown
-				break
-			}
+		shown := min(len(v.Violations), maxViolationsShown)
+		for i, x := range v.Violations[:shown] {
 			id := fmt.Sprintf("v-%d-%d", vi, i)
 			if i == 0 {
 				row.Link = "#" + id
@@ -302,6 +299,10 @@ func buildVerdicts(pg *page, run *Run) {
 				Time: x.Time, Fault: faultAt(run, x), Expected: row.Mutant,
 				Indexes: indexLinks(run, x.Indexes), Lines: excerpt(run, x.Indexes, seenIDs), HaveHistory: run.Trace != nil,
 			})
+		}
+		if shown > 0 && v.Found() > shown {
+			// counterexamples past the cap, stored or only counted
+			pg.Violations[len(pg.Violations)-1].More = v.Found() - shown
 		}
 		pg.Verdicts = append(pg.Verdicts, row)
 	}

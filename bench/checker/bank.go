@@ -66,6 +66,7 @@ func bankVerdict(name string, in BankInput, vs []results.Violation, unknown bool
 	case unknown:
 		v.Valid = results.Unknown
 	}
+	v.Count = len(vs)
 	if len(vs) > in.maxV() {
 		vs = vs[:in.maxV()]
 	}

@@ -76,6 +76,7 @@ func verdict(name string, opt Options, vs []results.Violation, unknown bool, sum
 	case unknown:
 		v.Valid = results.Unknown
 	}
+	v.Count = len(vs)
 	if len(vs) > opt.maxViolations() {
 		vs = vs[:opt.maxViolations()]
 	}

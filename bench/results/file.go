@@ -96,15 +96,16 @@ func (r *Results) Impl(name string) *ImplResult {
 	return nil
 }
 
-// Violations counts the violations of invalid verdicts on impl ("" = all);
-// an invalid verdict that lists none counts as one.
+// Violations counts the violations the checkers found (Verdict.Found, not
+// the stored counterexamples) in invalid verdicts on impl ("" = all); an
+// invalid verdict that found none counts as one.
 func (r *Results) Violations(impl string) int {
 	n := 0
 	for _, v := range r.Verdicts {
 		if v.Valid != Invalid || (impl != "" && v.Impl != impl) {
 			continue
 		}
-		n += max(1, len(v.Violations))
+		n += max(1, v.Found())
 	}
 	return n
 }

@@ -9,14 +9,24 @@ const Schema = 1
 
 // Verdict is one checker's judgement of one implementation's history.
 type Verdict struct {
-	Checker    string      `json:"checker"` // mutual-exclusion, lost-update, fencing, liveness, leaked-locks, conservation…
-	Impl       string      `json:"impl"`
-	Valid      Validity    `json:"valid"`
-	Summary    string      `json:"summary,omitempty"` // one plain-words line
+	Checker string   `json:"checker"` // mutual-exclusion, lost-update, fencing, liveness, leaked-locks, conservation…
+	Impl    string   `json:"impl"`
+	Valid   Validity `json:"valid"`
+	Summary string   `json:"summary,omitempty"` // one plain-words line
+	// Violations are counterexamples: at most a checker's cap (20 by
+	// default) of the Count it found.
 	Violations []Violation `json:"violations,omitempty"`
+	// Count is how many violations the checker found, stored or not (0 in
+	// files written before it existed: see Found).
+	Count int `json:"count"`
 	// Measures are numbers the checker measured (e.g. recovery_ms_p50).
 	Measures map[string]float64 `json:"measures,omitempty"`
 }
+
+// Found is the number of violations the checker found: Count, or the
+// stored counterexamples when there are more of them (a verdict built
+// without Count, or read from an older file).
+func (v Verdict) Found() int { return max(v.Count, len(v.Violations)) }
 
 // Validity is true, false or unknown (when only indeterminate operations
 // could have caused the anomaly).

@@ -424,6 +424,7 @@ func bankReads(ops []history.Op, st bankState, impl string) results.Verdict {
 			}
 		}
 	}
+	v.Count = len(v.Violations)
 	if len(v.Violations) > 0 {
 		v.Valid = results.Invalid
 		if len(v.Violations) > 20 {
@@ -436,7 +437,7 @@ func bankReads(ops []history.Op, st bankState, impl string) results.Verdict {
 	if reads > 0 {
 		v.Measures["skewed_fraction"] = float64(skewed) / float64(reads)
 	}
-	v.Summary = fmt.Sprintf("%d reads, %d saw money in flight between the nodes (max %d), %d violations", reads, skewed, maxSkew, len(v.Violations))
+	v.Summary = fmt.Sprintf("%d reads, %d saw money in flight between the nodes (max %d), %d violations", reads, skewed, maxSkew, v.Count)
 	return v
 }
 

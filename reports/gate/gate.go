@@ -233,7 +233,7 @@ func GateOps(baseline, current *results.Results, tol Tolerance, allowed func(imp
 			Metric: fmt.Sprintf("%s safety:%s", v.Impl, v.Checker),
 			Impl:   v.Impl, Safety: true, Pass: true, Change: math.NaN(), RawChange: math.NaN(),
 			BaselineNorm: math.NaN(), NowNorm: math.NaN(),
-			Baseline: math.NaN(), Now: float64(len(v.Violations)), Limit: "none allowed",
+			Baseline: math.NaN(), Now: float64(v.Found()), Limit: "none allowed",
 		}
 		if allowed(v.Impl, v.Checker) {
 			row.Limit = "allowed"
@@ -242,7 +242,7 @@ func GateOps(baseline, current *results.Results, tol Tolerance, allowed func(imp
 		case results.Invalid:
 			if !allowed(v.Impl, v.Checker) {
 				row.Pass = false
-				row.Note = fmt.Sprintf("safety violation: %s found %d violation(s) in %s", v.Checker, len(v.Violations), v.Impl)
+				row.Note = fmt.Sprintf("safety violation: %s found %d violation(s) in %s", v.Checker, v.Found(), v.Impl)
 			} else {
 				row.Note = "expected: violation allowed (mutant or expected-verdict matrix)"
 			}
