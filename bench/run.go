@@ -19,6 +19,7 @@ import (
 	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
 	"github.com/faultline-dev/faultline/infra"
+	"github.com/faultline-dev/faultline/internal/clock"
 )
 
 // HistoryFile is the name of the history in a run directory.
@@ -325,7 +326,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	probe := int(p.nextProc.Add(1) - 1)
 	if ctx.Err() == nil {
 		p.log.Info("quiet period", "quiet", cfg.Quiet)
-		if err := sleepCtx(ctx, cfg.Quiet); err != nil {
+		if err := clock.Sleep(ctx, cfg.Quiet); err != nil {
 			probe = -1 // interrupted: keys may still be legitimately held, no probes
 		}
 	} else {
@@ -401,7 +402,7 @@ func (p *phaseRun) worker(ctx context.Context, ph workload.Session, client workl
 	for !stop.Load() && ctx.Err() == nil {
 		var m recorder.Mark
 		if interval > 0 {
-			if err := sleepCtx(ctx, time.Until(next)); err != nil || stop.Load() {
+			if err := clock.Sleep(ctx, time.Until(next)); err != nil || stop.Load() {
 				return nil
 			}
 			m = w.MarkAt(next)
@@ -438,19 +439,3 @@ func (nopClient) Step(context.Context, *recorder.Worker) workload.StepResult {
 	return workload.StepResult{}
 }
 func (nopClient) Close() error { return nil }
-
-// sleepCtx waits d (a fixed period such as the quiet period or an open-loop
-// schedule slot) or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}

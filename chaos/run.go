@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/infra"
+	"github.com/faultline-dev/faultline/internal/clock"
 )
 
 // RunOptions tune Run.
@@ -99,14 +100,7 @@ func (r *runner) fail(err error) {
 
 // waitUntil blocks until at or until ctx ends; false when ctx ended.
 func (r *runner) waitUntil(ctx context.Context, at time.Time) bool {
-	t := time.NewTimer(time.Until(at))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return clock.Sleep(ctx, time.Until(at)) == nil
 }
 
 func (r *runner) one(ctx context.Context, p Planned) {

@@ -159,19 +159,3 @@ func (f *Faults) HealAll() {
 	f.mu.Unlock()
 	f.clock.Store(nil)
 }
-
-// sleep waits d or until ctx ends (a client fault's pause; not a wait for a
-// condition).
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}

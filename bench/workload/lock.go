@@ -17,6 +17,7 @@ import (
 	"github.com/faultline-dev/faultline/chaos"
 	"github.com/faultline-dev/faultline/impl/lock"
 	"github.com/faultline-dev/faultline/infra"
+	"github.com/faultline-dev/faultline/internal/clock"
 )
 
 // Operation kinds of the lock workloads; the index is the recorder's kind
@@ -327,7 +328,7 @@ func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 			return StepResult{Type: history.Info, Err: "crashed", Crashed: true}
 		}
 		if d, pause := t.Faults.take(pauseHolder, holder); pause {
-			if err := sleep(ctx, d); err != nil {
+			if err := clock.Sleep(ctx, d); err != nil {
 				return StepResult{Type: history.Info, Err: "canceled"} // hard stop: the lease expires by itself
 			}
 		}
@@ -392,7 +393,7 @@ func (c *lockClient) read(ctx context.Context, w *recorder.Worker, l lock.Lease)
 func (c *lockClient) write(ctx context.Context, w *recorder.Worker, h chaos.Holder, v int64) StepResult {
 	call := w.Invoke(kWrite, history.Op{F: "write", Key: h.Key, Value: history.Int(v + 1), Token: h.Token, Fence: h.Fence})
 	if d, delay := c.p.t.Faults.take(delayWrite, h); delay {
-		if err := sleep(ctx, d); err != nil {
+		if err := clock.Sleep(ctx, d); err != nil {
 			w.Complete(call, history.Info, history.Op{Error: "canceled"}) // never sent
 			return StepResult{Type: history.Info, Err: "canceled"}
 		}

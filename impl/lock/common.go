@@ -152,19 +152,3 @@ func settle(ctx context.Context, attemptErr error, cleanup func(context.Context)
 	}
 	return fmt.Errorf("%w: attempt failed (%w) and was cleaned up", ErrNotAcquired, attemptErr)
 }
-
-// pause waits d (a simulated holder pause from a test hook) or until ctx
-// ends. d <= 0 returns at once.
-func pause(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
-}

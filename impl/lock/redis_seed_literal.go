@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/faultline-dev/faultline/internal/clock"
 )
 
 // redis-seed-literal (mutant) is the lock recipe as it is often written:
@@ -58,7 +60,7 @@ func releaseSeedLiteral(ctx context.Context, c *redis.Client, key, token string,
 	if v != token {
 		return ErrNotHeld
 	}
-	if err := pause(ctx, h.releaseGap); err != nil {
+	if err := clock.Sleep(ctx, h.releaseGap); err != nil {
 		return err
 	}
 	if err := c.Del(ctx, key).Err(); err != nil {

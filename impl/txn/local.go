@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/faultline-dev/faultline/internal/clock"
 )
 
 // runLocal runs fn in one local transaction on participant node, bounded
@@ -114,12 +116,8 @@ func retry(ctx context.Context, max int, fn func() error) (int, error) {
 		if err = fn(); err == nil || isBusiness(err) {
 			return i, err
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return i, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
-		case <-t.C:
+		if cerr := clock.Sleep(ctx, backoff); cerr != nil {
+			return i, fmt.Errorf("%w (gave up: %v)", err, cerr)
 		}
 		if backoff < 200*time.Millisecond {
 			backoff *= 2

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/faultline-dev/faultline/internal/clock"
 )
 
 // Batch sizes of the outbox relay and consumer.
@@ -273,12 +275,7 @@ func (o *outbox) consumer(ctx context.Context) {
 
 // pause waits a little after an error (or until ctx ends).
 func (o *outbox) pause(ctx context.Context) {
-	t := time.NewTimer(50 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	_ = clock.Sleep(ctx, 50*time.Millisecond)
 }
 
 // inMsg is one stream entry the consumer handles.
@@ -493,12 +490,8 @@ func (o *outbox) Recover(ctx context.Context) error {
 		for node := range o.nudge {
 			o.poke(node)
 		}
-		t := time.NewTimer(poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("txn: outbox recover: %d messages still undelivered (last error %v): %w", left, err, ctx.Err())
-		case <-t.C:
+		if cerr := clock.Sleep(ctx, poll); cerr != nil {
+			return fmt.Errorf("txn: outbox recover: %d messages still undelivered (last error %v): %w", left, err, cerr)
 		}
 		poll = min(poll*2, maxPoll)
 	}

@@ -34,6 +34,10 @@ var allowed = map[string][]string{
 	"internal/":      {},
 }
 
+// everywhere are the packages every package may import: internal/* are
+// small leaves (clock, shell, registry) that import nothing of ours.
+var everywhere = []string{"internal/"}
+
 // rule returns the allowed list of the most specific entry matching pkg.
 func rule(pkg string) ([]string, string, bool) {
 	best, found := "", false
@@ -64,7 +68,7 @@ func backEdges(graph map[string][]string) []string {
 		}
 		for _, imp := range imports {
 			permitted := false
-			for _, a := range allow {
+			for _, a := range append(allow[:len(allow):len(allow)], everywhere...) {
 				if match(a, imp) {
 					permitted = true
 					break
@@ -137,6 +141,7 @@ func TestBackEdgeIsCaught(t *testing.T) {
 		{"impl/lock", "bench/results"},
 		{"reports", "bench"},
 		{"bench/results", "bench/history"},
+		{"internal/clock", "infra"},
 	} {
 		graph := moduleGraph(t)
 		graph[edge[0]] = append(graph[edge[0]], edge[1])
