@@ -73,6 +73,9 @@ type Config struct {
 	LockOpts map[string]string `json:"lock_opts,omitempty"`
 	// Command is the command line that reproduces the run.
 	Command string `json:"-"`
+	// Notes are remarks on the configuration (a setting raised, see
+	// RaiseQuiet), copied into the results' notes.
+	Notes []string `json:"-"`
 
 	// Progress receives live progress (nil = none); ProgressBar draws a
 	// bar (for a terminal) instead of periodic lines.
@@ -90,7 +93,8 @@ const (
 	DefaultWorkload = "counter"
 )
 
-// WithDefaults fills every zero field.
+// WithDefaults fills every zero field, and only those: a negative value
+// stays, for Validate (CheckRanges) to reject.
 func (c Config) WithDefaults() Config {
 	if c.RunID == "" {
 		c.RunID = NewRunID(time.Now())
@@ -98,25 +102,25 @@ func (c Config) WithDefaults() Config {
 	if c.Workload == "" {
 		c.Workload = DefaultWorkload
 	}
-	if c.Clients <= 0 {
+	if c.Clients == 0 {
 		c.Clients = DefaultClients
 	}
-	if c.Duration <= 0 {
+	if c.Duration == 0 {
 		c.Duration = DefaultDuration
 	}
-	if c.Keys <= 0 {
+	if c.Keys == 0 {
 		c.Keys = DefaultKeys
 	}
-	if c.TTL <= 0 {
+	if c.TTL == 0 {
 		c.TTL = DefaultTTL
 	}
-	if c.OpTimeout <= 0 {
+	if c.OpTimeout == 0 {
 		c.OpTimeout = max(min(c.TTL, time.Second), 100*time.Millisecond)
 	}
-	if c.AcquireTimeout <= 0 {
+	if c.AcquireTimeout == 0 {
 		c.AcquireTimeout = 2 * c.TTL
 	}
-	if c.Quiet <= 0 {
+	if c.Quiet == 0 {
 		c.Quiet = 2 * c.TTL
 	}
 	if c.Provider == "" {
@@ -125,7 +129,7 @@ func (c Config) WithDefaults() Config {
 	if c.Path == "" {
 		c.Path = PathAuto
 	}
-	if c.NemesisInterval <= 0 && len(c.Nemesis) > 0 {
+	if c.NemesisInterval == 0 && len(c.Nemesis) > 0 {
 		c.NemesisInterval = 10 * time.Second
 	}
 	if c.Out == "" {
@@ -194,15 +198,12 @@ func (c Config) Validate() error {
 	default:
 		return usagef("unknown provider %q (valid: auto, local, docker)", c.Provider)
 	}
+	if err := c.CheckRanges(nil); err != nil {
+		return err
+	}
 	switch {
 	case c.Warmup >= c.Duration:
 		return usagef("warm-up %v must be shorter than the duration %v", c.Warmup, c.Duration)
-	case c.Rate < 0:
-		return usagef("rate %v must be >= 0 (0 = closed loop)", c.Rate)
-	case c.Ops < 0:
-		return usagef("ops %d must be >= 0 (0 = no limit)", c.Ops)
-	case c.Clients > 1024:
-		return usagef("clients %d: at most 1024", c.Clients)
 	}
 	return nil
 }

@@ -34,7 +34,7 @@ const HistoryFile = "history.jsonl"
 // and Run returns the results with an error wrapping context.Canceled.
 // The environment is always closed, also on panic.
 func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
-	cfg = cfg.WithDefaults()
+	cfg = cfg.WithDefaults().RaiseQuiet()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -99,6 +99,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		ProviderReason: env.ProviderReason(),
 		Path:           cfg.ResolvedPath(),
 		Verdicts:       []results.Verdict{},
+		Notes:          append([]string(nil), cfg.Notes...),
 	}
 	res.Config["gomaxprocs"] = runtime.GOMAXPROCS(0)
 	if len(sched) > 0 {
@@ -135,7 +136,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		res.Faults = append(res.Faults, windows...)
 		res.Duration += float64(ir.End-ir.Start) / 1e9
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", impl, err))
+			errs = append(errs, &PhaseError{Impl: impl, Mutant: infos[impl].Mutant, Err: err})
 			res.Notes = append(res.Notes, fmt.Sprintf("%s: %v", impl, err))
 		}
 	}

@@ -56,6 +56,8 @@ type Worker struct {
 	hist [][2]*hdrhistogram.Histogram
 	ok   []int64
 	errs []map[string]int64
+	// examples keeps the first full message of each error kind.
+	examples []map[string]string
 }
 
 // Worker makes the recorder of one goroutine, starting as process.
@@ -65,10 +67,13 @@ func (s *Stats) Worker(process int, impl string) *Worker {
 		hist: make([][2]*hdrhistogram.Histogram, len(s.kinds)),
 		ok:   make([]int64, len(s.kinds)),
 		errs: make([]map[string]int64, len(s.kinds)),
+
+		examples: make([]map[string]string, len(s.kinds)),
 	}
 	for i := range w.hist {
 		w.hist[i] = [2]*hdrhistogram.Histogram{NewHistogram(), NewHistogram()}
 		w.errs[i] = map[string]int64{}
+		w.examples[i] = map[string]string{}
 	}
 	s.mu.Lock()
 	s.workers = append(s.workers, w)
@@ -109,12 +114,18 @@ func (w *Worker) Observe(kind int, m Mark, d time.Duration) {
 	w.ok[kind]++
 }
 
-// Count records a failed or indeterminate operation of kind, by error kind.
-func (w *Worker) Count(kind int, m Mark, errKind string) {
+// Count records a failed or indeterminate operation of kind, by error
+// kind: the message normalised (NormalizeError), the first message of each
+// kind kept as its example.
+func (w *Worker) Count(kind int, m Mark, errMsg string) {
 	if m.At.Before(w.s.warmup) {
 		return
 	}
-	w.errs[kind][errKind]++
+	k := NormalizeError(errMsg)
+	if _, ok := w.examples[kind][k]; !ok && k != errMsg {
+		w.examples[kind][k] = errMsg
+	}
+	w.errs[kind][k]++
 }
 
 // Done ends the operation started at m: ok operations are observed,
@@ -200,6 +211,9 @@ type KindStats struct {
 	All, Inside, Outside *hdrhistogram.Histogram
 	OK                   int64
 	Errors               map[string]int64
+	// Examples maps an error kind to one full message of that kind (only
+	// kinds that differ from their message).
+	Examples map[string]string
 }
 
 // Merge adds up every worker's histograms and counts, per kind name.
@@ -209,13 +223,18 @@ func (s *Stats) Merge() map[string]*KindStats {
 	defer s.mu.Unlock()
 	out := make(map[string]*KindStats, len(s.kinds))
 	for i, name := range s.kinds {
-		k := &KindStats{All: NewHistogram(), Inside: NewHistogram(), Outside: NewHistogram(), Errors: map[string]int64{}}
+		k := &KindStats{All: NewHistogram(), Inside: NewHistogram(), Outside: NewHistogram(), Errors: map[string]int64{}, Examples: map[string]string{}}
 		for _, w := range s.workers {
 			k.Outside.Merge(w.hist[i][0])
 			k.Inside.Merge(w.hist[i][1])
 			k.OK += w.ok[i]
 			for e, n := range w.errs[i] {
 				k.Errors[e] += n
+			}
+			for e, msg := range w.examples[i] {
+				if _, ok := k.Examples[e]; !ok {
+					k.Examples[e] = msg
+				}
 			}
 		}
 		k.All.Merge(k.Outside)
@@ -282,6 +301,12 @@ func OpStats(k *KindStats, span time.Duration) results.OpStats {
 			st.Errors[e] = n
 			st.Count += n
 		}
+	}
+	for e, msg := range k.Examples {
+		if st.ErrorExamples == nil {
+			st.ErrorExamples = map[string]string{}
+		}
+		st.ErrorExamples[e] = msg
 	}
 	if span > 0 {
 		st.Throughput = float64(k.OK) / span.Seconds()

@@ -169,10 +169,13 @@ type ImplResult struct {
 
 // OpStats summarises one operation kind.
 type OpStats struct {
-	Count      int64            `json:"count"` // completed (ok+fail+info)
-	OK         int64            `json:"ok"`
-	Errors     map[string]int64 `json:"errors,omitempty"` // by kind: fail, info, timeout, not-acquired…
-	Throughput float64          `json:"throughput"`       // ok per second
+	Count  int64            `json:"count"` // completed (ok+fail+info)
+	OK     int64            `json:"ok"`
+	Errors map[string]int64 `json:"errors,omitempty"` // by kind: fail, info, timeout, not-acquired…
+	// ErrorExamples keeps one full message per error kind whose name was
+	// normalised from its messages (ports, addresses, numbers removed).
+	ErrorExamples map[string]string `json:"error_examples,omitempty"`
+	Throughput    float64           `json:"throughput"` // ok per second
 	Percentiles
 	// Histogram is the exported HdrHistogram (µs) of ok operations.
 	Histogram *Histogram `json:"histogram,omitempty"`

@@ -3,7 +3,7 @@
 // only: flags to bench.Config, results to the terminal and the reports.
 //
 // Exit status: 0 done, 1 failed (or the gate found a regression), 2 usage
-// error, 130 interrupted.
+// error, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 package main
 
 import (
@@ -16,11 +16,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/faultline-dev/faultline/bench"
@@ -52,6 +50,7 @@ const usage = `faultline — how fast is a distributed lock or transaction, and 
 Usage:
   faultline run [flags]          run a scenario (faultline run --help)
   faultline list                 implementations (mutants marked), workloads, faults
+  faultline check DIR            re-run every checker on a saved run's history, rewrite its verdicts
   faultline report DIR           re-render DIR/report.html from a saved run
   faultline report --compare A B …  compare saved runs side by side
   faultline gate --baseline FILE RESULTS   CI regression gate (exit 1 on regression)
@@ -77,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return reportCmd(rest, stdout, stderr)
 	case "gate":
 		return gateCmd(rest, stdout, stderr)
+	case "check":
+		return checkCmd(rest, stdout, stderr)
 	case "gc":
 		return gcCmd(ctx, rest, stdout, stderr)
 	case "version":
@@ -85,7 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "faultline: unknown command %q (valid: run, list, report, gate, gc, version)\n\n%s", cmd, usage)
+	fmt.Fprintf(stderr, "faultline: unknown command %q (valid: run, list, report, gate, gc, version, check)\n\n%s", cmd, usage)
 	return exitUsage
 }
 
@@ -152,6 +153,8 @@ type runFlags struct {
 	cfg     bench.Config
 	format  string
 	verbose bool
+	// failOnViolation: exit 1 when a checker's verdict is invalid.
+	failOnViolation bool
 }
 
 // parseRun parses the flags of `faultline run` into a validated config;
@@ -187,6 +190,7 @@ func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) 
 	fs.Var(lockOpts, "lock-opt", "implementation option key=value, repeatable (reentrant=true, watchdog=true, …)")
 	fs.StringVar(&rf.format, "format", "text", "summary format: text, json (results.json to stdout) or gobench (benchstat lines)")
 	fs.BoolVar(&rf.verbose, "v", false, "log progress details (slog) to stderr")
+	fs.BoolVar(&rf.failOnViolation, "fail-on-violation", false, "exit 1 when any checker's verdict is invalid")
 	if code, ok := parse(fs, args); !ok {
 		return rf, code, false
 	}
@@ -206,6 +210,11 @@ func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) 
 		cfg.Seed = rand.Int64N(1 << 31)
 	}
 	cfg.Impls, cfg.Faults, cfg.Nemesis = impls.vals, faults.vals, nemesis.vals
+	given := givenFlags(fs)
+	if err := checkFlags(*cfg, given); err != nil {
+		fmt.Fprintf(stderr, "faultline run: %v\n", err)
+		return rf, exitUsage, false
+	}
 	if len(nemesis.vals) == 0 {
 		cfg.NemesisInterval = 0
 	}
@@ -213,7 +222,7 @@ func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) 
 		cfg.LockOpts = lockOpts
 	}
 	cfg.Command = commandLine(args, seedSet, cfg.Seed)
-	*cfg = cfg.WithDefaults()
+	*cfg = withDefaults(*cfg, given)
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "faultline run: %v\n", err)
 		return rf, exitUsage, false
@@ -235,16 +244,14 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Progress = stderr
 	cfg.ProgressBar = isTerminal(stderr)
 
-	// First Ctrl-C: stop gracefully (flush the history, dump the resource,
-	// check, save). A second one: infra's handler closes every environment
-	// and exits.
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	// First Ctrl-C or SIGTERM: stop gracefully (flush the history, dump
+	// the resource, check, save), then exit 130 or 143. A second one:
+	// infra's handler closes every environment and exits.
+	ctx, intr, stop := notifyInterrupt(ctx)
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop()
-		infra.CleanupOnSignal(context.Background())
-	}()
+	for _, n := range cfg.Notes {
+		fmt.Fprintf(stderr, "faultline run: note: %s\n", n)
+	}
 
 	fmt.Fprintf(stderr, "faultline %s: %s on %s, %d clients, %v each, seed %d → %s\n",
 		bench.Version, cfg.Workload, strings.Join(cfg.Impls, ","), cfg.Clients, cfg.Duration, cfg.Seed, cfg.Out)
@@ -256,6 +263,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if res == nil {
 		fmt.Fprintf(stderr, "faultline run: %v\n", err)
+		if intr.signalled() {
+			return intr.exitCode()
+		}
 		return exitFail
 	}
 	if rerr := reports.WriteHTML(cfg.Out); rerr != nil {
@@ -275,15 +285,25 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	switch {
-	case res.Interrupted:
+	case res.Interrupted || intr.signalled():
 		fmt.Fprintf(stderr, "faultline run: interrupted; what was done is saved in %s\n", cfg.Out)
-		return exitInterrupted
+		return intr.exitCode()
+	case bench.OnlyMutantPhaseErrors(err):
+		fmt.Fprintf(stderr, "faultline run: note: %v\n"+
+			"faultline run: note: a mutant's phase could not finish (its recovery never completes, as the mutant is made to);\n"+
+			"its verdicts are written in %s (exit 0; --fail-on-violation fails on invalid verdicts)\n", err, cfg.Out)
 	case err != nil && len(res.Notes) > 0:
 		fmt.Fprintf(stderr, "faultline run: failed (see the notes above; results saved in %s)\n", cfg.Out)
 		return exitFail
 	case err != nil:
 		fmt.Fprintf(stderr, "faultline run: %v\n", err)
 		return exitFail
+	}
+	if rf.failOnViolation {
+		if n := invalidVerdicts(res); n > 0 {
+			fmt.Fprintf(stderr, "faultline run: %d invalid verdict(s) (--fail-on-violation)\n", n)
+			return exitFail
+		}
 	}
 	return exitOK
 }
