@@ -2,6 +2,7 @@ package reports
 
 import (
 	"bytes"
+	"errors"
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/results"
 	"os"
@@ -246,5 +247,33 @@ func TestRenderCalibration(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A corrupt history (a truncated last line, garbage) is a
+// *history.LineError naming the file and the line; a long line the
+// checkers accept (5 MiB) is accepted here too.
+func TestLoadCorruptHistory(t *testing.T) {
+	dir := saveFixture(t, lockFixture())
+	path := filepath.Join(dir, HistoryFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Count(b, []byte("\n"))
+	long := []byte(`{"index":999999,"time":1,"type":"info","process":-3,"f":"note","error":"` + strings.Repeat("x", 5<<20) + "\"}\n")
+	if err := os.WriteFile(path, append(append([]byte(nil), b...), long...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err != nil {
+		t.Fatalf("history with a 5 MiB line: %v", err)
+	}
+	if err := os.WriteFile(path, append(append([]byte(nil), b...), `{"index":1,"ti`...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(dir)
+	var le *history.LineError
+	if !errors.As(err, &le) || le.Path != path || le.Line != lines+1 {
+		t.Fatalf("truncated history: err = %v, want a *history.LineError for %s line %d", err, path, lines+1)
 	}
 }

@@ -7,8 +7,6 @@
 package reports
 
 import (
-	"bufio"
-	"bytes"
 	"container/heap"
 	"encoding/json"
 	"errors"
@@ -22,7 +20,6 @@ import (
 
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/results"
-	"github.com/faultline-dev/faultline/reports/gate"
 )
 
 // File names inside a run directory.
@@ -43,16 +40,18 @@ type Run struct {
 	Trace *Trace
 }
 
-// Load reads dir/results.json (required, schema-checked; errors wrap
-// gate.ErrBadInput) and streams dir/history.jsonl (optional: a run without
-// it renders without the time charts and history excerpts).
+// Load reads dir/results.json (required; a bad file is a
+// *results.ReadError) and streams dir/history.jsonl (optional: a run
+// without it renders without the time charts and history excerpts; a
+// corrupt one is a *history.LineError naming the file and line).
 func Load(dir string) (*Run, error) {
-	res, err := gate.ReadResults(filepath.Join(dir, ResultsFile))
+	res, err := results.Load(filepath.Join(dir, ResultsFile))
 	if err != nil {
 		return nil, err
 	}
 	run := &Run{Dir: dir, Results: res}
-	f, err := os.Open(filepath.Join(dir, HistoryFile))
+	path := filepath.Join(dir, HistoryFile)
+	f, err := os.Open(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return run, nil
@@ -60,9 +59,9 @@ func Load(dir string) (*Run, error) {
 		return nil, fmt.Errorf("open history of run %s: %w", dir, err)
 	}
 	defer f.Close()
-	tr, err := ReadTrace(f, res)
+	tr, err := readTrace(history.NewReader(f).Named(path), res)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, HistoryFile), err)
+		return nil, err
 	}
 	run.Trace = tr
 	return run, nil
@@ -82,28 +81,27 @@ func NewRun(res *results.Results, ops []history.Op) *Run {
 // ReadTrace streams a history.jsonl and summarises it for rendering:
 // downsampled latency points, throughput per 10 ms, fault windows and the
 // history lines around every violation. Memory stays bounded whatever the
-// history's length.
+// history's length. A bad line is a *history.LineError.
 func ReadTrace(r io.Reader, res *results.Results) (*Trace, error) {
+	return readTrace(history.NewReader(r), res)
+}
+
+func readTrace(rd *history.Reader, res *results.Results) (*Trace, error) {
 	s := newSummarizer(res)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
-	var n int
-	for sc.Scan() {
-		n++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
+	for {
+		line, err := rd.Line()
+		if errors.Is(err, io.EOF) {
+			return s.finish(), nil
+		}
+		if err != nil {
+			return nil, err
 		}
 		op, err := decodeOp(line)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+			return nil, rd.Errorf(rd.LineNumber(), err)
 		}
 		s.add(&op, line)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	return s.finish(), nil
 }
 
 // decodeOp decodes the fields the summary needs; nemesis lines (rare) are

@@ -625,20 +625,11 @@ func OutboxDelivery(in BankInput) results.Verdict {
 	m := map[string]float64{"messages": float64(len(s.Outbox)), "duplicates_published": float64(dupPublished),
 		"duplicates_skipped": float64(skipped)}
 	if len(delays) > 0 {
-		m["delay_ms_p50"] = pct(delays, 50)
-		m["delay_ms_p90"] = pct(delays, 90)
-		m["delay_ms_p99"] = pct(delays, 99)
+		m["delay_ms_p50"] = results.Percentile(delays, 50)
+		m["delay_ms_p90"] = results.Percentile(delays, 90)
+		m["delay_ms_p99"] = results.Percentile(delays, 99)
 		m["delay_ms_max"] = delays[len(delays)-1]
 	}
 	return bankVerdict(OutboxDeliveryName, in, vs, false,
 		fmt.Sprintf("%d messages, %d published more than once, %d duplicates skipped, %d violations", len(s.Outbox), dupPublished, skipped, len(vs)), m)
-}
-
-// pct is the p-th percentile (0..100, nearest rank) of sorted xs.
-func pct(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(xs)))) - 1
-	return xs[max(0, min(i, len(xs)-1))]
 }

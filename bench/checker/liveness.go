@@ -113,7 +113,7 @@ func Liveness(h []history.Op, opt Options) results.Verdict {
 	sort.Float64s(recovery)
 	measures := map[string]float64{"crashes": float64(len(crashes)), "recovered": float64(len(recovery))}
 	if len(recovery) > 0 {
-		measures["recovery_ms_p50"] = quantile(recovery, 0.5)
+		measures["recovery_ms_p50"] = results.Percentile(recovery, 50)
 		measures["recovery_ms_max"] = recovery[len(recovery)-1]
 	}
 	summary := fmt.Sprintf("%d holder crashes, %d recovered (bound ttl+slack = %v)", len(crashes), len(recovery), opt.TTL+opt.slack())

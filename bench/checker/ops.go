@@ -238,15 +238,3 @@ func val(v *int64) string {
 	}
 	return strconv.FormatInt(*v, 10)
 }
-
-// quantile returns the q-quantile (0..1) of sorted xs, nearest rank.
-func quantile(sorted []float64, q float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	if i < 0 {
-		i = 0
-	}
-	return sorted[i]
-}

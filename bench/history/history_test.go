@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -76,6 +79,50 @@ func TestReaderNamesBadLine(t *testing.T) {
 	r = NewReader(strings.NewReader(""))
 	if _, err := r.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("empty stream: %v", err)
+	}
+}
+
+// Every bad line is a *LineError naming the file and line: a truncated last
+// line, a line past MaxLine. A line longer than the old 4 MiB limit of the
+// report's reader is accepted (one limit for every reader).
+func TestReaderLineErrors(t *testing.T) {
+	good := `{"index":0,"f":"a"}` + "\n"
+	long := `{"index":1,"f":"b","error":"` + strings.Repeat("x", 5<<20) + `"}` + "\n"
+	tests := []struct {
+		name     string
+		in       string
+		ops      int
+		wantLine int
+	}{
+		{"truncated last line", good + good + `{"index":2,"f":`, 2, 3},
+		{"5 MiB line", good + long + good, 3, 0},
+		{"line over MaxLine", good + `{"error":"` + strings.Repeat("y", MaxLine) + `"}` + "\n", 1, 2},
+		{"not json", "\n\nnope\n", 0, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "history.jsonl")
+			if err := os.WriteFile(path, []byte(tt.in), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ops, err := Load(path)
+			if len(ops) != tt.ops {
+				t.Errorf("read %d ops before the error, want %d", len(ops), tt.ops)
+			}
+			if tt.wantLine == 0 {
+				if err != nil {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			var le *LineError
+			if !errors.As(err, &le) || le.Path != path || le.Line != tt.wantLine {
+				t.Fatalf("err = %v, want a *LineError for %s line %d", err, path, tt.wantLine)
+			}
+			if want := fmt.Sprintf("%s line %d", path, tt.wantLine); !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not say %q", err, want)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package history
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,46 +49,97 @@ func (w *Writer) Flush() error {
 	return nil
 }
 
-// Reader reads Ops back from a JSONL stream, one per line.
+// MaxLine is the longest history line every reader accepts (the checkers,
+// the report): 16 MiB. The writer never comes close; a longer line means a
+// corrupt file.
+const MaxLine = 16 << 20
+
+// LineError is a history line that could not be read: malformed JSON, a
+// line longer than MaxLine, or a read error. It names the file (when known)
+// and the line, from 1.
+type LineError struct {
+	Path string // "" when the reader was not given one
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string {
+	if e.Path == "" {
+		return fmt.Sprintf("history: line %d: %v", e.Line, e.Err)
+	}
+	return fmt.Sprintf("history: %s line %d: %v", e.Path, e.Line, e.Err)
+}
+
+func (e *LineError) Unwrap() error { return e.Err }
+
+// Reader reads a JSONL history, one entry per line. It is the one history
+// reader: the checkers use Next, the report uses Line to decode only what it
+// needs. Errors are *LineError.
 type Reader struct {
 	sc   *bufio.Scanner
+	path string
 	line int
 }
 
-// NewReader returns a Reader on r. Lines may be up to 16 MiB long.
+// NewReader returns a Reader on r. Lines may be up to MaxLine long.
 func NewReader(r io.Reader) *Reader {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxLine)
 	return &Reader{sc: sc}
 }
 
-// Next returns the next Op, or io.EOF after the last one. Blank lines are
-// skipped; a malformed line is an error naming its line number.
-func (r *Reader) Next() (Op, error) {
-	for r.sc.Scan() {
-		r.line++
-		b := r.sc.Bytes()
-		if len(b) == 0 {
-			continue
-		}
-		var op Op
-		if err := json.Unmarshal(b, &op); err != nil {
-			return Op{}, fmt.Errorf("history: line %d: %w", r.line, err)
-		}
-		return op, nil
-	}
-	if err := r.sc.Err(); err != nil {
-		return Op{}, fmt.Errorf("history: line %d: %w", r.line+1, err)
-	}
-	return Op{}, io.EOF
+// Named sets the file name its errors give, and returns r.
+func (r *Reader) Named(path string) *Reader {
+	r.path = path
+	return r
 }
 
-// ReadAll reads every Op of r.
-func ReadAll(r io.Reader) ([]Op, error) {
-	rd := NewReader(r)
+// Line returns the next non-blank line, without its surrounding white
+// space, or io.EOF after the last one. The bytes are valid until the next
+// call.
+func (r *Reader) Line() ([]byte, error) {
+	for r.sc.Scan() {
+		r.line++
+		if b := bytes.TrimSpace(r.sc.Bytes()); len(b) > 0 {
+			return b, nil
+		}
+	}
+	if err := r.sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			err = fmt.Errorf("line longer than %d MiB: %w", MaxLine>>20, err)
+		}
+		return nil, r.Errorf(r.line+1, err)
+	}
+	return nil, io.EOF
+}
+
+// LineNumber is the number (from 1) of the line Line or Next returned last.
+func (r *Reader) LineNumber() int { return r.line }
+
+// Errorf wraps err as a *LineError of line n of r's file.
+func (r *Reader) Errorf(n int, err error) error {
+	return &LineError{Path: r.path, Line: n, Err: err}
+}
+
+// Next returns the next Op, or io.EOF after the last one. Blank lines are
+// skipped; a malformed line is a *LineError naming its line number.
+func (r *Reader) Next() (Op, error) {
+	b, err := r.Line()
+	if err != nil {
+		return Op{}, err
+	}
+	var op Op
+	if err := json.Unmarshal(b, &op); err != nil {
+		return Op{}, r.Errorf(r.line, err)
+	}
+	return op, nil
+}
+
+// All reads every remaining Op; on an error it returns those read before.
+func (r *Reader) All() ([]Op, error) {
 	var ops []Op
 	for {
-		op, err := rd.Next()
+		op, err := r.Next()
 		if errors.Is(err, io.EOF) {
 			return ops, nil
 		}
@@ -98,18 +150,17 @@ func ReadAll(r io.Reader) ([]Op, error) {
 	}
 }
 
-// Load reads a history.jsonl file.
+// ReadAll reads every Op of r.
+func ReadAll(r io.Reader) ([]Op, error) { return NewReader(r).All() }
+
+// Load reads a history.jsonl file; a bad line is a *LineError naming it.
 func Load(path string) ([]Op, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	defer f.Close()
-	ops, err := ReadAll(f)
-	if err != nil {
-		return ops, fmt.Errorf("%s: %w", path, err)
-	}
-	return ops, nil
+	return NewReader(f).Named(path).All()
 }
 
 // ForImpl returns the Ops of one implementation's phase: its own entries

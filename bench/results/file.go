@@ -3,7 +3,9 @@ package results
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -11,43 +13,85 @@ import (
 // FileName is the name of the results file in a run directory.
 const FileName = "results.json"
 
-// SchemaError is returned by Load for a file written with another schema.
-type SchemaError struct {
-	Path     string
-	Found    int
-	Expected int
+// MaxFileSize bounds what Decode reads: a results.json of a long run with
+// many implementations is a few megabytes; anything past this is not one.
+const MaxFileSize = 256 << 20
+
+// ReadError is every failure to read a results.json: the file is missing
+// or unreadable, is not JSON, is not a faultline results file, was written
+// with another schema, or holds a field of the wrong type. Callers (the
+// report, the gate) treat it as bad input (exit 2).
+type ReadError struct {
+	// Path is the file read ("" when Decode read a stream without a name).
+	Path string
+	// What says what was wrong, in plain words.
+	What string
+	// Found and Expected are the schema versions when the file was written
+	// with another schema (both 0 otherwise).
+	Found, Expected int
+	// Err is the underlying error, if any (os.ErrNotExist, a JSON error).
+	Err error
 }
 
-func (e *SchemaError) Error() string {
-	return fmt.Sprintf("%s: results schema %d, this faultline reads schema %d (re-run the scenario, or use the faultline version that wrote it)",
-		e.Path, e.Found, e.Expected)
+func (e *ReadError) Error() string {
+	msg := "results: " + e.What
+	if e.Path != "" {
+		msg = "results: " + e.Path + ": " + e.What
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
 }
+
+func (e *ReadError) Unwrap() error { return e.Err }
 
 // Load reads a results.json file (or the results.json inside a run
-// directory) and checks its schema version.
+// directory) and checks its schema version. Every error is a *ReadError
+// naming the file.
 func Load(path string) (*Results, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, FileName)
 	}
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("results: %w", err)
+		return nil, &ReadError{Path: path, What: "cannot read it (pass the results.json of a saved run, e.g. reports/runs/<run-id>/results.json)", Err: err}
+	}
+	defer f.Close()
+	r, err := Decode(f)
+	var re *ReadError
+	if errors.As(err, &re) {
+		re.Path = path
+	}
+	return r, err
+}
+
+// Decode reads one results.json from rd and checks its schema version.
+// Every error is a *ReadError (with an empty Path).
+func Decode(rd io.Reader) (*Results, error) {
+	b, err := io.ReadAll(io.LimitReader(rd, MaxFileSize+1))
+	if err != nil {
+		return nil, &ReadError{What: "cannot read it", Err: err}
+	}
+	if len(b) > MaxFileSize {
+		return nil, &ReadError{What: fmt.Sprintf("larger than %d MiB: not a results file", MaxFileSize>>20)}
 	}
 	var probe struct {
 		Schema *int `json:"schema"`
 	}
 	if err := json.Unmarshal(b, &probe); err != nil {
-		return nil, fmt.Errorf("results: %s is not a results file: %w", path, err)
+		return nil, &ReadError{What: "not a results file (invalid JSON)", Err: err}
 	}
 	if probe.Schema == nil {
-		return nil, fmt.Errorf("results: %s has no \"schema\" field: not a faultline results file", path)
+		return nil, &ReadError{What: fmt.Sprintf("has no \"schema\" field, expected schema %d: not a faultline results file", Schema)}
 	}
 	if *probe.Schema != Schema {
-		return nil, &SchemaError{Path: path, Found: *probe.Schema, Expected: Schema}
+		return nil, &ReadError{Found: *probe.Schema, Expected: Schema,
+			What: fmt.Sprintf("results schema %d, expected schema %d (re-run the scenario with this version, refresh a baseline with `make baseline`, or use the faultline version that wrote it)", *probe.Schema, Schema)}
 	}
 	var r Results
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("results: %s: %w", path, err)
+		return nil, &ReadError{What: fmt.Sprintf("does not match results schema %d", Schema), Err: err}
 	}
 	return &r, nil
 }

@@ -165,6 +165,21 @@ type ImplResult struct {
 	// Ratio holds the throughput/latency ratios against it.
 	Baseline string             `json:"baseline,omitempty"`
 	Ratio    map[string]float64 `json:"ratio,omitempty"`
+	// Faults says which faults reached the nodes this implementation uses
+	// (nil: the run had no faults, or the file predates it).
+	Faults *FaultCoverage `json:"fault_coverage,omitempty"`
+}
+
+// FaultCoverage is what the faults of a run did to one implementation's
+// nodes.
+type FaultCoverage struct {
+	Nodes     []string       `json:"nodes"`      // the nodes the implementation uses
+	PerNode   map[string]int `json:"per_node"`   // faults that hit each of them
+	OpsInside int            `json:"ops_inside"` // operations that ran inside a fault window
+	// Untested, when set, says why the implementation was not tested under
+	// faults (no fault hit its nodes…): its verdicts must not read as a
+	// pass under faults.
+	Untested string `json:"untested,omitempty"`
 }
 
 // OpStats summarises one operation kind.

@@ -289,10 +289,10 @@ func (w *bankWorkload) Check(ops []history.Op, c CheckConfig) Report {
 			v.Measures["in_doubt"] = float64(len(ms))
 			v.Measures["blocked_transfers"] = float64(len(blocked))
 			if len(ms) > 0 {
-				v.Measures["in_doubt_ms_p50"] = pctile(ms, 50)
+				v.Measures["in_doubt_ms_p50"] = results.Percentile(ms, 50)
 				v.Measures["in_doubt_ms_max"] = ms[len(ms)-1]
 				v.Summary += fmt.Sprintf("; %d in doubt (p50 %.0f ms, max %.0f ms), %d transfers blocked by them",
-					len(ms), pctile(ms, 50), ms[len(ms)-1], len(blocked))
+					len(ms), results.Percentile(ms, 50), ms[len(ms)-1], len(blocked))
 			}
 		case checker.OutboxDeliveryName:
 			rep.Counters["apply-delay-ms-p50"] = int64(math.Round(v.Measures["delay_ms_p50"]))
@@ -332,7 +332,7 @@ func (w *bankWorkload) Check(ops []history.Op, c CheckConfig) Report {
 	rep.Counters["in-doubt"] = int64(len(ms))
 	if len(ms) > 0 {
 		rep.Counters["in-doubt-ms-max"] = int64(ms[len(ms)-1])
-		rep.Counters["in-doubt-ms-p50"] = int64(pctile(ms, 50))
+		rep.Counters["in-doubt-ms-p50"] = int64(results.Percentile(ms, 50))
 	}
 	rep.Counters["blocked"] = int64(len(blocked))
 	rep.Counters["recover-ms"] = st.recoverMS
@@ -446,13 +446,4 @@ func abs64(x int64) int64 {
 		return -x
 	}
 	return x
-}
-
-// pctile is the p-th percentile (0..100, nearest rank) of sorted xs.
-func pctile(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(xs)))) - 1
-	return xs[max(0, min(i, len(xs)-1))]
 }

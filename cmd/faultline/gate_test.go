@@ -71,6 +71,14 @@ func TestGateCLIOnCommittedBaseline(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	empty := filepath.Join(dir, "empty.json")
+	if err := os.WriteFile(empty, []byte(`{"schema":1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	renamed := load()
+	renamed.Impls[0].Name = "not-in-baseline"
+	missing := base.Impls[0].Name
+
 	expected := filepath.Join("..", "..", "chaos", "expected.md")
 	tests := []struct {
 		name    string
@@ -86,7 +94,13 @@ func TestGateCLIOnCommittedBaseline(t *testing.T) {
 		{"p99 doubled, make gate tolerance", write("p99x2b.json", p99x2), []string{"--tolerance", "p99=+90%,throughput=-45%"}, 1, []string{"FAIL " + headline + "/cycle p99"}, nil},
 		{"machine 2x slower", write("slower.json", slower), nil, 0, []string{"gate: PASS", "+100.0%"}, nil},
 		{"wrong schema", wrongSchema, nil, 2, nil, []string{"schema 99", "expected schema 1"}},
+		{"nothing to compare", empty, nil, 2, nil, []string{"nothing to compare"}},
+		{"implementations differ", write("renamed.json", renamed), nil, 2, nil, []string{"different implementations", "only in the baseline: " + missing, "only in the results: not-in-baseline"}},
 		{"bad matrix", basePath, []string{"--expected", filepath.Join(dir, "none.md")}, 2, nil, []string{"expected-verdict matrix"}},
+	}
+	// An empty baseline is bad input too.
+	if code, _, stderr := cli(t, "gate", "--baseline", empty, basePath); code != 2 || !strings.Contains(stderr, "baseline") || !strings.Contains(stderr, "nothing to compare") {
+		t.Errorf("empty baseline: exit %d, stderr %q; want 2 naming the baseline", code, stderr)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

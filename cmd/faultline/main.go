@@ -22,14 +22,12 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/bench"
-	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
 	"github.com/faultline-dev/faultline/impl/lock"
 	"github.com/faultline-dev/faultline/impl/txn"
 	"github.com/faultline-dev/faultline/infra"
 	"github.com/faultline-dev/faultline/reports"
-	"github.com/faultline-dev/faultline/reports/gate"
 )
 
 // Exit codes.
@@ -386,147 +384,6 @@ func listCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  %-18s %-8s %s%s\n", k.Name, k.Class, k.Doc, params)
 	}
 	return exitOK
-}
-
-func reportCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("report", "faultline report DIR          re-render DIR/report.html from DIR/{results.json,history.jsonl}\n"+
-		"faultline report --compare A B … [--out FILE]   compare saved runs", stderr)
-	compare := fs.Bool("compare", false, "compare the run directories given")
-	out := fs.String("out", "", "comparison page (default: compare.html in the first run directory)")
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	dirs := fs.Args()
-	if *compare {
-		if len(dirs) < 2 {
-			fmt.Fprintln(stderr, "faultline report --compare: give two or more run directories")
-			return exitUsage
-		}
-		if *out == "" {
-			*out = filepath.Join(dirs[0], "compare.html")
-		}
-		if err := reports.WriteCompare(*out, dirs); err != nil {
-			fmt.Fprintf(stderr, "faultline report: %v\n", err)
-			return reportExit(err)
-		}
-		fmt.Fprintf(stdout, "report: %s\n", *out)
-		return exitOK
-	}
-	if len(dirs) != 1 {
-		fmt.Fprintln(stderr, "faultline report: give one run directory (one that holds results.json)")
-		return exitUsage
-	}
-	if err := reports.WriteHTML(dirs[0]); err != nil {
-		fmt.Fprintf(stderr, "faultline report: %v\n", err)
-		return reportExit(err)
-	}
-	fmt.Fprintf(stdout, "report: %s\n", filepath.Join(dirs[0], reports.ReportFile))
-	return exitOK
-}
-
-// reportExit is 2 for inputs that are not a saved run, 1 otherwise.
-func reportExit(err error) int {
-	var se *results.SchemaError
-	if errors.As(err, &se) || errors.Is(err, os.ErrNotExist) || errors.Is(err, gate.ErrBadInput) {
-		return exitUsage
-	}
-	return exitFail
-}
-
-func gateCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("gate", "faultline gate --baseline FILE [--tolerance p99=+25%,throughput=-15%] [--ops cycle] [--expected FILE] RESULTS\n\n"+
-		"Exit 0 pass, 1 regression or a safety violation not allowed, 2 bad input.", stderr)
-	baseline := fs.String("baseline", "bench/baseline.json", "baseline results.json")
-	tolerance := fs.String("tolerance", "", "limits per stat (default "+gate.DefaultTolerance().String()+")")
-	opsFlag := fs.String("ops", "", "operation kinds to gate, comma separated (default: every kind in the baseline; others are shown, not gated)")
-	expected := fs.String("expected", "", "expected-verdict matrix deciding which safety violations are allowed\n"+
-		"(default "+defaultExpected+" when present; \"none\": only mutants may violate)")
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "faultline gate: give one RESULTS file (a results.json, or a run directory)")
-		return exitUsage
-	}
-	tol, err := gate.ParseTolerance(*tolerance)
-	if err != nil {
-		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
-		return exitUsage
-	}
-	cur := fs.Arg(0)
-	if st, err := os.Stat(cur); err == nil && st.IsDir() {
-		cur = filepath.Join(cur, results.FileName)
-	}
-	base, err := gate.ReadResults(*baseline)
-	if err != nil {
-		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
-		return exitUsage
-	}
-	now, err := gate.ReadResults(cur)
-	if err != nil {
-		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
-		return exitUsage
-	}
-	allowed, matrix, err := gateAllowed(*expected, now)
-	if err != nil {
-		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
-		return exitUsage
-	}
-	var ops []string
-	for _, o := range strings.Split(*opsFlag, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			ops = append(ops, o)
-		}
-	}
-	rep, err := gate.GateOps(base, now, tol, allowed, ops)
-	if err != nil {
-		fmt.Fprintf(stderr, "faultline gate: %v\n", err)
-		return exitUsage
-	}
-	if matrix != "" {
-		fmt.Fprintf(stdout, "safety: violations allowed by the expected-verdict matrix %s\n", matrix)
-	} else {
-		fmt.Fprintln(stdout, "safety: no expected-verdict matrix: only mutants may violate")
-	}
-	_ = rep.WriteTable(stdout)
-	if !rep.Pass() {
-		return exitFail
-	}
-	return exitOK
-}
-
-// defaultExpected is the expected-verdict matrix the gate reads when
-// --expected is not given and the file exists (run from the repository).
-const defaultExpected = "chaos/expected.md"
-
-// gateAllowed loads the expected-verdict matrix named by flag ("" = the
-// default when present, "none" = none) and returns the gate's allowed
-// function (nil: mutants only) and the matrix path used.
-func gateAllowed(flag string, cur *results.Results) (func(impl, checker string) bool, string, error) {
-	path := flag
-	switch flag {
-	case "none":
-		return nil, "", nil
-	case "":
-		if _, err := os.Stat(defaultExpected); err != nil {
-			return nil, "", nil
-		}
-		path = defaultExpected
-	}
-	m, err := chaos.LoadExpected(path)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w (give --expected FILE, or --expected none for the mutants-only rule)", err)
-	}
-	rows := make([]gate.Expectation, 0, len(m.Rows))
-	for _, r := range m.Rows {
-		// A scripted interleaving forces what a fault would: not a no-fault row.
-		e := gate.Expectation{Impl: r.Impl, Workload: r.Workload, NoFault: !r.Scripted() && len(r.Specs()) == 0}
-		if r.Expect != chaos.Safe {
-			e.Failing = r.Checkers
-		}
-		rows = append(rows, e)
-	}
-	return gate.MatrixAllowed(rows, cur), path, nil
 }
 
 func gcCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -8,12 +8,10 @@
 package gate
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -22,37 +20,10 @@ import (
 	"github.com/faultline-dev/faultline/bench/results"
 )
 
-// ErrBadInput marks errors caused by the inputs rather than by a regression:
-// a missing or unreadable file, invalid JSON, a wrong schema version, or
-// results that cannot be compared. The CLI exits 2 on it.
+// ErrBadInput marks results that cannot be compared: another schema or
+// workload, nothing to compare, implementations that differ. The CLI exits 2
+// on it, as on a *results.ReadError (a file that cannot be read).
 var ErrBadInput = errors.New("bad input")
-
-// ReadResults reads and validates a results.json file. Every error wraps
-// ErrBadInput and names the file; a schema mismatch names the version found
-// and the version expected.
-func ReadResults(path string) (*results.Results, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: read results: %w (pass the results.json of a saved run, e.g. reports/runs/<run-id>/results.json)", ErrBadInput, err)
-	}
-	var probe struct {
-		Schema *int `json:"schema"`
-	}
-	if err := json.Unmarshal(b, &probe); err != nil {
-		return nil, fmt.Errorf("%w: %s is not a results.json file: %w", ErrBadInput, path, err)
-	}
-	if probe.Schema == nil {
-		return nil, fmt.Errorf("%w: %s has no \"schema\" field, expected schema %d: is it a faultline results.json?", ErrBadInput, path, results.Schema)
-	}
-	if *probe.Schema != results.Schema {
-		return nil, fmt.Errorf("%w: %s has schema %d, expected schema %d: re-run the benchmark with this faultline version (or refresh the baseline with `make baseline`)", ErrBadInput, path, *probe.Schema, results.Schema)
-	}
-	var r results.Results
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%w: %s: decode results schema %d: %w", ErrBadInput, path, results.Schema, err)
-	}
-	return &r, nil
-}
 
 // Row is one line of the gate table.
 type Row struct {
@@ -152,6 +123,9 @@ func GateOps(baseline, current *results.Results, tol Tolerance, allowed func(imp
 	}
 	if baseline.Workload != "" && current.Workload != "" && baseline.Workload != current.Workload {
 		return Report{}, fmt.Errorf("%w: baseline is workload %q but results are workload %q: gate runs of the same scenario", ErrBadInput, baseline.Workload, current.Workload)
+	}
+	if err := comparable(baseline, current); err != nil {
+		return Report{}, err
 	}
 	if allowed == nil {
 		allowed = MutantsAllowed(current)
@@ -254,6 +228,57 @@ func GateOps(baseline, current *results.Results, tol Tolerance, allowed func(imp
 		rep.Rows = append(rep.Rows, row)
 	}
 	return rep, nil
+}
+
+// comparable checks that baseline and current have something to compare
+// (at least one implementation with at least one operation kind) and the
+// same implementations; the error names what is missing on each side.
+func comparable(baseline, current *results.Results) error {
+	for _, x := range []struct {
+		name string
+		r    *results.Results
+	}{{"baseline", baseline}, {"results", current}} {
+		n := 0
+		for _, ir := range x.r.Impls {
+			n += len(ir.Ops)
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: %s (run %q) has nothing to compare: no implementation with measured operations", ErrBadInput, x.name, x.r.RunID)
+		}
+	}
+	names := func(r *results.Results) map[string]bool {
+		m := map[string]bool{}
+		for _, ir := range r.Impls {
+			m[ir.Name] = true
+		}
+		return m
+	}
+	b, c := names(baseline), names(current)
+	var onlyBase, onlyCur []string
+	for n := range b {
+		if !c[n] {
+			onlyBase = append(onlyBase, n)
+		}
+	}
+	for n := range c {
+		if !b[n] {
+			onlyCur = append(onlyCur, n)
+		}
+	}
+	if len(onlyBase)+len(onlyCur) == 0 {
+		return nil
+	}
+	sort.Strings(onlyBase)
+	sort.Strings(onlyCur)
+	var parts []string
+	if len(onlyBase) > 0 {
+		parts = append(parts, "only in the baseline: "+strings.Join(onlyBase, ", "))
+	}
+	if len(onlyCur) > 0 {
+		parts = append(parts, "only in the results: "+strings.Join(onlyCur, ", "))
+	}
+	return fmt.Errorf("%w: the baseline (run %q) and the results (run %q) measured different implementations (%s): gate runs of the same scenario, or refresh the baseline",
+		ErrBadInput, baseline.RunID, current.RunID, strings.Join(parts, "; "))
 }
 
 // WriteTable prints the report as an aligned table (metric, baseline, now,

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -101,6 +99,9 @@ func TestGateRegressions(t *testing.T) {
 		{"op missing", func(r *results.Results) {
 			delete(r.Impls[0].Ops, "acquire")
 		}, []string{"redis-setnx/acquire p99", "redis-setnx/acquire throughput"}},
+		{"op missing from a mutant", func(r *results.Results) {
+			r.Impls[1].Ops = map[string]results.OpStats{}
+		}, []string{"unsafe-release/cycle p99", "unsafe-release/cycle throughput"}},
 		{"safe impl violates", func(r *results.Results) {
 			r.Verdicts[0].Valid = results.Invalid
 			r.Verdicts[0].Violations = []results.Violation{{Kind: "overlap"}}
@@ -155,29 +156,49 @@ func TestGateAllowedIsPluggable(t *testing.T) {
 	}
 }
 
+// Results that cannot be compared are bad input (exit 2 in the CLI), with
+// a message naming what is wrong: another schema or workload, nothing to
+// compare (e.g. a file holding only {"schema":1}), implementations that
+// differ between baseline and results.
 func TestGateBadInput(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
+	empty, err := results.Decode(strings.NewReader(`{"schema":1}`))
+	if err != nil {
+		t.Fatal(err)
 	}
 	tests := []struct {
-		name, path string
-		want       []string
+		name   string
+		mutate func(base, cur *results.Results) (*results.Results, *results.Results)
+		want   []string
 	}{
-		{"missing file", filepath.Join(dir, "nope.json"), []string{"nope.json", "no such file"}},
-		{"wrong schema", write("v2.json", `{"schema": 2, "run_id": "x"}`), []string{"v2.json", "schema 2", "expected schema 1"}},
-		{"no schema", write("other.json", `{"hello": 1}`), []string{"other.json", "no \"schema\" field"}},
-		{"not json", write("junk.json", `not json`), []string{"junk.json", "not a results.json"}},
+		{"schema 3", func(b, c *results.Results) (*results.Results, *results.Results) { c.Schema = 3; return b, c },
+			[]string{"schema 3", "expected schema 1"}},
+		{"workloads differ", func(b, c *results.Results) (*results.Results, *results.Results) { c.Workload = "bank"; return b, c },
+			[]string{`workload "counter"`, `workload "bank"`}},
+		{"empty baseline", func(_, c *results.Results) (*results.Results, *results.Results) { return empty, c },
+			[]string{"baseline", "nothing to compare"}},
+		{"empty results", func(b, _ *results.Results) (*results.Results, *results.Results) { return b, empty },
+			[]string{"results", "nothing to compare"}},
+		{"implementations without operations", func(b, c *results.Results) (*results.Results, *results.Results) {
+			for i := range c.Impls {
+				c.Impls[i].Ops = nil
+			}
+			return b, c
+		}, []string{"results", "nothing to compare"}},
+		{"implementation missing from results", func(b, c *results.Results) (*results.Results, *results.Results) {
+			c.Impls = c.Impls[:1]
+			return b, c
+		}, []string{"different implementations", "only in the baseline: unsafe-release"}},
+		{"implementations differ both ways", func(b, c *results.Results) (*results.Results, *results.Results) {
+			c.Impls[1].Name = "redlock"
+			return b, c
+		}, []string{"only in the baseline: unsafe-release", "only in the results: redlock"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ReadResults(tt.path)
+			base, cur := tt.mutate(sample(), sample())
+			rep, err := Gate(base, cur, DefaultTolerance(), nil)
 			if !errors.Is(err, ErrBadInput) {
-				t.Fatalf("err = %v, want ErrBadInput", err)
+				t.Fatalf("err = %v (report %+v), want ErrBadInput", err, rep)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
@@ -186,21 +207,23 @@ func TestGateBadInput(t *testing.T) {
 			}
 		})
 	}
-	good := sample()
-	b, _ := json.Marshal(good)
-	p := write("good.json", string(b))
-	if r, err := ReadResults(p); err != nil || r.RunID != "base" {
-		t.Fatalf("ReadResults(good) = %v, %v", r, err)
+}
+
+// The safety rows count the violations the checker found (Count), not the
+// counterexamples stored.
+func TestGateCountsViolationsNotExamples(t *testing.T) {
+	base := sample()
+	cur := clone(t, base)
+	cur.Verdicts[0].Valid = results.Invalid
+	cur.Verdicts[0].Count = 1669
+	cur.Verdicts[0].Violations = make([]results.Violation, 20)
+	rep, err := Gate(base, cur, DefaultTolerance(), nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	other := clone(t, good)
-	other.Schema = 3
-	if _, err := Gate(good, other, DefaultTolerance(), nil); !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), "schema 3") {
-		t.Errorf("Gate with schema 3: err = %v, want ErrBadInput naming schema 3", err)
-	}
-	other = clone(t, good)
-	other.Workload = "bank"
-	if _, err := Gate(good, other, DefaultTolerance(), nil); !errors.Is(err, ErrBadInput) {
-		t.Errorf("Gate across workloads: err = %v, want ErrBadInput", err)
+	out := table(t, rep)
+	if !strings.Contains(out, "1669 violations") || !strings.Contains(out, "found 1669 violation(s)") {
+		t.Errorf("table does not show the violation count 1669:\n%s", out)
 	}
 }
 
