@@ -20,6 +20,7 @@ import (
 
 	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
+	"github.com/faultline-dev/faultline/internal/shell"
 )
 
 // Version is faultline's version, recorded in every results.json.
@@ -309,12 +310,7 @@ func (c Config) CommandLine() string {
 		args = append(args, "--lock-opt", k+"="+c.LockOpts[k])
 	}
 	args = append(args, "--seed", fmt.Sprint(c.Seed))
-	for i, a := range args {
-		if strings.ContainsAny(a, " '\"$±") {
-			args[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-	}
-	return strings.Join(args, " ")
+	return shell.Join(args)
 }
 
 // Map is c as recorded in results.json (durations as strings).

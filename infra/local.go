@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/faultline-dev/faultline/internal/shell"
 )
 
 // localBinaries overrides where the local provider finds its programs (tests
@@ -293,7 +295,7 @@ func (s *localServer) pids() []int {
 
 // commandLine is the current command line, for errors.
 func (s *localServer) commandLine(port int) string {
-	return strings.Join(append([]string{s.bin}, s.args(port)...), " ")
+	return shell.Join(append([]string{s.bin}, s.args(port)...))
 }
 
 func (s *localServer) sysProcAttr() *syscall.SysProcAttr {

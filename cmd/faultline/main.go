@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/faultline-dev/faultline/impl/lock"
 	"github.com/faultline-dev/faultline/impl/txn"
 	"github.com/faultline-dev/faultline/infra"
+	"github.com/faultline-dev/faultline/internal/shell"
 	"github.com/faultline-dev/faultline/reports"
 )
 
@@ -319,23 +321,11 @@ func isTerminal(w io.Writer) bool {
 // commandLine is the command that reproduces the run: the arguments given,
 // plus the seed when it was random.
 func commandLine(args []string, seedSet bool, seed int64) string {
-	parts := []string{"faultline", "run"}
-	for _, a := range args {
-		parts = append(parts, shellQuote(a))
-	}
+	parts := append([]string{"faultline", "run"}, args...)
 	if !seedSet {
-		parts = append(parts, fmt.Sprintf("--seed %d", seed))
+		parts = append(parts, "--seed", strconv.FormatInt(seed, 10))
 	}
-	return strings.Join(parts, " ")
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=.,:/@+%", r))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return shell.Join(parts)
 }
 
 func listCmd(args []string, stdout, stderr io.Writer) int {
