@@ -7,7 +7,8 @@ import "strings"
 // Quote returns s as one shell word. A word made only of characters no
 // shell treats specially (letters, digits and -_=.,:/@+%) is returned as
 // is; anything else, the empty string included, is put in single quotes,
-// inside which only the single quote itself needs care: it becomes '\”.
+// inside which only the single quote itself needs care: each one closes
+// the quoted part, is written escaped (\') and opens a new one.
 //
 // The word is an argument, not a command's first word: a bare "a=b" as the
 // first word would be a variable assignment.
