@@ -11,15 +11,13 @@ package workload
 
 import (
 	"context"
-	"fmt"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/recorder"
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/infra"
+	"github.com/faultline-dev/faultline/internal/registry"
 )
 
 // Workload is one kind of load and its oracle.
@@ -130,55 +128,17 @@ type Report struct {
 	Counters map[string]int64
 }
 
-var (
-	regMu    sync.RWMutex
-	registry = map[string]Workload{}
-)
+var workloads = registry.New[Workload]("workload")
 
 // Register makes a workload available by its name; it panics on a
 // duplicate, as lock.Register does.
-func Register(w Workload) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	if _, dup := registry[w.Name()]; dup {
-		panic("workload: Register called twice for " + w.Name())
-	}
-	registry[w.Name()] = w
-}
+func Register(w Workload) { workloads.Register(w.Name(), w) }
 
 // Lookup returns the workload called name; the error lists the known ones.
-func Lookup(name string) (Workload, error) {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	if w, ok := registry[name]; ok {
-		return w, nil
-	}
-	return nil, fmt.Errorf("unknown workload %q (known: %v)", name, namesLocked())
-}
+func Lookup(name string) (Workload, error) { return workloads.Lookup(name) }
 
 // All returns every workload, sorted by name.
-func All() []Workload {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	out := make([]Workload, 0, len(registry))
-	for _, n := range namesLocked() {
-		out = append(out, registry[n])
-	}
-	return out
-}
+func All() []Workload { return workloads.All() }
 
 // Names returns the workload names, sorted.
-func Names() []string {
-	regMu.RLock()
-	defer regMu.RUnlock()
-	return namesLocked()
-}
-
-func namesLocked() []string {
-	out := make([]string, 0, len(registry))
-	for n := range registry {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func Names() []string { return workloads.Names() }

@@ -12,7 +12,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/faultline-dev/faultline/impl/internal/registry"
+	"github.com/faultline-dev/faultline/internal/registry"
 )
 
 // Errors every implementation returns (wrapped with %w where useful).
@@ -110,7 +110,7 @@ type Info struct {
 	New     Factory
 }
 
-var impls = registry.New[Info]("lock")
+var impls = registry.New[Info]("lock implementation")
 
 // Register makes an implementation available by info.Name. It panics on a
 // duplicate name or a nil factory, as database/sql.Register does.

@@ -23,7 +23,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/faultline-dev/faultline/impl/internal/registry"
+	"github.com/faultline-dev/faultline/internal/registry"
 )
 
 // Errors. Every error a Transferer returns either wraps ErrAborted (the
@@ -314,7 +314,7 @@ type Info struct {
 	New      Factory
 }
 
-var impls = registry.New[Info]("txn")
+var impls = registry.New[Info]("txn implementation")
 
 // Register makes an implementation available by info.Name. It panics on a
 // duplicate name or a nil factory, as database/sql.Register does.

@@ -1,5 +1,5 @@
-// Package registry is the name → implementation table behind lock.Register
-// and txn.Register, in the manner of database/sql drivers.
+// Package registry is the generic name → value table behind lock.Register,
+// txn.Register and workload.Register, in the manner of database/sql drivers.
 package registry
 
 import (
@@ -8,16 +8,17 @@ import (
 	"sync"
 )
 
-// Registry holds implementations of one kind (kind names it in errors).
+// Registry holds values of one kind, safe for concurrent use.
 type Registry[T any] struct {
-	kind string
+	what string // names the kind in messages
 	mu   sync.RWMutex
 	byID map[string]T
 }
 
-// New returns an empty registry; kind is used in messages ("lock", "txn").
-func New[T any](kind string) *Registry[T] {
-	return &Registry[T]{kind: kind, byID: map[string]T{}}
+// New returns an empty registry; what names its kind in messages ("lock
+// implementation", "workload").
+func New[T any](what string) *Registry[T] {
+	return &Registry[T]{what: what, byID: map[string]T{}}
 }
 
 // Register adds v under name. It panics on a duplicate name, as
@@ -26,7 +27,7 @@ func (r *Registry[T]) Register(name string, v T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, dup := r.byID[name]; dup {
-		panic(r.kind + ": Register called twice for " + name)
+		panic(r.what + ": Register called twice for " + name)
 	}
 	r.byID[name] = v
 }
@@ -40,7 +41,7 @@ func (r *Registry[T]) Lookup(name string) (T, error) {
 		return v, nil
 	}
 	var zero T
-	return zero, fmt.Errorf("unknown %s implementation %q (known: %v)", r.kind, name, r.namesLocked())
+	return zero, fmt.Errorf("unknown %s %q (known: %v)", r.what, name, r.namesLocked())
 }
 
 // All returns every registered value, sorted by name.
@@ -52,6 +53,13 @@ func (r *Registry[T]) All() []T {
 		out = append(out, r.byID[name])
 	}
 	return out
+}
+
+// Names returns every registered name, sorted.
+func (r *Registry[T]) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.namesLocked()
 }
 
 func (r *Registry[T]) namesLocked() []string {
