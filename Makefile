@@ -17,7 +17,8 @@ deps:
 
 # Runs deps only when a server binary is missing.
 need-deps:
-	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+		! /usr/bin/python3 -c 'import redis, psycopg2' >/dev/null 2>&1; then \
 		$(MAKE) deps; fi
 
 # Registry-free docker images built from the host's binaries.

@@ -168,8 +168,8 @@ func (c Config) Validate() error {
 		return usagef("no implementation: give --impl (known: %s)", strings.Join(workload.ImplNames(wl), ", "))
 	}
 	for _, name := range c.Impls {
-		if !slices.Contains(workload.ImplNames(wl), name) {
-			return usagef("unknown implementation %q for workload %s (known: %s)", name, wl.Name(), strings.Join(workload.ImplNames(wl), ", "))
+		if _, err := workload.Impl(wl, name); err != nil {
+			return usagef("%v", err)
 		}
 	}
 	if dup := firstDuplicate(c.Impls); dup != "" {

@@ -29,6 +29,9 @@ func FaultOp(ev chaos.Event) history.Op {
 	if ev.HolderHit {
 		op.Key, op.Token, op.Fence = ev.Holder.Key, ev.Holder.Token, ev.Holder.Fence
 		op.Attrs["process"] = strconv.Itoa(ev.Holder.Process)
+		if ev.Holder.OSPid > 0 {
+			op.Attrs["os_pid"] = strconv.Itoa(ev.Holder.OSPid)
+		}
 	}
 	if ev.Length > 0 {
 		op.Attrs["length_ms"] = strconv.FormatInt(ev.Length/1e6, 10)

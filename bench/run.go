@@ -131,7 +131,11 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		}
 		pr := &phaseRun{cfg: cfg, wl: wl, env: env, h: h, sched: sched, impl: impl, seed: cfg.Seed + int64(i)*1_000_003, log: log.With("impl", impl)}
 		ir, windows, err := pr.run(ctx)
-		ir.Mutant = infos[impl].Mutant
+		if info, ok := infos[impl]; ok {
+			ir.Mutant = info.Mutant
+		} else if info, err := workload.Impl(wl, impl); err == nil {
+			ir.Mutant = info.Mutant
+		}
 		res.Impls = append(res.Impls, ir)
 		res.Faults = append(res.Faults, windows...)
 		res.Duration += float64(ir.End-ir.Start) / 1e9
@@ -215,7 +219,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	target := workload.Target{
 		Impl: p.impl, Env: p.env, Direct: cfg.ResolvedPath() == PathDirect,
 		Keys: cfg.Keys, TTL: cfg.TTL, OpTimeout: cfg.OpTimeout, AcquireTimeout: cfg.AcquireTimeout,
-		Params: cfg.LockOpts, Faults: faults,
+		Params: cfg.LockOpts, Faults: faults, LogDir: cfg.Out,
 	}
 	ph, err := p.wl.Start(ctx, target)
 	if err != nil {

@@ -40,4 +40,7 @@ type Holder struct {
 	Key     string
 	Token   string
 	Fence   uint64
+	// OSPid is the OS process of an implementation that runs in one of its
+	// own (exec:), which the fault stopped or killed for real; 0 = none.
+	OSPid int
 }

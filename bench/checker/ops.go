@@ -145,6 +145,7 @@ type Window struct {
 	Nodes       []string
 	Key         string
 	Process     int // the holder a client fault hit; -1 if none
+	OSPid       int // its OS process, when the fault acted on one (exec:); 0 = none
 	Start, End  int64
 	StartIndex  int64
 }
@@ -178,8 +179,9 @@ func Windows(h []history.Op) []Window {
 					p = n
 				}
 			}
+			osPid, _ := attrInt(op, "os_pid")
 			out = append(out, Window{Fault: op.Fault, Kind: kind, Nodes: op.Nodes, Key: op.Key,
-				Process: p, Start: op.Time, End: Never, StartIndex: op.Index})
+				Process: p, OSPid: int(osPid), Start: op.Time, End: Never, StartIndex: op.Index})
 			open[id] = append(open[id], len(out)-1)
 		case history.FaultHeal:
 			if q := open[id]; len(q) > 0 {
@@ -205,7 +207,11 @@ func ActiveFault(ws []Window, from, to int64) string {
 				s += " on " + strings.Join(w.Nodes, ",")
 			}
 			if w.Process >= 0 {
-				s += " (hit p" + strconv.Itoa(w.Process) + " on " + w.Key + ")"
+				s += " (hit p" + strconv.Itoa(w.Process) + " on " + w.Key
+				if w.OSPid > 0 {
+					s += ", OS process " + strconv.Itoa(w.OSPid)
+				}
+				s += ")"
 			}
 			parts = append(parts, s)
 		}

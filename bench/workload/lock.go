@@ -217,7 +217,7 @@ type lockSession struct {
 }
 
 func (p *lockSession) options() lock.Options {
-	opt := lock.Options{Now: p.t.Faults.Now, Params: map[string]string{}}
+	opt := lock.Options{Now: p.t.Faults.Now, Params: map[string]string{}, LogDir: p.t.LogDir}
 	for k, v := range p.t.Params {
 		opt.Params[k] = v
 		b, _ := strconv.ParseBool(v)
@@ -234,7 +234,9 @@ func (p *lockSession) options() lock.Options {
 func (p *lockSession) Client(ctx context.Context, process int, seed int64) (Client, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	l, err := p.info.New(cctx, p.ep, p.options())
+	opt := p.options()
+	opt.Process = process
+	l, err := p.info.New(cctx, p.ep, opt)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: new client for process %d: %w", p.info.Name, process, err)
 	}
@@ -322,13 +324,20 @@ func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 		return out
 	}
 	holder := chaos.Holder{Process: c.process, Key: key, Token: lease.Token, Fence: lease.Fence}
+	osp, real := lock.ProcessOf(c.l)
+	if real {
+		holder.OSPid = osp.Pid()
+	}
 	v, out, _ := c.read(ctx, w, lease)
 	if out.Type == history.OK {
 		if _, crash := t.Faults.take(crashHolder, holder); crash {
+			if real { // a process of its own: SIGKILL it for real
+				_ = osp.Kill()
+			}
 			return StepResult{Type: history.Info, Err: "crashed", Crashed: true}
 		}
 		if d, pause := t.Faults.take(pauseHolder, holder); pause {
-			if err := clock.Sleep(ctx, d); err != nil {
+			if err := c.pause(ctx, osp, d); err != nil {
 				return StepResult{Type: history.Info, Err: "canceled"} // hard stop: the lease expires by itself
 			}
 		}
@@ -340,6 +349,19 @@ func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 	return out
 }
 
+// pause is a holder pause of d: the worker waits, and an implementation
+// with a process of its own (osp non-nil) is stopped for real (SIGSTOP,
+// SIGCONT after d), so nothing inside it — a watchdog thread, a timer —
+// runs meanwhile.
+func (c *lockClient) pause(ctx context.Context, osp lock.OSProcess, d time.Duration) error {
+	if osp != nil {
+		if err := osp.Stop(); err == nil {
+			defer func() { _ = osp.Continue() }()
+		}
+	}
+	return clock.Sleep(ctx, d)
+}
+
 // outcome classifies a lock call's error: nil is ok, definite is a Fail
 // ("no effect") with errKind, a simulated crash kills the process, anything
 // else is indeterminate.
@@ -349,6 +371,12 @@ func outcome(err, definite error, errKind string) StepResult {
 		return StepResult{Type: history.OK}
 	case errors.Is(err, lock.ErrSimulatedCrash):
 		return StepResult{Type: history.Info, Err: "crashed", Crashed: true}
+	case errors.As(err, new(*lock.ProcessError)):
+		// The implementation's process died, missed a deadline or broke the
+		// protocol: unknown outcome, and the worker goes on as a new process.
+		var pe *lock.ProcessError
+		errors.As(err, &pe)
+		return StepResult{Type: history.Info, Err: pe.Kind, Crashed: true}
 	case errors.Is(err, definite):
 		return StepResult{Type: history.Fail, Err: errKind}
 	}

@@ -79,6 +79,9 @@ type Target struct {
 	// Faults is the phase's client-fault injector (never nil from the
 	// runner).
 	Faults *Faults
+	// LogDir is the run directory: implementations that run processes of
+	// their own (exec:) write their stderr logs below it ("" = none).
+	LogDir string
 }
 
 // Session is one implementation's run of the workload.

@@ -352,6 +352,10 @@ func listCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "  %-24s %s%s\n", i.Name, i.Doc, tag)
 	}
+	fmt.Fprintln(stdout, "\nYour own implementation, in any language (lock or transaction, as its init reply declares):")
+	fmt.Fprintln(stdout, "  exec:PATH[:NAME]         run the executable PATH, one process per worker, speaking the JSON-lines")
+	fmt.Fprintln(stdout, "                           protocol of docs/protocol.md; mix freely with built-ins, e.g.")
+	fmt.Fprintln(stdout, "                           --impl exec:examples/python/seed_lock.py,exec:examples/python/safe_lock.py,redis-setnx")
 	fmt.Fprintln(stdout, "\nBank options (--lock-opt key=value):")
 	params := make([]string, 0, len(workload.BankParams))
 	for n := range workload.BankParams {

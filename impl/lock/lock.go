@@ -12,6 +12,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/faultline-dev/faultline/impl/internal/execproc"
 	"github.com/faultline-dev/faultline/internal/registry"
 )
 
@@ -83,6 +84,13 @@ type Options struct {
 	// Params are implementation-specific settings (name → value), passed
 	// through from the command line (--lock-opt k=v).
 	Params map[string]string
+	// Process is the harness's id of the process this client is (its
+	// history process); implementations that run an OS process of their own
+	// (exec:) hand it over and name their logs with it.
+	Process int
+	// LogDir is where such implementations write their processes' stderr
+	// logs ("" = kept in memory only, for error messages).
+	LogDir string
 }
 
 // Clock returns o.Now or time.Now.
@@ -122,8 +130,16 @@ func Register(info Info) {
 }
 
 // Lookup returns the implementation registered under name; the error lists
-// the known ones.
-func Lookup(name string) (Info, error) { return impls.Lookup(name) }
+// the known ones. A name "exec:PATH[:NAME]" runs an executable speaking
+// faultline's process protocol (docs/protocol.md): Lookup starts it once to
+// read its declaration (see exec.go).
+func Lookup(name string) (Info, error) {
+	if execproc.IsSpec(name) {
+		return lookupExec(name)
+	}
+	return impls.Lookup(name)
+}
 
-// All returns every registered implementation, sorted by name.
+// All returns every registered implementation, sorted by name (built-in
+// ones: exec: implementations are named on the command line).
 func All() []Info { return impls.All() }

@@ -32,6 +32,7 @@ var allowed = map[string][]string{
 	"reports":        {"bench/history", "bench/results", "reports/"},
 	"cmd/":           {"bench", "bench/", "reports", "reports/", "chaos", "impl/", "infra"},
 	"internal/":      {},
+	"examples/":      {"impl/"},
 }
 
 // everywhere are the packages every package may import: internal/* are

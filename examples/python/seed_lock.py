@@ -1,0 +1,69 @@
+#!/usr/bin/python3
+"""The seed article's Redis lock, as written there (a MUTANT): SETNX with a
+uuid value, then EXPIRE as a second command; acquire retries until its
+timeout; release is GET, compare in Python, DEL.
+
+Its bugs, which faultline's checkers catch:
+- a holder that dies between SETNX and EXPIRE leaves a key with no ttl:
+  held forever (the option crash-after-setnx makes that happen: "true" =
+  every process, an integer N = only process N, once);
+- a holder paused past the ttl writes after the next holder (no fencing);
+- release is not atomic: a key that expires and is taken between GET and
+  DEL is deleted from under its new owner (option release-gap=SECONDS waits
+  there).
+One deviation from the article: PEXPIRE (milliseconds) instead of EXPIRE
+(whole seconds), so that a 400 ms ttl means 400 ms.
+"""
+import os
+import signal
+import time
+import uuid
+
+import redis
+
+import faultline_adapter as fl
+
+
+class SeedLock:
+    kind, name, redis_nodes, mutant = "lock", "seed-lock", 1, True
+    doc = "MUTANT (Python, the article's lock): SETNX then EXPIRE, GET+compare+DEL release"
+
+    def setup(self, endpoints, options, process):
+        r = endpoints["redis"][0]
+        host, port = r["addr"].rsplit(":", 1)
+        self.conn = redis.Redis(host=host, port=int(port), password=r["password"] or None,
+                                socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+        crash = options.get("crash-after-setnx", "")
+        self.crash = crash == "true" or crash == str(process)
+        self.release_gap = float(options.get("release-gap", "0") or 0)
+
+    def acquire(self, key, ttl_ms, timeout_ms, **_):
+        identifier = str(uuid.uuid4())
+        end = fl.clock() + timeout_ms / 1000.0
+        while True:
+            if self.conn.setnx(key, identifier):
+                if self.crash:  # the process dies right here: no EXPIRE
+                    os.kill(os.getpid(), signal.SIGKILL)
+                self.conn.pexpire(key, ttl_ms)
+                return {"token": identifier}
+            if fl.clock() >= end:
+                raise fl.NotAcquired("timed out after %d ms" % timeout_ms)
+            time.sleep(.001)
+
+    def try_acquire(self, key, ttl_ms, **_):
+        return self.acquire(key, ttl_ms, 0)
+
+    def release(self, key, token, **_):
+        if self.conn.get(key) != token:
+            raise fl.NotHeld("the key holds another value")
+        time.sleep(self.release_gap)
+        self.conn.delete(key)
+
+    def refresh(self, key, token, ttl_ms, **_):
+        if self.conn.get(key) != token:
+            raise fl.NotHeld("the key holds another value")
+        self.conn.pexpire(key, ttl_ms)
+
+
+if __name__ == "__main__":
+    fl.serve(SeedLock())
