@@ -20,7 +20,7 @@ const module = "github.com/faultline-dev/faultline/"
 // package not listed may import nothing of ours.
 var allowed = map[string][]string{
 	"infra":          {},
-	"impl/":          {},
+	"impl/":          {"impl/internal/"},
 	"chaos":          {"infra"},
 	"bench/history":  {},
 	"bench/results":  {},
