@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -154,7 +153,7 @@ func ownerGone(dir string) (gone, known bool) {
 	if err != nil || pid <= 0 {
 		return false, false
 	}
-	if !processAlive(pid) {
+	if !procAlive(pid) {
 		return true, true
 	}
 	if len(f) >= 2 {
@@ -164,29 +163,6 @@ func ownerGone(dir string) (gone, known bool) {
 		}
 	}
 	return false, true
-}
-
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// procStartTime is field 22 of /proc/<pid>/stat (clock ticks since boot).
-func procStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
-	if len(f) < 20 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
-	}
-	return strconv.ParseUint(f[19], 10, 64)
 }
 
 // newestMod is the latest modification time of dir and its direct entries.

@@ -2,6 +2,8 @@ package infra
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -32,30 +34,64 @@ func liveProcs() map[int]int {
 	return out
 }
 
-// procParent returns pid's parent, ok false when pid is gone or a zombie.
-func procParent(pid int) (ppid int, ok bool) {
+// procStat returns the fields of /proc/<pid>/stat from field 3 (state)
+// on: f[0] is the state, f[1] the parent pid, f[19] the start time.
+func procStat(pid int) ([]string, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, false
+		return nil, err
 	}
 	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, false
+		return nil, fmt.Errorf("parse /proc/%d/stat: no ')'", pid)
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
+	if len(f) < 20 {
+		return nil, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	return f, nil
+}
+
+// deadState says whether a /proc state letter is a dead process: Z, a
+// zombie (exited, not yet reaped by its parent), or X (dead).
+func deadState(state string) bool { return state == "Z" || state == "X" }
+
+// procParent returns pid's parent, ok false when pid is gone or a zombie.
+func procParent(pid int) (ppid int, ok bool) {
+	f, err := procStat(pid)
+	if err != nil || deadState(f[0]) {
 		return 0, false
 	}
 	ppid, err = strconv.Atoi(f[1])
 	return ppid, err == nil
 }
 
-// procAlive reports whether pid exists and is not a zombie.
+// procAlive reports whether pid is a live process, the one liveness test
+// of this package: a zombie counts as dead (it has exited; only its exit
+// status waits for its parent). Where /proc/<pid>/stat cannot be read for
+// another reason than the pid being gone (procfs mounted with hidepid),
+// signal 0 tells at least whether the pid exists.
 func procAlive(pid int) bool {
-	_, ok := procParent(pid)
-	return ok
+	f, err := procStat(pid)
+	switch {
+	case err == nil:
+		return !deadState(f[0])
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ESRCH):
+		return false
+	}
+	err = syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// procStartTime is field 22 of /proc/<pid>/stat (clock ticks since boot).
+func procStartTime(pid int) (uint64, error) {
+	f, err := procStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(f[19], 10, 64)
 }
 
 // descendants lists the live descendants of root (not root itself).
