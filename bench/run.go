@@ -101,6 +101,8 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		Verdicts:       []results.Verdict{},
 		Notes:          append([]string(nil), cfg.Notes...),
 	}
+	info := workload.DescribeWorkload(wl)
+	res.WorkloadInfo = &info
 	res.Config["gomaxprocs"] = runtime.GOMAXPROCS(0)
 	if len(sched) > 0 {
 		res.Config["schedule"] = sched.Strings()

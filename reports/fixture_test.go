@@ -23,6 +23,36 @@ type fixtureSpec struct {
 	phases   []string // op kinds of one cycle, in order
 	perImpl  int64    // ns of measured phase per implementation
 	workers  int
+	// legacy: write no workload_info, as faultline did before it existed.
+	legacy bool
+}
+
+// headline is the op kind of one whole iteration, as the real workloads
+// name it.
+func (s fixtureSpec) headline() string {
+	if s.workload == "bank" {
+		return "transfer"
+	}
+	return "cycle"
+}
+
+// info is the workload_info the runner would write for spec.
+func (s fixtureSpec) info() *results.WorkloadInfo {
+	info := &results.WorkloadInfo{Kind: results.KindLock, Headline: s.headline(), Ops: append([]string{s.headline()}, s.phases...)}
+	if s.workload == "bank" {
+		info.Kind, info.Phases = results.KindTxn, s.phases
+		info.Measures = []results.MeasureInfo{
+			{Checker: "no-prepared-left", Name: "in_doubt_ms_p50", Unit: results.UnitMS, Chart: results.ChartInDoubt},
+			{Checker: "no-prepared-left", Name: "in_doubt_ms_max", Unit: results.UnitMS, Chart: results.ChartInDoubt},
+		}
+		return info
+	}
+	info.Measures = []results.MeasureInfo{
+		{Checker: "liveness", Name: "recovery_ms_p50", Unit: results.UnitMS, Chart: results.ChartRecovery},
+		{Checker: "liveness", Name: "recovery_ms_max", Unit: results.UnitMS, Chart: results.ChartRecovery},
+		{Checker: "liveness", Name: "crashes", Unit: results.UnitCount},
+	}
+	return info
 }
 
 type fixtureImpl struct {
@@ -103,12 +133,15 @@ func synthesize(spec fixtureSpec) (*results.Results, []history.Op) {
 		Versions: map[string]string{"faultline": "v0.1.0-dev", "go": "go1.26.8", "redis": "7.0.15", "postgres": "15.18"},
 		Provider: "local", ProviderReason: "docker cannot pull images here; host binaries found", Path: "proxied",
 	}
+	if !spec.legacy {
+		res.WorkloadInfo = spec.info()
+	}
 	var t0 int64
 	procBase := 0
 	for ii, im := range spec.impls {
 		start, end := t0+2e8, t0+2e8+spec.perImpl
-		kill := results.FaultWindow{Fault: "kill:redis-2", Kind: "kill", Nodes: []string{"redis-2"}, Impl: im.name, Start: start + spec.perImpl*3/10, End: start + spec.perImpl*45/100}
-		slow := results.FaultWindow{Fault: "latency:redis-1:40ms", Kind: "latency", Nodes: []string{"redis-1"}, Impl: im.name, Start: start + spec.perImpl*65/100, End: start + spec.perImpl*80/100}
+		kill := results.FaultWindow{ID: fmt.Sprintf("f%d-kill", ii), Fault: "kill:redis-2", Kind: "kill", Nodes: []string{"redis-2"}, Impl: im.name, Start: start + spec.perImpl*3/10, End: start + spec.perImpl*45/100}
+		slow := results.FaultWindow{ID: fmt.Sprintf("f%d-slow", ii), Fault: "latency:redis-1:40ms", Kind: "latency", Nodes: []string{"redis-1"}, Impl: im.name, Start: start + spec.perImpl*65/100, End: start + spec.perImpl*80/100}
 		res.Faults = append(res.Faults, kill, slow)
 		hists := map[string]*hdr.Histogram{}
 		inH, outH := map[string]*hdr.Histogram{}, map[string]*hdr.Histogram{}
@@ -154,7 +187,8 @@ func synthesize(spec fixtureSpec) (*results.Results, []history.Op) {
 				if fe.start {
 					f = history.FaultStart
 				}
-				emit(history.Op{Time: fe.t, Type: history.Info, Process: history.Nemesis, Impl: im.name, F: f, Fault: fe.f.Fault, Nodes: fe.f.Nodes})
+				emit(history.Op{Time: fe.t, Type: history.Info, Process: history.Nemesis, Impl: im.name, F: f, Fault: fe.f.Fault, Nodes: fe.f.Nodes,
+					Attrs: map[string]string{"id": fe.f.ID, "kind": fe.f.Kind}})
 			}
 			key := fmt.Sprintf("k%d", rng.IntN(2))
 			token := fmt.Sprintf("%s-%d-%d", im.name[:3], w.proc, len(ops))
@@ -237,20 +271,20 @@ func synthesize(spec fixtureSpec) (*results.Results, []history.Op) {
 				}
 			}
 			if !aborted {
-				st := stats["cycle"]
+				st := stats[spec.headline()]
 				if st == nil {
 					st = &results.OpStats{}
-					stats["cycle"] = st
+					stats[spec.headline()] = st
 				}
 				st.Count++
 				st.OK++
-				_ = get(hists, "cycle").RecordValue((w.t - cycleStart) / 1000)
+				_ = get(hists, spec.headline()).RecordValue((w.t - cycleStart) / 1000)
 			}
 			w.t += int64(rng.IntN(600e3))
 		}
 		ir := results.ImplResult{Name: im.name, Mutant: im.mutant, Start: start, End: end, Ops: map[string]results.OpStats{},
 			InsideFaults: map[string]results.Percentiles{}, OutsideFaults: map[string]results.Percentiles{},
-			Counters: map[string]int64{"fenced": int64(rng.IntN(20)), "cycles": stats["cycle"].Count}}
+			Counters: map[string]int64{"fenced": int64(rng.IntN(20)), "cycles": stats[spec.headline()].Count}}
 		for k, st := range stats {
 			h := hists[k]
 			st.Percentiles = pct(h)
@@ -274,7 +308,7 @@ func synthesize(spec fixtureSpec) (*results.Results, []history.Op) {
 		if spec.workload == "bank" {
 			res.Verdicts = append(res.Verdicts,
 				results.Verdict{Checker: "conservation", Impl: im.name, Valid: results.Valid, Summary: "total money conserved: 10000 before and after"},
-				results.Verdict{Checker: "in-doubt", Impl: im.name, Valid: results.Valid, Summary: "no prepared transaction left behind",
+				results.Verdict{Checker: "no-prepared-left", Impl: im.name, Valid: results.Valid, Summary: "no prepared transaction left behind",
 					Measures: map[string]float64{"in_doubt_ms_p50": 12 + float64(ii)*30, "in_doubt_ms_max": 480 + float64(ii)*200, "blocked_ms_max": 510}})
 		} else {
 			mx := results.Verdict{Checker: "mutual-exclusion", Impl: im.name, Valid: results.Valid, Summary: "no two holders ever wrote inside the same critical section"}

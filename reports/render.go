@@ -114,10 +114,13 @@ type chart struct {
 type verdictRow struct {
 	Impl, Checker, Summary string
 	Mutant                 bool
-	Class, Label           string
-	N                      int
-	Link                   string
-	Measures               []kv
+	// Untested is why the implementation was not tested under faults
+	// (ImplResult.Faults.Untested): its valid verdicts show UNTESTED.
+	Untested     string
+	Class, Label string
+	N            int
+	Link         string
+	Measures     []kv
 }
 
 type histLine struct {
@@ -170,9 +173,17 @@ type measureRow struct {
 
 // matrixRow is one implementation's verdicts, one cell per checker.
 type matrixRow struct {
-	Impl   string
-	Mutant bool
-	Cells  []matrixCell
+	Impl     string
+	Mutant   bool
+	Untested string
+	Cells    []matrixCell
+}
+
+// coverageRow is what the faults did to one implementation's nodes.
+type coverageRow struct {
+	Impl, Nodes, PerNode string
+	OpsInside            int
+	Untested             string
 }
 
 type matrixCell struct {
@@ -182,6 +193,7 @@ type matrixCell struct {
 type page struct {
 	Checkers   []string
 	Matrix     []matrixRow
+	Coverage   []coverageRow
 	Title      string
 	CSS        template.CSS
 	R          *results.Results
@@ -254,6 +266,15 @@ func buildPage(run *Run) (*page, error) {
 	return pg, nil
 }
 
+// untested is why impl was not tested under faults ("" when it was, or
+// when results.json does not say).
+func untested(r *results.Results, impl string) string {
+	if ir := r.Impl(impl); ir != nil && ir.Faults != nil {
+		return ir.Faults.Untested
+	}
+	return ""
+}
+
 func isMutant(r *results.Results, impl string) bool {
 	for _, ir := range r.Impls {
 		if ir.Name == impl {
@@ -265,16 +286,22 @@ func isMutant(r *results.Results, impl string) bool {
 
 func buildVerdicts(pg *page, run *Run) {
 	r := run.Results
+	info := describe(r)
 	var bad, unknown, expected int
 	seenIDs := map[int64]bool{}
 	for vi, v := range r.Verdicts {
-		row := verdictRow{Impl: v.Impl, Checker: v.Checker, Summary: v.Summary, Mutant: isMutant(r, v.Impl), N: v.Found()}
+		row := verdictRow{Impl: v.Impl, Checker: v.Checker, Summary: v.Summary, Mutant: isMutant(r, v.Impl), N: v.Found(), Untested: untested(r, v.Impl)}
 		for _, k := range sortedKeys(v.Measures) {
-			row.Measures = append(row.Measures, kv{k, fmtNum(v.Measures[k])})
+			row.Measures = append(row.Measures, kv{k, fmtMeasure(info, v.Checker, k, v.Measures[k])})
 		}
 		switch v.Valid {
 		case results.Valid:
 			row.Class, row.Label = "v-ok", "✓ valid"
+			if row.Untested != "" {
+				// Valid, but nothing broke on this implementation's nodes:
+				// not a pass under faults.
+				row.Class, row.Label = "v-untested", "UNTESTED under faults (valid without them)"
+			}
 		case results.Invalid:
 			if row.Mutant {
 				row.Class, row.Label = "v-exp", "✗ violated (mutant: expected)"
@@ -307,17 +334,46 @@ func buildVerdicts(pg *page, run *Run) {
 		pg.Verdicts = append(pg.Verdicts, row)
 	}
 	buildMatrix(pg)
+	buildCoverage(pg, r)
+	var untestedImpls []string
+	for _, ir := range r.Impls {
+		if ir.Faults != nil && ir.Faults.Untested != "" && !ir.Mutant {
+			untestedImpls = append(untestedImpls, ir.Name)
+		}
+	}
 	switch {
 	case len(r.Verdicts) == 0:
 		pg.Banner, pg.BannerCls = "No checker verdicts in this run (benchmark only).", "unk"
 	case bad > 0:
 		pg.Banner, pg.BannerCls = fmt.Sprintf("Safety violated: %d checker verdict(s) failed on implementations that should be safe.", bad), "bad"
+	case len(untestedImpls) > 0:
+		pg.Banner, pg.BannerCls = fmt.Sprintf("UNTESTED under faults: %s — no fault reached the nodes they use, so their valid verdicts say nothing about failures (see Fault coverage).", strings.Join(untestedImpls, ", ")), "untested"
 	case unknown > 0:
 		pg.Banner, pg.BannerCls = fmt.Sprintf("No proven violation, but %d verdict(s) are unknown: only indeterminate operations could explain the anomaly.", unknown), "unk"
 	case expected > 0:
 		pg.Banner, pg.BannerCls = fmt.Sprintf("Every safe implementation passed; the %d failing verdict(s) are mutants being caught, as they should be.", expected), "ok"
 	default:
 		pg.Banner, pg.BannerCls = fmt.Sprintf("All %d checker verdicts valid.", len(r.Verdicts)), "ok"
+	}
+	if bad > 0 && len(untestedImpls) > 0 {
+		pg.Banner += fmt.Sprintf(" Also UNTESTED under faults: %s.", strings.Join(untestedImpls, ", "))
+	}
+}
+
+// buildCoverage lists, per implementation, the faults that hit its nodes
+// (ImplResult.Faults; nothing for files without it).
+func buildCoverage(pg *page, r *results.Results) {
+	for _, ir := range r.Impls {
+		fc := ir.Faults
+		if fc == nil {
+			continue
+		}
+		var per []string
+		for _, n := range sortedKeys(fc.PerNode) {
+			per = append(per, fmt.Sprintf("%s %d", n, fc.PerNode[n]))
+		}
+		pg.Coverage = append(pg.Coverage, coverageRow{Impl: ir.Name, Nodes: strings.Join(fc.Nodes, ", "), PerNode: strings.Join(per, ", "),
+			OpsInside: fc.OpsInside, Untested: fc.Untested})
 	}
 }
 
@@ -332,7 +388,7 @@ func buildMatrix(pg *page) {
 		}
 		if _, ok := rows[v.Impl]; !ok {
 			rows[v.Impl] = len(pg.Matrix)
-			pg.Matrix = append(pg.Matrix, matrixRow{Impl: v.Impl, Mutant: v.Mutant})
+			pg.Matrix = append(pg.Matrix, matrixRow{Impl: v.Impl, Mutant: v.Mutant, Untested: v.Untested})
 		}
 	}
 	for i := range pg.Matrix {
@@ -346,6 +402,8 @@ func buildMatrix(pg *page) {
 		switch v.Class {
 		case "v-ok":
 			c.Label = "✓"
+		case "v-untested":
+			c.Label, c.Title = "UNTESTED", "valid, but untested under faults: "+v.Untested
 		case "v-unk":
 			c.Label = "?"
 		default:
@@ -429,8 +487,15 @@ func excerpt(run *Run, idx []int64, seen map[int64]bool) []histLine {
 }
 
 func buildOps(pg *page, r *results.Results) {
+	info := describe(r)
+	order := opKinds(r)
 	for _, ir := range r.Impls {
-		kinds := sortedKeys(ir.Ops)
+		var kinds []string
+		for _, k := range order {
+			if _, ok := ir.Ops[k]; ok {
+				kinds = append(kinds, k)
+			}
+		}
 		for i, op := range kinds {
 			st := ir.Ops[op]
 			row := opRow{Impl: ir.Name, Mutant: ir.Mutant, Op: op, S: st, FirstRow: i == 0, RowSpan: len(kinds)}
@@ -454,31 +519,9 @@ func buildOps(pg *page, r *results.Results) {
 	}
 	for _, v := range r.Verdicts {
 		for _, k := range sortedKeys(v.Measures) {
-			pg.Measures = append(pg.Measures, measureRow{v.Impl, v.Checker + " · " + k, fmtNum(v.Measures[k])})
+			pg.Measures = append(pg.Measures, measureRow{v.Impl, v.Checker + " · " + k, fmtMeasure(info, v.Checker, k, v.Measures[k])})
 		}
 	}
-}
-
-// opKinds lists the operation kinds of all implementations in a stable
-// order: the usual lifecycle first, then alphabetical.
-func opKinds(rs ...*results.Results) []string {
-	set := map[string]bool{}
-	for _, r := range rs {
-		for _, ir := range r.Impls {
-			for k := range ir.Ops {
-				set[k] = true
-			}
-		}
-	}
-	order := []string{"cycle", "acquire", "read", "write", "release", "transfer", "try", "prepare", "confirm", "commit", "cancel", "rollback", "abort", "publish", "consume"}
-	var out []string
-	for _, k := range order {
-		if set[k] {
-			out = append(out, k)
-			delete(set, k)
-		}
-	}
-	return append(out, sortedKeys(set)...)
 }
 
 func buildPercentiles(pg *page, r *results.Results) error {
@@ -600,40 +643,24 @@ func buildInOut(pg *page, r *results.Results) error {
 	return nil
 }
 
-// txnPhases are operation kinds that mark a transaction workload.
-var txnPhases = []string{"transfer", "prepare", "commit", "rollback", "abort", "try", "confirm", "cancel", "publish", "consume", "commit-prepared", "rollback-prepared", "decide", "recover"}
-
-func isTxn(r *results.Results) bool {
-	w := strings.ToLower(r.Workload)
-	for _, s := range []string{"bank", "transfer", "txn", "2pc", "tcc", "saga", "outbox", "message"} {
-		if strings.Contains(w, s) {
-			return true
-		}
-	}
-	for _, ir := range r.Impls {
-		for k := range ir.Ops {
-			if slices.Contains(txnPhases, k) && k != "transfer" {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// measureChart draws, per implementation, the verdict measures and
-// counters whose names match and are in milliseconds.
-func measureChart(r *results.Results, id, title, help string, ref refLine, match func(string) bool) (chart, bool, error) {
+// measureChart draws, per implementation, the verdict measures that
+// results.json declares (WorkloadInfo.Measures) in milliseconds for the
+// chart named chartID.
+func measureChart(r *results.Results, chartID, id, title, help string, ref refLine) (chart, bool, error) {
+	info := describe(r)
 	names := map[string]bool{}
 	vals := map[string]map[string]float64{}
 	for _, v := range r.Verdicts {
 		for k, x := range v.Measures {
-			if match(k) && strings.Contains(k, "ms") {
-				names[k] = true
-				if vals[v.Impl] == nil {
-					vals[v.Impl] = map[string]float64{}
-				}
-				vals[v.Impl][k] = x
+			m := info.Measure(v.Checker, k)
+			if m == nil || m.Chart != chartID || m.Unit != results.UnitMS {
+				continue
 			}
+			names[k] = true
+			if vals[v.Impl] == nil {
+				vals[v.Impl] = map[string]float64{}
+			}
+			vals[v.Impl][k] = x
 		}
 	}
 	if len(names) == 0 {
@@ -677,14 +704,22 @@ func measureChart(r *results.Results, id, title, help string, ref refLine, match
 }
 
 func buildTxn(pg *page, r *results.Results) error {
-	if !isTxn(r) {
+	info := describe(r)
+	if info.Kind != results.KindTxn {
 		return nil
 	}
+	// The whole transfer, then each protocol phase some implementation ran.
 	var phases []string
-	for _, k := range opKinds(r) {
-		if k != "cycle" {
-			phases = append(phases, k)
+	for _, k := range append([]string{info.Headline}, info.Phases...) {
+		for _, ir := range r.Impls {
+			if _, ok := ir.Ops[k]; ok && k != "" && !slices.Contains(phases, k) {
+				phases = append(phases, k)
+				break
+			}
 		}
+	}
+	if len(phases) == 0 {
+		return nil
 	}
 	var s50, s99 []series
 	for i, ir := range r.Impls {
@@ -711,13 +746,9 @@ func buildTxn(pg *page, r *results.Results) error {
 	}
 	pg.Txn = append(pg.Txn, chart{ID: "txn-phases", Title: "Transactions: latency per phase", SVG: svg,
 		Help: "How long each phase of a transaction takes, median (light) and p99 (dark). The phase that dominates is where a coordinator spends its time; a prepare or commit that grows under faults means participants wait on each other."})
-	c, ok, err := measureChart(r, "txn-doubt", "Transactions: in-doubt and blocking time",
+	c, ok, err := measureChart(r, results.ChartInDoubt, "txn-doubt", "Transactions: in-doubt and blocking time",
 		"How long transactions stayed in doubt (prepared but not yet decided) and how long their rows stayed locked. Long bars mean other transfers were blocked by a transaction nobody could finish — the classic cost of two-phase commit when the coordinator fails.",
-		refLine{},
-		func(k string) bool {
-			k = strings.ToLower(k)
-			return strings.Contains(k, "doubt") || strings.Contains(k, "block") || strings.Contains(k, "prepared") || strings.Contains(k, "lock")
-		})
+		refLine{})
 	if err != nil {
 		return err
 	}
@@ -726,16 +757,25 @@ func buildTxn(pg *page, r *results.Results) error {
 	} else {
 		pg.TxnNote = "No in-doubt time was measured in this run (no checker reported an in-doubt or blocking measure)."
 	}
+	c, ok, err = measureChart(r, results.ChartDelivery, "txn-delivery", "Messaging: commit-to-apply delay",
+		"How long after its transaction committed a message was applied by the consumer (outbox). It grows with the relay's batching and with every fault that stops the relay or the stream.",
+		refLine{})
+	if err != nil {
+		return err
+	}
+	if ok {
+		pg.Txn = append(pg.Txn, c)
+	}
 	return nil
 }
 
 func buildLocks(pg *page, r *results.Results) error {
-	if isTxn(r) {
+	if describe(r).Kind != results.KindLock {
 		return nil
 	}
-	c, ok, err := measureChart(r, "lock-recovery", "Locks: recovery after a holder crash",
+	c, ok, err := measureChart(r, results.ChartRecovery, "lock-recovery", "Locks: recovery after a holder crash",
 		"When a lock holder dies, how long until someone else can take the lock (measured by the liveness checker). It should sit close to the lease/TTL; far above it means the lock expires late, zero or far below it means it may be handed out while the old holder could still be working.",
-		ttlLine(r), func(k string) bool { return strings.Contains(strings.ToLower(k), "recover") })
+		ttlLine(r))
 	if err != nil {
 		return err
 	}
@@ -747,26 +787,33 @@ func buildLocks(pg *page, r *results.Results) error {
 	return nil
 }
 
-// ttlLine is a reference line at the lock TTL, when the config gives one.
+// ttlLine is a reference line at the lock TTL: the "ttl" the runner writes
+// in the config (a Go duration such as "1s").
 func ttlLine(r *results.Results) refLine {
-	for _, k := range []string{"ttl", "lease", "lock_ttl", "expiry"} {
-		if v, ok := r.Config[k]; ok {
-			switch x := v.(type) {
-			case string:
-				if d, err := time.ParseDuration(x); err == nil && d > 0 {
-					return refLine{Y: float64(d) / 1e6, Label: "TTL " + x}
-				}
-			case float64, int, int64:
-				if ms, _ := strconv.ParseFloat(fmt.Sprint(x), 64); ms > 0 { // a bare number: milliseconds
-					return refLine{Y: ms, Label: fmt.Sprintf("TTL %gms", ms)}
-				}
-			}
-		}
+	x, ok := r.Config["ttl"].(string)
+	if !ok {
+		return refLine{}
+	}
+	if d, err := time.ParseDuration(x); err == nil && d > 0 {
+		return refLine{Y: float64(d) / 1e6, Label: "TTL " + x}
 	}
 	return refLine{}
 }
 
 // ---- formatting --------------------------------------------------------------
+
+// fmtMeasure prints a verdict measure with the unit results.json declares
+// for it (none when undeclared).
+func fmtMeasure(info *results.WorkloadInfo, checker, name string, x float64) string {
+	switch m := info.Measure(checker, name); {
+	case m == nil:
+	case m.Unit == results.UnitMS:
+		return fmtNum(x) + " ms"
+	case m.Unit == results.UnitRatio:
+		return strconv.FormatFloat(x*100, 'f', 1, 64) + "%"
+	}
+	return fmtNum(x)
+}
 
 func fmtSecNS(ns int64) string {
 	return strconv.FormatFloat(float64(ns)/1e9, 'f', 3, 64) + " s"

@@ -81,6 +81,68 @@ type Results struct {
 	// same server and path, before the implementations' phases (nil when
 	// the run has no Redis node, or for files written before it existed).
 	Calibration *Calibration `json:"calibration,omitempty"`
+	// WorkloadInfo describes the workload as the runner ran it: what the
+	// report reads instead of guessing from names (nil in files written
+	// before it existed; reports then fall back, see reports.describe).
+	WorkloadInfo *WorkloadInfo `json:"workload_info,omitempty"`
+}
+
+// Workload kinds (WorkloadInfo.Kind).
+const (
+	KindLock = "lock" // workers take a lock around a critical section
+	KindTxn  = "txn"  // workers run distributed transactions (the bank)
+)
+
+// WorkloadInfo describes a run's workload: its kind, the operation kinds
+// it records, which of them are transaction phases, and the measures its
+// checkers write, with their units.
+type WorkloadInfo struct {
+	Kind string `json:"kind"` // KindLock or KindTxn
+	// Headline is the operation kind of one whole iteration (cycle,
+	// transfer): Ops[0].
+	Headline string `json:"headline"`
+	// Ops are every operation kind recorded, in the workload's order.
+	Ops []string `json:"ops"`
+	// Phases are the transaction protocol phases among Ops, in protocol
+	// order (local, prepare, decide, commit, rollback, try, confirm,
+	// cancel, forward, compensate); empty for locks.
+	Phases   []string      `json:"phases,omitempty"`
+	Measures []MeasureInfo `json:"measures,omitempty"`
+}
+
+// MeasureInfo declares one verdict measure (Verdict.Measures key) a
+// workload's checkers may write.
+type MeasureInfo struct {
+	Checker string `json:"checker"`
+	Name    string `json:"name"`
+	Unit    string `json:"unit"` // UnitMS, UnitCount or UnitRatio
+	// Chart names the report chart that draws it (ChartRecovery,
+	// ChartInDoubt); "" = shown in the measures table only.
+	Chart string `json:"chart,omitempty"`
+}
+
+// Measure units and charts (MeasureInfo).
+const (
+	UnitMS    = "ms"
+	UnitCount = "count"
+	UnitRatio = "ratio"
+
+	ChartRecovery = "recovery" // locks: time until a crashed holder's key is taken again
+	ChartInDoubt  = "in-doubt" // transactions: how long transactions stayed in doubt
+	ChartDelivery = "delivery" // messaging: commit-to-apply delay
+)
+
+// Measure returns the declaration of checker's measure name, or nil.
+func (w *WorkloadInfo) Measure(checker, name string) *MeasureInfo {
+	if w == nil {
+		return nil
+	}
+	for i := range w.Measures {
+		if m := &w.Measures[i]; m.Checker == checker && m.Name == name {
+			return m
+		}
+	}
+	return nil
 }
 
 // Calibration measures the machine and the harness in the same run as the
