@@ -1,16 +1,21 @@
 package txn
 
 import (
+	"cmp"
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/faultline-dev/faultline/internal/clock"
@@ -42,6 +47,21 @@ const (
 // so a duplicate is applied once. Every handled message writes an inbox
 // row (applied or skipped) in that same transaction. A batch is
 // acknowledged only after its transaction committed.
+//
+// The stream can vanish: a Redis node restarted without persistence comes
+// back empty, without the stream, its consumer group or the messages not
+// yet applied, while their rows are marked sent. The relay therefore
+// publishes under a stream epoch (OutboxEpochKey, a random token on the
+// same node, set by the first relay that finds it missing): a Lua script
+// checks the epoch and appends the batch atomically, and every row is
+// marked sent with the epoch it was published under. When a relay finds a
+// new epoch, the rows it marked sent under another one whose message has
+// no inbox row on its target node (not handled yet), read after a grace
+// that outlasts a credit in flight, are made unsent and published again;
+// the consumer recreates its group from the start of the stream on
+// NOGROUP. The dedup table keeps each message exactly-once whatever the
+// timing; without it (outbox-no-dedup) only a credit whose commit reached
+// the server after its client's deadline could be applied twice.
 type outbox struct {
 	p     *pools
 	opt   Options
@@ -50,6 +70,7 @@ type outbox struct {
 
 	crashes atomic.Int64 // remaining injected relay crashes
 	nudge   []chan struct{}
+	epochs  []string // per node: the stream epoch its relay last saw (its goroutine only)
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 }
@@ -66,15 +87,13 @@ func newOutbox(dedup bool) Factory {
 		}
 		o := &outbox{p: p, opt: opt, dedup: dedup, rdb: newRedis(ep.Redis[0], opt.OpTimeout)}
 		o.crashes.Store(int64(opt.Outbox.CrashRelayAfterPublish))
-		gctx, gcancel := context.WithTimeout(ctx, opt.OpTimeout)
-		err = o.rdb.XGroupCreateMkStream(gctx, OutboxStream, OutboxGroup, "0").Err()
-		gcancel()
-		if err != nil && !isBusyGroup(err) {
+		if err := o.ensureGroup(ctx); err != nil {
 			o.Close()
-			return nil, fmt.Errorf("txn: outbox: create consumer group on %s: %w", ep.Redis[0].Addr, err)
+			return nil, fmt.Errorf("txn: outbox: %w", err)
 		}
 		run, stop := context.WithCancel(context.Background())
 		o.stop = stop
+		o.epochs = make([]string, len(p.part))
 		for node := range p.part {
 			ch := make(chan struct{}, 1)
 			o.nudge = append(o.nudge, ch)
@@ -87,8 +106,40 @@ func newOutbox(dedup bool) Factory {
 	}
 }
 
-func isBusyGroup(err error) bool {
-	return err != nil && len(err.Error()) >= 9 && err.Error()[:9] == "BUSYGROUP"
+// ensureGroup creates the consumer group (and the stream) unless it
+// exists, reading from the start of the stream: after a loss, the relay
+// may publish again before the consumer recreates its group.
+func (o *outbox) ensureGroup(ctx context.Context) error {
+	gctx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout)
+	defer cancel()
+	err := o.rdb.XGroupCreateMkStream(gctx, OutboxStream, OutboxGroup, "0").Err()
+	if err != nil && !hasPrefix(err, "BUSYGROUP") {
+		return fmt.Errorf("create consumer group %s of %s: %w", OutboxGroup, OutboxStream, err)
+	}
+	return nil
+}
+
+// hasPrefix says whether err is the Redis error reply kind (BUSYGROUP,
+// NOGROUP…).
+func hasPrefix(err error, kind string) bool {
+	return err != nil && strings.HasPrefix(err.Error(), kind)
+}
+
+// streamEpoch returns the stream's epoch, setting a new random one if the
+// key is missing (a fresh or a restarted Redis).
+func (o *outbox) streamEpoch(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout)
+	defer cancel()
+	e, err := o.rdb.Get(ctx, OutboxEpochKey).Result()
+	if err == nil || !errors.Is(err, redis.Nil) {
+		return e, err
+	}
+	var b [12]byte
+	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	if err := o.rdb.SetNX(ctx, OutboxEpochKey, hex.EncodeToString(b[:]), 0).Err(); err != nil {
+		return "", err
+	}
+	return o.rdb.Get(ctx, OutboxEpochKey).Result() // ours, or a concurrent relay's
 }
 
 // MsgID is the outbox message id of a transfer.
@@ -153,81 +204,209 @@ type outboxRow struct {
 	amount       int64
 }
 
-// relayOnce publishes node's unsent rows in batches of relayBatch: read
-// the batch, publish it (pipelined XADDs), then mark the published rows
-// sent in one UPDATE. A crash (error) between publish and mark publishes
-// those rows again on the next pass.
+// relayOnce publishes node's unsent rows in batches of relayBatch: claim
+// the batch (count the publish), publish it under the stream epoch, then
+// mark the rows sent with that epoch in one UPDATE. A crash (error)
+// between publish and mark publishes those rows again on the next pass.
+// First, if the epoch changed since the relay last looked, the rows of a
+// lost stream are made unsent again (rewind).
 //
 // An injected crash (OutboxFaults.CrashRelayAfterPublish) publishes only
-// the batch's first row and stops before marking it: each crash
+// the first unsent row and stops before marking it: each crash
 // republishes exactly one message, as in a one-at-a-time relay.
 func (o *outbox) relayOnce(ctx context.Context, node int) error {
 	pl := o.p.part[node]
+	epoch, err := o.streamEpoch(ctx)
+	if err != nil {
+		return fmt.Errorf("read the stream epoch: %w", err)
+	}
+	if epoch != o.epochs[node] {
+		n, err := o.rewind(ctx, node, epoch)
+		if err != nil {
+			return fmt.Errorf("republish the rows of a lost stream: %w", err)
+		}
+		if n > 0 {
+			o.opt.Logger.Warn("outbox relay: the stream was lost; republishing messages not yet applied", "node", NodeName(node), "rows", n)
+		}
+		o.epochs[node] = epoch
+	}
 	for range 1000 { // bounded: 500 000 rows per pass
+		armed := o.crashes.Load() > 0
+		limit := relayBatch
+		if armed {
+			limit = 1
+		}
 		qctx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout)
-		rows, _ := pl.Query(qctx, `SELECT id, msg_id, transfer_id, to_node, to_id, amount FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1`, relayBatch)
+		rows, _ := pl.Query(qctx, `UPDATE outbox SET publishes = publishes + 1
+			WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1)
+			RETURNING id, msg_id, transfer_id, to_node, to_id, amount`, limit)
 		batch, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (outboxRow, error) {
 			var x outboxRow
 			return x, r.Scan(&x.id, &x.msg, &x.tr, &x.toNode, &x.toID, &x.amount)
 		})
 		cancel()
 		if err != nil {
-			return fmt.Errorf("read unsent rows: %w", err)
+			return fmt.Errorf("claim unsent rows: %w", err)
 		}
 		if len(batch) == 0 {
 			return nil
 		}
-		full := len(batch) == relayBatch
-		armed := o.crashes.Load() > 0
-		if armed {
-			batch = batch[:1]
+		slices.SortFunc(batch, func(a, b outboxRow) int { return cmp.Compare(a.id, b.id) })
+		if err := o.publish(ctx, epoch, batch); err != nil {
+			return err
 		}
-		sent, perr := o.publish(ctx, batch)
-		if armed && len(sent) > 0 && o.crashes.Add(-1) >= 0 {
+		if armed && o.crashes.Add(-1) >= 0 {
 			return errRelayCrash
 		}
-		if len(sent) > 0 {
-			mctx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout)
-			_, err = pl.Exec(mctx, `UPDATE outbox SET sent_at = clock_timestamp() WHERE id = ANY($1)`, sent)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("mark %d rows sent (they will be published again): %w", len(sent), err)
-			}
+		ids := make([]int64, len(batch))
+		for i, x := range batch {
+			ids[i] = x.id
 		}
-		if perr != nil {
-			return perr
+		mctx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout)
+		_, err = pl.Exec(mctx, `UPDATE outbox SET sent_at = clock_timestamp(), epoch = $2 WHERE id = ANY($1)`, ids, epoch)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("mark %d rows sent (they will be published again): %w", len(ids), err)
 		}
-		if !full {
+		if len(batch) < limit {
 			return nil
 		}
 	}
 	return nil
 }
 
-// publish XADDs batch in one pipeline and returns the ids of the rows
-// whose XADD succeeded (a failed XADD may still have reached Redis: its
-// row stays unsent and is published again).
-func (o *outbox) publish(ctx context.Context, batch []outboxRow) ([]int64, error) {
-	xctx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout)
-	defer cancel()
-	pipe := o.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(batch))
-	for i, x := range batch {
-		cmds[i] = pipe.XAdd(xctx, &redis.XAddArgs{Stream: OutboxStream, Values: map[string]any{
-			"msg_id": x.msg, "transfer_id": x.tr, "to_node": x.toNode, "to_id": x.toID, "amount": x.amount,
-		}})
+// rewind makes node's rows marked sent under another epoch than epoch
+// unsent again, unless their message was handled already (it has an inbox
+// row on its target node); the handled ones take the new epoch. It returns
+// how many rows will be published again.
+//
+// Before it reads the inboxes it lets rewindGrace pass: a credit the
+// consumer read from the lost stream may still be committing (its local
+// transaction is bounded by the op timeout); after the grace its inbox row
+// shows, so the message is not published twice. Only the dedup table
+// protects against what the grace cannot bound (a commit that reached the
+// server after its client gave up).
+func (o *outbox) rewind(ctx context.Context, node int, epoch string) (int, error) {
+	pl := o.p.part[node]
+	total := 0
+	waited := false
+	for range 1000 { // bounded: 1 000 000 rows
+		n, err := o.rewindChunk(ctx, pl, epoch, !waited)
+		if err != nil || n < 0 {
+			return total, err
+		}
+		if !waited {
+			waited = true
+			t := time.NewTimer(o.rewindGrace())
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return total, ctx.Err()
+			case <-t.C:
+			}
+			continue
+		}
+		total += n
 	}
-	_, err := pipe.Exec(xctx)
-	sent := make([]int64, 0, len(batch))
-	for i, c := range cmds {
-		if c.Err() == nil {
-			sent = append(sent, batch[i].id)
+	return total, nil
+}
+
+// rewindGrace outlasts a consumer's credit transaction (see rewind).
+func (o *outbox) rewindGrace() time.Duration { return 2 * o.opt.OpTimeout }
+
+// rewindChunk handles up to 1000 stale rows of pl (see rewind) and returns
+// how many it made unsent, or -1 when none is left; peek only says
+// whether some are left (0) without changing them.
+func (o *outbox) rewindChunk(ctx context.Context, pl *pgxpool.Pool, epoch string, peek bool) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 4*o.opt.OpTimeout)
+	defer cancel()
+	rows, _ := pl.Query(ctx, `SELECT id, msg_id, to_node FROM outbox
+		WHERE sent_at IS NOT NULL AND epoch IS DISTINCT FROM $1 ORDER BY id LIMIT 1000`, epoch)
+	type row struct {
+		id     int64
+		msg    string
+		toNode int
+	}
+	stale, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		return x, r.Scan(&x.id, &x.msg, &x.toNode)
+	})
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("read rows sent under another epoch: %w", err)
+	case len(stale) == 0:
+		return -1, nil
+	case peek:
+		return 0, nil
+	}
+	byTarget := map[int][]string{}
+	for _, x := range stale {
+		byTarget[x.toNode] = append(byTarget[x.toNode], x.msg)
+	}
+	handled := map[string]bool{}
+	for target, msgs := range byTarget {
+		tp, err := o.p.node(target)
+		if err != nil { // no such node: the consumer drops the message anyway
+			for _, m := range msgs {
+				handled[m] = true
+			}
+			continue
+		}
+		rows, _ := tp.Query(ctx, `SELECT DISTINCT msg_id FROM inbox WHERE msg_id = ANY($1)`, msgs)
+		done, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return 0, fmt.Errorf("read the inbox of %s: %w", NodeName(target), err)
+		}
+		for _, m := range done {
+			handled[m] = true
 		}
 	}
-	if err != nil {
-		return sent, fmt.Errorf("publish %d rows (%d confirmed): %w", len(batch), len(sent), err)
+	var keep, resend []int64
+	for _, x := range stale {
+		if handled[x.msg] {
+			keep = append(keep, x.id)
+		} else {
+			resend = append(resend, x.id)
+		}
 	}
-	return sent, nil
+	if _, err := pl.Exec(ctx, `UPDATE outbox SET epoch = $2 WHERE id = ANY($1)`, keep, epoch); err != nil {
+		return 0, fmt.Errorf("keep %d handled rows: %w", len(keep), err)
+	}
+	if _, err := pl.Exec(ctx, `UPDATE outbox SET sent_at = NULL, epoch = NULL WHERE id = ANY($1)`, resend); err != nil {
+		return 0, fmt.Errorf("make %d rows unsent: %w", len(resend), err)
+	}
+	return len(resend), nil
+}
+
+// publishScript appends a batch to the stream only if the stream epoch is
+// still the relay's (KEYS: stream, epoch key; ARGV: epoch, then five
+// fields per message). Atomic: the batch lands in the stream incarnation
+// whose epoch the rows are marked with, or not at all.
+var publishScript = redis.NewScript(`
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+	return redis.error_reply('EPOCH the outbox stream epoch changed')
+end
+for i = 2, #ARGV, 5 do
+	redis.call('XADD', KEYS[1], '*', 'msg_id', ARGV[i], 'transfer_id', ARGV[i+1], 'to_node', ARGV[i+2], 'to_id', ARGV[i+3], 'amount', ARGV[i+4])
+end
+return 0
+`)
+
+// publish appends batch to the stream under epoch (all or nothing; an
+// error may still have appended it: the rows stay unsent and are
+// published again).
+func (o *outbox) publish(ctx context.Context, epoch string, batch []outboxRow) error {
+	xctx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout)
+	defer cancel()
+	args := make([]any, 0, 1+5*len(batch))
+	args = append(args, epoch)
+	for _, x := range batch {
+		args = append(args, x.msg, x.tr, x.toNode, x.toID, x.amount)
+	}
+	if err := publishScript.Run(xctx, o.rdb, []string{OutboxStream, OutboxEpochKey}, args...).Err(); err != nil {
+		return fmt.Errorf("publish %d rows: %w", len(batch), err)
+	}
+	return nil
 }
 
 // consumer reads the stream in batches and applies them; it acks a
@@ -248,6 +427,15 @@ func (o *outbox) consumer(ctx context.Context) {
 		}).Result()
 		cancel()
 		if err != nil {
+			if hasPrefix(err, "NOGROUP") { // the stream was lost (see outbox)
+				o.opt.Logger.Warn("outbox consumer: the stream or its group is gone; recreating the group")
+				if err := o.ensureGroup(ctx); err != nil && ctx.Err() == nil {
+					o.opt.Logger.Debug("outbox consumer: recreate the group", "err", err)
+					o.pause(ctx)
+				}
+				pendingFirst = true
+				continue
+			}
 			if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
 				o.opt.Logger.Debug("outbox consumer: read failed", "err", err)
 				o.pause(ctx)

@@ -23,10 +23,16 @@ const CoordDatabase = "faultline_coord"
 // gid, message id) this package creates.
 const GIDPrefix = "fl:"
 
-// Outbox stream and consumer group.
+// Outbox stream, consumer group and stream epoch.
 const (
 	OutboxStream = "faultline:outbox"
 	OutboxGroup  = "bank"
+	// OutboxEpochKey holds the stream's epoch: a random token the first
+	// relay to find it missing sets. It lives on the stream's Redis node
+	// and vanishes with the stream (a restart without persistence), so a
+	// new token tells every relay that messages published under the old
+	// one may be lost (see outbox).
+	OutboxEpochKey = "faultline:outbox:epoch"
 )
 
 const participantDDL = `
@@ -61,10 +67,14 @@ CREATE TABLE IF NOT EXISTS outbox (
 	to_id       int NOT NULL,
 	amount      bigint NOT NULL,
 	created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-	sent_at     timestamptz
+	sent_at     timestamptz,
+	epoch       text,                  -- the stream epoch it was marked sent under
+	publishes   int NOT NULL DEFAULT 0 -- how many times the relay published it
 );
 -- the relay's scan and Recover's count read only the unsent rows
 CREATE INDEX IF NOT EXISTS outbox_unsent_idx ON outbox (id) WHERE sent_at IS NULL;
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS epoch text;        -- tables of an older faultline
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS publishes int NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS inbox (    -- every message the consumer handled, in the credit's local txn
 	seq         bigserial PRIMARY KEY,
 	msg_id      text NOT NULL,
@@ -249,7 +259,7 @@ func Setup(ctx context.Context, ep Endpoints, accountsPerNode int, initialBalanc
 	if len(ep.Redis) > 0 {
 		rc := newRedis(ep.Redis[0], timeout)
 		defer rc.Close()
-		if err := rc.Del(ctx, OutboxStream).Err(); err != nil {
+		if err := rc.Del(ctx, OutboxStream, OutboxEpochKey).Err(); err != nil {
 			return Layout{}, fmt.Errorf("txn: reset outbox stream on %s: %w", ep.Redis[0].Addr, err)
 		}
 	}
@@ -365,7 +375,9 @@ type OutboxRow struct {
 	Amount     int64     `json:"amount"`
 	CreatedAt  time.Time `json:"created_at"`
 	SentAt     time.Time `json:"sent_at"` // zero: not marked sent
-	Published  int       `json:"published"`
+	// Published counts the relay's publishes of the row (XADDs it sent,
+	// whether or not the stream still holds them).
+	Published int `json:"published"`
 }
 
 // InboxEntry is one message the consumer handled on a node.
@@ -410,8 +422,8 @@ type Snapshot struct {
 }
 
 // TakeSnapshot reads the bank's state from every participant (one
-// repeatable-read transaction each), the coordinator database and the
-// outbox stream. Take it after quiescence and Recover.
+// repeatable-read transaction each) and the coordinator database. Take it
+// after quiescence and Recover.
 func TakeSnapshot(ctx context.Context, ep Endpoints) (Snapshot, error) {
 	if err := ep.check(); err != nil {
 		return Snapshot{}, err
@@ -447,11 +459,6 @@ func TakeSnapshot(ctx context.Context, ep Endpoints) (Snapshot, error) {
 		return g, r.Scan(&g.GID, &g.Protocol, &g.State, &g.TransferID, &g.CreatedAt, &g.UpdatedAt)
 	}); err != nil {
 		return Snapshot{}, fmt.Errorf("txn: snapshot globals: %w", err)
-	}
-	if len(ep.Redis) > 0 && len(s.Outbox) > 0 {
-		if err := snapStream(ctx, ep.Redis[0], timeout, &s); err != nil {
-			return Snapshot{}, err
-		}
 	}
 	return s, nil
 }
@@ -500,11 +507,11 @@ func snapParticipant(ctx context.Context, node int, dsn string, timeout time.Dur
 		return fmt.Errorf("journal: %w", err)
 	}
 	s.Journal = append(s.Journal, j...)
-	rows, _ = tx.Query(ctx, `SELECT msg_id, transfer_id, to_node, to_id, amount, created_at, sent_at FROM outbox ORDER BY id`)
+	rows, _ = tx.Query(ctx, `SELECT msg_id, transfer_id, to_node, to_id, amount, created_at, sent_at, publishes FROM outbox ORDER BY id`)
 	ob, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OutboxRow, error) {
 		o := OutboxRow{Node: node}
 		var sent *time.Time
-		err := r.Scan(&o.MsgID, &o.TransferID, &o.To.Node, &o.To.ID, &o.Amount, &o.CreatedAt, &sent)
+		err := r.Scan(&o.MsgID, &o.TransferID, &o.To.Node, &o.To.ID, &o.Amount, &o.CreatedAt, &sent, &o.Published)
 		if sent != nil {
 			o.SentAt = *sent
 		}
@@ -523,31 +530,5 @@ func snapParticipant(ctx context.Context, node int, dsn string, timeout time.Dur
 		return fmt.Errorf("inbox: %w", err)
 	}
 	s.Inbox = append(s.Inbox, ib...)
-	return nil
-}
-
-func snapStream(ctx context.Context, e RedisEndpoint, timeout time.Duration, s *Snapshot) error {
-	rc := newRedis(e, timeout)
-	defer rc.Close()
-	count := map[string]int{}
-	start := "-"
-	for range 100000 { // bounded: 1000 entries per page
-		msgs, err := rc.XRangeN(ctx, OutboxStream, start, "+", 1000).Result()
-		if err != nil {
-			return fmt.Errorf("txn: snapshot: read stream %s on %s: %w", OutboxStream, e.Addr, err)
-		}
-		for _, m := range msgs {
-			if id, ok := m.Values["msg_id"].(string); ok {
-				count[id]++
-			}
-		}
-		if len(msgs) < 1000 {
-			break
-		}
-		start = "(" + msgs[len(msgs)-1].ID
-	}
-	for i := range s.Outbox {
-		s.Outbox[i].Published = count[s.Outbox[i].MsgID]
-	}
 	return nil
 }
