@@ -15,9 +15,11 @@ package infra
 // and they have been pulled; only the faultline images are tested here. An
 // image must exist locally: the provider never pulls.
 //
-// Reaper. Ryuk cannot be pulled here, so TESTCONTAINERS_RYUK_DISABLED=true is
-// set in-process (unless the variable is already set) before the first
-// testcontainers call. Cleanup is faultline's: env destroys every container,
+// Reaper. Ryuk cannot be pulled here, so testcontainers reads its
+// configuration (once per process) with TESTCONTAINERS_RYUK_DISABLED=true
+// unless the variable is already set; the variable is set only around that
+// read and restored after it, so the process environment is left as found
+// (see dockerInit). Cleanup is faultline's: env destroys every container,
 // every container carries the labels dev.faultline=1, dev.faultline.run=<run
 // id> and dev.faultline.pid=<owner pid>, and GC (`faultline gc`) removes
 // leftovers.
@@ -27,11 +29,8 @@ package infra
 // re-read after each start, and the node's proxy follows it.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -91,14 +90,24 @@ const (
 
 var dockerInitOnce sync.Once
 
+// envRyukDisabled turns testcontainers' reaper (Ryuk) off when "true".
+const envRyukDisabled = "TESTCONTAINERS_RYUK_DISABLED"
+
 // dockerInit prepares the process for testcontainers: Ryuk off (its image
 // cannot be pulled) and the library's chatter sent to slog at debug level.
-// It must run before the first testcontainers call; the library reads its
-// configuration once per process.
+// It must run before the first testcontainers call. The library reads its
+// configuration once per process and offers no way to pass it but the
+// environment (and ~/.testcontainers.properties), so the variable is set
+// only for that first read (testcontainers.ReadConfig) and then removed
+// again: nothing else in the process, and no child, sees it.
 func dockerInit() {
 	dockerInitOnce.Do(func() {
-		if _, set := os.LookupEnv("TESTCONTAINERS_RYUK_DISABLED"); !set {
-			_ = os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+		if _, set := os.LookupEnv(envRyukDisabled); set {
+			_ = testcontainers.ReadConfig() // the user's choice stands
+		} else {
+			_ = os.Setenv(envRyukDisabled, "true")
+			_ = testcontainers.ReadConfig()
+			_ = os.Unsetenv(envRyukDisabled)
 		}
 		tclog.SetDefault(slogPrintf{slog.Default().With("component", "testcontainers")})
 	})
@@ -211,10 +220,10 @@ func newDockerProvider(ctx context.Context, spec Spec) (provider, error) {
 	}
 	p := &dockerProvider{cli: cli, log: slog.Default().With("provider", "docker")}
 	p.redisImage, p.pgImage = dockerImages(spec)
-	p.instance = dockerRandHex(6)
+	p.instance = randomHex(6)
 	p.runID = os.Getenv(EnvRunID)
 	if p.runID == "" {
-		p.runID = dockerRandHex(6)
+		p.runID = randomHex(6)
 	}
 	return p, nil
 }
@@ -297,7 +306,7 @@ func (p *dockerProvider) start(ctx context.Context, cfg serverConfig, kind Kind,
 	if cfg.Password != "" {
 		s.cmd = strings.ReplaceAll(s.cmd, cfg.Password, "***")
 	}
-	s.cname = fmt.Sprintf("faultline-%s-%s-%s", p.runID, dockerSafeName(cfg.Name), dockerRandHex(2))
+	s.cname = fmt.Sprintf("faultline-%s-%s-%s", p.runID, dockerSafeName(cfg.Name), randomHex(2))
 	req.Name = s.cname
 	req.Labels = map[string]string{
 		LabelFaultline: "1",
@@ -331,7 +340,7 @@ func (p *dockerProvider) start(ctx context.Context, cfg serverConfig, kind Kind,
 		tail := s.logTail()
 		derr := s.destroy(context.WithoutCancel(ctx))
 		return nil, errors.Join(fmt.Errorf("node %s: start container %s from %s (command: %s): %w\n  log tail:\n%s",
-			cfg.Name, s.cname, img, s.cmd, err, dockerIndent(tail)), derr)
+			cfg.Name, s.cname, img, s.cmd, err, indent(tail)), derr)
 	}
 	tCreated := time.Now()
 	err = s.refreshAddr(ctx)
@@ -403,7 +412,7 @@ func (s *dockerServer) refreshAddr(ctx context.Context) error {
 		last = fmt.Errorf("container publishes no host port for %s yet", s.port)
 		if st := in.Container.State; st != nil && !st.Running {
 			return s.errorf("container is %s (exit code %d), no host port for %s\n  log tail:\n%s",
-				st.Status, st.ExitCode, s.port, dockerIndent(s.logTail()))
+				st.Status, st.ExitCode, s.port, indent(s.logTail()))
 		}
 		select {
 		case <-ctx.Done():
@@ -423,61 +432,37 @@ func (s *dockerServer) waitReady(ctx context.Context) error {
 	if s.kind == Postgres {
 		probe = s.probePostgres
 	}
+	// Every ~0.5 s a failed probe also asks whether the container died;
+	// closing exited then ends the poll at once.
+	exited := make(chan struct{})
 	var last error
-	for i := 0; ; i++ {
+	var st *container.State
+	i := 0
+	err := pollEvery(ctx, dockerPollEvery, exited, func(ctx context.Context) error {
 		pctx, pcancel := context.WithTimeout(ctx, dockerProbeTimeout)
-		last = probe(pctx)
-		pcancel()
-		if last == nil {
-			return nil
-		}
-		if i%10 == 9 { // every ~0.5 s: has the container died?
-			if st, err := s.state(ctx); err == nil && !st.Running {
-				return s.errorf("container exited (code %d) before the server was ready (last probe: %v)\n  log tail:\n%s",
-					st.ExitCode, last, dockerIndent(s.logTail()))
+		defer pcancel()
+		if last = probe(pctx); last != nil && i%10 == 9 {
+			if cur, err := s.state(ctx); err == nil && !cur.Running {
+				st = cur
+				close(exited)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return s.errorf("not ready after %s (last probe: %v)\n  log tail:\n%s",
-				s.cfg.ReadyTimeout, last, dockerIndent(s.logTail()))
-		case <-time.After(dockerPollEvery):
-		}
+		i++
+		return last
+	})
+	switch {
+	case err == nil:
+		return nil
+	case st != nil:
+		return s.errorf("container exited (code %d) before the server was ready (last probe: %v)\n  log tail:\n%s",
+			st.ExitCode, last, indent(s.logTail()))
 	}
+	return s.errorf("not ready after %s (last probe: %v)\n  log tail:\n%s",
+		s.cfg.ReadyTimeout, last, indent(s.logTail()))
 }
 
 func (s *dockerServer) probeRedis(ctx context.Context) error {
-	return dockerRedisPing(ctx, s.addr(), s.cfg.Password)
-}
-
-// dockerRedisPing sends AUTH and PING over one short connection. Docker's port
-// proxy accepts connections before the server listens, so only a real answer
-// counts.
-func dockerRedisPing(ctx context.Context, addr, password string) error {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetDeadline(dl)
-	}
-	cmd := fmt.Sprintf("*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n", len(password), password)
-	if _, err := io.WriteString(c, cmd); err != nil {
-		return err
-	}
-	r := bufio.NewReader(c)
-	for _, want := range []string{"+OK", "+PONG"} {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return fmt.Errorf("read reply: %w", err)
-		}
-		if got := strings.TrimSpace(line); got != want {
-			return fmt.Errorf("redis replied %q, want %q", got, want)
-		}
-	}
-	return nil
+	return redisPing(ctx, s.addr(), s.cfg.Password)
 }
 
 func (s *dockerServer) probePostgres(ctx context.Context) error {
@@ -544,7 +529,7 @@ func (s *dockerServer) start(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
 	defer cancel()
 	if _, err := s.p.cli.ContainerStart(cctx, s.id, client.ContainerStartOptions{}); err != nil {
-		return s.errorf("start container: %w\n  log tail:\n%s", err, dockerIndent(s.logTail()))
+		return s.errorf("start container: %w\n  log tail:\n%s", err, indent(s.logTail()))
 	}
 	if err := s.refreshAddr(ctx); err != nil {
 		return err
@@ -672,19 +657,6 @@ func removeLabelled(ctx context.Context, cli client.APIClient, label string) ([]
 	return removed, errors.Join(errs...)
 }
 
-func dockerRandHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails on Linux
-	return hex.EncodeToString(b)
-}
-
 var unsafeNameRE = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
 
 func dockerSafeName(s string) string { return unsafeNameRE.ReplaceAllString(s, "_") }
-
-func dockerIndent(s string) string {
-	if s == "" {
-		return "    (log is empty)"
-	}
-	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
-}

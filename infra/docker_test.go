@@ -95,11 +95,11 @@ func startDockerPair(t testing.TB, ctx context.Context, p provider, appendOnly b
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		rs, rerr = p.startRedis(ctx, serverConfig{Name: "redis-1", Password: "pw-" + dockerRandHex(8), AppendOnly: appendOnly, ReadyTimeout: 30 * time.Second})
+		rs, rerr = p.startRedis(ctx, serverConfig{Name: "redis-1", Password: "pw-" + randomHex(8), AppendOnly: appendOnly, ReadyTimeout: 30 * time.Second})
 	}()
 	go func() {
 		defer wg.Done()
-		ps, perr = p.startPostgres(ctx, serverConfig{Name: "pg-1", Password: "pw-" + dockerRandHex(8), ReadyTimeout: 30 * time.Second})
+		ps, perr = p.startPostgres(ctx, serverConfig{Name: "pg-1", Password: "pw-" + randomHex(8), ReadyTimeout: 30 * time.Second})
 	}()
 	wg.Wait()
 	took = time.Since(t0)
@@ -332,7 +332,7 @@ func TestDockerRedisAOF(t *testing.T) {
 	}
 	ctx := t.Context()
 	p := newTestDockerProvider(t)
-	s, err := p.startRedis(ctx, serverConfig{Name: "redis-aof", Password: "pw-" + dockerRandHex(8), AppendOnly: true, ReadyTimeout: 30 * time.Second})
+	s, err := p.startRedis(ctx, serverConfig{Name: "redis-aof", Password: "pw-" + randomHex(8), AppendOnly: true, ReadyTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,7 +531,7 @@ func init() {
 		provider: "docker",
 		skip: func(t *testing.T) {
 			requireDocker(t)
-			runID = "cleanup-" + dockerRandHex(4)
+			runID = "cleanup-" + randomHex(4)
 			t.Setenv(EnvRunID, runID) // inherited by the child
 		},
 		check: func(t *testing.T, r childReport) {
@@ -653,5 +653,28 @@ func TestDockerAutoChoice(t *testing.T) {
 	defer p.close(context.Background())
 	if p.name() != "docker" || !strings.Contains(reason, "docker engine answered and images") {
 		t.Errorf("auto chose %s (%q); want docker with the reason", p.name(), reason)
+	}
+}
+
+// TestDockerInitLeavesEnvAlone: dockerInit turns Ryuk off for
+// testcontainers without leaving TESTCONTAINERS_RYUK_DISABLED set in the
+// process (or its children); a value the user set stays as it was. No
+// docker engine needed.
+func TestDockerInitLeavesEnvAlone(t *testing.T) {
+	before, wasSet := os.LookupEnv(envRyukDisabled)
+	dockerInit()
+	after, isSet := os.LookupEnv(envRyukDisabled)
+	if isSet != wasSet || after != before {
+		t.Errorf("%s after dockerInit = %q (set %v), want %q (set %v)", envRyukDisabled, after, isSet, before, wasSet)
+	}
+	if !wasSet && !testcontainers.ReadConfig().RyukDisabled {
+		t.Errorf("testcontainers config has Ryuk on; dockerInit must turn it off")
+	}
+	out, err := exec.Command("sh", "-c", "echo ${"+envRyukDisabled+"-unset}").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(out)); !wasSet && got != "unset" {
+		t.Errorf("a child process sees %s=%s", envRyukDisabled, got)
 	}
 }

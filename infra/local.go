@@ -1,7 +1,6 @@
 package infra
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -459,36 +458,11 @@ func (s *localServer) directAddrLocked() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 }
 
-// redisReady sends AUTH + PING over a raw connection and wants +OK +PONG
-// (a loading server answers -LOADING and is not ready).
+// redisReady pings the server directly (see redisPing), within 1 s.
 func (s *localServer) redisReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", s.directAddrLocked())
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	defer context.AfterFunc(ctx, func() { c.Close() })() // cancel unblocks reads
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	}
-	pw := s.cfg.Password
-	if _, err := fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n", len(pw), pw); err != nil {
-		return err
-	}
-	r := bufio.NewReader(c)
-	for _, want := range []string{"+OK", "+PONG"} {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return err
-		}
-		if got := strings.TrimSpace(line); got != want {
-			return fmt.Errorf("redis answered %q, want %q", got, want)
-		}
-	}
-	return nil
+	return redisPing(ctx, s.directAddrLocked(), s.cfg.Password)
 }
 
 // signalTree signals the server's process tree; s.mu is held.

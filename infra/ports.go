@@ -132,3 +132,34 @@ func pollEvery(ctx context.Context, interval time.Duration, stop <-chan struct{}
 
 // errStopped says the process being polled exited.
 var errStopped = errors.New("process exited")
+
+// redisPing sends AUTH and PING over one short connection and wants +OK
+// and +PONG: a loading server (-LOADING) is not ready, and Docker's port
+// proxy accepts connections before the server listens, so only a real
+// answer counts. ctx bounds the whole exchange.
+func redisPing(ctx context.Context, addr, password string) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	defer context.AfterFunc(ctx, func() { c.Close() })() // cancel unblocks reads
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if _, err := fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n", len(password), password); err != nil {
+		return err
+	}
+	r := bufio.NewReader(c)
+	for _, want := range []string{"+OK", "+PONG"} {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("read reply: %w", err)
+		}
+		if got := strings.TrimSpace(line); got != want {
+			return fmt.Errorf("redis answered %q, want %q", got, want)
+		}
+	}
+	return nil
+}
