@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/results"
 )
 
@@ -167,5 +168,38 @@ func TestRenderUntestedImplementation(t *testing.T) {
 	}
 	if pg.BannerCls != "bad" || !strings.Contains(pg.Banner, "Also UNTESTED under faults: a") {
 		t.Errorf("banner %q (%s)", pg.Banner, pg.BannerCls)
+	}
+}
+
+// The report's fault windows come from history.Pairer: two overlapping
+// faults with the same spec end at their own heals (paired by id, not by
+// spec text), and a fault never healed lasts to the end of the run.
+func TestTraceFaultWindowsPairByID(t *testing.T) {
+	ev := func(t int64, f, id string) history.Op {
+		return history.Op{Time: t, Type: history.Info, Process: history.Nemesis, Impl: "a", F: f, Fault: "pause:redis-1",
+			Nodes: []string{"redis-1"}, Attrs: map[string]string{"id": id, "kind": "pause"}}
+	}
+	ops := []history.Op{
+		{Time: 0, Type: history.Invoke, Process: 1, Impl: "a", F: "cycle"},
+		ev(10, history.FaultStart, "x"),
+		ev(20, history.FaultStart, "y"),
+		ev(30, history.FaultHeal, "y"),
+		ev(40, history.FaultHeal, "x"),
+		ev(50, history.FaultStart, "z"),
+		{Time: 90, Type: history.OK, Process: 1, Impl: "a", F: "cycle"},
+	}
+	r := tinyRun("counter", nil, []string{"cycle"}, nil)
+	run := NewRun(r, ops)
+	got := run.Trace.Faults
+	want := []results.FaultWindow{
+		{ID: "x", Start: 10, End: 40}, {ID: "y", Start: 20, End: 30}, {ID: "z", Start: 50, End: 90},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("windows %+v, want %d", got, len(want))
+	}
+	for i, w := range want {
+		if g := got[i]; g.ID != w.ID || g.Start != w.Start || g.End != w.End || g.Kind != "pause" || g.Impl != "a" {
+			t.Errorf("window %d = %+v, want %+v", i, g, w)
+		}
 	}
 }

@@ -198,7 +198,7 @@ type summarizer struct {
 	rng     *rand.Rand
 	impls   map[string]*implAcc
 	pending map[pendingKey]pending
-	open    map[string]int // fault spec → index in faults
+	faults  history.Pairer
 	tr      *Trace
 	want    map[int64]bool
 }
@@ -209,7 +209,6 @@ func newSummarizer(res *results.Results) *summarizer {
 		rng:     rand.New(rand.NewPCG(1, 2)),
 		impls:   map[string]*implAcc{},
 		pending: map[pendingKey]pending{},
-		open:    map[string]int{},
 		tr:      &Trace{Impls: map[string]*ImplTrace{}, Excerpt: map[int64]string{}},
 		want:    map[int64]bool{},
 	}
@@ -268,7 +267,7 @@ func (s *summarizer) add(op *history.Op, line []byte) {
 	}
 	switch {
 	case op.Process == history.Nemesis:
-		s.fault(op)
+		s.faults.Add(op)
 		return
 	case op.Process < 0:
 		return
@@ -312,21 +311,6 @@ func (s *summarizer) add(op *history.Op, line []byte) {
 	a.bad = reservoir(s.rng, a.bad, a.badSeen, a.badCap, p)
 }
 
-func (s *summarizer) fault(op *history.Op) {
-	switch op.F {
-	case history.FaultStart:
-		s.open[op.Fault] = len(s.tr.Faults)
-		s.tr.Faults = append(s.tr.Faults, results.FaultWindow{
-			Fault: op.Fault, Kind: faultKind(op.Fault), Nodes: op.Nodes, Impl: op.Impl, Start: op.Time, End: -1,
-		})
-	case history.FaultHeal:
-		if i, ok := s.open[op.Fault]; ok {
-			s.tr.Faults[i].End = op.Time
-			delete(s.open, op.Fault)
-		}
-	}
-}
-
 func (s *summarizer) finish() *Trace {
 	for _, a := range s.impls {
 		pts := append(a.ok, a.bad...)
@@ -345,14 +329,16 @@ func (s *summarizer) finish() *Trace {
 			a.tr.MinT = 0
 		}
 	}
-	for i := range s.tr.Faults {
-		if s.tr.Faults[i].End < 0 { // never healed: lasts to the end
-			var end int64
-			for _, a := range s.impls {
-				end = max(end, a.tr.MaxT)
-			}
-			s.tr.Faults[i].End = max(end, s.tr.Faults[i].Start)
+	var last int64 // a fault never healed lasts to the end
+	for _, a := range s.impls {
+		last = max(last, a.tr.MaxT)
+	}
+	for _, w := range s.faults.Windows() {
+		end := w.End
+		if !w.Healed {
+			end = max(last, w.Start)
 		}
+		s.tr.Faults = append(s.tr.Faults, results.FaultWindow{ID: w.ID, Fault: w.Fault, Kind: w.Kind, Nodes: w.Nodes, Impl: w.Impl, Start: w.Start, End: end})
 	}
 	return s.tr
 }
@@ -386,16 +372,6 @@ func (h *slowHeap) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
-}
-
-// faultKind is the part of a fault spec before the first colon.
-func faultKind(spec string) string {
-	for i := 0; i < len(spec); i++ {
-		if spec[i] == ':' {
-			return spec[:i]
-		}
-	}
-	return spec
 }
 
 // faults returns the run's fault windows: from results.json, or from the

@@ -150,45 +150,24 @@ type Window struct {
 	StartIndex  int64
 }
 
-// Windows pairs fault-start and fault-heal events (by Attrs "id", else by
-// Fault text, first in first out). A fault never healed ends at Never.
+// Windows are the fault windows of h (history.Windows pairs the events, by
+// id). A fault never healed ends at Never.
 func Windows(h []history.Op) []Window {
 	var out []Window
-	open := map[string][]int{}
-	for _, op := range h {
-		if op.Process != history.Nemesis {
-			continue
-		}
-		id := op.Attrs["id"]
-		if id == "" {
-			id = "fault:" + op.Fault
-		}
-		switch op.F {
-		case history.FaultStart:
-			if op.Error != "" {
-				continue // never applied
-			}
-			kind := op.Attrs["kind"]
-			if kind == "" {
-				kind, _, _ = strings.Cut(op.Fault, ":")
-				kind, _, _ = strings.Cut(kind, "=")
-			}
-			p := -1
-			if s, ok := op.Attrs["process"]; ok {
-				if n, err := strconv.Atoi(s); err == nil {
-					p = n
-				}
-			}
-			osPid, _ := attrInt(op, "os_pid")
-			out = append(out, Window{Fault: op.Fault, Kind: kind, Nodes: op.Nodes, Key: op.Key,
-				Process: p, OSPid: int(osPid), Start: op.Time, End: Never, StartIndex: op.Index})
-			open[id] = append(open[id], len(out)-1)
-		case history.FaultHeal:
-			if q := open[id]; len(q) > 0 {
-				out[q[0]].End = op.Time
-				open[id] = q[1:]
+	for _, w := range history.Windows(h) {
+		p := -1
+		if s, ok := w.Attrs["process"]; ok {
+			if n, err := strconv.Atoi(s); err == nil {
+				p = n
 			}
 		}
+		osPid, _ := strconv.Atoi(w.Attrs["os_pid"])
+		end := w.End
+		if !w.Healed {
+			end = Never
+		}
+		out = append(out, Window{Fault: w.Fault, Kind: w.Kind, Nodes: w.Nodes, Key: w.Key,
+			Process: p, OSPid: osPid, Start: w.Start, End: end, StartIndex: w.StartIndex})
 	}
 	return out
 }
