@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/faultline-dev/faultline/bench/results"
+)
+
+// TestMain lets a test run the CLI as a child process (to send it real
+// signals): with FAULTLINE_CLI_CHILD=1 the test binary is faultline.
+func TestMain(m *testing.M) {
+	if os.Getenv("FAULTLINE_CLI_CHILD") == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+// SIGTERM exits 143 and SIGINT 130; either way the run stops gracefully:
+// what was recorded is flushed and checked, results.json says interrupted,
+// and no server temp dir is left behind.
+func TestSignalsExitCodesAndCleanup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real servers (-short)")
+	}
+	for _, c := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGTERM, 143}, {syscall.SIGINT, 130}} {
+		t.Run(c.sig.String(), func(t *testing.T) {
+			// The local servers run as user nobody: their temp dir must be
+			// reachable (t.TempDir's parent is private).
+			tmp, err := os.MkdirTemp("", "fl-signal-test-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(tmp) })
+			if err := os.Chmod(tmp, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "run")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "run", "--impl", "redis-setnx", "--provider", "local",
+				"--duration", "60s", "--clients", "2", "--out", out)
+			cmd.Env = append(os.Environ(), "FAULTLINE_CLI_CHILD=1", "TMPDIR="+tmp)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(exited) }()
+			// The load is running once the history has its first entries.
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				if st, err := os.Stat(filepath.Join(out, "history.jsonl")); err == nil && st.Size() > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					_ = cmd.Process.Kill()
+					<-exited
+					t.Fatalf("no history after 60 s:\n%s", stderr.String())
+				}
+				select {
+				case <-exited:
+					t.Fatalf("exited before the signal (%d):\n%s", cmd.ProcessState.ExitCode(), stderr.String())
+				case <-time.After(50 * time.Millisecond): // polling a file, with a deadline
+				}
+			}
+			sent := time.Now()
+			if err := cmd.Process.Signal(c.sig); err != nil {
+				t.Fatal(err)
+			}
+			<-exited
+			if got := cmd.ProcessState.ExitCode(); got != c.code {
+				t.Fatalf("exit %d after %s, want %d:\n%s", got, c.sig, c.code, stderr.String())
+			}
+			t.Logf("%s: exit %d %v after the signal", c.sig, c.code, time.Since(sent).Round(time.Millisecond))
+			res, err := results.Load(out)
+			if err != nil {
+				t.Fatalf("no results after %s: %v", c.sig, err)
+			}
+			if !res.Interrupted || len(res.Verdicts) == 0 {
+				t.Errorf("results: interrupted %v, %d verdicts", res.Interrupted, len(res.Verdicts))
+			}
+			if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				t.Errorf("left behind in TMPDIR: %v", names)
+			}
+		})
+	}
+}
+
+// --fail-on-violation: a run whose checker finds a violation exits 1.
+// The mutant's release deletes without checking its token; a holder paused
+// past its ttl makes two holders at once (chaos/expected.md).
+func TestRunFailOnViolation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real servers (-short)")
+	}
+	dir := t.TempDir()
+	code, stdout, stderr := cli(t, "run", "--impl", "redis-release-unchecked", "--ttl", "200ms", "--duration", "2s",
+		"--fault", "holder-pause:k0=2xttl@0.4s", "--out", dir, "--seed", "3", "--fail-on-violation")
+	if code != exitFail || !strings.Contains(stderr, "--fail-on-violation") {
+		t.Fatalf("exit %d, want 1 naming --fail-on-violation\n%s\n%s", code, stdout, stderr)
+	}
+	res, err := results.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if invalidVerdicts(res) == 0 {
+		t.Fatalf("no invalid verdict: %+v", res.Verdicts)
+	}
+	// The same saved run, re-checked without the flag: exit 0.
+	if code, _, errs := cli(t, "check", dir); code != 0 {
+		t.Errorf("check without --fail-on-violation: exit %d\n%s", code, errs)
+	}
+}
