@@ -144,6 +144,9 @@ func LoadExpected(path string) (*Expected, error) {
 
 var namePat = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*$`)
 
+// execPat is an exec: implementation (docs/protocol.md): exec:PATH[:NAME].
+var execPat = regexp.MustCompile(`^exec:[A-Za-z0-9_./-]+(:[a-z0-9.-]+)?$`)
+
 // ParseExpected parses a matrix: the Markdown table rows (lines starting
 // with "|") with the columns impl | fault | workload | expect | run | why;
 // the header row (impl) and the separator row are skipped, every other line
@@ -198,7 +201,7 @@ func parseRow(cells []string, line int) (Row, error) {
 	}
 	r := Row{Impl: cells[0], Fault: cells[1], Workload: cells[2], Run: cells[4], Why: cells[5], Line: line}
 	for what, v := range map[string]string{"impl": r.Impl, "fault": r.Fault, "workload": r.Workload} {
-		if !namePat.MatchString(v) {
+		if !namePat.MatchString(v) && !(what == "impl" && execPat.MatchString(v)) {
 			return Row{}, fmt.Errorf("%s %q: want a lower-case name", what, v)
 		}
 	}
