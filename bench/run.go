@@ -175,7 +175,9 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 }
 
 // check reads the saved history back (what a later offline check reads)
-// and runs the workload's checks per implementation.
+// and runs the workload's checks per implementation. Every verdict must
+// come from here: `faultline check` (Check, check.go) re-runs exactly this
+// on a saved run.
 func check(res *results.Results, wl workload.Workload, cfg Config, path string) error {
 	ops, err := history.Load(path)
 	if err != nil {

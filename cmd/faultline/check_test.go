@@ -22,13 +22,19 @@ func TestCheckReproducesVerdictsAndFlipsOnOverlap(t *testing.T) {
 		t.Skip("starts real servers (-short)")
 	}
 	dir := t.TempDir()
-	code, stdout, stderr := cli(t, "run", "--impl", "redis-setnx", "--clients", "4", "--duration", "2s", "--out", dir, "--seed", "7")
+	code, stdout, stderr := cli(t, "run", "--impl", "redis-setnx", "--clients", "4", "--duration", "2s", "--out", dir, "--seed", "7",
+		"--ttl", "500ms", "--quiet", "100ms")
 	if code != 0 {
 		t.Fatalf("run exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	ran, err := results.Load(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// --quiet shorter than the ttl: raised, said on stderr and in the results.
+	if !strings.Contains(stderr, "raised to 500ms") || len(ran.Notes) == 0 || !strings.Contains(ran.Notes[0], "raised to 500ms") ||
+		ran.Config["quiet"] != "500ms" {
+		t.Errorf("quiet raise: stderr %q, notes %q, config quiet %v", stderr, ran.Notes, ran.Config["quiet"])
 	}
 	if code, out, errs := cli(t, "check", dir); code != 0 {
 		t.Fatalf("check exit %d\n%s\n%s", code, out, errs)
