@@ -39,6 +39,10 @@ type Config struct {
 	Impls    []string `json:"impls"`
 	Workload string   `json:"workload"`
 	Clients  int      `json:"clients"`
+	// Share is how many worker processes drive one implementation client
+	// (a Locker shared like a client shared by a service's goroutines);
+	// 1 (the default): each process has its own.
+	Share int `json:"share,omitempty"`
 	// Duration is each implementation's load phase, warm-up included.
 	Duration time.Duration `json:"duration"`
 	// Ops caps the measured iterations per implementation (0 = no cap).
@@ -92,6 +96,8 @@ const (
 	DefaultKeys     = 8
 	DefaultTTL      = time.Second
 	DefaultWorkload = "counter"
+	// MaxShare bounds Share.
+	MaxShare = 64
 )
 
 // WithDefaults fills every zero field, and only those: a negative value
@@ -105,6 +111,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Clients == 0 {
 		c.Clients = DefaultClients
+	}
+	if c.Share == 0 {
+		c.Share = 1
 	}
 	if c.Duration == 0 {
 		c.Duration = DefaultDuration
@@ -205,6 +214,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Warmup >= c.Duration:
 		return usagef("warm-up %v must be shorter than the duration %v", c.Warmup, c.Duration)
+	case c.Share > 1 && !workload.CanShare(wl):
+		return usagef("share %d: workload %s cannot share an implementation client between processes (each worker has its own Transferer); use --share 1", c.Share, wl.Name())
 	}
 	return nil
 }
@@ -246,7 +257,7 @@ func faultClass(kind string) (chaos.Class, bool) {
 func (c Config) needsProxy() bool {
 	specs, _ := chaos.ParseSchedule(c.Faults)
 	for _, s := range specs {
-		if cl, _ := faultClass(s.Kind); cl != chaos.Client || (s.Kind == "delayed-write" && s.Target == "resource") {
+		if specNeedsProxy(s) {
 			return true
 		}
 	}
@@ -256,6 +267,13 @@ func (c Config) needsProxy() bool {
 		}
 	}
 	return false
+}
+
+// specNeedsProxy says whether the fault s acts on a node or the network
+// (see needsProxy).
+func specNeedsProxy(s chaos.Spec) bool {
+	cl, _ := faultClass(s.Kind)
+	return cl != chaos.Client || (s.Kind == "delayed-write" && s.Target == "resource")
 }
 
 // ResolvedPath is the path the clients will use: auto becomes proxied when
@@ -284,6 +302,7 @@ func (c Config) CommandLine() string {
 		}
 	}
 	flag("clients", c.Clients, d.Clients)
+	flag("share", c.Share, d.Share)
 	flag("duration", c.Duration, d.Duration)
 	flag("ops", c.Ops, int64(0))
 	flag("warmup", c.Warmup, time.Duration(0))

@@ -26,6 +26,9 @@ func TestValidateSaysWhatIsValid(t *testing.T) {
 		{"direct with holder pause", func(c *Config) { c.Path = PathDirect; c.Faults = []string{"holder-pause:2xttl@1s"} }, ""},
 		{"warmup too long", func(c *Config) { c.Warmup = time.Hour }, "shorter than the duration"},
 		{"provider", func(c *Config) { c.Provider = "cloud" }, "auto, local, docker"},
+		{"share on a lock workload", func(c *Config) { c.Share = 2 }, ""},
+		{"share on the bank", func(c *Config) { c.Workload = "bank"; c.Impls = []string{"2pc"}; c.Share = 2 }, "cannot share"},
+		{"share too high", func(c *Config) { c.Share = 65 }, "--share 65"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -48,6 +48,7 @@ func Limits() []Limit {
 	}
 	return []Limit{
 		{Flag: "clients", Min: 1, Max: MaxClients, get: func(c Config) float64 { return float64(c.Clients) }},
+		{Flag: "share", Min: 1, Max: MaxShare, get: func(c Config) float64 { return float64(c.Share) }},
 		{Flag: "keys", Min: 1, Max: MaxKeys, get: func(c Config) float64 { return float64(c.Keys) }},
 		{Flag: "duration", Duration: true, MinExclusive: true, get: d(func(c Config) time.Duration { return c.Duration })},
 		{Flag: "ops", Min: 0, get: func(c Config) float64 { return float64(c.Ops) }},

@@ -29,7 +29,10 @@ func TestCheckRanges(t *testing.T) {
 		{"quiet negative", Config{Quiet: -1}, nil, "--quiet"},
 		{"rate NaN", Config{Rate: math.NaN()}, nil, "--rate NaN"},
 		{"rate +Inf", Config{Rate: math.Inf(1)}, nil, "--rate +Inf"},
-		{"all given, all valid", Config{Clients: 1, Keys: 1, Duration: 1, TTL: time.Millisecond, OpTimeout: 1, AcquireTimeout: 1, NemesisInterval: 1}, all, ""},
+		{"share 64", Config{Share: MaxShare}, nil, ""},
+		{"share 65", Config{Share: 65}, nil, "--share 65: out of range (valid: 1–64)"},
+		{"share 0 given", Config{}, func(f string) bool { return f == "share" }, "--share 0"},
+		{"all given, all valid", Config{Clients: 1, Share: 1, Keys: 1, Duration: 1, TTL: time.Millisecond, OpTimeout: 1, AcquireTimeout: 1, NemesisInterval: 1}, all, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -95,7 +95,7 @@ func TestChaosMatrixCoverage(t *testing.T) {
 			}
 			continue
 		}
-		if _, err := rowTTL(r, suiteTTL); err != nil && slices.Contains(lockWorkloads, r.Workload) { // bank rows' settings are bank params (chaos_txn_test.go)
+		if _, _, err := rowSettings(r, suiteTTL); err != nil && slices.Contains(lockWorkloads, r.Workload) { // bank rows' settings are bank params (chaos_txn_test.go)
 			t.Errorf("%v", err)
 		}
 		if _, err := chaos.ParseSchedule(r.Specs()); err != nil {

@@ -1,17 +1,16 @@
 package chaos_test
 
 // The transaction rows of the Chaos suite: every bank row of
-// chaos/expected.md runs the bank workload (bench/workload/bank.go) through
-// its Phase API, as the runner does — coordinator processes looping
+// chaos/expected.md runs the bank workload through bench.RunPhase, the
+// phase runner of `faultline run` — coordinator processes looping
 // Client.Step (a crashed coordinator continues under a new process id),
-// chaos.Run for the row's fault specs, heal, a quiet period, Finish
-// (Recover on a fresh coordinator, snapshot into the history) and the
-// workload's offline Check on the history read back — on one environment
-// (pg-1, pg-2, redis-1) shared by every row. bench.Run would start an
-// environment per row (two initdb each).
+// the row's fault specs, heal, a quiet period, Finish (Recover on a fresh
+// coordinator, snapshot into the history) — and the workload's offline
+// Check on the history read back, on one environment (pg-1, pg-2, redis-1)
+// shared by every row. bench.Run would start an environment per row (two
+// initdb each).
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -20,14 +19,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/faultline-dev/faultline/bench"
 	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/history"
-	"github.com/faultline-dev/faultline/bench/recorder"
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
@@ -217,14 +214,11 @@ func (o bankOutcome) verdict(name string) (results.Verdict, bool) {
 	return results.Verdict{}, false
 }
 
-// runBankRow runs one row as the runner runs a phase.
+// runBankRow runs one row through bench.RunPhase, as `faultline run`
+// runs a phase, and checks the history read back.
 func runBankRow(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Row) bankOutcome {
 	t.Helper()
 	began := time.Now()
-	wl, err := workload.Lookup(row.Workload)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sched, err := chaos.ParseSchedule(row.Specs())
 	if err != nil {
 		t.Fatalf("row %s (line %d): %v", row.Name(), row.Line, err)
@@ -236,112 +230,22 @@ func runBankRow(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Row
 	for k, v := range row.Settings() {
 		params[k] = v
 	}
-	var buf bytes.Buffer
-	start := time.Now()
-	h := recorder.NewHistory(&buf, start)
-	h.SetImpl(row.Impl)
-	faults := workload.NewFaults()
-	target := workload.Target{
-		Impl: row.Impl, Env: env,
-		// Node and network faults need the proxies (a restarted node may
-		// come back on another port); a crash or TCC fault does not.
-		Direct: len(sched) == 0 && params["kill-after-prepare"] == "",
-		Keys:   1, TTL: bankOpTimeout, OpTimeout: bankOpTimeout, AcquireTimeout: bankOpTimeout,
-		Params: params, Faults: faults,
+	cfg := bench.Config{
+		Workload: row.Workload, Impls: []string{row.Impl}, Clients: bankClients, Keys: 1,
+		Duration: bankLoad, TTL: bankOpTimeout, OpTimeout: bankOpTimeout, AcquireTimeout: bankOpTimeout,
+		Quiet: bankQuiet, Seed: suiteSeed, LockOpts: params,
 	}
-	ph, err := wl.Start(ctx, target)
-	if err != nil {
-		t.Fatalf("start the bank phase of %s: %v", row.Impl, err)
+	if params["kill-after-prepare"] != "" {
+		cfg.Path = bench.PathProxied // the workload kills a node itself: a restarted node may come back on another port
 	}
-	defer ph.Close()
-	const seed = 7
-	clients := make([]workload.Client, bankClients)
-	for i := range clients {
-		if clients[i], err = ph.Client(ctx, i, seed); err != nil {
-			t.Fatalf("open client %d: %v", i, err)
-		}
-	}
-	stats := recorder.NewStats(h, wl.Kinds(), time.Now())
-	var nextProc atomic.Int64
-	nextProc.Store(bankClients)
-
-	loadStart := time.Now()
-	loadCtx, cancelLoad := context.WithCancel(ctx)
-	defer cancelLoad()
-	var stop atomic.Bool
-	stopTimer := time.AfterFunc(bankLoad, func() { stop.Store(true) })
-	defer stopTimer.Stop()
-	chaosDone := make(chan struct{})
-	var chaosErr error
-	go func() {
-		defer close(chaosDone)
-		if len(sched) > 0 {
-			_, chaosErr = chaos.Run(ctx, sched, env, faults, func(ev chaos.Event) { h.Log(bench.FaultOp(ev)) }, chaos.RunOptions{
-				TTL: bankOpTimeout, Impl: row.Impl, Origin: loadStart, Clock: h.Now})
-		}
-	}()
-	var wg sync.WaitGroup
-	var werrMu sync.Mutex
-	var werrs []string
-	for i := range clients {
-		wg.Go(func() {
-			c := clients[i]
-			w := stats.Worker(i, row.Impl)
-			defer func() { c.Close() }()
-			for n := 0; n < 100000 && !stop.Load() && loadCtx.Err() == nil; n++ {
-				m := w.Mark()
-				out := c.Step(loadCtx, w)
-				w.Done(0, m, out.Type, out.Err)
-				if err := afterStep(ctx, loadCtx, ph, seed, &nextProc, &c, w, out); err != nil {
-					werrMu.Lock()
-					werrs = append(werrs, err.Error())
-					werrMu.Unlock()
-					return
-				}
-			}
-		})
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	grace := bankLoad + 20*bankOpTimeout + 5*time.Second
-	select {
-	case <-done:
-	case <-time.After(grace):
-		t.Logf("workers still busy %v after the start: cancelling their calls", grace)
-		cancelLoad()
-		<-done
-	}
-	<-chaosDone
-	faults.HealAll()
-	elapse(ctx, bankQuiet)
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
-	ferr := ph.Finish(fctx, h, int(nextProc.Add(1)-1))
-	cancel()
-	if err := h.Close(); err != nil {
-		t.Fatalf("history: %v", err)
-	}
-	ops, err := history.ReadAll(bytes.NewReader(buf.Bytes()))
-	if err != nil {
-		t.Fatalf("read the history back: %v", err)
-	}
-	ops = history.ForImpl(ops, row.Impl)
-	rep := wl.Check(ops, workload.CheckConfig{Impl: row.Impl, TTL: bankOpTimeout})
-	o := bankOutcome{ops: ops, verdicts: rep.Verdicts, counters: rep.Counters, took: time.Since(began)}
-	for _, op := range ops {
+	o := newPhaseRun(t, row, cfg, sched).run(t, ctx, env)
+	bo := bankOutcome{ops: o.ops, verdicts: o.verdicts, counters: o.counters, notes: o.notes, took: time.Since(began)}
+	for _, op := range o.ops {
 		if op.F == "transfer" && op.Type == history.Invoke && op.Attrs["inject"] != "" {
-			o.injected = append(o.injected, op.Token)
+			bo.injected = append(bo.injected, op.Token)
 		}
 	}
-	if ferr != nil {
-		o.notes = append(o.notes, "finish: "+ferr.Error())
-	}
-	if chaosErr != nil {
-		o.notes = append(o.notes, "faults: "+chaosErr.Error())
-	}
-	for _, e := range werrs {
-		o.notes = append(o.notes, "worker: "+e)
-	}
-	return o
+	return bo
 }
 
 // bankProblems compares the outcome with the row; empty = it matches.

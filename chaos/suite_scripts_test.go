@@ -18,31 +18,33 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/faultline-dev/faultline/bench"
 	"github.com/faultline-dev/faultline/bench/history"
-	"github.com/faultline-dev/faultline/bench/recorder"
 	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
 	"github.com/faultline-dev/faultline/impl/lock"
 	"github.com/faultline-dev/faultline/infra"
 )
 
-// script is one scripted scenario; ttl is its lock ttl.
+// script is one scripted scenario; ttl is its lock ttl; beforeProbes
+// (optional) runs after the quiet period, before the probes.
 type script struct {
-	ttl time.Duration
-	run func(s *scene)
+	ttl          time.Duration
+	run          func(s *scene)
+	beforeProbes func(s *scene, ctx context.Context)
 }
 
 // scripts are the scripted faults of the matrix, by fault name. The
 // quorum scenarios use a 2.5 s ttl: A's lease must outlive three node
 // restarts, which took up to ~1 s on a 2-core machine at load 9.
 var scripts = map[string]script{
-	"restart-majority":           {quorumTTL, func(s *scene) { restartScenario(s, "majority", false) }},
-	"restart-majority-delayed":   {quorumTTL, func(s *scene) { restartScenario(s, "majority", true) }},
-	"restart-minority":           {quorumTTL, func(s *scene) { restartScenario(s, "minority", false) }},
-	"partition-minority-acquire": {quorumTTL, partitionAcquireScenario},
-	"conn-cut":                   {suiteTTL, connCutScenario},
-	"stale-release":              {suiteTTL, staleReleaseScenario},
-	"crash-after-setnx":          {suiteTTL, crashAfterSetNXScenario},
+	"restart-majority":           {quorumTTL, func(s *scene) { restartScenario(s, "majority", false) }, nil},
+	"restart-majority-delayed":   {quorumTTL, func(s *scene) { restartScenario(s, "majority", true) }, nil},
+	"restart-minority":           {quorumTTL, func(s *scene) { restartScenario(s, "minority", false) }, nil},
+	"partition-minority-acquire": {quorumTTL, partitionAcquireScenario, nil},
+	"conn-cut":                   {suiteTTL, connCutScenario, nil},
+	"stale-release":              {suiteTTL, staleReleaseScenario, nil},
+	"crash-after-setnx":          {suiteTTL, crashAfterSetNXScenario, (*scene).lockState},
 }
 
 const key = "k0"
@@ -50,68 +52,62 @@ const key = "k0"
 // quorumTTL is the lock ttl of the quorum scenarios.
 const quorumTTL = 2500 * time.Millisecond
 
-// scene is a scripted scenario in progress.
+// scene is a scripted scenario in progress: a PhaseSpec.Script of
+// bench.RunPhase.
 type scene struct {
 	t      *testing.T
 	ctx    context.Context
-	env    *infra.Env
+	d      *bench.Driver
 	row    chaos.Row
 	ttl    time.Duration
-	p      *phaseSetup
-	main   workload.Session
-	phases []workload.Session
-	stats  *recorder.Stats
-	next   int
 	faults int
-	// beforeFinish runs after the quiet period, before the final probes.
-	beforeFinish func()
 }
 
-// runScript runs the row's scripted scenario and checks the history.
+// runScript runs the row's scripted scenario through bench.RunPhase (the
+// script in place of the workers) and checks the history.
 func runScript(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Row) outcome {
 	t.Helper()
 	sc, ok := scripts[row.Fault]
 	if !ok {
 		t.Fatalf("row %s (line %d): run is script but there is no script named %q", row.Name(), row.Line, row.Fault)
 	}
-	p := newPhaseSetup(t, env, row, sc.ttl)
-	s := &scene{t: t, ctx: ctx, env: env, row: row, ttl: sc.ttl, p: p,
-		stats: recorder.NewStats(p.h, p.wl.Kinds(), time.Now())}
-	s.main = p.startPhase(t, ctx, nil)
-	s.phases = append(s.phases, s.main)
-	defer func() {
-		for _, ph := range s.phases {
-			ph.Close()
-		}
-	}()
-	sc.run(s)
-	return p.finish(t, ctx, s.main, s.next, s.beforeFinish)
+	cfg := lockConfig(row, sc.ttl, 1)
+	cfg.Path = bench.PathProxied // the scripts' faults act on nodes and their proxies
+	r := newPhaseRun(t, row, cfg, nil)
+	var s *scene
+	r.spec.Script = func(ctx context.Context, d *bench.Driver) error {
+		s = &scene{t: t, ctx: ctx, d: d, row: row, ttl: sc.ttl}
+		sc.run(s)
+		return nil
+	}
+	if sc.beforeProbes != nil {
+		r.spec.BeforeProbes = func(ctx context.Context) { sc.beforeProbes(s, ctx) }
+	}
+	return r.run(t, ctx, env)
 }
 
-// phase starts another phase of the same implementation with params (for a
-// process with a test hook); call it before the first step.
+// phase starts another session of the same implementation with params (for
+// a process with a test hook); call it before the first step.
 func (s *scene) phase(params map[string]string) workload.Session {
-	ph := s.p.startPhase(s.t, s.ctx, params)
-	s.phases = append(s.phases, ph)
-	return ph
-}
-
-// proc opens the next process on ph (nil = the main phase).
-func (s *scene) proc(ph workload.Session) *workload.Steps {
 	s.t.Helper()
-	if ph == nil {
-		ph = s.main
-	}
-	c, err := ph.Client(s.ctx, s.next, int64(s.next))
-	if err != nil {
-		s.t.Fatalf("open process %d: %v", s.next, err)
-	}
-	s.t.Cleanup(func() { c.Close() })
-	st, err := workload.NewSteps(c, s.stats.Worker(s.next, s.row.Impl))
+	ph, err := s.d.Session(s.ctx, params)
 	if err != nil {
 		s.t.Fatalf("%v", err)
 	}
-	s.next++
+	return ph
+}
+
+// proc opens the next process on ph (nil = the main session).
+func (s *scene) proc(ph workload.Session) *workload.Steps {
+	s.t.Helper()
+	c, w, err := s.d.Open(s.ctx, ph)
+	if err != nil {
+		s.t.Fatalf("%v", err)
+	}
+	st, err := workload.NewSteps(c, w)
+	if err != nil {
+		s.t.Fatalf("%v", err)
+	}
 	return st
 }
 
@@ -126,12 +122,12 @@ func (s *scene) must(ok bool, format string, args ...any) {
 
 // event logs a nemesis entry.
 func (s *scene) event(f, what, kind, id string, nodes []string, extra func(*history.Op)) {
-	op := history.Op{Time: s.p.h.Now(), Type: history.Info, Process: history.Nemesis, Impl: s.row.Impl,
+	op := history.Op{Time: s.d.History().Now(), Type: history.Info, Process: history.Nemesis, Impl: s.row.Impl,
 		F: f, Fault: what, Nodes: nodes, Attrs: map[string]string{"id": id, "kind": kind}}
 	if extra != nil {
 		extra(&op)
 	}
-	s.p.h.Log(op)
+	s.d.History().Log(op)
 }
 
 // fault starts f now, logging its start, and returns its heal (which logs
@@ -181,7 +177,7 @@ func (s *scene) crashed(p *workload.Steps, l lock.Lease) {
 
 func (s *scene) nodes(target string) []infra.Node {
 	s.t.Helper()
-	ns, err := chaos.ResolveNodes(s.env, target)
+	ns, err := chaos.ResolveNodes(s.d.Env(), target)
 	if err != nil {
 		s.t.Fatalf("%v", err)
 	}
@@ -355,18 +351,17 @@ func crashAfterSetNXScenario(s *scene) {
 	if lb, err := b.Acquire(s.ctx, key, 2*s.ttl, false); err == nil {
 		s.cycle(b, lb)
 	}
-	s.beforeFinish = func() { s.lockState() }
 }
 
 // lockState records k0's PTTL on redis-1 as a lock-state entry for the
 // leaked-locks checker.
-func (s *scene) lockState() {
-	n, ok := s.env.Node("redis-1")
+func (s *scene) lockState(ctx context.Context) {
+	n, ok := s.d.Env().Node("redis-1")
 	s.must(ok, "no redis-1")
 	c := redis.NewClient(&redis.Options{Addr: n.DirectAddr(), Password: n.Password(), MaxRetries: -1,
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(s.ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	d, err := c.PTTL(ctx, key).Result()
 	s.must(err == nil, "PTTL %s on redis-1: %v", key, err)
@@ -374,6 +369,6 @@ func (s *scene) lockState() {
 	if d < 0 { // go-redis returns -1 and -2 as nanosecond durations
 		pttl = int64(d)
 	}
-	s.p.h.Log(history.Op{Time: s.p.h.Now(), Type: history.OK, Process: history.Resource, Impl: s.row.Impl,
+	s.d.History().Log(history.Op{Time: s.d.History().Now(), Type: history.OK, Process: history.Resource, Impl: s.row.Impl,
 		F: "lock-state", Key: key, Attrs: map[string]string{"pttl": fmt.Sprint(pttl)}})
 }

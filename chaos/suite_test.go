@@ -2,13 +2,12 @@ package chaos_test
 
 // The Chaos suite's harness: one environment per test binary (5 Redis
 // masters, pg-1, and the two resource nodes), the expected-verdict matrix,
-// a small phase driver that runs a lock workload under a fault schedule on
-// that environment, and the assertions of a matrix row.
-//
-// The phase driver mirrors bench's phaseRun (workers looping Client.Step,
-// chaos.Run for the schedule, heal, quiet period, Finish, Check) because
-// bench.Run starts an environment of its own per run, which would cost a
-// PostgreSQL initdb per row.
+// and the assertions of a matrix row. Every row runs through bench.RunPhase
+// on that environment — the very phase runner of `faultline run` (workers,
+// faults, heal, quiet period, live and final probes, Finish) — and the
+// workload's checks on the history read back, as bench.Run does.
+// bench.Run itself would start an environment per row (a PostgreSQL initdb
+// each).
 
 import (
 	"bytes"
@@ -17,9 +16,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,251 +126,103 @@ type outcome struct {
 	notes                    []string
 }
 
-// phaseSetup is one implementation's phase on the shared environment.
-type phaseSetup struct {
-	wl     workload.Workload
-	h      *recorder.History
-	buf    *bytes.Buffer
-	faults *workload.Faults
-	target workload.Target
-	start  time.Time
+// rowSettings are the row's ttl and share settings, or the defaults
+// (def, 1). ttl and share are the only settings of lock rows.
+func rowSettings(row chaos.Row, def time.Duration) (ttl time.Duration, share int, err error) {
+	ttl, share = def, 1
+	for k, v := range row.Settings() {
+		switch k {
+		case "ttl":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return 0, 0, fmt.Errorf("row %s (line %d): ttl=%s: want a positive duration", row.Name(), row.Line, v)
+			}
+			ttl = d
+		case "share":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > bench.MaxShare {
+				return 0, 0, fmt.Errorf("row %s (line %d): share=%s: want 1 to %d", row.Name(), row.Line, v, bench.MaxShare)
+			}
+			share = n
+		default:
+			return 0, 0, fmt.Errorf("row %s (line %d): unknown setting %s=%s (known: ttl, share)", row.Name(), row.Line, k, v)
+		}
+	}
+	return ttl, share, nil
 }
 
-func newPhaseSetup(t *testing.T, env *infra.Env, row chaos.Row, ttl time.Duration) *phaseSetup {
+// lockConfig is the phase configuration of a lock row at ttl: suiteClients
+// workers on suiteKeys keys for suiteLoad, then a quiet period of 2×ttl
+// (capped at ttl+1s for the long-ttl scripts).
+func lockConfig(row chaos.Row, ttl time.Duration, share int) bench.Config {
+	return bench.Config{
+		Workload: row.Workload, Impls: []string{row.Impl}, Clients: suiteClients, Share: share, Keys: suiteKeys,
+		Duration: suiteLoad, TTL: ttl, OpTimeout: suiteOpTimeout, AcquireTimeout: 2 * ttl,
+		Quiet: min(2*ttl, ttl+time.Second), Seed: suiteSeed,
+	}
+}
+
+// suiteSeed is every row's seed.
+const suiteSeed = 7
+
+// phaseRun is one row's run of bench.RunPhase.
+type phaseRun struct {
+	row      chaos.Row
+	spec     bench.PhaseSpec
+	buf      bytes.Buffer
+	wl       workload.Workload
+	ttl      time.Duration
+	verdicts []results.Verdict
+}
+
+// newPhaseRun prepares a row's phase with cfg (history on a buffer).
+func newPhaseRun(t *testing.T, row chaos.Row, cfg bench.Config, sched chaos.Schedule) *phaseRun {
 	t.Helper()
-	wl, err := workload.Lookup(row.Workload)
+	wl, err := workload.Lookup(cfg.Workload)
 	if err != nil {
 		t.Fatalf("row %s: %v", row.Name(), err)
 	}
-	buf := &bytes.Buffer{}
-	start := time.Now()
-	h := recorder.NewHistory(buf, start)
-	h.SetImpl(row.Impl)
-	faults := workload.NewFaults()
-	return &phaseSetup{wl: wl, h: h, buf: buf, faults: faults, start: start, target: workload.Target{
-		Impl: row.Impl, Env: env, Keys: suiteKeys, TTL: ttl,
-		OpTimeout: suiteOpTimeout, AcquireTimeout: 2 * ttl,
-		Params: map[string]string{}, Faults: faults,
-	}}
+	r := &phaseRun{row: row, wl: wl, ttl: cfg.TTL}
+	r.spec = bench.PhaseSpec{Config: cfg, Impl: row.Impl, Seed: cfg.Seed, Schedule: sched, History: recorder.NewHistory(&r.buf, time.Now())}
+	return r
 }
 
-// startPhase starts a phase of the workload with extra implementation
-// params (it resets the resource and the lock nodes: call before any step).
-func (p *phaseSetup) startPhase(t *testing.T, ctx context.Context, params map[string]string) workload.Session {
+// run runs the phase on env, reads the history back and runs the
+// workload's checks on it.
+func (r *phaseRun) run(t *testing.T, ctx context.Context, env *infra.Env) outcome {
 	t.Helper()
-	tg := p.target
-	tg.Params = map[string]string{}
-	for k, v := range params {
-		tg.Params[k] = v
-	}
-	ph, err := p.wl.Start(ctx, tg)
-	if err != nil {
-		t.Fatalf("start %s phase of %s: %v", p.wl.Name(), tg.Impl, err)
-	}
-	return ph
-}
-
-// finish runs the quiet period, the final probes and resource dump, reads
-// the history back and runs the workload's checks.
-func (p *phaseSetup) finish(t *testing.T, ctx context.Context, ph workload.Session, probe int, before func()) outcome {
-	t.Helper()
-	p.faults.HealAll()
-	// The quiet period: leases of dead holders, and keys whose release was
-	// indeterminate, run out (2×ttl as the runner's default, capped at
-	// ttl+1s for the long-ttl scripts).
-	elapse(ctx, min(2*p.target.TTL, p.target.TTL+time.Second))
-	if before != nil {
-		before()
-	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	perr := p.probe(t, fctx, ph, probe)
-	ferr := ph.Finish(fctx, p.h, -1) // the resource dump; the probes ran above
-	cancel()
-	if err := p.h.Close(); err != nil {
+	_, perr := bench.RunPhase(ctx, env, r.spec)
+	if err := r.spec.History.Close(); err != nil {
 		t.Fatalf("history: %v", err)
 	}
-	ops, err := history.ReadAll(bytes.NewReader(p.buf.Bytes()))
+	ops, err := history.ReadAll(bytes.NewReader(r.buf.Bytes()))
 	if err != nil {
 		t.Fatalf("read history back: %v", err)
 	}
-	ops = history.ForImpl(ops, p.target.Impl)
-	rep := p.wl.Check(ops, workload.CheckConfig{Impl: p.target.Impl, TTL: p.target.TTL})
-	o := outcome{ttl: p.target.TTL, ops: ops, verdicts: rep.Verdicts, counters: rep.Counters}
-	if ferr != nil {
-		o.notes = append(o.notes, "finish: "+ferr.Error())
-	}
+	ops = history.ForImpl(ops, r.row.Impl)
+	rep := r.wl.Check(ops, workload.CheckConfig{Impl: r.row.Impl, TTL: r.ttl})
+	o := outcome{ttl: r.ttl, ops: ops, verdicts: rep.Verdicts, counters: rep.Counters}
 	if perr != nil {
-		o.notes = append(o.notes, "probe: "+perr.Error())
+		o.notes = append(o.notes, "phase: "+perr.Error())
 	}
 	o.inWindow, o.failedInWindow = availability(ops)
 	return o
 }
 
-// rowTTL is the row's ttl setting, or def. ttl is the only setting the
-// suite knows.
-func rowTTL(row chaos.Row, def time.Duration) (time.Duration, error) {
-	ttl := def
-	for k, v := range row.Settings() {
-		if k != "ttl" {
-			return 0, fmt.Errorf("row %s (line %d): unknown setting %s=%s (known: ttl)", row.Name(), row.Line, k, v)
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return 0, fmt.Errorf("row %s (line %d): ttl=%s: want a positive duration", row.Name(), row.Line, v)
-		}
-		ttl = d
-	}
-	return ttl, nil
-}
-
-// probe is Finish's final probe of every key, by a fresh process whose
-// connections are warmed first (one unlogged acquire and release of another
-// key): a cold client's dial must not race the lock's per-node timeout
-// (redsync's is 0.05×ttl = 20 ms at ttl 400 ms), or a probe that timed out
-// reads as a key still held.
-func (p *phaseSetup) probe(t *testing.T, ctx context.Context, ph workload.Session, proc int) error {
-	t.Helper()
-	c, err := ph.Client(ctx, proc, 0)
-	if err != nil {
-		return fmt.Errorf("probe client: %w", err)
-	}
-	defer c.Close()
-	w := recorder.NewStats(p.h, p.wl.Kinds(), time.Now().Add(24*time.Hour)).Worker(proc, p.target.Impl)
-	st, err := workload.NewSteps(c, w)
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	if l, err := st.Locker().Acquire(wctx, "faultline-probe-warmup", p.target.TTL); err == nil {
-		_ = st.Locker().Release(wctx, l)
-	}
-	cancel()
-	for _, k := range workload.Keys(p.target.Keys) {
-		st.Probe(ctx, k)
-	}
-	return nil
-}
-
-// runWorkload runs a row's workload with its fault specs: suiteClients
-// workers for suiteLoad, then heal, quiet period, probes and checks.
+// runWorkload runs a row's workload with its fault specs through
+// bench.RunPhase (see lockConfig).
 func runWorkload(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Row) outcome {
 	t.Helper()
-	ttl, err := rowTTL(row, suiteTTL)
+	ttl, share, err := rowSettings(row, suiteTTL)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	p := newPhaseSetup(t, env, row, ttl)
 	sched, err := chaos.ParseSchedule(row.Specs())
 	if err != nil {
 		t.Fatalf("row %s (line %d): %v", row.Name(), row.Line, err)
 	}
-	ph := p.startPhase(t, ctx, nil)
-	defer ph.Close()
-	const seed = 7
-	clients := make([]workload.Client, suiteClients)
-	for i := range clients {
-		c, err := ph.Client(ctx, i, seed)
-		if err != nil {
-			t.Fatalf("open client %d: %v", i, err)
-		}
-		clients[i] = c
-	}
-	stats := recorder.NewStats(p.h, p.wl.Kinds(), time.Now())
-	var nextProc atomic.Int64
-	nextProc.Store(suiteClients)
-
-	start := time.Now()
-	loadCtx, cancelLoad := context.WithCancel(ctx)
-	defer cancelLoad()
-	var stop atomic.Bool
-	stopTimer := time.AfterFunc(suiteLoad, func() { stop.Store(true) })
-	defer stopTimer.Stop()
-
-	chaosCtx, cancelChaos := context.WithCancel(ctx)
-	defer cancelChaos()
-	chaosDone := make(chan struct{})
-	var chaosErr error
-	go func() {
-		defer close(chaosDone)
-		if len(sched) == 0 {
-			return
-		}
-		_, chaosErr = chaos.Run(chaosCtx, sched, env, p.faults, func(ev chaos.Event) { p.h.Log(bench.FaultOp(ev)) }, chaos.RunOptions{
-			TTL: p.target.TTL, Impl: row.Impl, Origin: start, Clock: p.h.Now,
-		})
-	}()
-
-	var wg sync.WaitGroup
-	var werrMu sync.Mutex
-	var werrs []string
-	for i := range clients {
-		wg.Go(func() {
-			c := clients[i]
-			w := stats.Worker(i, row.Impl)
-			defer func() { c.Close() }()
-			for !stop.Load() && loadCtx.Err() == nil {
-				out := c.Step(loadCtx, w)
-				if err := afterStep(ctx, loadCtx, ph, seed, &nextProc, &c, w, out); err != nil {
-					werrMu.Lock()
-					werrs = append(werrs, err.Error())
-					werrMu.Unlock()
-					return
-				}
-			}
-		})
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	grace := suiteLoad + p.target.AcquireTimeout + 4*p.target.OpTimeout + 3*p.target.TTL + time.Second
-	select {
-	case <-done:
-	case <-time.After(grace):
-		t.Logf("workers still busy %v after the start: cancelling their calls", grace)
-		cancelLoad()
-		<-done
-	}
-	cancelChaos()
-	<-chaosDone
-	probe := int(nextProc.Add(1) - 1)
-	o := p.finish(t, ctx, ph, probe, nil)
-	if chaosErr != nil {
-		o.notes = append(o.notes, "faults: "+chaosErr.Error())
-	}
-	for _, e := range werrs {
-		o.notes = append(o.notes, "worker: "+e)
-	}
-	return o
+	return newPhaseRun(t, row, lockConfig(row, ttl, share), sched).run(t, ctx, env)
 }
-
-// afterStep is what a suite worker does after each Step, as the runner
-// does: a crashed process continues as a new one (new id, new client), and
-// a step that did not succeed is paced so a worker whose node is down does
-// not spin. It fails only when the new process's client cannot be opened;
-// *c is then a client that does nothing.
-func afterStep(ctx, loadCtx context.Context, ph workload.Session, seed int64, nextProc *atomic.Int64, c *workload.Client, w *recorder.Worker, out workload.StepResult) error {
-	if out.Crashed {
-		(*c).Close()
-		proc := int(nextProc.Add(1) - 1)
-		w.Process = proc
-		nc, err := ph.Client(ctx, proc, seed)
-		if err != nil {
-			*c = nopClient{}
-			return fmt.Errorf("process %d: %w", proc, err)
-		}
-		*c = nc
-	}
-	if out.Type != history.OK {
-		elapse(loadCtx, 5*time.Millisecond) // pace a worker whose node is down
-	}
-	return nil
-}
-
-type nopClient struct{}
-
-func (nopClient) Step(context.Context, *recorder.Worker) workload.StepResult {
-	return workload.StepResult{}
-}
-func (nopClient) Close() error { return nil }
 
 // availability counts the acquires (final probes excluded) in flight during
 // a node or network fault window, and those among them that did not succeed

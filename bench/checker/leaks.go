@@ -22,6 +22,13 @@ import (
 // still held by nobody alive — a leak. An indeterminate probe makes the
 // verdict Unknown.
 //
+// The live probe (Attrs "probe" "live") is the same probe run earlier,
+// after the quiet period but while the workers' lock clients are still
+// open: a key it cannot acquire is held by a live session that no worker
+// uses any more (violation kind "leak-live": a session lock released on
+// another pooled connection, say), which the final probe, run after the
+// clients closed, cannot see.
+//
 // Without any lock-state entry or probe the verdict is Unknown.
 func LeakedLocks(h []history.Op, opt Options) results.Verdict {
 	h = Indexed(h)
@@ -33,7 +40,7 @@ func LeakedLocks(h []history.Op, opt Options) results.Verdict {
 	}
 	var probes []Operation
 	for _, o := range Operations(h) {
-		if o.F == "acquire" && o.Invoke.Attrs["probe"] == "final" {
+		if p := o.Invoke.Attrs["probe"]; o.F == "acquire" && (p == "final" || p == "live") {
 			probes = append(probes, o)
 		}
 	}
@@ -72,8 +79,24 @@ func LeakedLocks(h []history.Op, opt Options) results.Verdict {
 		vs = append(vs, v)
 	}
 	indeterminate := 0
+	finalHeld := map[string]bool{} // keys the final probe found held: reported as plain leaks
+	for _, p := range probes {
+		if p.Invoke.Attrs["probe"] == "final" && p.Failed() {
+			finalHeld[p.Key] = true
+		}
+	}
+	live := 0
 	for _, p := range probes {
 		switch {
+		case p.Invoke.Attrs["probe"] == "live" && p.Failed() && finalHeld[p.Key]:
+			// still held after the close too: the final probe reports it
+		case p.Failed() && p.Invoke.Attrs["probe"] == "live":
+			live++
+			vs = append(vs, results.Violation{
+				Kind: "leak-live", Keys: []string{p.Key}, Processes: []int{p.Process}, Time: p.Invoke.Time, Indexes: p.Indexes(),
+				Description: fmt.Sprintf("key %s is still held after the quiet period while the workers' lock clients are open but idle: the live probe (p%d) could not acquire it (%s) — a lock leaked on a live session, freed only when its client closes",
+					p.Key, p.Process, p.Complete.Error),
+			})
 		case p.Failed():
 			vs = append(vs, results.Violation{
 				Kind: "leak", Keys: []string{p.Key}, Processes: []int{p.Process}, Time: p.Invoke.Time, Indexes: p.Indexes(),
@@ -86,11 +109,14 @@ func LeakedLocks(h []history.Op, opt Options) results.Verdict {
 	}
 	summary := fmt.Sprintf("%d keys checked after the quiet period (%d lock states, %d probes), %d leaked (%d never expire)",
 		len(states)+len(probes), len(states), len(probes), len(vs), forever)
+	if live > 0 {
+		summary += fmt.Sprintf("; %d held by a live idle session", live)
+	}
 	if indeterminate > 0 {
 		summary += fmt.Sprintf("; %d probes indeterminate", indeterminate)
 	}
 	return verdict(LeakedLocksName, opt, vs, indeterminate > 0, summary, map[string]float64{
-		"keys": float64(len(states) + len(probes)), "leaked": float64(len(vs)), "leaked_forever": float64(forever),
+		"keys": float64(len(states) + len(probes)), "leaked": float64(len(vs)), "leaked_forever": float64(forever), "leaked_live": float64(live),
 	})
 }
 

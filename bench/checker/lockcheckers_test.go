@@ -210,12 +210,25 @@ func TestLeakedLocks(t *testing.T) {
 		{"final probe took every key", (&lockHist{}).op(9, "acquire", "k", 10, 11, history.OK, lkAttr("probe", "final")).build(), results.Valid},
 		{"final probe found the key held", (&lockHist{}).op(9, "acquire", "k", 10, 11, history.Fail, lkErr("not-acquired"), lkAttr("probe", "final")).build(), results.Invalid},
 		{"final probe timed out", (&lockHist{}).op(9, "acquire", "k", 10, 11, history.Info, lkErr("timeout"), lkAttr("probe", "final")).build(), results.Unknown},
+		{"live probe found the key held, final probe free (leaked on a live session)", (&lockHist{}).
+			op(9, "acquire", "k", 10, 11, history.Fail, lkErr("not-acquired"), lkAttr("probe", "live")).
+			op(10, "acquire", "k", 12, 13, history.OK, lkAttr("probe", "final")).build(), results.Invalid},
+		{"live and final probes find the key held: one plain leak", (&lockHist{}).
+			op(9, "acquire", "k", 10, 11, history.Fail, lkErr("not-acquired"), lkAttr("probe", "live")).
+			op(10, "acquire", "k", 12, 13, history.Fail, lkErr("not-acquired"), lkAttr("probe", "final")).build(), results.Invalid},
+		{"live probe timed out", (&lockHist{}).op(9, "acquire", "k", 10, 11, history.Info, lkErr("timeout"), lkAttr("probe", "live")).build(), results.Unknown},
+		{"live and final probes free", (&lockHist{}).
+			op(9, "acquire", "k", 10, 11, history.OK, lkAttr("probe", "live")).
+			op(10, "acquire", "k", 12, 13, history.OK, lkAttr("probe", "final")).build(), results.Valid},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			v := LeakedLocks(c.h, Options{})
 			lkWant(t, v, c.want)
 		})
+	}
+	if v := LeakedLocks((&lockHist{}).op(9, "acquire", "k", 10, 11, history.Fail, lkErr("not-acquired"), lkAttr("probe", "live")).build(), Options{}); len(v.Violations) != 1 || v.Violations[0].Kind != "leak-live" {
+		t.Errorf("live probe that found the key held: want one leak-live violation, got %+v", v.Violations)
 	}
 	v := LeakedLocks(with(state("k", "-1", "")), Options{})
 	if v.Measures["leaked_forever"] != 1 || !strings.Contains(v.Violations[0].Description, "never") {

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -232,46 +233,115 @@ func (p *lockSession) options() lock.Options {
 }
 
 func (p *lockSession) Client(ctx context.Context, process int, seed int64) (Client, error) {
+	l, err := p.locker(ctx, process, fmt.Sprintf("process %d", process))
+	if err != nil {
+		return nil, err
+	}
+	return p.client(l, process, seed), nil
+}
+
+func (p *lockSession) client(l lock.Locker, process int, seed int64) *lockClient {
+	return &lockClient{p: p, l: l, process: process, rng: rand.New(rand.NewPCG(uint64(seed), uint64(process)))}
+}
+
+// locker opens one implementation client for process (the first of its
+// sharers).
+func (p *lockSession) locker(ctx context.Context, process int, what string) (lock.Locker, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	opt := p.options()
 	opt.Process = process
 	l, err := p.info.New(cctx, p.ep, opt)
 	if err != nil {
-		return nil, fmt.Errorf("lock %s: new client for process %d: %w", p.info.Name, process, err)
+		return nil, fmt.Errorf("lock %s: new client for %s: %w", p.info.Name, what, err)
 	}
-	return &lockClient{p: p, l: l, process: process, rng: rand.New(rand.NewPCG(uint64(seed), uint64(process)))}, nil
+	return l, nil
 }
+
+// SharedClients opens one Locker driven by every process of processes,
+// each with its own random keys; the Locker closes with the last of them.
+func (p *lockSession) SharedClients(ctx context.Context, processes []int, seed int64) ([]Client, error) {
+	if len(processes) == 0 {
+		return nil, nil
+	}
+	l, err := p.locker(ctx, processes[0], fmt.Sprintf("processes %v (shared)", processes))
+	if err != nil {
+		return nil, err
+	}
+	sl := &sharedLocker{Locker: l}
+	sl.refs.Store(int32(len(processes)))
+	out := make([]Client, len(processes))
+	for i, proc := range processes {
+		out[i] = p.client(&sharerHandle{sharedLocker: sl}, proc, seed)
+	}
+	return out, nil
+}
+
+// sharedLocker is a Locker several processes drive; Close of the last
+// sharer closes it.
+type sharedLocker struct {
+	lock.Locker
+	refs atomic.Int32
+}
+
+// sharerHandle is one sharer's view: its Close happens once.
+type sharerHandle struct {
+	*sharedLocker
+	closed atomic.Bool
+}
+
+func (h *sharerHandle) Close() error {
+	if h.closed.Swap(true) || h.refs.Add(-1) > 0 {
+		return nil
+	}
+	return h.Locker.Close()
+}
+
+func (w *lockWorkload) SharesClients() bool { return true }
 
 func (p *lockSession) Close() error {
 	p.res.close()
 	return nil
 }
 
+// ProbeLive probes every key with the workers' clients still open (see
+// LiveProber).
+func (p *lockSession) ProbeLive(ctx context.Context, h *recorder.History, probe int) error {
+	return p.probeAll(ctx, h, probe, "live")
+}
+
+// probeAll has a fresh process TryAcquire (and release) every key once,
+// its entries marked Attrs {"probe": label}.
+func (p *lockSession) probeAll(ctx context.Context, h *recorder.History, probe int, label string) error {
+	w := recorder.NewStats(h, lockKinds, time.Now().Add(24*time.Hour)).Worker(probe, p.t.Impl)
+	c, err := p.Client(ctx, probe, 0)
+	if err != nil {
+		return fmt.Errorf("%s probe client: %w", label, err)
+	}
+	defer c.Close()
+	lc := c.(*lockClient)
+	// Warm the fresh client's connections first (one unlogged acquire and
+	// release of another key): a cold dial must not race a per-node timeout
+	// (redsync's is 0.05×ttl), or a probe that timed out would read as a key
+	// still held.
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if l, err := lc.l.Acquire(wctx, "faultline-probe-warmup", p.t.TTL); err == nil {
+		_ = lc.l.Release(wctx, l)
+	}
+	cancel()
+	for _, k := range p.keys {
+		lc.probe(ctx, w, k, label)
+	}
+	return nil
+}
+
 // Finish probes every key (can a fresh process take it now?) and appends
 // the resource's log and final counters to the history.
 func (p *lockSession) Finish(ctx context.Context, h *recorder.History, probe int) error {
-	w := recorder.NewStats(h, lockKinds, time.Now().Add(24*time.Hour)).Worker(probe, p.t.Impl)
 	var errs []error
 	if probe >= 0 {
-		c, err := p.Client(ctx, probe, 0)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("probe client: %w", err))
-		} else {
-			lc := c.(*lockClient)
-			// Warm the fresh client's connections first (one unlogged
-			// acquire and release of another key): a cold dial must not race
-			// a per-node timeout (redsync's is 0.05×ttl), or a probe that
-			// timed out would read as a key still held.
-			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			if l, err := lc.l.Acquire(wctx, "faultline-probe-warmup", p.t.TTL); err == nil {
-				_ = lc.l.Release(wctx, l)
-			}
-			cancel()
-			for _, k := range p.keys {
-				lc.probe(ctx, w, k)
-			}
-			c.Close()
+		if err := p.probeAll(ctx, h, probe, "final"); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -447,9 +517,9 @@ func (c *lockClient) release(ctx context.Context, w *recorder.Worker, l lock.Lea
 
 // probe tries key once with TryAcquire (and releases it): after the quiet
 // period every key must be free, else a lock leaked. Probe entries carry
-// attrs {"probe": "final"}.
-func (c *lockClient) probe(ctx context.Context, w *recorder.Worker, key string) {
-	attrs := map[string]string{"probe": "final"}
+// attrs {"probe": label} (final, or live before the workers' clients close).
+func (c *lockClient) probe(ctx context.Context, w *recorder.Worker, key, label string) {
+	attrs := map[string]string{"probe": label}
 	if lease, out, _ := c.acquire(ctx, w, key, c.p.t.OpTimeout, true, attrs); out.Type == history.OK {
 		c.release(ctx, w, lease, attrs)
 	}

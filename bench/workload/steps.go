@@ -81,9 +81,3 @@ func (s *Steps) Release(ctx context.Context, l lock.Lease) error {
 	_, err := s.c.release(ctx, s.w, l, nil)
 	return err
 }
-
-// Probe is the final probe of Finish (TryAcquire of key and release, with
-// Attrs "probe" "final"), run by this process: a caller that warmed the
-// process's connections first gets an answer about the key, not about a
-// cold dial racing a tight per-node timeout (redsync: 0.05×ttl).
-func (s *Steps) Probe(ctx context.Context, key string) { s.c.probe(ctx, s.w, key) }

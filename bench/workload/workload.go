@@ -100,6 +100,37 @@ type Session interface {
 	Close() error
 }
 
+// SharedSession is a Session whose processes can share one implementation
+// client, as goroutines of a service share its client (bench's --share).
+type SharedSession interface {
+	Session
+	// SharedClients opens one client per process, all driving one
+	// implementation client; it closes when the last of them closes.
+	SharedClients(ctx context.Context, processes []int, seed int64) ([]Client, error)
+}
+
+// Sharer is a Workload whose sessions are SharedSessions.
+type Sharer interface {
+	Workload
+	SharesClients() bool
+}
+
+// CanShare says whether w's sessions let processes share an
+// implementation client.
+func CanShare(w Workload) bool {
+	s, ok := w.(Sharer)
+	return ok && s.SharesClients()
+}
+
+// LiveProber is a Session that can probe every key while the workers'
+// clients are still open (after the quiet period, before they close): a key
+// still held then is held by a live session nobody uses any more, which the
+// final probe, after the close, cannot see. Probe entries carry Attrs
+// {"probe": "live"} and log under process id probe.
+type LiveProber interface {
+	ProbeLive(ctx context.Context, h *recorder.History, probe int) error
+}
+
 // Client is one process's client.
 type Client interface {
 	// Step runs one iteration (lock cycle, transfer…), logging each of its
