@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -25,12 +26,16 @@ func notifyInterrupt(parent context.Context) (context.Context, *interruption, fu
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
+	var mu sync.Mutex
+	var stopCleanup func()
 	go func() {
 		select {
 		case s := <-ch:
 			in.sig.Store(s)
+			mu.Lock()
 			signal.Stop(ch)
-			infra.CleanupOnSignal(context.Background())
+			stopCleanup = infra.CleanupOnSignal(context.Background())
+			mu.Unlock()
 			cancel()
 		case <-done:
 		}
@@ -39,6 +44,11 @@ func notifyInterrupt(parent context.Context) (context.Context, *interruption, fu
 		signal.Stop(ch)
 		close(done)
 		cancel()
+		mu.Lock()
+		if stopCleanup != nil {
+			stopCleanup() // the run is over: a later signal is not ours
+		}
+		mu.Unlock()
 	}
 }
 
