@@ -47,7 +47,7 @@ const (
 
 // Locks runs every lock checker on h, per implementation (Op.Impl), in
 // sorted implementation order: mutual-exclusion, lost-update, fencing,
-// liveness, leaked-locks.
+// fence-order, liveness, leaked-locks.
 func Locks(h []history.Op, opt Options) []results.Verdict {
 	impls, groups := ByImpl(Indexed(h))
 	var out []results.Verdict
@@ -59,6 +59,7 @@ func Locks(h []history.Op, opt Options) []results.Verdict {
 			MutualExclusion(g, o),
 			LostUpdate(g, o),
 			Fencing(g, o),
+			FenceOrder(g, o),
 			Liveness(g, o),
 			LeakedLocks(g, o),
 		)

@@ -1,7 +1,8 @@
 // Package checker judges faultline histories offline: pure functions from a
 // []history.Op to results.Verdicts, never touching a live node. One idea per
 // file, as in porcupine: mutual exclusion (mutex.go), lost updates
-// (lostupdate.go), fencing (fencing.go), liveness after a holder crash
+// (lostupdate.go), fencing at the resource (fencing.go), the order of the
+// fences the lock handed out (fenceorder.go), liveness after a holder crash
 // (liveness.go) and leaked locks (leaks.go) for the lock workloads; Locks
 // runs them all per implementation.
 //

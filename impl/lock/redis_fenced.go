@@ -13,11 +13,15 @@ import (
 // fence than the one before. It promises that a resource which rejects stale
 // fences sees one writer at a time even when a holder outlives its ttl; it
 // breaks if the node loses the fence counter (restart without persistence,
-// failover before replication), which can hand out an old fence again.
+// failover before replication), which hands out old fences again: after a
+// kill of its node the counter restarts at 1, fences regress (checker
+// fence-order), and a fencing resource that remembers the highest fence
+// rejects every correct write until the counter passes it — safe, but the
+// protected resource is unwritable (the Chaos suite's kill row).
 func init() {
 	Register(Info{
 		Name:       "redis-fenced",
-		Doc:        "redis-setnx + per-key INCR fencing token in the same Lua script; safe with a fencing resource unless the node loses the counter",
+		Doc:        "redis-setnx + per-key INCR fencing token in the same Lua script; safe with a fencing resource, but a node restart without persistence resets the counter: fences regress and correct writes are rejected",
 		RedisNodes: 1,
 		Fencing:    true,
 		New:        redisFactory("redis-fenced", redisOps{obtain: obtainFenced, release: releaseCAS, refresh: casRefresh}),
