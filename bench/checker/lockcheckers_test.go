@@ -249,8 +249,8 @@ func TestLocksPerImplementation(t *testing.T) {
 		h.ops[i].Impl = "good"
 	}
 	vs := Locks(h.build(), Options{TTL: 10 * time.Millisecond})
-	if len(vs) != 10 {
-		t.Fatalf("got %d verdicts, want 5 per implementation", len(vs))
+	if len(vs) != 12 {
+		t.Fatalf("got %d verdicts, want 6 per implementation", len(vs))
 	}
 	for _, v := range vs {
 		if v.Checker == MutualExclusionName {
