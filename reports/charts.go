@@ -277,7 +277,10 @@ var quantileTicks = plot.ConstantTicks{
 // Points stop where the sample runs out of resolution (1/(1−q) > n).
 func quantileCurve(st results.OpStats) plotter.XYs {
 	n := float64(st.Count)
-	if st.Histogram != nil && len(st.Histogram.Counts) > 0 {
+	if hs := st.Histogram; hs != nil && len(hs.Counts) > 0 && hs.SignificantFigures >= 1 && hs.SignificantFigures <= 5 &&
+		hs.HighestTrackableValue <= 1<<40 && hs.HighestTrackableValue >= 2*max(hs.LowestTrackableValue, 1) {
+		// (a geometry the recorder could have written; anything else is
+		// drawn from the summary percentiles)
 		h := hdr.Import(&hdr.Snapshot{
 			LowestTrackableValue: st.Histogram.LowestTrackableValue, HighestTrackableValue: st.Histogram.HighestTrackableValue,
 			SignificantFigures: st.Histogram.SignificantFigures, Counts: st.Histogram.Counts,
@@ -485,7 +488,9 @@ func timelineChart(label string, it *ImplTrace, ir *results.ImplResult, faults [
 	tMin, tMax := float64(it.MinT)/1e9, float64(it.MaxT)/1e9
 	addRate := func(name string, counts []int64, col color.RGBA, dashed bool) error {
 		var xys plotter.XYs
-		for b := first; b <= last; b++ {
+		// At most a few thousand buckets (120 for any run up to two
+		// hours): a corrupt time far out must not loop for minutes.
+		for b := first; b <= min(last, first+4096); b++ {
 			var n int64
 			for i := b * per; i < (b+1)*per && i < len(counts); i++ {
 				n += counts[i]

@@ -243,6 +243,10 @@ func buildPage(run *Run) (*page, error) {
 	pg.Notes = append(pg.Notes, r.Notes...)
 	if run.Trace != nil {
 		pg.Lines = run.Trace.Lines
+		if n := run.Trace.Unbucketed; n > 0 {
+			pg.Notes = append(pg.Notes, fmt.Sprintf("%d operations completed more than %s after the start: they are drawn but not counted in the throughput charts.",
+				n, time.Duration(maxBuckets*Bucket).Round(time.Minute)))
+		}
 	} else {
 		pg.Notes = append(pg.Notes, "This run has no "+HistoryFile+": latency-over-time charts and history excerpts are not shown.")
 	}

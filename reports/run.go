@@ -134,6 +134,9 @@ type Trace struct {
 	Faults []results.FaultWindow // from the history's nemesis events
 	// Excerpt holds the history lines around violations, by index.
 	Excerpt map[int64]string
+	// Unbucketed counts operations too late for the throughput counts
+	// (past maxBuckets).
+	Unbucketed int64
 }
 
 // ImplTrace is one implementation's share of the history.
@@ -153,6 +156,11 @@ type ImplTrace struct {
 
 // Bucket is the resolution of the throughput counts.
 const Bucket int64 = 10e6 // 10 ms
+
+// maxBuckets bounds the throughput counts (about 5.8 hours of run): an
+// operation later than that (a run that long, or a corrupt time) is drawn
+// but not counted in the throughput, and Trace.Unbucketed says how many.
+const maxBuckets = 1 << 21
 
 // Point is one completed operation.
 type Point struct {
@@ -290,11 +298,17 @@ func (s *summarizer) add(op *history.Op, line []byte) {
 	}
 	tr.MaxT = max(tr.MaxT, op.Time)
 	tr.Completed[op.Type]++
-	b := int(max(op.Time, 0) / Bucket)
+	b := int(min(max(op.Time, 0)/Bucket, maxBuckets))
+	if b == maxBuckets {
+		s.tr.Unbucketed++
+		b = -1
+	}
 	p := Point{T: inv.t, Latency: max(op.Time-inv.t, 0), Type: op.Type, F: inv.f}
 	if op.Type == history.OK {
-		tr.OK[inv.f] = grow(tr.OK[inv.f], b)
-		tr.OK[inv.f][b]++
+		if b >= 0 {
+			tr.OK[inv.f] = grow(tr.OK[inv.f], b)
+			tr.OK[inv.f][b]++
+		}
 		a.okSeen++
 		a.ok = reservoir(s.rng, a.ok, a.okSeen, a.okCap, p)
 		if len(a.slow) < keepSlowest {
@@ -305,8 +319,10 @@ func (s *summarizer) add(op *history.Op, line []byte) {
 		}
 		return
 	}
-	tr.Errors = grow(tr.Errors, b)
-	tr.Errors[b]++
+	if b >= 0 {
+		tr.Errors = grow(tr.Errors, b)
+		tr.Errors[b]++
+	}
 	a.badSeen++
 	a.bad = reservoir(s.rng, a.bad, a.badSeen, a.badCap, p)
 }

@@ -93,6 +93,9 @@ func TestRunCounterEndToEnd(t *testing.T) {
 	if res.Schema != 1 || ir == nil || ir.Ops["cycle"].OK == 0 || ir.Ops["acquire"].Histogram == nil {
 		t.Fatalf("results lack measurements: schema %d, impl %+v", res.Schema, ir)
 	}
+	if res.WorkloadInfo == nil || res.WorkloadInfo.Kind != results.KindLock || res.WorkloadInfo.Headline != "cycle" {
+		t.Errorf("results lack the workload description: %+v", res.WorkloadInfo)
+	}
 	if !strings.Contains(res.Command, "--seed ") || res.Versions["redis"] == "" || res.Versions["go"] == "" || res.Path != "direct" {
 		t.Errorf("results lack the reproducing command, versions or path: %q %v %q", res.Command, res.Versions, res.Path)
 	}
