@@ -172,8 +172,8 @@ func TestChaosTxnMatrixCoverage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range rows {
-		if !slices.Contains(workload.ImplNames(wl), r.Impl) {
-			t.Errorf("line %d: %s is not a bank implementation", r.Line, r.Impl)
+		if _, err := workload.Impl(wl, r.Impl); err != nil { // exec: rows run their executable's describe
+			t.Errorf("line %d: %s is not a bank implementation: %v", r.Line, r.Impl, err)
 		}
 		if r.Scripted() {
 			t.Errorf("line %d: bank rows have no scripts", r.Line)

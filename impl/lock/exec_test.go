@@ -87,6 +87,7 @@ func TestExecBadDeclarations(t *testing.T) {
 		{"exec:testdata/exec/broken.py:init-kind", `kind "queue"`},
 		{"exec:testdata/exec/missing.py", "no such executable file"},
 		{"exec:testdata/exec", "no such executable file"},
+		{"exec:examples/python/twopc.py", `declares kind "txn", not lock`},
 	} {
 		if _, err := lock.Lookup(c.spec); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Lookup(%s): %v, want an error containing %q", c.spec, err, c.want)

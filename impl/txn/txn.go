@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/faultline-dev/faultline/impl/internal/execproc"
 	"github.com/faultline-dev/faultline/internal/registry"
 )
 
@@ -326,8 +327,14 @@ func Register(info Info) {
 }
 
 // Lookup returns the implementation registered under name; the error lists
-// the known ones.
-func Lookup(name string) (Info, error) { return impls.Lookup(name) }
+// the known ones. A name "exec:PATH[:NAME]" runs an executable speaking
+// faultline's process protocol (docs/protocol.md; see exec.go).
+func Lookup(name string) (Info, error) {
+	if execproc.IsSpec(name) {
+		return lookupExec(name)
+	}
+	return impls.Lookup(name)
+}
 
 // All returns every registered implementation, sorted by name.
 func All() []Info { return impls.All() }
