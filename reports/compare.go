@@ -112,6 +112,9 @@ func CompareRuns(w io.Writer, runs []*Run) error {
 					switch v.Valid {
 					case results.Valid:
 						c = cmpCell{"v-ok", "✓ valid"}
+						if untested(r, v.Impl) != "" {
+							c = cmpCell{"v-untested", "UNTESTED under faults"}
+						}
 					case results.Invalid:
 						c = cmpCell{"v-bad", fmt.Sprintf("✗ %d violation(s)", v.Found())}
 						if isMutant(r, v.Impl) {

@@ -203,3 +203,18 @@ func TestTraceFaultWindowsPairByID(t *testing.T) {
 		}
 	}
 }
+
+// The comparison page shows UNTESTED too, for the run that says so.
+func TestCompareShowsUntested(t *testing.T) {
+	before := tinyRun("counter", nil, []string{"cycle"}, nil)
+	after := tinyRun("counter", nil, []string{"cycle"}, nil)
+	after.Impls[0].Faults = &results.FaultCoverage{Nodes: []string{"pg-1"}, Untested: "no fault hit pg-1"}
+	var buf bytes.Buffer
+	if err := CompareRuns(&buf, []*Run{NewRun(before, nil), NewRun(after, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	if n := strings.Count(page, "UNTESTED under faults"); n != 1 {
+		t.Errorf("comparison shows UNTESTED %d times, want once (a in the later run)", n)
+	}
+}
