@@ -265,17 +265,6 @@ func (e *Expected) Lookup(impl, fault string) []Row {
 	return out
 }
 
-// Impls lists the implementations the matrix has rows for, in file order.
-func (e *Expected) Impls() []string {
-	var out []string
-	for _, r := range e.Rows {
-		if !slices.Contains(out, r.Impl) {
-			out = append(out, r.Impl)
-		}
-	}
-	return out
-}
-
 // Allowed says whether a failed verdict of checker is expected for impl
 // under some fault of the matrix: the CI gate fails a run on any violation
 // that is not Allowed.

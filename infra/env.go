@@ -46,9 +46,6 @@ func Nodes(redis, postgres int) []NodeSpec {
 // RedisNodes is Nodes(n, 0).
 func RedisNodes(n int) []NodeSpec { return Nodes(n, 0) }
 
-// PostgresNodes is Nodes(0, n).
-func PostgresNodes(n int) []NodeSpec { return Nodes(0, n) }
-
 // validate checks node names and kinds and the provider name.
 func (s Spec) validate() error {
 	if len(s.Nodes) == 0 {

@@ -555,9 +555,8 @@ func niceBucket(raw float64) float64 {
 // bars draws grouped bars, one group per category (x = 0, 1, …), one bar
 // per series, from the bottom of the axis, so that it works on a log axis.
 type bars struct {
-	ss    []series
-	ncat  int
-	style draw.LineStyle
+	ss   []series
+	ncat int
 }
 
 func (b *bars) width(c draw.Canvas, p *plot.Plot) (group, bar vg.Length) {

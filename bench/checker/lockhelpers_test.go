@@ -21,12 +21,11 @@ type lockHist struct {
 
 type lkOpt func(inv, done *history.Op)
 
-func lkToken(t string) lkOpt   { return func(i, d *history.Op) { i.Token, d.Token = t, t } }
-func lkFence(f uint64) lkOpt   { return func(i, d *history.Op) { i.Fence, d.Fence = f, f } }
-func lkValue(v int64) lkOpt    { return func(i, d *history.Op) { i.Value = history.Int(v) } }
-func lkResult(v int64) lkOpt   { return func(i, d *history.Op) { d.Value = history.Int(v) } }
-func lkErr(e string) lkOpt     { return func(i, d *history.Op) { d.Error = e } }
-func lkImpl(name string) lkOpt { return func(i, d *history.Op) { i.Impl, d.Impl = name, name } }
+func lkToken(t string) lkOpt { return func(i, d *history.Op) { i.Token, d.Token = t, t } }
+func lkFence(f uint64) lkOpt { return func(i, d *history.Op) { i.Fence, d.Fence = f, f } }
+func lkValue(v int64) lkOpt  { return func(i, d *history.Op) { i.Value = history.Int(v) } }
+func lkResult(v int64) lkOpt { return func(i, d *history.Op) { d.Value = history.Int(v) } }
+func lkErr(e string) lkOpt   { return func(i, d *history.Op) { d.Error = e } }
 func lkAttr(k, v string) lkOpt {
 	return func(i, d *history.Op) {
 		if i.Attrs == nil {

@@ -59,10 +59,6 @@ var bankKinds = []string{"transfer", "read",
 	txn.PhaseLocal, txn.PhasePrepare, txn.PhaseDecide, txn.PhaseCommit, txn.PhaseRollback,
 	txn.PhaseTry, txn.PhaseConfirm, txn.PhaseCancel, txn.PhaseForward, txn.PhaseCompensate}
 
-// BankPhaseKinds are the per-phase operation kinds of the bank workload, in
-// protocol order.
-func BankPhaseKinds() []string { return append([]string(nil), bankKinds[bkPhase0:]...) }
-
 // ReaderProcess0 is the process id of the bank's first concurrent reader.
 const ReaderProcess0 = 100000
 

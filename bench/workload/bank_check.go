@@ -2,6 +2,7 @@ package workload
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -209,7 +210,7 @@ func bankTransfers(ops []history.Op) ([]bankOp, error) {
 		from, err1 := ParseAccount(o.Invoke.Attrs["from"])
 		to, err2 := ParseAccount(o.Invoke.Attrs["to"])
 		amount, err3 := strconv.ParseInt(o.Invoke.Attrs["amount"], 10, 64)
-		if err := errorsJoin(err1, err2, err3); err != nil {
+		if err := errors.Join(err1, err2, err3); err != nil {
 			return nil, fmt.Errorf("transfer %s (history entry %d): %w", o.Invoke.Token, o.Invoke.Index, err)
 		}
 		bt := checker.BankTransfer{Transfer: txn.Transfer{ID: o.Invoke.Token, From: from, To: to, Amount: amount},
@@ -233,15 +234,6 @@ func bankTransfers(ops []history.Op) ([]bankOp, error) {
 		out = append(out, b)
 	}
 	return out, nil
-}
-
-func errorsJoin(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }
 
 // Check runs bench/checker.Bank on the transfers and the snapshot Finish

@@ -271,7 +271,8 @@ type Options struct {
 	RelayInterval time.Duration
 	// Logger (nil = slog.Default()).
 	Logger *slog.Logger
-	// Params are implementation-specific settings (--txn-opt k=v).
+	// Params are implementation-specific settings; the bank workload passes
+	// its target's options (--lock-opt k=v on the command line) through.
 	Params map[string]string
 }
 
