@@ -187,12 +187,27 @@ func (c Config) Validate() error {
 	if _, err := wl.Nodes(c.Impls); err != nil {
 		return usagef("%v", err)
 	}
-	if _, err := chaos.ParseSchedule(c.Faults); err != nil {
+	sched, err := chaos.ParseSchedule(c.Faults)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if err := chaos.CheckSchedule(sched, c.Duration, c.TTL); err != nil {
 		return usagef("%v", err)
 	}
 	for _, k := range c.Nemesis {
-		if _, ok := faultClass(k); !ok {
-			return usagef("unknown nemesis fault kind %q (valid: %s)", k, strings.Join(FaultKinds(), ", "))
+		if _, err := chaos.LookupKind(k); err != nil {
+			return usagef("--nemesis: %v", err)
+		}
+	}
+	if len(c.Nemesis) > 0 {
+		if n := chaos.NemesisFaults(c.NemesisInterval, c.Duration); n == 0 {
+			return usagef("--nemesis-interval %v draws no fault in a %v phase (the first starts after one interval and lasts half of it): use at most %v",
+				c.NemesisInterval, c.Duration, c.Duration*2/3)
+		}
+		for _, impl := range c.Impls {
+			if _, err := PhaseSchedule(c, wl, impl); err != nil {
+				return usagef("%s: %v", impl, err)
+			}
 		}
 	}
 	switch c.Path {
@@ -231,49 +246,21 @@ func firstDuplicate(s []string) string {
 	return ""
 }
 
-// FaultKinds lists every fault kind.
-func FaultKinds() []string {
-	var out []string
-	for _, k := range chaos.Kinds() {
-		out = append(out, k.Name)
-	}
-	return out
-}
-
-func faultClass(kind string) (chaos.Class, bool) {
-	for _, k := range chaos.Kinds() {
-		if k.Name == strings.TrimSpace(kind) {
-			return k.Class, true
-		}
-	}
-	return "", false
-}
-
-// needsProxy says whether a scheduled fault acts on a node or the network:
-// those need clients to go through Toxiproxy (network faults), and kills
-// and pauses too, since a restarted node may get a new direct address.
-// Client faults (holder-pause, holder-crash, delayed-write without a node
-// target, clock-drift) act in the workers and need no proxy.
+// needsProxy says whether a scheduled fault acts on a node or the network
+// (each kind's entry in chaos says so): those need the clients to go
+// through Toxiproxy (network faults), and kills and pauses too, since a
+// restarted node may get a new direct address. Client faults act in the
+// workers and need no proxy, unless aimed at nodes (delayed-write:redis-1).
 func (c Config) needsProxy() bool {
 	specs, _ := chaos.ParseSchedule(c.Faults)
-	for _, s := range specs {
-		if specNeedsProxy(s) {
-			return true
+	var nodes []string
+	if wl, err := workload.Lookup(c.Workload); err == nil {
+		specs, _ := wl.Nodes(c.Impls)
+		for _, n := range specs {
+			nodes = append(nodes, n.Name)
 		}
 	}
-	for _, k := range c.Nemesis {
-		if cl, _ := faultClass(k); cl != chaos.Client {
-			return true
-		}
-	}
-	return false
-}
-
-// specNeedsProxy says whether the fault s acts on a node or the network
-// (see needsProxy).
-func specNeedsProxy(s chaos.Spec) bool {
-	cl, _ := faultClass(s.Kind)
-	return cl != chaos.Client || (s.Kind == "delayed-write" && s.Target == "resource")
+	return chaos.NeedsProxy(specs, nodes) || chaos.KindsNeedProxy(c.Nemesis)
 }
 
 // ResolvedPath is the path the clients will use: auto becomes proxied when

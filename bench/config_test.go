@@ -20,7 +20,7 @@ func TestValidateSaysWhatIsValid(t *testing.T) {
 		{"twice", func(c *Config) { c.Impls = []string{"redis-setnx", "redis-setnx"} }, "given twice"},
 		{"unknown workload", func(c *Config) { c.Workload = "nope" }, "fenced-counter"},
 		{"bad fault", func(c *Config) { c.Faults = []string{"explode:all@1s"} }, "valid kinds"},
-		{"bad nemesis", func(c *Config) { c.Nemesis = []string{"explode"} }, "valid:"},
+		{"bad nemesis", func(c *Config) { c.Nemesis = []string{"explode"} }, "valid kinds:"},
 		{"bad path", func(c *Config) { c.Path = "sideways" }, "auto, direct, proxied"},
 		{"direct with kill", func(c *Config) { c.Path = PathDirect; c.Faults = []string{"kill:redis-1@1s+1s"} }, "--path direct"},
 		{"direct with holder pause", func(c *Config) { c.Path = PathDirect; c.Faults = []string{"holder-pause:2xttl@1s"} }, ""},
@@ -29,6 +29,17 @@ func TestValidateSaysWhatIsValid(t *testing.T) {
 		{"share on a lock workload", func(c *Config) { c.Share = 2 }, ""},
 		{"share on the bank", func(c *Config) { c.Workload = "bank"; c.Impls = []string{"2pc"}; c.Share = 2 }, "cannot share"},
 		{"share too high", func(c *Config) { c.Share = 65 }, "--share 65"},
+		{"fault after the phase", func(c *Config) { c.Duration = 5 * time.Second; c.Faults = []string{"kill:redis-1@6s+1s"} }, `"kill:redis-1@6s+1s": starts at 6s, when the 5s phase is over`},
+		{"fault past the phase", func(c *Config) { c.Duration = 5 * time.Second; c.Faults = []string{"kill:redis-1@4s+2s"} }, "past the end of the 5s phase"},
+		{"NaN start", func(c *Config) { c.Faults = []string{"holder-pause:k1=ttl@NaNxttl"} }, "bad ttl multiple"},
+		{"inf length", func(c *Config) { c.Faults = []string{"kill:redis-1@1s+infxttl"} }, "bad ttl multiple"},
+		{"overflowing start", func(c *Config) { c.Faults = []string{"kill:redis-1@1e300xttl"} }, "bad ttl multiple"},
+		{"NaN drift", func(c *Config) { c.Faults = []string{"clock-drift=NaN@1s"} }, "want a rate"},
+		{"nemesis interval too long", func(c *Config) {
+			c.Duration = 5 * time.Second
+			c.Nemesis = []string{"kill"}
+			c.NemesisInterval = 4 * time.Second
+		}, "draws no fault"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -69,9 +80,12 @@ func TestResolvedPath(t *testing.T) {
 		{PathAuto, nil, []string{"pause"}, PathProxied},
 		{PathAuto, nil, []string{"holder-pause"}, PathDirect},
 		{PathProxied, nil, nil, PathProxied},
+		// The delayed-write path bug: aimed at a node, it is a network fault.
+		{PathAuto, []string{"delayed-write:redis-1=1s@1s"}, nil, PathProxied},
+		{PathAuto, []string{"delayed-write:k0=1s@1s"}, nil, PathDirect},
 	}
 	for _, c := range cases {
-		cfg := Config{Path: c.path, Faults: c.faults, Nemesis: c.nemesis}
+		cfg := Config{Path: c.path, Faults: c.faults, Nemesis: c.nemesis, Workload: "counter", Impls: []string{"redis-setnx"}}
 		if got := cfg.ResolvedPath(); got != c.want {
 			t.Errorf("%s %v %v: path %s, want %s", c.path, c.faults, c.nemesis, got, c.want)
 		}

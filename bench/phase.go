@@ -157,7 +157,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	p.h.SetImpl(p.impl)
 	faults := workload.NewFaults()
 	p.target = workload.Target{
-		Impl: p.impl, Env: p.env, Direct: phasePath(cfg, p.sched) == PathDirect,
+		Impl: p.impl, Env: p.env, Direct: phasePath(cfg, p.sched, p.env) == PathDirect,
 		Keys: cfg.Keys, TTL: cfg.TTL, OpTimeout: cfg.OpTimeout, AcquireTimeout: cfg.AcquireTimeout,
 		Params: maps.Clone(cfg.LockOpts), Faults: faults, LogDir: cfg.Out,
 	}
@@ -495,15 +495,20 @@ func (d *Driver) Open(ctx context.Context, s workload.Session) (workload.Client,
 }
 
 // phasePath is the path a phase's clients use: Config.Path, or for auto
-// proxied when the schedule holds a node or network fault.
-func phasePath(c Config, sched chaos.Schedule) string {
+// proxied when the schedule holds a fault that needs it (a node or
+// network fault: chaos.NeedsProxy asks each kind).
+func phasePath(c Config, sched chaos.Schedule, env *infra.Env) string {
 	if c.Path != PathAuto {
 		return c.Path
 	}
-	for _, s := range sched {
-		if specNeedsProxy(s) {
-			return PathProxied
+	var nodes []string
+	if env != nil {
+		for _, n := range env.Nodes() {
+			nodes = append(nodes, n.Name())
 		}
+	}
+	if chaos.NeedsProxy(sched, nodes) {
+		return PathProxied
 	}
 	return PathDirect
 }

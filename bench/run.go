@@ -35,7 +35,6 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	}
 	log := cfg.Logger
 	wl, _ := workload.Lookup(cfg.Workload)
-	sched, _ := chaos.ParseSchedule(cfg.Faults)
 	cfg.Impls, _ = WithBaseline(wl, cfg.Impls) // the bank's single-db, for ratios (baseline.go)
 	nodes, _ := wl.Nodes(cfg.Impls)
 
@@ -67,17 +66,19 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	}()
 	log.Info("environment up", "provider", env.Provider(), "reason", env.ProviderReason(), "took", time.Since(started).Round(time.Millisecond))
 
-	if len(cfg.Nemesis) > 0 {
-		nem, err := chaos.Nemesis(cfg.Nemesis, cfg.NemesisInterval, cfg.Duration, cfg.Seed, env)
-		if err != nil {
-			return nil, &UsageError{Msg: err.Error()}
+	// Each phase's schedule (phasefaults.go), its targets resolved now: a
+	// bad target is a usage error, not a phase that silently runs without
+	// its fault.
+	scheds := map[string]chaos.Schedule{}
+	for _, impl := range cfg.Impls {
+		sched, err := PhaseSchedule(cfg, wl, impl)
+		if err == nil {
+			_, err = chaos.Plan(sched, env, workload.NewFaults(), cfg.TTL)
 		}
-		sched = append(sched, nem...)
-	}
-	// Resolve every fault's targets now: a bad target is a usage error, not
-	// a phase that silently runs without its fault.
-	if _, err := chaos.Plan(sched, env, workload.NewFaults(), cfg.TTL); err != nil {
-		return nil, &UsageError{Msg: err.Error()}
+		if err != nil {
+			return nil, &UsageError{Msg: fmt.Sprintf("%s: %v", impl, err)}
+		}
+		scheds[impl] = sched
 	}
 
 	h := recorder.NewHistory(hf, time.Now())
@@ -99,8 +100,12 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	info := workload.DescribeWorkload(wl)
 	res.WorkloadInfo = &info
 	res.Config["gomaxprocs"] = runtime.GOMAXPROCS(0)
-	if len(sched) > 0 {
-		res.Config["schedule"] = sched.Strings()
+	if len(cfg.Faults) > 0 || len(cfg.Nemesis) > 0 {
+		all := map[string][]string{}
+		for impl, sched := range scheds {
+			all[impl] = sched.Strings()
+		}
+		res.Config["schedules"] = all // per implementation: scripted, then drawn
 	}
 	for k, v := range env.Versions() {
 		res.Versions[k] = v
@@ -128,7 +133,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		}
 		pcfg := cfg
 		pcfg.Impls = []string{impl}
-		pr, err := RunPhase(ctx, env, PhaseSpec{Config: pcfg, Impl: impl, Seed: cfg.Seed + int64(i)*1_000_003, Schedule: sched, History: h})
+		pr, err := RunPhase(ctx, env, PhaseSpec{Config: pcfg, Impl: impl, Seed: cfg.Seed + int64(i)*1_000_003, Schedule: scheds[impl], History: h})
 		ir, windows := pr.Impl, pr.Windows
 		if info, ok := infos[impl]; ok {
 			ir.Mutant = info.Mutant
@@ -172,9 +177,9 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 }
 
 // check reads the saved history back (what a later offline check reads)
-// and runs the workload's checks per implementation. Every verdict must
-// come from here: `faultline check` (Check, check.go) re-runs exactly this
-// on a saved run.
+// and runs the workload's checks per implementation, and says what the
+// faults of each phase hit (Coverage). Every verdict must come from here:
+// `faultline check` (Check, check.go) re-runs exactly this on a saved run.
 func check(res *results.Results, wl workload.Workload, cfg Config, path string) error {
 	ops, err := history.Load(path)
 	if err != nil {
@@ -182,7 +187,18 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 	}
 	for i := range res.Impls {
 		ir := &res.Impls[i]
-		rep := wl.Check(history.ForImpl(ops, ir.Name), workload.CheckConfig{Impl: ir.Name, TTL: cfg.TTL})
+		mine := history.ForImpl(ops, ir.Name)
+		if nodes, err := wl.NodesFor(ir.Name); err == nil {
+			var windows []results.FaultWindow
+			for _, w := range res.Faults {
+				if w.Impl == ir.Name {
+					windows = append(windows, w)
+				}
+			}
+			sched, _ := PhaseSchedule(cfg, wl, ir.Name) // what Run ran: the same seed draws the same
+			ir.Faults = Coverage(nodes, len(sched), windows, mine)
+		}
+		rep := wl.Check(mine, workload.CheckConfig{Impl: ir.Name, TTL: cfg.TTL})
 		res.Verdicts = append(res.Verdicts, rep.Verdicts...)
 		if len(rep.Counters) > 0 {
 			if ir.Counters == nil {

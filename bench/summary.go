@@ -49,6 +49,7 @@ func WriteSummary(w io.Writer, r *results.Results, dir string) {
 	}
 	tw.Flush()
 	WritePhases(w, r) // per-phase p99 and baseline ratios (baseline.go)
+	writeUntested(w, r)
 	for _, v := range r.Verdicts {
 		if v.Valid == results.Valid {
 			continue
@@ -103,7 +104,20 @@ func violations(r *results.Results, impl string) string {
 	if unknown > 0 {
 		s += fmt.Sprintf(" (%d unknown)", unknown)
 	}
+	if ir := r.Impl(impl); ir != nil && ir.Faults != nil && ir.Faults.Untested != "" {
+		s += " UNTESTED"
+	}
 	return s
+}
+
+// writeUntested prints, loudly, every implementation whose phase had
+// faults scheduled but none that tested it: its verdicts are no pass.
+func writeUntested(w io.Writer, r *results.Results) {
+	for _, ir := range r.Impls {
+		if ir.Faults != nil && ir.Faults.Untested != "" {
+			fmt.Fprintf(w, "  %s: UNTESTED under faults — %s; its verdicts say nothing about faults\n", ir.Name, ir.Faults.Untested)
+		}
+	}
 }
 
 // FormatMicros renders a latency in µs with a readable unit.

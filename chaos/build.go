@@ -3,7 +3,6 @@ package chaos
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -37,106 +36,23 @@ func Plan(s Schedule, env Env, clients Clients, ttl time.Duration) ([]Planned, e
 	return out, errors.Join(errs...)
 }
 
-// Build resolves one spec into its fault; id must be unique among the
-// faults active at once.
+// Build resolves one spec into its fault (through its kind's entry); id
+// must be unique among the faults active at once.
 func Build(s Spec, id string, env Env, clients Clients, ttl time.Duration) (Planned, error) {
-	p, err := parseParams(s.Kind, s.Param)
+	k, err := LookupKind(s.Kind)
 	if err != nil {
 		return Planned{}, err
 	}
-	needTTL := s.Start.Relative() || s.Duration.Relative() || p.d.Relative() || p.jitter.Relative()
-	if needTTL && ttl <= 0 {
-		return Planned{}, errors.New("uses a ttl-relative duration (xttl) but the run has no lock ttl")
+	p, err := k.parseParams(s.Param)
+	if err != nil {
+		return Planned{}, err
 	}
-	out := Planned{Spec: s, ID: id, Start: s.Start.Of(ttl), Length: s.Duration.Of(ttl)}
-	info, _ := kindInfo(s.Kind)
-
-	if info.Class != Client || (s.Kind == "delayed-write" && isNodeTarget(env, s.Target)) {
-		nodes, err := ResolveNodes(env, s.Target)
-		if err != nil {
-			return Planned{}, err
-		}
-		switch s.Kind {
-		case "latency":
-			out.Fault = NewLatency(id, nodes, p.d.Of(ttl), p.jitter.Of(ttl), "downstream")
-		case "partition":
-			out.Fault = NewPartition(id, nodes)
-		case "partition-refuse":
-			out.Fault = NewPartitionRefuse(nodes)
-		case "one-way":
-			out.Fault = NewOneWay(id, nodes, p.stream)
-		case "bandwidth":
-			out.Fault = NewBandwidth(id, nodes, int64(p.rate))
-		case "reset-peer":
-			out.Fault = NewResetPeer(id, nodes, p.d.Of(ttl))
-		case "slow-close":
-			out.Fault = NewSlowClose(id, nodes, p.d.Of(ttl))
-		case "kill":
-			out.Fault = NewKill(nodes)
-		case "pause":
-			out.Fault = NewPause(nodes)
-		case "delayed-write":
-			// The link's client→server stream: the write (and every other
-			// request) arrives late.
-			out.Fault = NewLatency(id, nodes, p.d.Of(ttl), 0, "upstream")
-			if out.Length == 0 {
-				out.Length = p.d.Of(ttl)
-			}
-		default:
-			return Planned{}, fmt.Errorf("kind %s has no builder", s.Kind)
-		}
-		return out, nil
+	if (s.Start.Relative() || s.Duration.Relative() || p.d.Relative() || p.jitter.Relative()) && ttl <= 0 {
+		return Planned{}, errNoTTL
 	}
-
-	if clients == nil {
-		return Planned{}, errNoClients
-	}
-	key := s.Target
-	if strings.EqualFold(key, "any") {
-		key = ""
-	}
-	switch s.Kind {
-	case "holder-pause":
-		d := p.d.Of(ttl)
-		if p.d.IsZero() {
-			d = out.Length
-		}
-		out.Fault, out.Length = NewHolderPause(clients, key, d), d
-	case "holder-crash":
-		out.Fault = NewHolderCrash(clients, key)
-		out.Instant = out.Length == 0
-	case "delayed-write":
-		out.Fault, out.Length = NewDelayedWrite(clients, key, p.d.Of(ttl)), p.d.Of(ttl)
-	case "clock-drift":
-		if key != "" {
-			return Planned{}, fmt.Errorf("clock-drift takes no target (it skews every client), got %q", s.Target)
-		}
-		out.Fault = NewClockDrift(clients, p.rate)
-	default:
-		return Planned{}, fmt.Errorf("kind %s has no builder", s.Kind)
+	out := Planned{Spec: s, ID: id, Start: s.Start.Of(ttl), Length: k.lengthOf(s, p, ttl)}
+	if err := k.build(builder{id: id, spec: s, params: p, env: env, clients: clients, ttl: ttl}, &out); err != nil {
+		return Planned{}, err
 	}
 	return out, nil
-}
-
-// isNodeTarget says whether a delayed-write target names nodes (resource,
-// a group or node names) rather than a lock key.
-func isNodeTarget(env Env, target string) bool {
-	t := strings.ToLower(strings.TrimSpace(target))
-	if t == "" || t == "any" {
-		return false
-	}
-	for _, g := range groups {
-		if t == g {
-			return true
-		}
-	}
-	if env == nil {
-		return false
-	}
-	for _, name := range strings.Split(target, ",") {
-		if _, ok := env.Node(strings.TrimSpace(name)); !ok {
-			return false
-		}
-	}
-	return true
 }

@@ -4,6 +4,9 @@
 // applies a schedule at its times, records every start and heal in the
 // history and heals everything still active when the run ends.
 //
+// Each fault kind lives whole in its file kind_<name>.go (grammar,
+// construction, random generation, path needs), registered in kind.go.
+//
 // Fault specs read kind[:target][=params]@start[+duration], e.g.
 //
 //	kill:redis-2@5s+3s               SIGKILL redis-2 at 5s, restart it at 8s
@@ -18,8 +21,8 @@ package chaos
 
 import (
 	"context"
-	"sort"
-	"strings"
+
+	"github.com/faultline-dev/faultline/infra"
 )
 
 // Fault is one fault: Start applies it, Heal undoes it. Heal is safe to call
@@ -41,61 +44,17 @@ type HolderFault interface {
 	Holder() (Holder, bool)
 }
 
-// Class groups fault kinds by what they act on.
-type Class string
-
-// Fault classes.
-const (
-	Network Class = "network" // a node's Toxiproxy proxy
-	Process Class = "process" // a node's server process
-	Client  Class = "client"  // the workload's workers (through Clients)
-)
-
-// KindInfo documents one fault kind.
-type KindInfo struct {
-	Name  string
-	Class Class
-	// Params says what the "=params" part means, "" if the kind takes none.
-	Params string
-	Doc    string
+// NodeFault is a fault on nodes (network and process faults): Nodes are
+// the nodes it hits.
+type NodeFault interface {
+	Fault
+	Nodes() []infra.Node
 }
 
-// kinds is the table of every fault kind; the order is the listing order.
-var kinds = []KindInfo{
-	{"latency", Network, "delay[±jitter], default 100ms", "adds latency (with jitter) to every response from the target nodes"},
-	{"partition", Network, "", "blackholes the target nodes: connections hang, data is dropped (timeout toxic, both directions); heal closes them"},
-	{"partition-refuse", Network, "", "disables the target nodes' proxies: live connections drop, new ones are refused"},
-	{"one-way", Network, "up|down, default down", "drops one direction only: down = requests arrive and apply but replies are lost; up = requests are lost"},
-	{"bandwidth", Network, "KB/s, default 16", "limits the target nodes' replies to a bandwidth"},
-	{"reset-peer", Network, "delay before reset, default 0", "resets (TCP RST) every connection that sends data to the target nodes"},
-	{"slow-close", Network, "delay, default 1s", "delays the close of connections to the target nodes"},
-	{"kill", Process, "", "SIGKILLs the target nodes and restarts them after the fault's duration (Redis without persistence comes back empty)"},
-	{"pause", Process, "", "SIGSTOPs the target nodes for the fault's duration"},
-	{"holder-pause", Client, "pause length, e.g. 2xttl", "the next holder of the key stops inside its critical section (after its read, before its write)"},
-	{"holder-crash", Client, "", "the next holder of the key dies inside its critical section without releasing"},
-	{"delayed-write", Client, "delay, default 2xttl", "the next write of a holder of the key reaches the resource late; with a node target (resource) it is latency on that link's client→server stream"},
-	{"clock-drift", Client, "rate, default 2 (clock runs 2× fast)", "every lock client's clock runs at rate × real time"},
-}
-
-// Kinds lists every fault kind, for help texts and `faultline list`.
-func Kinds() []KindInfo { return append([]KindInfo(nil), kinds...) }
-
-// kindInfo returns the kind named name.
-func kindInfo(name string) (KindInfo, bool) {
-	for _, k := range kinds {
-		if k.Name == name {
-			return k, true
-		}
-	}
-	return KindInfo{}, false
-}
-
-// kindNames is the sorted list of valid kind names, for error messages.
-func kindNames() string {
-	names := make([]string, 0, len(kinds))
-	for _, k := range kinds {
-		names = append(names, k.Name)
-	}
-	sort.Strings(names)
-	return strings.Join(names, ", ")
+// ProxyFault is a fault that acts on its nodes' Toxiproxy proxies: when its
+// heal fails, or once the run is over, the runner resets those proxies so
+// that nothing it left behind outlives the run.
+type ProxyFault interface {
+	NodeFault
+	onProxies()
 }

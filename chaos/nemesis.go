@@ -2,111 +2,110 @@ package chaos
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
 )
 
-// Nemesis builds a random schedule, reproducibly: the same kinds, interval,
-// run duration, seed and node names always give the same specs (same kinds,
-// same targets, same windows). One fault at a time, Jepsen style: a fault
-// starts every interval (the first at one interval) and lasts half of it,
-// leaving a quiet half before the next; no fault runs past runDuration.
+// NemesisOptions describe a random schedule: which kinds, how often, how
+// long, from which seed, against which nodes.
+type NemesisOptions struct {
+	Kinds []string
+	// Interval: one fault starts every interval (the first at one
+	// interval) and lasts half of it.
+	Interval time.Duration
+	// Duration is the phase the schedule runs in; no fault runs past it.
+	Duration time.Duration
+	Seed     int64
+	// Salt is mixed into the seed (the implementation's name): each
+	// implementation gets its own draw from one run seed, and the same
+	// draw every time.
+	Salt string
+	// Nodes are the nodes of the implementation under test (its Redis and
+	// PostgreSQL servers); Resource the workload's protected resource
+	// nodes, whose link latency may slow.
+	Nodes    []string
+	Resource []string
+	// TTL resolves the ttl-relative lengths of client faults (2xttl): a
+	// drawn fault that would outlast the phase leaves its slot quiet.
+	// Zero: the caller checks (CheckSchedule).
+	TTL time.Duration
+}
+
+// Nemesis builds a random schedule, reproducibly: the same options always
+// give the same specs (same kinds, same targets, same windows). One fault
+// at a time, Jepsen style: a fault starts every interval and lasts half of
+// it, leaving a quiet half before the next.
 //
-// Node targets are drawn among the non-resource nodes in name order and
-// written out as explicit node names (partitions, kills and pauses hit one
-// node, a minority or a majority of the Redis set). Client faults target any
-// key: holder-pause and delayed-write for 2×ttl, clock-drift at 0.5, 1.5 or 2.
-func Nemesis(kinds []string, interval, runDuration time.Duration, seed int64, env Env) (Schedule, error) {
-	if len(kinds) == 0 {
+// Every kind draws its own target and params (its kind_<name>.go): node
+// faults hit one node, a minority or a majority of o.Nodes, taking the
+// nodes in a random rotation so that every node is hit once before any is
+// hit twice; latency may slow the resource link instead; client faults
+// target any key.
+func Nemesis(o NemesisOptions) (Schedule, error) {
+	if len(o.Kinds) == 0 {
 		return nil, fmt.Errorf("nemesis: no fault kinds (valid kinds: %s)", kindNames())
 	}
-	if interval <= 0 {
-		return nil, fmt.Errorf("nemesis: interval %v must be positive, e.g. 10s", interval)
+	if o.Interval <= 0 {
+		return nil, fmt.Errorf("nemesis: interval %v must be positive, e.g. 10s", o.Interval)
 	}
-	var set, lock []string
+	ks := make([]Kind, len(o.Kinds))
 	needNodes := false
-	for _, k := range kinds {
-		info, ok := kindInfo(strings.TrimSpace(k))
-		if !ok {
-			return nil, fmt.Errorf("nemesis: unknown fault kind %q (valid kinds: %s)", k, kindNames())
+	for i, name := range o.Kinds {
+		k, err := LookupKind(name)
+		if err != nil {
+			return nil, fmt.Errorf("nemesis: %w", err)
 		}
-		if info.Class != Client {
-			needNodes = true
-		}
+		ks[i] = k
+		needNodes = needNodes || k.Class != Client
 	}
-	if needNodes {
-		if env == nil {
-			return nil, fmt.Errorf("nemesis: kinds %v need an environment's nodes", kinds)
-		}
-		for _, n := range lockSet(env) {
-			set = append(set, n.Name())
-		}
-		for _, n := range sortedNodes(env) {
-			if !isResource(env, n.Name()) {
-				lock = append(lock, n.Name())
-			}
-		}
-		if len(lock) == 0 {
-			return nil, fmt.Errorf("nemesis: the environment has no node to fault (nodes: %s)", nodeNames(sortedNodes(env)))
-		}
+	nodes := sortedNames(o.Nodes)
+	if needNodes && len(nodes) == 0 {
+		return nil, fmt.Errorf("nemesis: kinds %s need nodes to fault, and the implementation has none", strings.Join(o.Kinds, ","))
 	}
-
-	rng := rand.New(rand.NewPCG(uint64(seed), 0x6e656d65736973)) // "nemesis"
-	pickOne := func(from []string) string { return from[rng.IntN(len(from))] }
-	// shape picks one node, a minority or a majority of the Redis set.
-	shape := func() string {
-		n := len(set)
-		sizes := []int{1}
-		if (n-1)/2 > 1 {
-			sizes = append(sizes, (n-1)/2)
-		}
-		if n >= 3 {
-			sizes = append(sizes, n/2+1)
-		}
-		k := sizes[rng.IntN(len(sizes))]
-		perm := rng.Perm(n)[:k]
-		sort.Ints(perm) // keep name order
-		chosen := make([]string, k)
-		for i, p := range perm {
-			chosen[i] = set[p]
-		}
-		return strings.Join(chosen, ",")
+	h := fnv.New64a()
+	h.Write([]byte(o.Salt))
+	d := &drawer{
+		rng:      rand.New(rand.NewPCG(uint64(o.Seed), 0x6e656d65736973^h.Sum64())), // "nemesis"
+		nodes:    nodes,
+		resource: sortedNames(o.Resource),
 	}
-
-	length := interval / 2
-	if length <= 0 {
-		length = interval
+	if n := NemesisFaults(o.Interval, o.Duration); n > maxNemesisFaults {
+		return nil, fmt.Errorf("nemesis: an interval of %v draws %d faults in %v, more than %d: use a longer interval", o.Interval, n, o.Duration, maxNemesisFaults)
 	}
+	length := nemesisLength(o.Interval)
 	var out Schedule
-	for start := interval; start+length <= runDuration; start += interval {
-		kind := strings.TrimSpace(kinds[rng.IntN(len(kinds))])
-		s := Spec{Kind: kind, Start: Dur{D: start}, Duration: Dur{D: length}}
-		switch kind {
-		case "partition", "partition-refuse", "one-way", "kill", "pause":
-			s.Target = shape()
-			if kind == "one-way" {
-				s.Param = pickOne([]string{"up", "down"})
-			}
-		case "latency":
-			s.Target = pickOne(lock)
-			lat := time.Duration(50+rng.IntN(251)) * time.Millisecond
-			s.Param = lat.String() + "±" + (lat / 4).String()
-		case "bandwidth":
-			s.Target = pickOne(lock)
-			s.Param = fmt.Sprint(8 << rng.IntN(4)) // 8..64 KB/s
-		case "reset-peer", "slow-close":
-			s.Target = pickOne(lock)
-		case "holder-pause", "delayed-write":
-			s.Param = "2xttl"
-			s.Duration = Dur{}
-		case "holder-crash":
-			s.Duration = Dur{}
-		case "clock-drift":
-			s.Param = pickOne([]string{"0.5", "1.5", "2"})
+	for start := o.Interval; start+length <= o.Duration; start += o.Interval {
+		k := ks[d.rng.IntN(len(ks))]
+		s := Spec{Kind: k.Name, Start: Dur{D: start}, Duration: Dur{D: length}}
+		k.draw(d, &s)
+		if o.TTL > 0 && checkSpec(s, o.Duration, o.TTL) != nil {
+			continue // a client fault's own length (2xttl) outlasts the phase
 		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// NemesisFaults is how many fault slots Nemesis fills for an interval and
+// a phase duration (at most as many faults).
+func NemesisFaults(interval, duration time.Duration) int {
+	if interval <= 0 || duration <= 0 {
+		return 0
+	}
+	return int(max(0, (duration-nemesisLength(interval))/interval))
+}
+
+// maxNemesisFaults bounds a random schedule.
+const maxNemesisFaults = 100_000
+
+// nemesisLength is how long each nemesis fault lasts: half the interval.
+func nemesisLength(interval time.Duration) time.Duration { return max(interval/2, 1) }
+
+func sortedNames(in []string) []string {
+	out := append([]string(nil), in...)
+	sort.Slice(out, func(i, j int) bool { return naturalLess(out[i], out[j]) })
+	return out
 }

@@ -22,8 +22,9 @@ type nodeFault struct {
 	done []infra.Node
 }
 
-func (f *nodeFault) Kind() string      { return f.kind }
-func (f *nodeFault) Targets() []string { return names(f.nodes) }
+func (f *nodeFault) Kind() string        { return f.kind }
+func (f *nodeFault) Targets() []string   { return names(f.nodes) }
+func (f *nodeFault) Nodes() []infra.Node { return f.nodes }
 
 func (f *nodeFault) each(ctx context.Context, nodes []infra.Node, op func(context.Context, infra.Node) error, what string) (ok []infra.Node, err error) {
 	errs := make([]error, len(nodes))
@@ -70,30 +71,4 @@ func (f *nodeFault) Heal(ctx context.Context) error {
 	}
 	f.done = left
 	return err
-}
-
-// Kill SIGKILLs its nodes at once; Heal restarts them on the same data
-// directory (Redis without persistence comes back empty) and returns once
-// they are ready.
-type Kill struct{ nodeFault }
-
-// NewKill returns a kill of nodes.
-func NewKill(nodes []infra.Node) *Kill {
-	return &Kill{nodeFault{
-		kind: "kill", nodes: nodes, doWhat: "kill", undoWhat: "restart",
-		do:   func(ctx context.Context, n infra.Node) error { return n.Kill(ctx) },
-		undo: func(ctx context.Context, n infra.Node) error { return n.Start(ctx) },
-	}}
-}
-
-// Pause SIGSTOPs its nodes at once; Heal resumes them.
-type Pause struct{ nodeFault }
-
-// NewPause returns a pause of nodes.
-func NewPause(nodes []infra.Node) *Pause {
-	return &Pause{nodeFault{
-		kind: "pause", nodes: nodes, doWhat: "pause", undoWhat: "resume",
-		do:   func(ctx context.Context, n infra.Node) error { return n.Pause(ctx) },
-		undo: func(ctx context.Context, n infra.Node) error { return n.Resume(ctx) },
-	}}
 }

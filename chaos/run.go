@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/faultline-dev/faultline/infra"
 	"github.com/faultline-dev/faultline/internal/clock"
 )
 
@@ -166,16 +165,14 @@ func (r *runner) heal(ctx context.Context, p Planned, log *slog.Logger) {
 		}
 		log.Warn("fault heal failed", "attempt", attempt+1, "err", err)
 	}
-	if nodes := nodeTargets(p); len(nodes) > 0 {
+	if pf, ok := p.Fault.(ProxyFault); ok && err != nil {
 		// Last resort for network faults: reset the proxies.
-		if _, network := p.Fault.(*ToxicFault); network {
-			for _, n := range nodes {
-				hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.HealTimeout)
-				if rerr := n.Proxy().Reset(hctx); rerr == nil {
-					err = nil
-				}
-				cancel()
+		for _, n := range pf.Nodes() {
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.HealTimeout)
+			if rerr := n.Proxy().Reset(hctx); rerr == nil {
+				err = nil
 			}
+			cancel()
 		}
 	}
 	if err != nil {
@@ -189,12 +186,11 @@ func (r *runner) heal(ctx context.Context, p Planned, log *slog.Logger) {
 func (r *runner) resetProxies(ctx context.Context, plan []Planned) {
 	seen := map[string]bool{}
 	for _, p := range plan {
-		switch p.Fault.(type) {
-		case *ToxicFault, *PartitionRefuse:
-		default:
+		pf, ok := p.Fault.(ProxyFault)
+		if !ok {
 			continue
 		}
-		for _, n := range nodeTargets(p) {
+		for _, n := range pf.Nodes() {
 			if seen[n.Name()] {
 				continue
 			}
@@ -226,24 +222,10 @@ func (r *runner) event(p Planned, heal bool) Event {
 	return ev
 }
 
-// nodeTargets returns the nodes a network or process fault hits.
-func nodeTargets(p Planned) []infra.Node {
-	switch f := p.Fault.(type) {
-	case *ToxicFault:
-		return f.nodes
-	case *PartitionRefuse:
-		return f.nodes
-	case *Kill:
-		return f.nodes
-	case *Pause:
-		return f.nodes
-	}
-	return nil
-}
-
+// nodesOf is the names of the nodes p hits (nil for client faults).
 func nodesOf(p Planned) []string {
-	if n := nodeTargets(p); len(n) > 0 {
-		return names(n)
+	if nf, ok := p.Fault.(NodeFault); ok {
+		return names(nf.Nodes())
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package chaos
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -24,10 +25,15 @@ func (d Dur) IsZero() bool { return d.D == 0 && d.TTLs == 0 }
 // Relative says whether d depends on the ttl.
 func (d Dur) Relative() bool { return d.TTLs != 0 }
 
-// Of resolves d against ttl.
+// Of resolves d against ttl; a product past the largest duration is the
+// largest duration (CheckSchedule rejects such specs).
 func (d Dur) Of(ttl time.Duration) time.Duration {
 	if d.TTLs != 0 {
-		return time.Duration(d.TTLs * float64(ttl))
+		f := d.TTLs * float64(ttl)
+		if f >= math.MaxInt64 || math.IsNaN(f) {
+			return math.MaxInt64
+		}
+		return time.Duration(f)
 	}
 	return d.D
 }
@@ -43,7 +49,15 @@ func (d Dur) String() string {
 	return d.D.String()
 }
 
-// ParseDur parses "250ms", "3s", "2xttl", "ttl" or "0.5xttl".
+// MaxDur bounds every duration of a spec (start, length, params): larger
+// ones overflow or make no sense in a run.
+const MaxDur = 24 * time.Hour
+
+// maxTTLs bounds a ttl multiple (1000xttl is over 16 minutes at a 1s ttl).
+const maxTTLs = 1e6
+
+// ParseDur parses "250ms", "3s", "2xttl", "ttl" or "0.5xttl". It rejects
+// negative, NaN, infinite and overflowing values.
 func ParseDur(s string) (Dur, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	if t == "ttl" {
@@ -51,8 +65,8 @@ func ParseDur(s string) (Dur, error) {
 	}
 	if m, ok := strings.CutSuffix(t, "xttl"); ok {
 		f, err := strconv.ParseFloat(m, 64)
-		if err != nil || f <= 0 {
-			return Dur{}, fmt.Errorf("bad ttl multiple %q: want a positive number before xttl, e.g. 2xttl", s)
+		if err != nil || math.IsNaN(f) || f <= 0 || f > maxTTLs {
+			return Dur{}, fmt.Errorf("bad ttl multiple %q: want a number above 0 and at most %g before xttl, e.g. 2xttl", s, float64(maxTTLs))
 		}
 		return Dur{TTLs: f}, nil
 	}
@@ -62,6 +76,9 @@ func ParseDur(s string) (Dur, error) {
 	}
 	if d < 0 {
 		return Dur{}, fmt.Errorf("bad duration %q: must not be negative", s)
+	}
+	if d > MaxDur {
+		return Dur{}, fmt.Errorf("bad duration %q: at most %v", s, MaxDur)
 	}
 	return Dur{D: d}, nil
 }
@@ -105,13 +122,6 @@ func (s Spec) String() string {
 	return out
 }
 
-// params are a spec's parsed parameters.
-type params struct {
-	d, jitter Dur     // latency, pause/delay length, reset delay, slow-close delay
-	rate      float64 // bandwidth KB/s, clock-drift rate
-	stream    string  // one-way: upstream or downstream
-}
-
 // Parse parses one fault spec (see Grammar). Errors name the bad part and
 // list what is valid.
 func Parse(text string) (Spec, error) {
@@ -135,10 +145,11 @@ func parse(text string) (Spec, error) {
 		kindEnd = len(what)
 	}
 	s.Kind = strings.ToLower(what[:kindEnd])
-	info, ok := kindInfo(s.Kind)
-	if !ok {
-		return Spec{}, fmt.Errorf("unknown fault kind %q (valid kinds: %s)", s.Kind, kindNames())
+	k, err := LookupKind(s.Kind)
+	if err != nil {
+		return Spec{}, err
 	}
+	s.Kind = k.Name
 	rest := what[kindEnd:]
 	if t, ok := strings.CutPrefix(rest, ":"); ok {
 		s.Target, s.Param, _ = strings.Cut(t, "=")
@@ -150,8 +161,8 @@ func parse(text string) (Spec, error) {
 	}
 	// holder-pause:2xttl, clock-drift:1.5 — a client fault's "target" that
 	// reads as its parameter is its parameter.
-	if info.Class == Client && s.Param == "" && s.Target != "" && info.Params != "" {
-		if _, err := parseParams(s.Kind, s.Target); err == nil {
+	if k.paramTarget && s.Param == "" && s.Target != "" {
+		if _, err := k.parseParams(s.Target); err == nil {
 			s.Target, s.Param = "", s.Target
 		}
 	}
@@ -162,12 +173,12 @@ func parse(text string) (Spec, error) {
 			}
 		}
 	}
-	if _, err := parseParams(s.Kind, s.Param); err != nil {
+	p, err := k.parseParams(s.Param)
+	if err != nil {
 		return Spec{}, err
 	}
 
 	startText, durText, hasDur := strings.Cut(when, "+")
-	var err error
 	if s.Start, err = ParseDur(startText); err != nil {
 		return Spec{}, fmt.Errorf("start: %w", err)
 	}
@@ -179,92 +190,12 @@ func parse(text string) (Spec, error) {
 			return Spec{}, errors.New("duration: +0 makes no window; leave +duration out to last until the run ends")
 		}
 	}
-	if s.Kind == "holder-pause" && s.Param == "" && s.Duration.IsZero() {
-		return Spec{}, errors.New("holder-pause needs a pause length: holder-pause:2xttl@3s or holder-pause@3s+1s")
+	if k.check != nil {
+		if err := k.check(s, p); err != nil {
+			return Spec{}, err
+		}
 	}
 	return s, nil
-}
-
-// parseParams parses the params of kind (p == "" gives the kind's defaults).
-func parseParams(kind, p string) (params, error) {
-	p = strings.TrimSpace(p)
-	var out params
-	bad := func(err error) (params, error) {
-		info, _ := kindInfo(kind)
-		return params{}, fmt.Errorf("params %q of %s: %w (valid: %s)", p, kind, err, info.Params)
-	}
-	switch kind {
-	case "latency":
-		out.d = Dur{D: 100 * time.Millisecond}
-		if p == "" {
-			return out, nil
-		}
-		base, jit, hasJit := strings.Cut(p, "±")
-		if !hasJit {
-			base, jit, hasJit = strings.Cut(p, "+-")
-		}
-		var err error
-		if out.d, err = ParseDur(base); err != nil {
-			return bad(err)
-		}
-		if hasJit {
-			if out.jitter, err = ParseDur(jit); err != nil {
-				return bad(err)
-			}
-		}
-	case "one-way":
-		switch strings.ToLower(p) {
-		case "", "down", "downstream":
-			out.stream = "downstream"
-		case "up", "upstream":
-			out.stream = "upstream"
-		default:
-			return bad(errors.New("unknown direction"))
-		}
-	case "bandwidth":
-		out.rate = 16
-		if p == "" {
-			return out, nil
-		}
-		num := strings.TrimSuffix(strings.TrimSuffix(strings.ToLower(p), "/s"), "kb")
-		r, err := strconv.ParseInt(num, 10, 64)
-		if err != nil || r <= 0 {
-			return bad(errors.New("want a positive whole number of KB/s"))
-		}
-		out.rate = float64(r)
-	case "reset-peer", "slow-close", "holder-pause", "delayed-write":
-		switch kind {
-		case "slow-close":
-			out.d = Dur{D: time.Second}
-		case "delayed-write":
-			out.d = Dur{TTLs: 2}
-		}
-		if p == "" {
-			return out, nil
-		}
-		var err error
-		if out.d, err = ParseDur(p); err != nil {
-			return bad(err)
-		}
-		if kind == "holder-pause" && out.d.IsZero() {
-			return bad(errors.New("a pause of 0 is no pause"))
-		}
-	case "clock-drift":
-		out.rate = 2
-		if p == "" {
-			return out, nil
-		}
-		r, err := strconv.ParseFloat(strings.TrimSuffix(strings.ToLower(p), "x"), 64)
-		if err != nil || r <= 0 {
-			return bad(errors.New("want a positive rate, e.g. 1.5 (clock 50% fast) or 0.5"))
-		}
-		out.rate = r
-	default: // partition, partition-refuse, kill, pause, holder-crash
-		if p != "" {
-			return params{}, fmt.Errorf("%s takes no params, got %q", kind, p)
-		}
-	}
-	return out, nil
 }
 
 // Schedule is a list of fault specs, run together by Run.
@@ -292,4 +223,53 @@ func (sc Schedule) Strings() []string {
 		out[i] = s.String()
 	}
 	return out
+}
+
+// CheckSchedule checks, before anything starts, that every spec of s fits
+// a phase of length phase with lock ttl ttl: it starts before the phase
+// ends (a later one would never fire) and, when it has a length, ends by
+// the phase's end (it would be cut short). The error names every bad spec.
+func CheckSchedule(s Schedule, phase, ttl time.Duration) error {
+	var errs []error
+	for _, spec := range s {
+		if err := checkSpec(spec, phase, ttl); err != nil {
+			errs = append(errs, fmt.Errorf("fault %q: %w", spec.String(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkSpec(s Spec, phase, ttl time.Duration) error {
+	k, err := LookupKind(s.Kind)
+	if err != nil {
+		return err
+	}
+	p, err := k.parseParams(s.Param)
+	if err != nil {
+		return err
+	}
+	if (s.Start.Relative() || s.Duration.Relative() || p.d.Relative() || p.jitter.Relative()) && ttl <= 0 {
+		return errNoTTL
+	}
+	// In float seconds: a ttl multiple may overflow a Duration.
+	secs := func(d Dur) float64 {
+		if d.Relative() {
+			return d.TTLs * ttl.Seconds()
+		}
+		return d.D.Seconds()
+	}
+	start, length := secs(s.Start), k.lengthOf(s, p, ttl).Seconds()
+	for _, d := range []Dur{s.Start, s.Duration, p.d, p.jitter} {
+		if secs(d) > MaxDur.Seconds() {
+			return fmt.Errorf("%v is longer than %v", d.Of(ttl), MaxDur)
+		}
+	}
+	switch {
+	case start >= phase.Seconds():
+		return fmt.Errorf("starts at %v, when the %v phase is over: it would never fire (times count from each implementation's phase start)", s.Start.Of(ttl), phase)
+	case start+length > phase.Seconds():
+		return fmt.Errorf("lasts until %v, past the end of the %v phase: shorten it, or leave +duration out to last until the phase ends",
+			time.Duration((start+length)*float64(time.Second)).Round(time.Millisecond), phase)
+	}
+	return nil
 }

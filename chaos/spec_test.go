@@ -53,15 +53,26 @@ func TestParseErrors(t *testing.T) {
 		{"kill:redis-2=hard@1s", "kill takes no params"},
 		{"latency:all=fast@1s", "params \"fast\" of latency"},
 		{"latency:all=200ms±x@1s", "bad duration \"x\""},
-		{"bandwidth:all=-3@1s", "positive whole number"},
+		{"bandwidth:all=-3@1s", "whole number of KB/s"},
 		{"one-way:all=sideways@1s", "unknown direction"},
 		{"holder-pause@3s", "needs a pause length"},
 		{"holder-pause:k1=0s@3s", "a pause of 0 is no pause"},
-		{"clock-drift=-1@1s", "positive rate"},
+		{"clock-drift=-1@1s", "want a rate between"},
 		{"kill:@1s", "empty target"},
 		{"kill:redis-1,,redis-2@1s", "empty name in target list"},
 		{"holder-pause=0xttl@1s", "bad ttl multiple"},
 		{"kill:redis-1@-1s", "must not be negative"},
+		{"holder-pause:k1=ttl@NaNxttl", "bad ttl multiple"},
+		{"kill:redis-1@1s+infxttl", "bad ttl multiple"},
+		{"kill:redis-1@1s+Infxttl", "bad ttl multiple"},
+		{"kill:redis-1@1e300xttl", "bad ttl multiple"},
+		{"kill:redis-1@1s+99999h", "at most 24h"},
+		{"clock-drift=NaN@1s", "want a rate"},
+		{"clock-drift=+Inf@1s", "want a rate"},
+		{"clock-drift=1e300@1s", "want a rate"},
+		{"clock-drift:k1@1s", "takes no target"},
+		{"latency:all=NaNxttl@1s", "bad ttl multiple"},
+		{"bandwidth:all=99999999999999@1s", "whole number"},
 	}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
@@ -188,28 +199,135 @@ func TestPlan(t *testing.T) {
 	}
 }
 
+func TestCheckSchedule(t *testing.T) {
+	cases := []struct {
+		spec string
+		want string // "" = fits
+	}{
+		{"kill:redis-1@1s+2s", ""},
+		{"kill:redis-1@8s+2s", ""},
+		{"partition:redis-1@9s", ""},
+		{"holder-pause:2xttl@3s", ""},
+		{"kill:redis-1@10s+1s", "when the 10s phase is over"},
+		{"kill:redis-1@11s", "when the 10s phase is over"},
+		{"kill:redis-1@9s+2s", "past the end of the 10s phase"},
+		{"holder-pause:2xttl@9.5s", "past the end"},
+		{"delayed-write:redis-1=1s@9.5s", "past the end"},
+		{"kill:redis-1@1s+1000000xttl", "longer than 24h"},
+		{"kill:redis-1@20xttl", "when the 10s phase is over"},
+	}
+	for _, c := range cases {
+		t.Run(c.spec, func(t *testing.T) {
+			s := mustSchedule(t, c.spec)
+			err := CheckSchedule(s, 10*time.Second, time.Second)
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), s[0].String()) {
+				t.Fatalf("CheckSchedule(%s): %v, want an error naming the spec and saying %q", c.spec, err, c.want)
+			}
+		})
+	}
+	if err := CheckSchedule(mustSchedule(t, "holder-pause:2xttl@1s"), 10*time.Second, 0); err == nil || !strings.Contains(err.Error(), "no lock ttl") {
+		t.Errorf("xttl without a ttl: %v", err)
+	}
+}
+
+// Every kind's entry is whole: documented, buildable on a fake environment
+// from what it draws, and its path need matches KindsNeedProxy.
+func TestKindRegistry(t *testing.T) {
+	env := newFakeEnv("redis-1", "redis-2", "redis-3", "pg-1", "resource")
+	names := []string{"redis-1", "redis-2", "redis-3", "pg-1", "resource"}
+	if len(Kinds()) < 13 {
+		t.Fatalf("%d kinds registered", len(Kinds()))
+	}
+	for _, k := range Kinds() {
+		if k.Doc == "" || k.Class == "" {
+			t.Errorf("%s: no doc or class", k.Name)
+		}
+		if (k.parse == nil) != (k.Params == "") {
+			t.Errorf("%s: Params %q documented but parse is %v", k.Name, k.Params, k.parse != nil)
+		}
+		for seed := range int64(20) {
+			s, err := Nemesis(NemesisOptions{Kinds: []string{k.Name}, Interval: time.Second, Duration: 4 * time.Second, Seed: seed,
+				Salt: "x", Nodes: []string{"redis-1", "redis-2", "redis-3", "pg-1"}, Resource: []string{"resource"}})
+			if err != nil || len(s) != 3 {
+				t.Fatalf("%s: %d specs, %v", k.Name, len(s), err)
+			}
+			if got, want := NeedsProxy(s, names), KindsNeedProxy([]string{k.Name}); got != want {
+				t.Errorf("%s: drawn %v needs the proxy %v, KindsNeedProxy says %v", k.Name, s.Strings(), got, want)
+			}
+			if _, err := Plan(s, env, &fakeClients{}, time.Second); err != nil {
+				t.Errorf("%s: drawn %v does not build: %v", k.Name, s.Strings(), err)
+			}
+		}
+	}
+}
+
+// The delayed-write path bug: aimed at a node it is a network fault (the
+// clients must go through Toxiproxy), aimed at a key it acts in the workers.
+func TestNeedsProxy(t *testing.T) {
+	nodes := []string{"redis-1", "resource"}
+	cases := []struct {
+		spec string
+		want bool
+	}{
+		{"delayed-write:redis-1=1s@1s", true},
+		{"delayed-write:resource=1s@1s", true},
+		{"delayed-write:all@1s", true},
+		{"delayed-write:k0=2xttl@1s", false},
+		{"delayed-write@1s", false},
+		{"holder-pause:2xttl@1s", false},
+		{"clock-drift@1s+1s", false},
+		{"kill:redis-1@1s+1s", true},
+		{"latency@1s+1s", true},
+	}
+	for _, c := range cases {
+		if got := NeedsProxy(mustSchedule(t, c.spec), nodes); got != c.want {
+			t.Errorf("NeedsProxy(%s) = %v, want %v", c.spec, got, c.want)
+		}
+	}
+	if !KindsNeedProxy([]string{"holder-pause", "pause"}) || KindsNeedProxy([]string{"holder-pause", "delayed-write", "clock-drift", "holder-crash"}) {
+		t.Error("KindsNeedProxy: node kinds need the proxy, client kinds do not")
+	}
+}
+
 func TestNemesisDeterministic(t *testing.T) {
 	env := newFakeEnv("redis-1", "redis-2", "redis-3", "redis-4", "redis-5", "resource")
 	kinds := []string{"partition", "kill", "pause", "latency", "holder-pause"}
-	a, err := Nemesis(kinds, 2*time.Second, 30*time.Second, 7, env)
+	opt := NemesisOptions{Kinds: kinds, Interval: 2 * time.Second, Duration: 30 * time.Second, Seed: 7, Salt: "redlock",
+		Nodes: []string{"redis-1", "redis-2", "redis-3", "redis-4", "redis-5"}, Resource: []string{"resource"}}
+	a, err := Nemesis(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Nemesis(kinds, 2*time.Second, 30*time.Second, 7, newFakeEnv("resource", "redis-5", "redis-4", "redis-3", "redis-2", "redis-1"))
+	shuffled := opt
+	shuffled.Nodes = []string{"redis-5", "redis-4", "redis-3", "redis-2", "redis-1"}
+	b, err := Nemesis(shuffled)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(a.Strings(), b.Strings()) {
 		t.Fatalf("same seed, different schedules:\n%v\n%v", a.Strings(), b.Strings())
 	}
-	if len(a) != 14 {
+	if len(a) != 14 || NemesisFaults(opt.Interval, opt.Duration) != 14 {
 		t.Errorf("%d faults, want one per 2s interval that ends by 30s (14)", len(a))
 	}
-	c, _ := Nemesis(kinds, 2*time.Second, 30*time.Second, 8, env)
-	if reflect.DeepEqual(a.Strings(), c.Strings()) {
-		t.Error("seeds 7 and 8 gave the same schedule")
+	for _, other := range []func(*NemesisOptions){
+		func(o *NemesisOptions) { o.Seed = 8 },
+		func(o *NemesisOptions) { o.Salt = "redsync" },
+	} {
+		o := opt
+		other(&o)
+		if c, _ := Nemesis(o); reflect.DeepEqual(a.Strings(), c.Strings()) {
+			t.Errorf("%+v gave the same schedule as %+v", o, opt)
+		}
 	}
-	// Every spec is valid, resolvable, never on the resource, one at a time.
+	// Every spec is valid, resolvable, only on the resource link for
+	// latency, one at a time.
 	seen := map[string]bool{}
 	var prevEnd time.Duration
 	for _, s := range a {
@@ -223,8 +341,8 @@ func TestNemesisDeterministic(t *testing.T) {
 			continue
 		}
 		for _, n := range p.Fault.Targets() {
-			if n == "resource" {
-				t.Errorf("nemesis hit the resource: %s", s)
+			if n == "resource" && s.Kind != "latency" {
+				t.Errorf("nemesis hit the resource with more than latency: %s", s)
 			}
 		}
 		if p.Start < prevEnd {
@@ -240,10 +358,38 @@ func TestNemesisDeterministic(t *testing.T) {
 	}
 	t.Log(strings.Join(a.Strings(), " "))
 
-	if _, err := Nemesis([]string{"kill", "meteor"}, time.Second, 10*time.Second, 1, env); err == nil || !strings.Contains(err.Error(), "meteor") {
+	if _, err := Nemesis(NemesisOptions{Kinds: []string{"kill", "meteor"}, Interval: time.Second, Duration: 10 * time.Second, Nodes: []string{"redis-1"}}); err == nil || !strings.Contains(err.Error(), "meteor") {
 		t.Errorf("unknown kind: %v", err)
 	}
-	if _, err := Nemesis(nil, time.Second, 10*time.Second, 1, env); err == nil {
+	if _, err := Nemesis(NemesisOptions{Interval: time.Second, Duration: 10 * time.Second}); err == nil {
 		t.Error("no kinds accepted")
+	}
+	if _, err := Nemesis(NemesisOptions{Kinds: []string{"kill"}, Interval: time.Second, Duration: 10 * time.Second}); err == nil {
+		t.Error("node kinds without nodes accepted")
+	}
+}
+
+// The nemesis covers an implementation's nodes: with at least as many node
+// faults as nodes, every node is hit (the rotation), whatever the seed.
+func TestNemesisCoversEveryNode(t *testing.T) {
+	for _, nodes := range [][]string{{"pg-1", "pg-2"}, {"pg-1", "pg-2", "redis-1"}, {"redis-1", "redis-2", "redis-3", "redis-4", "redis-5"}} {
+		for seed := range int64(50) {
+			s, err := Nemesis(NemesisOptions{Kinds: []string{"partition", "kill", "pause"}, Interval: time.Second,
+				Duration: time.Duration(len(nodes))*time.Second + 500*time.Millisecond, Seed: seed, Salt: "2pc", Nodes: nodes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hit := map[string]bool{}
+			for _, spec := range s {
+				for _, n := range strings.Split(spec.Target, ",") {
+					hit[n] = true
+				}
+			}
+			for _, n := range nodes {
+				if !hit[n] {
+					t.Errorf("nodes %v seed %d: %s never hit by %v", nodes, seed, n, s.Strings())
+				}
+			}
+		}
 	}
 }

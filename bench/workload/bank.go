@@ -113,6 +113,16 @@ func (w *bankWorkload) Nodes(impls []string) ([]infra.NodeSpec, error) {
 	return infra.Nodes(r, p), nil
 }
 
+// NodesFor is the transaction's own nodes (txn.Info): the accounts live
+// on its PostgreSQL nodes.
+func (w *bankWorkload) NodesFor(impl string) (PhaseNodes, error) {
+	info, err := txn.Lookup(impl)
+	if err != nil {
+		return PhaseNodes{}, err
+	}
+	return PhaseNodes{Impl: specNames(infra.Nodes(info.RedisNodes, info.PostgresNodes))}, nil
+}
+
 // bankParams are the bank's settings, from Target.Params (--lock-opt k=v).
 type bankParams struct {
 	accounts                int   // per node

@@ -99,6 +99,15 @@ func (w *lockWorkload) Nodes(impls []string) ([]infra.NodeSpec, error) {
 	return append(infra.Nodes(r, p), w.node), nil
 }
 
+// NodesFor is the lock's own nodes (lock.Info) and the resource node.
+func (w *lockWorkload) NodesFor(impl string) (PhaseNodes, error) {
+	info, err := lock.Lookup(impl)
+	if err != nil {
+		return PhaseNodes{}, err
+	}
+	return PhaseNodes{Impl: specNames(infra.Nodes(info.RedisNodes, info.PostgresNodes)), Resource: []string{w.node.Name}}, nil
+}
+
 // ImplNames lists the implementations w can drive.
 func ImplNames(w Workload) []string {
 	var out []string

@@ -38,6 +38,9 @@ type Workload interface {
 	// union of the implementations' own nodes and the workload's resource
 	// nodes. Unknown names are an error listing the known ones.
 	Nodes(impls []string) ([]infra.NodeSpec, error)
+	// NodesFor is the nodes one implementation's phase uses: the faults of
+	// its phase are drawn among them, and its results say which were hit.
+	NodesFor(impl string) (PhaseNodes, error)
 	// Start prepares one implementation's phase: it resets the resource
 	// (and whatever the implementation left on the servers) and returns the
 	// phase whose Clients the workers run.
@@ -45,6 +48,27 @@ type Workload interface {
 	// Check judges one implementation's history (history.ForImpl) offline:
 	// verdicts, and counters such as "fenced". It never touches a server.
 	Check(ops []history.Op, c CheckConfig) Report
+}
+
+// PhaseNodes are the nodes of one implementation's phase, by name.
+type PhaseNodes struct {
+	// Impl are the implementation's own servers (Redis, PostgreSQL).
+	Impl []string
+	// Resource are the workload's protected-resource nodes, when it has
+	// its own (the lock workloads' counter store); faults may slow their
+	// link.
+	Resource []string
+}
+
+// All is every node of the phase.
+func (n PhaseNodes) All() []string { return append(append([]string(nil), n.Impl...), n.Resource...) }
+
+func specNames(specs []infra.NodeSpec) []string {
+	out := make([]string, len(specs))
+	for i, s := range specs {
+		out[i] = s.Name
+	}
+	return out
 }
 
 // ImplInfo names one implementation a workload can drive.
