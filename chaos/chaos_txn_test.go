@@ -181,9 +181,11 @@ func TestChaosTxnMatrixCoverage(t *testing.T) {
 		if _, err := chaos.ParseSchedule(r.Specs()); err != nil {
 			t.Errorf("line %d: %v", r.Line, err)
 		}
+		info, _ := txn.Lookup(r.Impl)
 		for k := range r.Settings() {
-			if _, ok := workload.BankParams[k]; !ok {
-				t.Errorf("line %d: %s is not a bank param", r.Line, k)
+			_, wl := wl.(workload.Optioner).Options().Lookup(k)
+			if _, impl := info.Options.Lookup(k); !wl && !impl {
+				t.Errorf("line %d: %s is neither a bank option nor an option of %s", r.Line, k, r.Impl)
 			}
 		}
 		if r.Expect == chaos.LivenessExpected {

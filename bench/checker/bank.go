@@ -3,12 +3,12 @@ package checker
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/faultline-dev/faultline/bench/results"
-	"github.com/faultline-dev/faultline/impl/txn"
 )
 
 // Bank checker names (results.Verdict.Checker).
@@ -23,8 +23,8 @@ const (
 
 // BankTransfer is one attempted transfer and how it ended.
 type BankTransfer struct {
-	Transfer txn.Transfer
-	// Status is txn.ClassOK, txn.ClassFail or txn.ClassInfo ("ok", "fail",
+	Transfer Transfer
+	// Status is StatusOK, StatusFail or StatusInfo ("ok", "fail",
 	// "info", as the history types): info transfers may or may not have
 	// moved money.
 	Status string
@@ -36,10 +36,13 @@ type BankTransfer struct {
 // BankInput is what the bank checkers read: the state after quiescence and
 // Recover, and every transfer the workload attempted.
 type BankInput struct {
-	Impl      string
-	Initial   map[txn.Account]int64 // txn.Layout.Initial
+	Impl string
+	// Checks are the checks the implementation asks for beyond the common
+	// ones (tcc-anomalies, outbox-delivery; its txn.Info.Checks).
+	Checks    []string
+	Initial   map[Account]int64 // every account's initial balance
 	Transfers []BankTransfer
-	Snapshot  txn.Snapshot
+	Snapshot  BankSnapshot
 	// FrozenTimeout: a TCC reservation open longer than this at snapshot
 	// time is a violation (0: any open reservation is).
 	FrozenTimeout time.Duration
@@ -75,14 +78,15 @@ func bankVerdict(name string, in BankInput, vs []results.Violation, unknown bool
 }
 
 // Bank runs every bank checker: conservation, no-negative-balance,
-// no-prepared-left, no-frozen-left, and when the snapshot shows the
-// protocol, tcc-anomalies and outbox-delivery.
+// no-prepared-left, no-frozen-left, and tcc-anomalies and
+// outbox-delivery when the implementation asks for them (in.Checks) or
+// the snapshot shows the protocol. Never keyed on a name.
 func Bank(in BankInput) []results.Verdict {
 	out := []results.Verdict{Conservation(in), NoNegative(in), NoPreparedLeft(in), NoFrozenLeft(in)}
-	if hasTCC(in.Snapshot) || strings.HasPrefix(in.Impl, "tcc") {
+	if hasTCC(in.Snapshot) || slices.Contains(in.Checks, TCCAnomaliesName) {
 		out = append(out, TCCAnomalies(in))
 	}
-	if len(in.Snapshot.Outbox) > 0 || len(in.Snapshot.Inbox) > 0 || strings.HasPrefix(in.Impl, "outbox") {
+	if len(in.Snapshot.Outbox) > 0 || len(in.Snapshot.Inbox) > 0 || slices.Contains(in.Checks, OutboxDeliveryName) {
 		out = append(out, OutboxDelivery(in))
 	}
 	return out
@@ -102,7 +106,7 @@ func transferString(bt BankTransfer) string {
 // transfers that could explain it.
 func Conservation(in BankInput) results.Verdict {
 	s := in.Snapshot
-	owned := map[txn.Account]int64{}
+	owned := map[Account]int64{}
 	for _, a := range s.Accounts {
 		owned[a.Account] = a.Balance + a.Frozen
 	}
@@ -119,21 +123,21 @@ func Conservation(in BankInput) results.Verdict {
 		total += v
 	}
 	// diff = actual - (initial + acknowledged transfers).
-	diff := map[txn.Account]int64{}
+	diff := map[Account]int64{}
 	for a, v := range owned {
 		diff[a] = v - in.Initial[a]
 	}
-	touching := map[txn.Account][]int{}
+	touching := map[Account][]int{}
 	var info []int
 	for i, bt := range in.Transfers {
 		t := bt.Transfer
 		touching[t.From] = append(touching[t.From], i)
 		touching[t.To] = append(touching[t.To], i)
 		switch bt.Status {
-		case txn.ClassOK:
+		case StatusOK:
 			diff[t.From] += t.Amount
 			diff[t.To] -= t.Amount
-		case txn.ClassInfo:
+		case StatusInfo:
 			info = append(info, i)
 		}
 	}
@@ -141,9 +145,9 @@ func Conservation(in BankInput) results.Verdict {
 		"transfers_ok": 0, "transfers_fail": 0, "transfers_info": float64(len(info))}
 	for _, bt := range in.Transfers {
 		switch bt.Status {
-		case txn.ClassOK:
+		case StatusOK:
 			m["transfers_ok"]++
-		case txn.ClassFail:
+		case StatusFail:
 			m["transfers_fail"]++
 		}
 	}
@@ -158,9 +162,9 @@ func Conservation(in BankInput) results.Verdict {
 				total, initTotal, abs(d), word, halfApplied(in, diff))})
 	}
 	// Components of accounts linked by indeterminate transfers.
-	parent := map[txn.Account]txn.Account{}
-	var find func(a txn.Account) txn.Account
-	find = func(a txn.Account) txn.Account {
+	parent := map[Account]Account{}
+	var find func(a Account) Account
+	find = func(a Account) Account {
 		p, ok := parent[a]
 		if !ok || p == a {
 			parent[a] = a
@@ -174,8 +178,8 @@ func Conservation(in BankInput) results.Verdict {
 		t := in.Transfers[i].Transfer
 		parent[find(t.From)] = find(t.To)
 	}
-	comps := map[txn.Account][]txn.Account{}
-	compInfo := map[txn.Account][]int{}
+	comps := map[Account][]Account{}
+	compInfo := map[Account][]int{}
 	for a := range diff {
 		r := find(a)
 		comps[r] = append(comps[r], a)
@@ -189,7 +193,7 @@ func Conservation(in BankInput) results.Verdict {
 		limit = 16
 	}
 	unknown := false
-	roots := make([]txn.Account, 0, len(comps))
+	roots := make([]Account, 0, len(comps))
 	for r := range comps {
 		roots = append(roots, r)
 	}
@@ -207,7 +211,7 @@ func Conservation(in BankInput) results.Verdict {
 				}
 				var ds []int64
 				for _, i := range touching[a] {
-					if in.Transfers[i].Status == txn.ClassInfo {
+					if in.Transfers[i].Status == StatusInfo {
 						ds = append(ds, delta(in.Transfers[i].Transfer, a))
 					}
 				}
@@ -264,10 +268,10 @@ func Conservation(in BankInput) results.Verdict {
 
 // halfApplied names indeterminate or failed transfers whose source shows
 // the debit and whose target does not show the credit, or the reverse.
-func halfApplied(in BankInput, diff map[txn.Account]int64) string {
+func halfApplied(in BankInput, diff map[Account]int64) string {
 	var parts []string
 	for _, bt := range in.Transfers {
-		if bt.Status == txn.ClassOK {
+		if bt.Status == StatusOK {
 			continue
 		}
 		t := bt.Transfer
@@ -288,7 +292,7 @@ func halfApplied(in BankInput, diff map[txn.Account]int64) string {
 	return "; " + strings.Join(parts, "; ")
 }
 
-func mismatch(in BankInput, a txn.Account, d int64, touch []int) results.Violation {
+func mismatch(in BankInput, a Account, d int64, touch []int) results.Violation {
 	word := "more"
 	if d < 0 {
 		word = "less"
@@ -319,7 +323,7 @@ func mismatch(in BankInput, a txn.Account, d int64, touch []int) results.Violati
 	return v
 }
 
-func delta(t txn.Transfer, a txn.Account) int64 {
+func delta(t Transfer, a Account) int64 {
 	var d int64
 	if t.From == a {
 		d -= t.Amount
@@ -343,7 +347,7 @@ func subsetSum(ds []int64, target int64) bool {
 	return sums[target]
 }
 
-func less(a, b txn.Account) bool {
+func less(a, b Account) bool {
 	if a.Node != b.Node {
 		return a.Node < b.Node
 	}
@@ -386,7 +390,7 @@ func NoPreparedLeft(in BankInput) results.Verdict {
 		maxAge = math.Max(maxAge, age.Seconds()*1000)
 		vs = append(vs, results.Violation{Kind: "prepared-left", Tokens: []string{p.GID},
 			Description: fmt.Sprintf("prepared transaction %q on %s still in doubt after recovery (prepared %s before the snapshot); it holds its row locks",
-				p.GID, txn.NodeName(p.Node), age.Round(time.Millisecond))})
+				p.GID, NodeName(p.Node), age.Round(time.Millisecond))})
 	}
 	unfinished := 0
 	for _, g := range s.Globals {
@@ -408,9 +412,9 @@ type branchKey struct {
 	branch string
 }
 
-func hasTCC(s txn.Snapshot) bool {
+func hasTCC(s BankSnapshot) bool {
 	for _, e := range s.Journal {
-		if e.Op == txn.OpTry || e.Op == txn.OpConfirm || e.Op == txn.OpCancel {
+		if e.Op == OpTry || e.Op == OpConfirm || e.Op == OpCancel {
 			return true
 		}
 	}
@@ -418,10 +422,10 @@ func hasTCC(s txn.Snapshot) bool {
 }
 
 // tccBranches groups the TCC journal per branch, in commit order.
-func tccBranches(s txn.Snapshot) (map[branchKey][]txn.JournalEntry, []branchKey) {
-	groups := map[branchKey][]txn.JournalEntry{}
+func tccBranches(s BankSnapshot) (map[branchKey][]JournalRow, []branchKey) {
+	groups := map[branchKey][]JournalRow{}
 	var keys []branchKey
-	js := append([]txn.JournalEntry(nil), s.Journal...)
+	js := append([]JournalRow(nil), s.Journal...)
 	sort.SliceStable(js, func(i, j int) bool {
 		if js[i].Node != js[j].Node {
 			return js[i].Node < js[j].Node
@@ -429,7 +433,7 @@ func tccBranches(s txn.Snapshot) (map[branchKey][]txn.JournalEntry, []branchKey)
 		return js[i].Seq < js[j].Seq
 	})
 	for _, e := range js {
-		if e.Op != txn.OpTry && e.Op != txn.OpConfirm && e.Op != txn.OpCancel {
+		if e.Op != OpTry && e.Op != OpConfirm && e.Op != OpCancel {
 			continue
 		}
 		k := branchKey{e.Node, e.GID, e.Branch}
@@ -449,31 +453,31 @@ func tccBranches(s txn.Snapshot) (map[branchKey][]txn.JournalEntry, []branchKey)
 func NoFrozenLeft(in BankInput) results.Verdict {
 	s := in.Snapshot
 	groups, keys := tccBranches(s)
-	wantFrozen := map[txn.Account]int64{}
-	wantPending := map[txn.Account]int64{}
+	wantFrozen := map[Account]int64{}
+	wantPending := map[Account]int64{}
 	var vs []results.Violation
 	open := 0
 	for _, k := range keys {
 		n := 0
 		var at time.Time
-		var e0 txn.JournalEntry
+		var e0 JournalRow
 		for _, e := range groups[k] {
 			if !e.Applied {
 				continue
 			}
 			switch e.Op {
-			case txn.OpTry:
+			case OpTry:
 				n++
 				at, e0 = e.At, e
-			case txn.OpConfirm, txn.OpCancel:
+			case OpConfirm, OpCancel:
 				n--
 			}
 		}
 		if n <= 0 {
 			continue
 		}
-		a := txn.Account{Node: k.node, ID: e0.Account}
-		if k.branch == txn.BranchDebit {
+		a := Account{Node: k.node, ID: e0.Account}
+		if k.branch == BranchDebit {
 			wantFrozen[a] += int64(n) * e0.Amount
 		} else {
 			wantPending[a] += int64(n) * e0.Amount
@@ -515,28 +519,28 @@ func TCCAnomalies(in BankInput) results.Verdict {
 	seen := map[string]float64{}
 	harm := map[string]float64{}
 	var vs []results.Violation
-	note := func(kind string, k branchKey, e txn.JournalEntry, applied bool) {
+	note := func(kind string, k branchKey, e JournalRow, applied bool) {
 		seen[kind]++
 		if !applied {
 			return
 		}
 		harm[kind]++
-		vs = append(vs, results.Violation{Kind: kind, Keys: []string{txn.Account{Node: k.node, ID: e.Account}.String()}, Tokens: []string{k.gid},
+		vs = append(vs, results.Violation{Kind: kind, Keys: []string{Account{Node: k.node, ID: e.Account}.String()}, Tokens: []string{k.gid},
 			Description: fmt.Sprintf("%s: %s %s of %s on %s applied %d (journal seq %d): no barrier stopped it",
-				kind, k.branch, e.Op, k.gid, txn.Account{Node: k.node, ID: e.Account}, e.Amount, e.Seq)})
+				kind, k.branch, e.Op, k.gid, Account{Node: k.node, ID: e.Account}, e.Amount, e.Seq)})
 	}
 	for _, k := range keys {
 		tried, cancelled := false, false
 		confirms, cancels := 0, 0
 		for _, e := range groups[k] {
 			switch e.Op {
-			case txn.OpTry:
+			case OpTry:
 				if cancelled {
 					note(AnomalyHangingTry, k, e, e.Applied)
 				} else if e.Applied {
 					tried = true
 				}
-			case txn.OpConfirm:
+			case OpConfirm:
 				if confirms > 0 {
 					note(AnomalyRepeatedConfirm, k, e, e.Applied)
 				}
@@ -545,7 +549,7 @@ func TCCAnomalies(in BankInput) results.Verdict {
 				} else if confirms == 0 {
 					confirms = 1 // a barrier-skipped confirm means one ran before
 				}
-			case txn.OpCancel:
+			case OpCancel:
 				switch {
 				case cancels > 0:
 					note(AnomalyRepeatedCancel, k, e, e.Applied)
@@ -575,7 +579,7 @@ func TCCAnomalies(in BankInput) results.Verdict {
 // database clocks) in milliseconds.
 func OutboxDelivery(in BankInput) results.Verdict {
 	s := in.Snapshot
-	applied := map[string][]txn.InboxEntry{}
+	applied := map[string][]InboxRow{}
 	skipped := 0
 	for _, e := range s.Inbox {
 		if e.Applied {
@@ -584,7 +588,7 @@ func OutboxDelivery(in BankInput) results.Verdict {
 			skipped++
 		}
 	}
-	rows := map[string]txn.OutboxRow{}
+	rows := map[string]OutboxRow{}
 	var vs []results.Violation
 	var delays []float64
 	dupPublished := 0
@@ -613,10 +617,10 @@ func OutboxDelivery(in BankInput) results.Verdict {
 		}
 	}
 	for _, bt := range in.Transfers {
-		if bt.Status != txn.ClassOK {
+		if bt.Status != StatusOK {
 			continue
 		}
-		if _, ok := rows[txn.MsgID(bt.Transfer.ID)]; !ok {
+		if _, ok := rows[MsgID(bt.Transfer.ID)]; !ok {
 			vs = append(vs, results.Violation{Kind: "message-lost", Tokens: []string{bt.Transfer.ID}, Time: bt.Time,
 				Description: fmt.Sprintf("acknowledged transfer %s has no outbox message", transferString(bt))})
 		}

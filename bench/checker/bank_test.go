@@ -6,31 +6,30 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/bench/results"
-	"github.com/faultline-dev/faultline/impl/txn"
 )
 
 var (
-	a1 = txn.Account{Node: 0, ID: 1}
-	a2 = txn.Account{Node: 0, ID: 2}
-	b1 = txn.Account{Node: 1, ID: 1}
-	b2 = txn.Account{Node: 1, ID: 2}
+	a1 = Account{Node: 0, ID: 1}
+	a2 = Account{Node: 0, ID: 2}
+	b1 = Account{Node: 1, ID: 1}
+	b2 = Account{Node: 1, ID: 2}
 	t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-func initial() map[txn.Account]int64 {
-	return map[txn.Account]int64{a1: 100, a2: 100, b1: 100, b2: 100}
+func initial() map[Account]int64 {
+	return map[Account]int64{a1: 100, a2: 100, b1: 100, b2: 100}
 }
 
-func accts(bal map[txn.Account]int64) []txn.AccountState {
-	var out []txn.AccountState
-	for _, a := range []txn.Account{a1, a2, b1, b2} {
-		out = append(out, txn.AccountState{Account: a, Balance: bal[a]})
+func accts(bal map[Account]int64) []AccountRow {
+	var out []AccountRow
+	for _, a := range []Account{a1, a2, b1, b2} {
+		out = append(out, AccountRow{Account: a, Balance: bal[a]})
 	}
 	return out
 }
 
-func tr(id, status string, from, to txn.Account, amount int64) BankTransfer {
-	return BankTransfer{Transfer: txn.Transfer{ID: id, From: from, To: to, Amount: amount}, Status: status, Index: -1}
+func tr(id, status string, from, to Account, amount int64) BankTransfer {
+	return BankTransfer{Transfer: Transfer{ID: id, From: from, To: to, Amount: amount}, Status: status, Index: -1}
 }
 
 func verdictOf(vs []results.Verdict, name string) results.Verdict {
@@ -45,36 +44,36 @@ func verdictOf(vs []results.Verdict, name string) results.Verdict {
 func TestConservation(t *testing.T) {
 	cases := []struct {
 		name     string
-		bal      map[txn.Account]int64
+		bal      map[Account]int64
 		ts       []BankTransfer
 		want     results.Validity
 		kinds    []string // violation kinds expected
 		mentions []string
 	}{
-		{"nothing", map[txn.Account]int64{a1: 100, a2: 100, b1: 100, b2: 100}, nil, results.Valid, nil, nil},
-		{"ok transfers", map[txn.Account]int64{a1: 90, a2: 100, b1: 110, b2: 100},
+		{"nothing", map[Account]int64{a1: 100, a2: 100, b1: 100, b2: 100}, nil, results.Valid, nil, nil},
+		{"ok transfers", map[Account]int64{a1: 90, a2: 100, b1: 110, b2: 100},
 			[]BankTransfer{tr("t1", "ok", a1, b1, 30), tr("t2", "ok", b1, a1, 20)}, results.Valid, nil, nil},
-		{"failed transfer did not move", map[txn.Account]int64{a1: 100, a2: 100, b1: 100, b2: 100},
+		{"failed transfer did not move", map[Account]int64{a1: 100, a2: 100, b1: 100, b2: 100},
 			[]BankTransfer{tr("t1", "fail", a1, b1, 30)}, results.Valid, nil, nil},
-		{"info applied", map[txn.Account]int64{a1: 70, a2: 100, b1: 130, b2: 100},
+		{"info applied", map[Account]int64{a1: 70, a2: 100, b1: 130, b2: 100},
 			[]BankTransfer{tr("t1", "info", a1, b1, 30)}, results.Valid, nil, nil},
-		{"info not applied", map[txn.Account]int64{a1: 100, a2: 100, b1: 100, b2: 100},
+		{"info not applied", map[Account]int64{a1: 100, a2: 100, b1: 100, b2: 100},
 			[]BankTransfer{tr("t1", "info", a1, b1, 30)}, results.Valid, nil, nil},
-		{"two info, one applied", map[txn.Account]int64{a1: 70, a2: 95, b1: 130, b2: 105},
+		{"two info, one applied", map[Account]int64{a1: 70, a2: 95, b1: 130, b2: 105},
 			[]BankTransfer{tr("t1", "info", a1, b1, 30), tr("t2", "info", a2, b1, 7), tr("t3", "ok", a2, b2, 5)}, results.Valid, nil, nil},
-		{"info half applied: money destroyed", map[txn.Account]int64{a1: 30, a2: 100, b1: 100, b2: 100},
+		{"info half applied: money destroyed", map[Account]int64{a1: 30, a2: 100, b1: 100, b2: 100},
 			[]BankTransfer{tr("crash", "info", a1, b1, 70)}, results.Invalid, []string{"money-destroyed", "account-mismatch"},
 			[]string{"crash", "A:1", "70", "never credited B:1"}},
-		{"ok transfer lost its credit", map[txn.Account]int64{a1: 70, a2: 100, b1: 100, b2: 100},
+		{"ok transfer lost its credit", map[Account]int64{a1: 70, a2: 100, b1: 100, b2: 100},
 			[]BankTransfer{tr("t1", "ok", a1, b1, 30)}, results.Invalid, []string{"money-destroyed", "account-mismatch"}, []string{"B:1", "t1"}},
-		{"failed transfer moved money", map[txn.Account]int64{a1: 70, a2: 100, b1: 130, b2: 100},
+		{"failed transfer moved money", map[Account]int64{a1: 70, a2: 100, b1: 130, b2: 100},
 			[]BankTransfer{tr("t1", "fail", a1, b1, 30)}, results.Invalid, []string{"account-mismatch"}, []string{"t1", "A:1", "B:1"}},
-		{"double credit", map[txn.Account]int64{a1: 70, a2: 100, b1: 160, b2: 100},
+		{"double credit", map[Account]int64{a1: 70, a2: 100, b1: 160, b2: 100},
 			[]BankTransfer{tr("t1", "ok", a1, b1, 30)}, results.Invalid, []string{"money-created"}, []string{"30 created", "B:1"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			in := BankInput{Impl: "x", Initial: initial(), Transfers: c.ts, Snapshot: txn.Snapshot{TakenAt: t0, Accounts: accts(c.bal)}}
+			in := BankInput{Impl: "x", Initial: initial(), Transfers: c.ts, Snapshot: BankSnapshot{TakenAt: t0, Accounts: accts(c.bal)}}
 			v := Conservation(in)
 			if v.Valid != c.want {
 				t.Fatalf("valid = %s, want %s: %s %+v", v.Valid, c.want, v.Summary, v.Violations)
@@ -104,15 +103,15 @@ func TestConservationManyInfoNeverFalseAlarm(t *testing.T) {
 	for i := range 30 {
 		ts = append(ts, tr("t"+string(rune('a'+i%26))+string(rune('a'+i/26)), "info", a1, b1, 1))
 	}
-	bal := map[txn.Account]int64{a1: 88, a2: 100, b1: 112, b2: 100}
-	v := Conservation(BankInput{Initial: initial(), Transfers: ts, Snapshot: txn.Snapshot{Accounts: accts(bal)}})
+	bal := map[Account]int64{a1: 88, a2: 100, b1: 112, b2: 100}
+	v := Conservation(BankInput{Initial: initial(), Transfers: ts, Snapshot: BankSnapshot{Accounts: accts(bal)}})
 	if v.Valid == results.Invalid {
 		t.Fatalf("false alarm: %+v", v.Violations)
 	}
 }
 
 func TestNoNegativeAndPrepared(t *testing.T) {
-	s := txn.Snapshot{TakenAt: t0, Accounts: accts(map[txn.Account]int64{a1: -5, a2: 105, b1: 100, b2: 100})}
+	s := BankSnapshot{TakenAt: t0, Accounts: accts(map[Account]int64{a1: -5, a2: 105, b1: 100, b2: 100})}
 	if v := NoNegative(BankInput{Snapshot: s}); v.Valid != results.Invalid || v.Violations[0].Kind != "negative-balance" {
 		t.Fatalf("negative balance not caught: %+v", v)
 	}
@@ -123,33 +122,33 @@ func TestNoNegativeAndPrepared(t *testing.T) {
 	if v := NoPreparedLeft(BankInput{Snapshot: s}); v.Valid != results.Valid {
 		t.Fatalf("false alarm: %+v", v)
 	}
-	s.Prepared = []txn.PreparedXact{{Node: 1, GID: "fl:2pc:t9", Prepared: t0.Add(-3 * time.Second)}}
-	s.Globals = []txn.GlobalTxn{{GID: "fl:tcc:t3", Protocol: "tcc", State: "confirming", TransferID: "t3"}, {GID: "fl:tcc:t4", State: "confirmed"}}
+	s.Prepared = []PreparedRow{{Node: 1, GID: "fl:2pc:t9", Prepared: t0.Add(-3 * time.Second)}}
+	s.Globals = []GlobalRow{{GID: "fl:tcc:t3", Protocol: "tcc", State: "confirming", TransferID: "t3"}, {GID: "fl:tcc:t4", State: "confirmed"}}
 	v := NoPreparedLeft(BankInput{Snapshot: s})
 	if v.Valid != results.Invalid || len(v.Violations) != 2 || v.Measures["prepared_max_age_ms"] != 3000 {
 		t.Fatalf("prepared/unfinished not caught: %+v", v)
 	}
 }
 
-func je(seq int64, node int, gid, branch, op string, acct int, amount int64, applied bool, at time.Time) txn.JournalEntry {
-	return txn.JournalEntry{Node: node, Seq: seq, GID: gid, Branch: branch, Op: op, Account: acct, Amount: amount, Applied: applied, At: at}
+func je(seq int64, node int, gid, branch, op string, acct int, amount int64, applied bool, at time.Time) JournalRow {
+	return JournalRow{Node: node, Seq: seq, GID: gid, Branch: branch, Op: op, Account: acct, Amount: amount, Applied: applied, At: at}
 }
 
 func TestTCC(t *testing.T) {
 	old := t0.Add(-10 * time.Second)
 	cases := []struct {
 		name        string
-		journal     []txn.JournalEntry
-		frozen      map[txn.Account][2]int64 // frozen, pending
-		wantAnomaly map[string]float64       // measures expected
+		journal     []JournalRow
+		frozen      map[Account][2]int64 // frozen, pending
+		wantAnomaly map[string]float64   // measures expected
 		anomalies   results.Validity
 		frozenLeft  results.Validity
 	}{
-		{"normal confirm", []txn.JournalEntry{
+		{"normal confirm", []JournalRow{
 			je(1, 0, "g", "debit", "try", 1, 10, true, old), je(2, 0, "g", "debit", "confirm", 1, 10, true, old),
 			je(1, 1, "g", "credit", "try", 1, 10, true, old), je(2, 1, "g", "credit", "confirm", 1, 10, true, old),
 		}, nil, map[string]float64{}, results.Valid, results.Valid},
-		{"barrier neutralised everything", []txn.JournalEntry{
+		{"barrier neutralised everything", []JournalRow{
 			je(1, 0, "g", "debit", "cancel", 1, 10, false, old), // empty cancel
 			je(2, 0, "g", "debit", "try", 1, 10, false, old),    // hanging try rejected
 			je(1, 1, "g", "credit", "try", 1, 10, true, old),
@@ -159,32 +158,32 @@ func TestTCC(t *testing.T) {
 			je(5, 0, "h", "debit", "confirm", 2, 5, false, old), // repeated confirm
 		}, nil, map[string]float64{"empty-cancel": 1, "hanging-try": 1, "repeated-cancel": 1, "repeated-confirm": 1, "hanging-try_applied": 0},
 			results.Valid, results.Valid},
-		{"hanging try froze money", []txn.JournalEntry{
+		{"hanging try froze money", []JournalRow{
 			je(1, 0, "g", "debit", "cancel", 1, 10, false, old),
 			je(2, 0, "g", "debit", "try", 1, 10, true, old),
-		}, map[txn.Account][2]int64{a1: {10, 0}}, map[string]float64{"empty-cancel": 1, "hanging-try": 1, "hanging-try_applied": 1},
+		}, map[Account][2]int64{a1: {10, 0}}, map[string]float64{"empty-cancel": 1, "hanging-try": 1, "hanging-try_applied": 1},
 			results.Invalid, results.Invalid},
-		{"repeated confirm applied", []txn.JournalEntry{
+		{"repeated confirm applied", []JournalRow{
 			je(1, 0, "g", "debit", "try", 1, 10, true, old), je(2, 0, "g", "debit", "confirm", 1, 10, true, old),
 			je(3, 0, "g", "debit", "confirm", 1, 10, true, old),
-		}, map[txn.Account][2]int64{a1: {-10, 0}}, map[string]float64{"repeated-confirm": 1, "repeated-confirm_applied": 1},
+		}, map[Account][2]int64{a1: {-10, 0}}, map[string]float64{"repeated-confirm": 1, "repeated-confirm_applied": 1},
 			results.Invalid, results.Invalid},
-		{"empty cancel applied", []txn.JournalEntry{
+		{"empty cancel applied", []JournalRow{
 			je(1, 1, "g", "credit", "cancel", 1, 10, true, old),
-		}, map[txn.Account][2]int64{b1: {0, -10}}, map[string]float64{"empty-cancel": 1, "empty-cancel_applied": 1},
+		}, map[Account][2]int64{b1: {0, -10}}, map[string]float64{"empty-cancel": 1, "empty-cancel_applied": 1},
 			results.Invalid, results.Invalid},
-		{"young reservation in flight", []txn.JournalEntry{
+		{"young reservation in flight", []JournalRow{
 			je(1, 0, "g", "debit", "try", 1, 10, true, t0.Add(-100*time.Millisecond)),
-		}, map[txn.Account][2]int64{a1: {10, 0}}, map[string]float64{}, results.Valid, results.Valid},
+		}, map[Account][2]int64{a1: {10, 0}}, map[string]float64{}, results.Valid, results.Valid},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			as := accts(map[txn.Account]int64{a1: 100, a2: 100, b1: 100, b2: 100})
+			as := accts(map[Account]int64{a1: 100, a2: 100, b1: 100, b2: 100})
 			for i := range as {
 				as[i].Frozen = c.frozen[as[i].Account][0]
 				as[i].Pending = c.frozen[as[i].Account][1]
 			}
-			in := BankInput{Impl: "tcc", Snapshot: txn.Snapshot{TakenAt: t0, Accounts: as, Journal: c.journal}, FrozenTimeout: time.Second}
+			in := BankInput{Impl: "tcc", Snapshot: BankSnapshot{TakenAt: t0, Accounts: as, Journal: c.journal}, FrozenTimeout: time.Second}
 			vs := Bank(in)
 			an := verdictOf(vs, TCCAnomaliesName)
 			if an.Valid != c.anomalies {
@@ -203,29 +202,29 @@ func TestTCC(t *testing.T) {
 }
 
 func TestOutboxDelivery(t *testing.T) {
-	row := func(id string, to txn.Account, amount int64, pub int) txn.OutboxRow {
-		return txn.OutboxRow{Node: 0, MsgID: txn.MsgID(id), TransferID: id, To: to, Amount: amount, CreatedAt: t0, SentAt: t0, Published: pub}
+	row := func(id string, to Account, amount int64, pub int) OutboxRow {
+		return OutboxRow{Node: 0, MsgID: MsgID(id), TransferID: id, To: to, Amount: amount, CreatedAt: t0, SentAt: t0, Published: pub}
 	}
-	in := func(id string, acct int, applied bool, ms int) txn.InboxEntry {
-		return txn.InboxEntry{Node: 1, MsgID: txn.MsgID(id), TransferID: id, Account: acct, Amount: 10, Applied: applied, At: t0.Add(time.Duration(ms) * time.Millisecond)}
+	in := func(id string, acct int, applied bool, ms int) InboxRow {
+		return InboxRow{Node: 1, MsgID: MsgID(id), TransferID: id, Account: acct, Amount: 10, Applied: applied, At: t0.Add(time.Duration(ms) * time.Millisecond)}
 	}
 	cases := []struct {
 		name  string
-		snap  txn.Snapshot
+		snap  BankSnapshot
 		ts    []BankTransfer
 		want  results.Validity
 		kind  string
 		p50ms float64
 	}{
-		{"exactly once despite a duplicate", txn.Snapshot{Outbox: []txn.OutboxRow{row("m1", b1, 10, 2), row("m2", b1, 10, 1)},
-			Inbox: []txn.InboxEntry{in("m1", 1, true, 4), in("m1", 1, false, 9), in("m2", 1, true, 6)}},
+		{"exactly once despite a duplicate", BankSnapshot{Outbox: []OutboxRow{row("m1", b1, 10, 2), row("m2", b1, 10, 1)},
+			Inbox: []InboxRow{in("m1", 1, true, 4), in("m1", 1, false, 9), in("m2", 1, true, 6)}},
 			[]BankTransfer{tr("m1", "ok", a1, b1, 10), tr("m2", "ok", a1, b1, 10)}, results.Valid, "", 4},
-		{"applied twice", txn.Snapshot{Outbox: []txn.OutboxRow{row("m1", b1, 10, 2)},
-			Inbox: []txn.InboxEntry{in("m1", 1, true, 4), in("m1", 1, true, 9)}},
+		{"applied twice", BankSnapshot{Outbox: []OutboxRow{row("m1", b1, 10, 2)},
+			Inbox: []InboxRow{in("m1", 1, true, 4), in("m1", 1, true, 9)}},
 			[]BankTransfer{tr("m1", "ok", a1, b1, 10)}, results.Invalid, "applied-twice", 4},
-		{"never delivered", txn.Snapshot{Outbox: []txn.OutboxRow{row("m1", b1, 10, 0)}},
+		{"never delivered", BankSnapshot{Outbox: []OutboxRow{row("m1", b1, 10, 0)}},
 			[]BankTransfer{tr("m1", "ok", a1, b1, 10)}, results.Invalid, "not-delivered", 0},
-		{"acknowledged without message", txn.Snapshot{Outbox: []txn.OutboxRow{row("m1", b1, 10, 1)}, Inbox: []txn.InboxEntry{in("m1", 1, true, 4)}},
+		{"acknowledged without message", BankSnapshot{Outbox: []OutboxRow{row("m1", b1, 10, 1)}, Inbox: []InboxRow{in("m1", 1, true, 4)}},
 			[]BankTransfer{tr("m1", "ok", a1, b1, 10), tr("m2", "ok", a1, b1, 10)}, results.Invalid, "message-lost", 4},
 	}
 	for _, c := range cases {
@@ -241,5 +240,19 @@ func TestOutboxDelivery(t *testing.T) {
 				t.Errorf("delay p50 = %v, want %v", v.Measures["delay_ms_p50"], c.p50ms)
 			}
 		})
+	}
+}
+
+func TestParseAccount(t *testing.T) {
+	for _, a := range []Account{{Node: 0, ID: 1}, {Node: 1, ID: 42}} {
+		got, err := ParseAccount(a.String())
+		if err != nil || got != a {
+			t.Errorf("ParseAccount(%s) = %v, %v", a, got, err)
+		}
+	}
+	for _, s := range []string{"", "A", "a:1", "AB:1", "A:x"} {
+		if _, err := ParseAccount(s); err == nil {
+			t.Errorf("ParseAccount(%q) succeeded", s)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -31,39 +32,51 @@ func (s nodeSet) Node(name string) (infra.Node, bool) {
 
 func TestBankParams(t *testing.T) {
 	env := nodeSet{"pg-1", "pg-2"}
+	tpc, _ := txn.Lookup("2pc")
+	tcc, _ := txn.Lookup("tcc")
 	cases := []struct {
 		name   string
-		params map[string]string
+		info   txn.Info
+		opts   map[string]string // --opt
+		params map[string]string // --txn-opt (and deprecated --lock-opt)
 		check  func(p bankParams) error
 		err    string
 	}{
-		{"defaults", nil, func(p bankParams) error {
-			if p.accounts != 100 || p.balance != 1000 || p.lockTimeout != 250*time.Millisecond || p.maxInject != 1 || p.after != 10 || p.injecting() {
+		{"defaults", tpc, nil, nil, func(p bankParams) error {
+			if p.accounts != 100 || p.balance != 1000 || p.lockTimeout != 250*time.Millisecond || p.maxInject != 1 || p.after != 10 ||
+				p.poll != 50*time.Millisecond || p.transferTimeout != 5*time.Second || p.injecting() {
 				return fmt.Errorf("%+v", p)
 			}
 			return nil
 		}, ""},
-		{"crash", map[string]string{"crash-at": "after-commit", "inject-every": "7"}, func(p bankParams) error {
-			if p.crashAt != txn.CrashAfterCommit || p.every != 7 || p.maxInject != 0 || !p.injecting() || p.describe() != "crash-at=after-commit" {
+		{"crash", tpc, map[string]string{"inject-every": "7"}, map[string]string{"crash-at": "after-commit"}, func(p bankParams) error {
+			if p.faults.CrashAt != txn.CrashAfterCommit || p.every != 7 || p.maxInject != 0 || !p.injecting() || p.describe() != "crash-at=after-commit" {
 				return fmt.Errorf("%+v", p)
 			}
 			return nil
 		}, ""},
-		{"kill", map[string]string{"kill-after-prepare": "pg-2", "kill-for": "1s", "inject-max": "3", "inject-prob": "0.5"}, func(p bankParams) error {
+		{"deprecated route", tpc, nil, map[string]string{"accounts": "7", "crash-at": "after-prepare"}, func(p bankParams) error {
+			if p.accounts != 7 || p.faults.CrashAt != txn.CrashAfterPrepare {
+				return fmt.Errorf("%+v", p)
+			}
+			return nil
+		}, ""},
+		{"kill", tpc, map[string]string{"kill-after-prepare": "pg-2", "kill-for": "1s", "inject-max": "3", "inject-prob": "0.5"}, nil, func(p bankParams) error {
 			if p.killNode != "pg-2" || p.killFor != time.Second || p.maxInject != 3 || p.prob != 0.5 {
 				return fmt.Errorf("%+v", p)
 			}
 			return nil
 		}, ""},
-		{"bad crash point", map[string]string{"crash-at": "sometime"}, nil, "unknown crash point"},
-		{"unknown param", map[string]string{"crash_at": "after-commit"}, nil, `unknown bank param "crash_at"`},
-		{"bad node", map[string]string{"kill-after-prepare": "pg-9"}, nil, "no such node"},
-		{"bad number", map[string]string{"accounts": "1"}, nil, "want a whole number >= 2"},
-		{"bad late try", map[string]string{"late-try": "both"}, nil, "want debit or credit"},
+		{"bad crash point", tpc, nil, map[string]string{"crash-at": "sometime"}, nil, "want one of before-prepare"},
+		{"option of another implementation", tcc, nil, map[string]string{"crash-at": "after-commit"}, nil, `txn tcc has no option "crash-at"`},
+		{"unknown option", tpc, map[string]string{"crash_at": "x"}, nil, nil, `workload bank has no option "crash_at"`},
+		{"bad node", tpc, map[string]string{"kill-after-prepare": "pg-9"}, nil, nil, "no such node"},
+		{"bad number", tpc, map[string]string{"accounts": "1"}, nil, nil, "out of range"},
+		{"bad late try", tcc, nil, map[string]string{"late-try": "both"}, nil, "want one of debit, credit"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := parseBankParams(Target{Env: env, OpTimeout: 500 * time.Millisecond, Params: c.params})
+			p, err := parseBankParams(Target{Env: env, OpTimeout: 500 * time.Millisecond, Opts: c.opts, Params: c.params}, c.info)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("err = %v, want %q", err, c.err)
@@ -78,11 +91,6 @@ func TestBankParams(t *testing.T) {
 			}
 		})
 	}
-	for k := range BankParams {
-		if _, err := parseBankParams(Target{Env: env, Params: map[string]string{k: "x"}}); err != nil && strings.Contains(err.Error(), "unknown bank param") {
-			t.Errorf("documented param %s is not parsed", k)
-		}
-	}
 }
 
 func TestBankChoose(t *testing.T) {
@@ -92,9 +100,9 @@ func TestBankChoose(t *testing.T) {
 		want   []int64 // transfers 1..30 that get the fault
 	}{
 		{"none", bankParams{after: 10, maxInject: 1}, nil},
-		{"once", bankParams{crashAt: txn.CrashAfterPrepare, after: 10, maxInject: 1}, []int64{10}},
-		{"every", bankParams{crashAt: txn.CrashAfterPrepare, every: 7}, []int64{7, 14, 21, 28}},
-		{"every capped", bankParams{lateTry: "debit", every: 7, maxInject: 2}, []int64{7, 14}},
+		{"once", bankParams{faults: txn.Options{CrashAt: txn.CrashAfterPrepare}, after: 10, maxInject: 1}, []int64{10}},
+		{"every", bankParams{faults: txn.Options{CrashAt: txn.CrashAfterPrepare}, every: 7}, []int64{7, 14, 21, 28}},
+		{"every capped", bankParams{faults: txn.Options{TCC: txn.TCCFaults{LateTry: "debit"}}, every: 7, maxInject: 2}, []int64{7, 14}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -231,7 +239,7 @@ func TestBankCheck(t *testing.T) {
 		b.read(ReaderProcess0, 195, 200, 0) // torn within node A
 		b.read(ReaderProcess0+1, 200, 200, 1)
 		b.finish(true, balances(100, 100, 100, 100))
-		v := verdictMap(w.Check(b.ops, CheckConfig{Impl: "single-db"}))[BankReadsName]
+		v := verdictMap(w.Check(b.ops, CheckConfig{Impl: "single-db"}))[checker.BankReadsName]
 		kinds := map[string]int{}
 		for _, vi := range v.Violations {
 			kinds[vi.Kind]++
@@ -243,7 +251,7 @@ func TestBankCheck(t *testing.T) {
 		var c bankHistory
 		c.read(ReaderProcess0, 195, 200, 0)
 		c.finish(false, balances(100, 100, 100, 100))
-		if v := verdictMap(w.Check(c.ops, CheckConfig{Impl: "saga"}))[BankReadsName]; v.Valid != results.Valid {
+		if v := verdictMap(w.Check(c.ops, CheckConfig{Impl: "saga"}))[checker.BankReadsName]; v.Valid != results.Valid {
 			t.Fatalf("cross-node skew judged %s", v.Valid)
 		}
 	})
@@ -273,7 +281,7 @@ func TestBankCheck(t *testing.T) {
 		var b bankHistory
 		b.transfer(0, "p0-1", "A:1", "B:2", 10, history.OK, "", time.Millisecond)
 		rep := w.Check(b.ops, CheckConfig{Impl: "2pc"})
-		if len(rep.Verdicts) != 1 || rep.Verdicts[0].Checker != BankSnapshotName || rep.Verdicts[0].Valid != results.Unknown {
+		if len(rep.Verdicts) != 1 || rep.Verdicts[0].Checker != checker.BankSnapshotName || rep.Verdicts[0].Valid != results.Unknown {
 			t.Fatalf("verdicts %+v", rep.Verdicts)
 		}
 	})
@@ -296,31 +304,25 @@ func TestBankSnapshotRoundTrip(t *testing.T) {
 		op.Process = history.Resource
 		ops = append(ops, op)
 	}
-	st, err := parseBankState(ops)
+	got, err := checker.BankHistorySnapshot(ops)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := s
-	want.Globals = want.Globals[:1] // finished ones are counted, not kept
-	want.Decisions = nil            // counted
-	if !reflect.DeepEqual(st.snap, want) {
-		t.Fatalf("round trip:\n got %+v\nwant %+v", st.snap, want)
+	// The checker's own record types hold every field the workload wrote.
+	s.Globals = s.Globals[:1] // finished ones are counted, not kept
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if st.decisions != 1 {
-		t.Errorf("decisions %d", st.decisions)
+	var want checker.BankSnapshot
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func TestParseAccount(t *testing.T) {
-	for _, a := range []txn.Account{{Node: 0, ID: 1}, {Node: 1, ID: 42}} {
-		got, err := ParseAccount(a.String())
-		if err != nil || got != a {
-			t.Errorf("ParseAccount(%s) = %v, %v", a, got, err)
-		}
+	want.Decisions = 1 // counted
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
 	}
-	for _, s := range []string{"", "A", "a:1", "AB:1", "A:x"} {
-		if _, err := ParseAccount(s); err == nil {
-			t.Errorf("ParseAccount(%q) succeeded", s)
-		}
+	if got.Outbox[0].Published != 2 || got.Journal[0].Op != checker.OpTry || got.Accounts[1].Frozen != 7 {
+		t.Errorf("fields lost: %+v", got)
 	}
 }

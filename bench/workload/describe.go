@@ -72,7 +72,7 @@ func (*bankWorkload) Describe() results.WorkloadInfo {
 		n(checker.OutboxDeliveryName, "duplicates_skipped"),
 		n(checker.ConservationName, "total"), n(checker.ConservationName, "initial_total"),
 		n(checker.ConservationName, "transfers_ok"), n(checker.ConservationName, "transfers_fail"), n(checker.ConservationName, "transfers_info"),
-		n(BankReadsName, "reads"), n(BankReadsName, "skewed_reads"), n(BankReadsName, "skew_max"),
-		{Checker: BankReadsName, Name: "skewed_fraction", Unit: results.UnitRatio},
+		n(checker.BankReadsName, "reads"), n(checker.BankReadsName, "skewed_reads"), n(checker.BankReadsName, "skew_max"),
+		{Checker: checker.BankReadsName, Name: "skewed_fraction", Unit: results.UnitRatio},
 	}}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/faultline-dev/faultline/impl/lock"
 	"github.com/faultline-dev/faultline/infra"
 	"github.com/faultline-dev/faultline/internal/clock"
+	"github.com/faultline-dev/faultline/internal/option"
 )
 
 // Operation kinds of the lock workloads; the index is the recorder's kind
@@ -79,7 +80,8 @@ func (w *lockWorkload) Kinds() []string { return lockKinds }
 func (w *lockWorkload) Impls() []ImplInfo {
 	var out []ImplInfo
 	for _, i := range lock.All() {
-		out = append(out, ImplInfo{Name: i.Name, Doc: i.Doc, Mutant: i.Mutant})
+		opts := append(append(option.Set{}, lock.CommonOptions...), i.Options...)
+		out = append(out, ImplInfo{Name: i.Name, Doc: i.Doc, Mutant: i.Mutant, Options: opts})
 	}
 	return out
 }

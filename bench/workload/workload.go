@@ -17,6 +17,7 @@ import (
 	"github.com/faultline-dev/faultline/bench/recorder"
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/infra"
+	"github.com/faultline-dev/faultline/internal/option"
 	"github.com/faultline-dev/faultline/internal/registry"
 )
 
@@ -76,6 +77,14 @@ type ImplInfo struct {
 	Name   string
 	Doc    string
 	Mutant bool
+	// Options are the implementation options it accepts (--lock-opt,
+	// --txn-opt).
+	Options option.Set
+}
+
+// Optioner is a workload with options of its own (--opt k=v).
+type Optioner interface {
+	Options() option.Set
 }
 
 // Env is what a workload needs of the environment: nodes by name.
@@ -97,9 +106,12 @@ type Target struct {
 	// OpTimeout bounds every call but the acquire; AcquireTimeout bounds
 	// a blocking acquire.
 	OpTimeout, AcquireTimeout time.Duration
-	// Params are implementation options (--lock-opt k=v); for locks
-	// "reentrant" and "watchdog" set lock.Options fields.
+	// Params are implementation options (--lock-opt k=v for locks, where
+	// "reentrant" and "watchdog" set lock.Options fields; --txn-opt k=v
+	// for transactions).
 	Params map[string]string
+	// Opts are the workload's own options (--opt k=v; see Optioner).
+	Opts map[string]string
 	// Faults is the phase's client-fault injector (never nil from the
 	// runner).
 	Faults *Faults

@@ -17,7 +17,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -357,18 +356,33 @@ func listCmd(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, "  exec:PATH[:NAME]         run the executable PATH, one process per worker, speaking the JSON-lines")
 	fmt.Fprintln(stdout, "                           protocol of docs/protocol.md; mix freely with built-ins, e.g.")
 	fmt.Fprintln(stdout, "                           --impl exec:examples/python/seed_lock.py,exec:examples/python/safe_lock.py,redis-setnx")
-	fmt.Fprintln(stdout, "\nBank options (--lock-opt key=value):")
-	params := make([]string, 0, len(workload.BankParams))
-	for n := range workload.BankParams {
-		params = append(params, n)
-	}
-	sort.Strings(params)
-	for _, n := range params {
-		fmt.Fprintf(stdout, "  %-24s %s\n", n, workload.BankParams[n])
-	}
-	fmt.Fprintln(stdout, "\nWorkloads:")
+	fmt.Fprintln(stdout, "\nWorkloads (their options: --opt key=value):")
 	for _, w := range workload.All() {
 		fmt.Fprintf(stdout, "  %-24s %s\n", w.Name(), w.Doc())
+		if o, ok := w.(workload.Optioner); ok {
+			for _, s := range o.Options() {
+				fmt.Fprintf(stdout, "      --opt %s\n", s.Usage())
+			}
+		}
+	}
+	fmt.Fprintln(stdout, "\nImplementation options (--lock-opt for locks, --txn-opt for transactions):")
+	for _, s := range lock.CommonOptions {
+		fmt.Fprintf(stdout, "  every lock: --lock-opt %s\n", s.Usage())
+	}
+	seen := map[string]bool{}
+	for _, w := range workload.All() {
+		for _, i := range w.Impls() {
+			if seen[i.Name] {
+				continue
+			}
+			seen[i.Name] = true
+			for _, s := range i.Options {
+				if _, common := lock.CommonOptions.Lookup(s.Name); common {
+					continue
+				}
+				fmt.Fprintf(stdout, "  %s (%s): %s\n", i.Name, w.Name(), s.Usage())
+			}
+		}
 	}
 	fmt.Fprintln(stdout, "\nFaults (--fault "+chaos.Grammar+"):")
 	for _, k := range chaos.Kinds() {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/impl/internal/execproc"
+	"github.com/faultline-dev/faultline/internal/option"
 	"github.com/faultline-dev/faultline/internal/registry"
 )
 
@@ -115,6 +116,9 @@ type Info struct {
 	RedisNodes, PostgresNodes int
 	// Fencing says whether leases carry fencing tokens.
 	Fencing bool
+	// Options are the implementation-specific --lock-opt settings it reads
+	// from Options.Params (CommonOptions apply to every implementation).
+	Options option.Set
 	New     Factory
 }
 

@@ -26,6 +26,7 @@ func init() {
 		Name:          "pg-advisory",
 		Doc:           "PostgreSQL session advisory lock on a dedicated connection; freed when the session dies, unsafe for a holder that outlives its connection",
 		PostgresNodes: 1,
+		Options:       pgOptions,
 		New:           newPgAdvisory,
 	})
 }

@@ -26,6 +26,7 @@ func init() {
 		Doc:           "PostgreSQL lease table (server-clock expiry) with a NO CYCLE sequence fence; safe with a fencing resource, one server",
 		PostgresNodes: 1,
 		Fencing:       true,
+		Options:       pgOptions,
 		New:           newPgLease,
 	})
 }

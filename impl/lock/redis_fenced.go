@@ -24,6 +24,7 @@ func init() {
 		Doc:        "redis-setnx + per-key INCR fencing token in the same Lua script; safe with a fencing resource, but a node restart without persistence resets the counter: fences regress and correct writes are rejected",
 		RedisNodes: 1,
 		Fencing:    true,
+		Options:    redisHookOptions,
 		New:        redisFactory("redis-fenced", redisOps{obtain: obtainFenced, release: releaseCAS, refresh: casRefresh}),
 	})
 }

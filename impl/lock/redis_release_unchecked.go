@@ -17,6 +17,7 @@ func init() {
 		Doc:        "MUTANT: redis-setnx with release by plain DEL; an expired holder's release frees the new holder's lock",
 		Mutant:     true,
 		RedisNodes: 1,
+		Options:    redisHookOptions,
 		New:        redisFactory("redis-release-unchecked", redisOps{obtain: obtainSetNX, release: releaseUnchecked, refresh: casRefresh}),
 	})
 }

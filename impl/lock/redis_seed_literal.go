@@ -28,6 +28,7 @@ func init() {
 		Doc:        "MUTANT: SETNX then EXPIRE, release by GET+compare+DEL; leaks forever if the holder dies between SETNX and EXPIRE",
 		Mutant:     true,
 		RedisNodes: 1,
+		Options:    redisHookOptions,
 		New:        redisFactory("redis-seed-literal", redisOps{obtain: obtainSeedLiteral, release: releaseSeedLiteral, refresh: refreshSeedLiteral}),
 	})
 }

@@ -21,6 +21,7 @@ func init() {
 		Name:       "redis-setnx",
 		Doc:        "SET NX PX + Lua compare-and-delete on one Redis; unsafe past the ttl (no fencing) and on node loss",
 		RedisNodes: 1,
+		Options:    redisHookOptions,
 		New:        redisFactory("redis-setnx", redisOps{obtain: obtainSetNX, release: releaseCAS, refresh: casRefresh}),
 	})
 }

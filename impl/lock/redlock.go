@@ -28,6 +28,7 @@ func init() {
 		Name:       "redlock",
 		Doc:        "Redlock over 5 Redis masters (quorum 3, validity = ttl-elapsed-drift); unsafe on pauses past validity, clock jumps, fast empty restarts",
 		RedisNodes: 5,
+		Options:    redlockOptions,
 		New:        redlockFactory("redlock", redlockConfig{quorum: func(n int) int { return n/2 + 1 }, checkValidity: true}),
 	})
 }

@@ -11,6 +11,7 @@ func init() {
 		Doc:        "MUTANT: redlock accepting 2 of 5 nodes and skipping the validity check; two holders on disjoint minorities",
 		Mutant:     true,
 		RedisNodes: 5,
+		Options:    redlockOptions,
 		New:        redlockFactory("redlock-no-quorum", redlockConfig{quorum: func(n int) int { return n / 2 }, checkValidity: false}),
 	})
 }

@@ -27,6 +27,7 @@ func init() {
 		Name:       "redsync",
 		Doc:        "go-redsync/redsync v4 on 5 Redis masters at library defaults; Redlock's guarantees and failure modes",
 		RedisNodes: 5,
+		Options:    redsyncOptions,
 		New:        newRedsync,
 	})
 }

@@ -64,7 +64,7 @@ func BenchmarkTransfer(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				v := checker.OutboxDelivery(checker.BankInput{Impl: name, Snapshot: snap})
+				v := checker.OutboxDelivery(checker.BankInput{Impl: name, Snapshot: checkerSnapshot(b, snap)})
 				b.ReportMetric(v.Measures["delay_ms_p50"], "apply-delay-p50-ms")
 				b.ReportMetric(v.Measures["delay_ms_p99"], "apply-delay-p99-ms")
 			}

@@ -2,6 +2,7 @@ package txn_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -108,7 +109,7 @@ type ledger struct {
 
 func (l *ledger) do(ctx context.Context, tr txn.Transferer, t txn.Transfer) (txn.Outcome, error) {
 	out, err := tr.Transfer(ctx, t)
-	bt := checker.BankTransfer{Transfer: t, Status: txn.Classify(err), Index: -1}
+	bt := checker.BankTransfer{Transfer: checkerTransfer(t), Status: txn.Classify(err), Index: -1}
 	if err != nil {
 		bt.Error = err.Error()
 	}
@@ -129,7 +130,12 @@ func check(tb testing.TB, impl string, tr txn.Transferer, ep txn.Endpoints, lay 
 	if err != nil {
 		tb.Fatalf("snapshot: %v", err)
 	}
-	vs := checker.Bank(checker.BankInput{Impl: impl, Initial: lay.Initial, Transfers: l.ts, Snapshot: snap, FrozenTimeout: 0}) // after Recover and quiescence nothing may stay reserved
+	info, err := txn.Lookup(impl)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	vs := checker.Bank(checker.BankInput{Impl: impl, Checks: info.Checks, Initial: checkerInitial(lay), Transfers: l.ts,
+		Snapshot: checkerSnapshot(tb, snap), FrozenTimeout: 0}) // after Recover and quiescence nothing may stay reserved
 	m := map[string]results.Verdict{}
 	for _, v := range vs {
 		m[v.Checker] = v
@@ -158,4 +164,34 @@ func randomTransfer(r *rand.Rand, id string, sameNode bool) txn.Transfer {
 		}
 	}
 	return txn.Transfer{ID: id, From: from, To: to, Amount: 1 + r.Int64N(20)}
+}
+
+// The checker owns its record types (it decodes histories, never imports
+// an implementation): these convert txn's, field for field through the
+// JSON encoding the bank workload writes into a history.
+
+func checkerTransfer(t txn.Transfer) checker.Transfer {
+	return checker.Transfer{ID: t.ID, From: checker.Account(t.From), To: checker.Account(t.To), Amount: t.Amount}
+}
+
+func checkerInitial(lay txn.Layout) map[checker.Account]int64 {
+	m := map[checker.Account]int64{}
+	for a, v := range lay.Initial {
+		m[checker.Account(a)] = v
+	}
+	return m
+}
+
+func checkerSnapshot(tb testing.TB, s txn.Snapshot) checker.BankSnapshot {
+	tb.Helper()
+	b, err := json.Marshal(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out checker.BankSnapshot
+	if err := json.Unmarshal(b, &out); err != nil {
+		tb.Fatal(err)
+	}
+	out.Decisions = len(s.Decisions)
+	return out
 }

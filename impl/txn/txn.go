@@ -21,9 +21,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/faultline-dev/faultline/impl/internal/execproc"
+	"github.com/faultline-dev/faultline/internal/option"
 	"github.com/faultline-dev/faultline/internal/registry"
 )
 
@@ -313,8 +315,20 @@ type Info struct {
 	SingleNode bool
 	// Baseline names the implementation this one is compared against.
 	Baseline string
-	New      Factory
+	// Services the harness must run once per phase for it (ServiceRelay,
+	// ServiceConsumer): it is then opened once, as that service, and
+	// every client uses it.
+	Services []string
+	// Checks are the bank checks that judge it beyond the common ones
+	// (CheckTCCAnomalies, CheckOutboxDelivery).
+	Checks []string
+	// Options are the --txn-opt settings it accepts (Options.Apply).
+	Options option.Set
+	New     Factory
 }
+
+// HasService says whether info asks for service s.
+func (info Info) HasService(s string) bool { return slices.Contains(info.Services, s) }
 
 var impls = registry.New[Info]("txn implementation")
 
@@ -344,17 +358,19 @@ func init() {
 	Register(Info{Name: "single-db", Doc: "baseline: both accounts on one node, one local transaction",
 		PostgresNodes: 2, SingleNode: true, New: newSingle})
 	Register(Info{Name: "2pc", Doc: "two-phase commit over PREPARE TRANSACTION, durable decision log, presumed-abort recovery; blocks while in doubt",
-		PostgresNodes: 2, Baseline: "single-db", New: new2PC(true)})
+		PostgresNodes: 2, Baseline: "single-db", Options: twoPCOptions, New: new2PC(true)})
 	Register(Info{Name: "2pc-nolog", Doc: "MUTANT: 2PC with the decision only in memory; naive recovery rolls back a partially committed transfer",
-		Mutant: true, PostgresNodes: 2, Baseline: "single-db", New: new2PC(false)})
+		Mutant: true, PostgresNodes: 2, Baseline: "single-db", Options: twoPCOptions, New: new2PC(false)})
 	Register(Info{Name: "tcc", Doc: "try-confirm-cancel with a barrier table: empty cancel, repeated confirm/cancel and hanging try are harmless",
-		PostgresNodes: 2, Baseline: "single-db", New: newTCC(true)})
+		PostgresNodes: 2, Baseline: "single-db", Checks: []string{CheckTCCAnomalies}, Options: tccOptions, New: newTCC(true)})
 	Register(Info{Name: "tcc-nobarrier", Doc: "MUTANT: TCC without the barrier: a late try freezes money forever, a repeated confirm applies twice",
-		Mutant: true, PostgresNodes: 2, Baseline: "single-db", New: newTCC(false)})
+		Mutant: true, PostgresNodes: 2, Baseline: "single-db", Checks: []string{CheckTCCAnomalies}, Options: tccOptions, New: newTCC(false)})
 	Register(Info{Name: "saga", Doc: "saga: debit then credit as local transactions with an idempotent step log, compensation (refund) on failure",
 		PostgresNodes: 2, Baseline: "single-db", New: newSaga})
 	Register(Info{Name: "outbox", Doc: "transactional outbox: debit + message in one local txn, relay to a Redis stream, idempotent (dedup) consumer credits; eventual",
-		PostgresNodes: 2, RedisNodes: 1, Baseline: "single-db", New: newOutbox(true)})
+		PostgresNodes: 2, RedisNodes: 1, Baseline: "single-db", Services: outboxServices, Checks: []string{CheckOutboxDelivery},
+		Options: outboxOptions, New: newOutbox(true)})
 	Register(Info{Name: "outbox-no-dedup", Doc: "MUTANT: outbox whose consumer has no dedup table: a relay crash between publish and mark applies the credit twice",
-		Mutant: true, PostgresNodes: 2, RedisNodes: 1, Baseline: "single-db", New: newOutbox(false)})
+		Mutant: true, PostgresNodes: 2, RedisNodes: 1, Baseline: "single-db", Services: outboxServices, Checks: []string{CheckOutboxDelivery},
+		Options: outboxOptions, New: newOutbox(false)})
 }

@@ -117,9 +117,7 @@ func moduleGraph(t *testing.T) map[string][]string {
 }
 
 // pending are back edges being removed right now; each must go.
-var pending = map[string]bool{
-	"bench/checker imports impl/txn": true, // bank checker: own record types (bank split)
-}
+var pending = map[string]bool{}
 
 func TestImportsRunOneWay(t *testing.T) {
 	for _, e := range backEdges(moduleGraph(t)) {

@@ -1,0 +1,35 @@
+package lock
+
+import "github.com/faultline-dev/faultline/internal/option"
+
+// Options every Locker accepts (--lock-opt): they set Options fields and
+// WithOptions implements them on top of any implementation.
+var CommonOptions = option.Set{
+	{Name: "reentrant", Kind: option.Bool, Default: "false", Doc: "a Locker re-acquiring a key it holds increments a hold count"},
+	{Name: "watchdog", Kind: option.Bool, Default: "false", Doc: "refresh every held lease at ttl/3 until released"},
+}
+
+// Implementation-specific options (Info.Options, read from Options.Params).
+var (
+	optRetryMin = option.Spec{Name: "retry-min", Kind: option.Duration, Default: "2ms", Doc: "shortest back-off between acquire attempts"}
+	optRetryMax = option.Spec{Name: "retry-max", Kind: option.Duration, Default: "50ms", Doc: "longest back-off between acquire attempts"}
+	optDial     = option.Spec{Name: "dial-timeout", Kind: option.Duration, Default: "1s", Doc: "connect timeout"}
+	optRead     = option.Spec{Name: "read-timeout", Kind: option.Duration, Default: "500ms", Doc: "Redis read timeout"}
+	optWrite    = option.Spec{Name: "write-timeout", Kind: option.Duration, Default: "500ms", Doc: "Redis write timeout"}
+	optPool     = option.Spec{Name: "pool-size", Kind: option.Int, Min: 1, Max: 1000, Default: "4", Doc: "Redis connections per node"}
+
+	redisClientOptions = option.Set{optRetryMin, optRetryMax, optDial, optRead, optWrite, optPool}
+	redisHookOptions   = append(append(option.Set{}, redisClientOptions...),
+		option.Spec{Name: "crash-after-setnx", Kind: option.Bool, Default: "false", Doc: "test hook: the client dies right after SETNX (before EXPIRE where there is one)"},
+		option.Spec{Name: "release-gap", Kind: option.Duration, Default: "0s", Doc: "test hook: pause between a release's check and its delete"})
+	redsyncOptions = append(append(option.Set{}, redisClientOptions...),
+		option.Spec{Name: "tries", Kind: option.Int, Min: 0, Max: 1000000, Default: "0", Doc: "redsync attempts per acquire (0: until the acquire timeout)"},
+		option.Spec{Name: "retry-delay", Kind: option.Duration, Default: "0s", Doc: "redsync delay between attempts (0: its default)"},
+		option.Spec{Name: "drift-factor", Kind: option.Float, Default: "0", Doc: "redsync clock drift factor (0: its default)"},
+		option.Spec{Name: "timeout-factor", Kind: option.Float, Default: "0", Doc: "redsync per-node timeout factor (0: its default)"},
+		option.Spec{Name: "fail-fast", Kind: option.Bool, Default: "false", Doc: "redsync: stop an attempt as soon as a quorum is impossible"},
+		option.Spec{Name: "shuffle", Kind: option.Bool, Default: "false", Doc: "redsync: shuffle the nodes per attempt"})
+	redlockOptions = append(append(option.Set{}, redisClientOptions...),
+		option.Spec{Name: "node-timeout", Kind: option.Duration, Default: "0s", Doc: "per-node timeout of an attempt (0: 0.05×ttl)"})
+	pgOptions = option.Set{optRetryMin, optRetryMax, optDial}
+)
