@@ -50,7 +50,7 @@ func lookupExec(name string) (Info, error) {
 		doc = "executable " + spec.Path
 	}
 	return Info{Name: name, Doc: doc, Mutant: decl.Mutant, PostgresNodes: decl.PostgresNodes,
-		RedisNodes: decl.RedisNodes, Baseline: "single-db", New: execFactory(spec)}, nil
+		RedisNodes: decl.RedisNodes, Baseline: "single-db", Options: twoPCOptions, New: execFactory(spec)}, nil
 }
 
 // execFactory starts one coordinator process per Transferer. Injected
