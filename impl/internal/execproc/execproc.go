@@ -81,7 +81,7 @@ type Reply struct {
 type Proc struct {
 	cfg   Config
 	cmd   *exec.Cmd
-	stdin io.WriteCloser
+	stdin *os.File // non-blocking pipe: writes take a deadline
 	tail  *tailBuffer
 	logf  *os.File
 
@@ -121,18 +121,26 @@ func Start(ctx context.Context, cfg Config) (*Proc, error) {
 		stderr = io.MultiWriter(f, p.tail)
 	}
 	cmd.Stderr = stderr
-	stdin, err := cmd.StdinPipe()
+	// Our own pipe for stdin (os.Pipe is non-blocking and pollable), so a
+	// write can carry a deadline without a goroutine per request.
+	stdinR, stdinW, err := os.Pipe()
 	if err != nil {
 		p.closeLog()
 		return nil, fmt.Errorf("%s: %w", cfg.Label, err)
 	}
+	cmd.Stdin = stdinR
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		stdinR.Close()
+		stdinW.Close()
 		p.closeLog()
 		return nil, fmt.Errorf("%s: %w", cfg.Label, err)
 	}
-	p.stdin = stdin
-	if err := cmd.Start(); err != nil {
+	p.stdin = stdinW
+	err = cmd.Start()
+	stdinR.Close() // the child has its copy
+	if err != nil {
+		stdinW.Close()
 		p.closeLog()
 		return nil, fmt.Errorf("%s: start %s: %w", cfg.Label, cfg.Path, err)
 	}
@@ -278,31 +286,23 @@ func (p *Proc) Call(ctx context.Context, op string, fields map[string]any) (Repl
 // write sends one request line; a process that does not read its stdin
 // by until is killed.
 func (p *Proc) write(line []byte, until time.Time) error {
-	done := make(chan error, 1)
-	go func() {
-		p.wmu.Lock()
-		defer p.wmu.Unlock()
-		_, err := p.stdin.Write(line)
-		done <- err
-	}()
-	t := time.NewTimer(time.Until(until))
-	defer t.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			if perr := p.Err(); perr != nil {
-				return perr
-			}
-			err = fmt.Errorf("%w: %s (pid %d): write request: %v%s", ErrDied, p.cfg.Label, p.Pid(), err, p.stderrTail())
-			p.Kill(err)
-			return err
-		}
+	p.wmu.Lock()
+	_ = p.stdin.SetWriteDeadline(until)
+	_, err := p.stdin.Write(line)
+	p.wmu.Unlock()
+	switch {
+	case err == nil:
 		return nil
-	case <-t.C:
-		err := fmt.Errorf("%w: %s (pid %d) does not read its stdin; killed", ErrNoReply, p.cfg.Label, p.Pid())
-		p.Kill(err)
-		return err
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = fmt.Errorf("%w: %s (pid %d) does not read its stdin; killed", ErrNoReply, p.cfg.Label, p.Pid())
+	default:
+		if perr := p.Err(); perr != nil {
+			return perr
+		}
+		err = fmt.Errorf("%w: %s (pid %d): write request: %v%s", ErrDied, p.cfg.Label, p.Pid(), err, p.stderrTail())
 	}
+	p.Kill(err)
+	return err
 }
 
 func (p *Proc) forget(id uint64) {
