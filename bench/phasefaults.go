@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -41,7 +42,7 @@ func PhaseSchedule(cfg Config, wl workload.Workload, impl string) (chaos.Schedul
 
 // Coverage says what the faults of one implementation's phase did to it:
 // how many fault windows hit each of its nodes, how many of its operations
-// were invoked inside a window that counts (one on its nodes, or a client
+// were in flight during a window that counts (one on its nodes, or a client
 // fault, which hits its workers), and, when nothing counts, why the phase
 // is untested under faults. It is nil when the phase had no fault
 // scheduled (a plain benchmark). windows and ops are the implementation's
@@ -76,17 +77,7 @@ func Coverage(nodes workload.PhaseNodes, scheduled int, windows []results.FaultW
 			counted = append(counted, w)
 		}
 	}
-	for _, op := range ops {
-		if op.Type != history.Invoke || op.Process < 0 {
-			continue
-		}
-		for _, w := range counted {
-			if op.Time >= w.Start && op.Time <= w.End {
-				cov.OpsInside++
-				break
-			}
-		}
-	}
+	cov.OpsInside = opsDuring(counted, ops)
 	switch {
 	case len(counted) == 0 && len(elsewhere) > 0:
 		cov.Untested = fmt.Sprintf("no fault hit its nodes (%s); %d fault(s) hit only %s, which it does not use",
@@ -97,4 +88,47 @@ func Coverage(nodes workload.PhaseNodes, scheduled int, windows []results.FaultW
 		cov.Untested = "no operation ran inside its fault windows"
 	}
 	return cov
+}
+
+// opsDuring counts the operations of ops in flight during any of windows:
+// invoked before a window ended and completed (ok, fail or info) after it
+// started, or never completed. A transfer that hangs through a whole
+// partition was invoked before it, and the fault tested it all the same.
+func opsDuring(windows []results.FaultWindow, ops []history.Op) int {
+	type key struct {
+		process int
+		f       string
+	}
+	overlaps := func(from, to int64) bool {
+		for _, w := range windows {
+			if from <= w.End && to >= w.Start {
+				return true
+			}
+		}
+		return false
+	}
+	open := map[key]int64{}
+	n := 0
+	for _, op := range ops {
+		if op.Process < 0 {
+			continue
+		}
+		k := key{op.Process, op.F}
+		if op.Type == history.Invoke {
+			open[k] = op.Time
+			continue
+		}
+		if at, ok := open[k]; ok {
+			delete(open, k)
+			if overlaps(at, op.Time) {
+				n++
+			}
+		}
+	}
+	for _, at := range open {
+		if overlaps(at, math.MaxInt64) {
+			n++
+		}
+	}
+	return n
 }

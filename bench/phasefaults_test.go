@@ -94,8 +94,16 @@ func TestPhaseScheduleFaultsEachImplementationsNodes(t *testing.T) {
 func TestCoverage(t *testing.T) {
 	nodes := workload.PhaseNodes{Impl: []string{"pg-1"}, Resource: []string{"resource"}}
 	ms := func(n int64) int64 { return n * int64(time.Millisecond) }
-	invoke := func(at int64) history.Op { return history.Op{Type: history.Invoke, Process: 1, Time: ms(at)} }
-	ops := []history.Op{invoke(10), invoke(150), invoke(300), {Type: history.Info, Process: history.Nemesis, Time: ms(120)}}
+	op := func(typ history.Type, p int, at int64) history.Op {
+		return history.Op{Type: typ, Process: p, F: "cycle", Time: ms(at)}
+	}
+	ops := []history.Op{
+		op(history.Invoke, 1, 10), op(history.OK, 1, 20), // before every window
+		op(history.Invoke, 2, 90), op(history.Info, 2, 120), // in flight when a window at 100ms starts
+		op(history.Invoke, 1, 150), op(history.OK, 1, 160), // inside
+		op(history.Invoke, 1, 300), op(history.OK, 1, 310), // after
+		{Type: history.Info, Process: history.Nemesis, Time: ms(120)},
+	}
 	cases := []struct {
 		name      string
 		scheduled int
@@ -105,7 +113,7 @@ func TestCoverage(t *testing.T) {
 		untested  string
 	}{
 		{"no faults: a benchmark", 0, nil, nil, 0, ""},
-		{"its node", 1, []results.FaultWindow{{Nodes: []string{"pg-1"}, Start: ms(100), End: ms(200)}}, map[string]int{"pg-1": 1, "resource": 0}, 1, ""},
+		{"its node", 1, []results.FaultWindow{{Nodes: []string{"pg-1"}, Start: ms(100), End: ms(200)}}, map[string]int{"pg-1": 1, "resource": 0}, 2, ""},
 		{"elsewhere", 1, []results.FaultWindow{{Nodes: []string{"redis-1"}, Start: ms(100), End: ms(200)}}, map[string]int{"pg-1": 0, "resource": 0}, 0, "hit only redis-1"},
 		{"nothing started", 2, nil, map[string]int{"pg-1": 0, "resource": 0}, 0, "none of its 2 scheduled"},
 		{"no op inside", 1, []results.FaultWindow{{Nodes: []string{"pg-1"}, Start: ms(400), End: ms(500)}}, map[string]int{"pg-1": 1, "resource": 0}, 0, "no operation ran inside"},
