@@ -82,6 +82,21 @@ func (f *Faults) remove(r *faultReq) bool {
 	return false
 }
 
+// armedFor says whether a fault of kind waits for a holder of key.
+func (f *Faults) armedFor(kind faultKind, key string) bool {
+	if !f.Armed() {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.reqs {
+		if r.kind == kind && (r.key == "" || r.key == key) {
+			return true
+		}
+	}
+	return false
+}
+
 // take hands the first armed fault of kind matching key to holder h.
 func (f *Faults) take(kind faultKind, h chaos.Holder) (time.Duration, bool) {
 	if !f.Armed() {

@@ -400,18 +400,35 @@ func (c *lockClient) call(ctx context.Context, d time.Duration) (context.Context
 func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 	t := c.p.t
 	key := c.p.keys[c.rng.IntN(len(c.p.keys))]
+	osp, real := lock.ProcessOf(c.l)
+	// A holder crash armed for this key, on an implementation with a
+	// process of its own: its next acquire asks the process to die at its
+	// own crash point inside the operation (e.g. between SETNX and EXPIRE).
+	cr, inOp := c.l.(lock.InOpCrasher)
+	inOp = inOp && cr.CrashesInAcquire()
+	hinted := false
+	if inOp && t.Faults.armedFor(crashHolder, key) {
+		cr.CrashInNextAcquire()
+		hinted = true
+	}
 	lease, out, _ := c.acquire(ctx, w, key, t.AcquireTimeout, false, nil)
 	if out.Type != history.OK {
+		if hinted && out.Crashed {
+			t.Faults.take(crashHolder, chaos.Holder{Process: c.process, Key: key, OSPid: osp.Pid()})
+		}
 		return out
 	}
 	holder := chaos.Holder{Process: c.process, Key: key, Token: lease.Token, Fence: lease.Fence}
-	osp, real := lock.ProcessOf(c.l)
 	if real {
 		holder.OSPid = osp.Pid()
 	}
 	v, out, _ := c.read(ctx, w, lease)
 	if out.Type == history.OK {
-		if _, crash := t.Faults.take(crashHolder, holder); crash {
+		crash := false
+		if !inOp { // an adapter with a crash point inside acquire was crashed there (above)
+			_, crash = t.Faults.take(crashHolder, holder)
+		}
+		if crash {
 			if real { // a process of its own: SIGKILL it for real
 				_ = osp.Kill()
 			}

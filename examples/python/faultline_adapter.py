@@ -18,7 +18,7 @@ class Aborted(Exception): pass
 
 _OUTCOME = {NotAcquired: "not-acquired", NotHeld: "not-held", Aborted: "aborted"}
 _offset = 0.0
-_DECL = ("kind", "name", "doc", "redis_nodes", "postgres_nodes", "fencing", "mutant")
+_DECL = ("kind", "name", "doc", "redis_nodes", "postgres_nodes", "fencing", "mutant", "crash_in_acquire")
 
 
 def clock():

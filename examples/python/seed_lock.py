@@ -5,8 +5,9 @@ timeout; release is GET, compare in Python, DEL.
 
 Its bugs, which faultline's checkers catch:
 - a holder that dies between SETNX and EXPIRE leaves a key with no ttl:
-  held forever (the option crash-after-setnx makes that happen: "true" =
-  every process, an integer N = only process N, once);
+  held forever (it dies right there when faultline's holder-crash asks,
+  "crash": true in the acquire request, or with the option
+  crash-after-setnx: "true" = every process, an integer N = process N);
 - a holder paused past the ttl writes after the next holder (no fencing);
 - release is not atomic: a key that expires and is taken between GET and
   DEL is deleted from under its new owner (option release-gap=SECONDS waits
@@ -26,6 +27,7 @@ import faultline_adapter as fl
 
 class SeedLock:
     kind, name, redis_nodes, mutant = "lock", "seed-lock", 1, True
+    crash_in_acquire = True  # honours "crash": true between SETNX and EXPIRE
     doc = "MUTANT (Python, the article's lock): SETNX then EXPIRE, GET+compare+DEL release"
 
     def setup(self, endpoints, options, process):
@@ -37,12 +39,13 @@ class SeedLock:
         self.crash = crash == "true" or crash == str(process)
         self.release_gap = float(options.get("release-gap", "0") or 0)
 
-    def acquire(self, key, ttl_ms, timeout_ms, **_):
+    def acquire(self, key, ttl_ms, timeout_ms, crash=False, **_):
         identifier = str(uuid.uuid4())
+        crash = crash or self.crash
         end = fl.clock() + timeout_ms / 1000.0
         while True:
             if self.conn.setnx(key, identifier):
-                if self.crash:  # the process dies right here: no EXPIRE
+                if crash:  # the process dies right here: no EXPIRE
                     os.kill(os.getpid(), signal.SIGKILL)
                 self.conn.pexpire(key, ttl_ms)
                 return {"token": identifier}
@@ -50,8 +53,8 @@ class SeedLock:
                 raise fl.NotAcquired("timed out after %d ms" % timeout_ms)
             time.sleep(.001)
 
-    def try_acquire(self, key, ttl_ms, **_):
-        return self.acquire(key, ttl_ms, 0)
+    def try_acquire(self, key, ttl_ms, crash=False, **_):
+        return self.acquire(key, ttl_ms, 0, crash)
 
     def release(self, key, token, **_):
         if self.conn.get(key) != token:

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +55,19 @@ type OSProcess interface {
 	Continue() error
 	// Kill sends SIGKILL and waits until the process is gone.
 	Kill() error
+}
+
+// InOpCrasher is implemented by exec: Lockers: CrashInNextAcquire makes
+// the next acquire (or try_acquire) request carry "crash": true, asking the
+// adapter to SIGKILL itself at its own crash point inside the operation if
+// it has one (the seed lock's is between SETNX and EXPIRE); an adapter
+// without one ignores it. The harness uses it for holder-crash faults.
+type InOpCrasher interface {
+	// CrashesInAcquire says whether the adapter declared a crash point
+	// inside acquire (init's "crash_in_acquire"); when it did, holder-crash
+	// faults strike there rather than after the holder's read.
+	CrashesInAcquire() bool
+	CrashInNextAcquire()
 }
 
 // ProcessOf returns l's OS process when it has one of its own.
@@ -128,7 +142,7 @@ func execFactory(spec execproc.Spec) Factory {
 			p.Kill(errors.New("wrong kind"))
 			return nil, fmt.Errorf("%s: init declares kind %q, not lock", label, decl.Kind)
 		}
-		return &execLocker{p: p, clock: opt.Now}, nil
+		return &execLocker{p: p, clock: opt.Now, crashPoint: decl.CrashInAcquire}, nil
 	}
 }
 
@@ -145,7 +159,16 @@ func logName(spec execproc.Spec) string {
 type execLocker struct {
 	p     *execproc.Proc
 	clock func() time.Time // the client clock (clock-drift faults); nil = real time
+	crash atomic.Bool      // the next acquire asks the process to crash inside it
+	// crashPoint: the adapter declared a crash point inside acquire.
+	crashPoint bool
 }
+
+// CrashesInAcquire implements InOpCrasher.
+func (e *execLocker) CrashesInAcquire() bool { return e.crashPoint }
+
+// CrashInNextAcquire implements InOpCrasher.
+func (e *execLocker) CrashInNextAcquire() { e.crash.Store(true) }
 
 // reply is a lock reply's own fields.
 type execLockReply struct {
@@ -223,7 +246,11 @@ func (e *execLocker) acquire(ctx context.Context, op, key string, ttl time.Durat
 	if e.clock != nil {
 		start = e.clock()
 	}
-	r, lr, err := e.call(ctx, op, map[string]any{"key": key, "ttl_ms": ttl.Milliseconds(), "timeout_ms": timeout.Milliseconds()})
+	fields := map[string]any{"key": key, "ttl_ms": ttl.Milliseconds(), "timeout_ms": timeout.Milliseconds()}
+	if e.crash.Swap(false) {
+		fields["crash"] = true
+	}
+	r, lr, err := e.call(ctx, op, fields)
 	if err != nil {
 		return Lease{}, err
 	}

@@ -35,6 +35,9 @@ type Declaration struct {
 	PostgresNodes int    `json:"postgres_nodes"`
 	Fencing       bool   `json:"fencing"`
 	Mutant        bool   `json:"mutant"`
+	// CrashInAcquire: the adapter honours "crash": true in an acquire by
+	// SIGKILLing itself at its own crash point inside the operation.
+	CrashInAcquire bool `json:"crash_in_acquire"`
 }
 
 // IsSpec says whether name is an exec: implementation name.
