@@ -38,6 +38,21 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	cfg.Impls, _ = WithBaseline(wl, cfg.Impls) // the bank's single-db, for ratios (baseline.go)
 	nodes, _ := wl.Nodes(cfg.Impls)
 
+	// Each phase's schedule (phasefaults.go), its targets resolved against
+	// the nodes before any server starts: a bad target is a usage error,
+	// not a phase that silently runs without its fault.
+	scheds := map[string]chaos.Schedule{}
+	for _, impl := range cfg.Impls {
+		sched, err := PhaseSchedule(cfg, wl, impl)
+		if err == nil {
+			err = chaos.CheckTargets(sched, nodes, cfg.TTL)
+		}
+		if err != nil {
+			return nil, &UsageError{Msg: fmt.Sprintf("%s: %v", impl, err)}
+		}
+		scheds[impl] = sched
+	}
+
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
@@ -65,21 +80,6 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		}
 	}()
 	log.Info("environment up", "provider", env.Provider(), "reason", env.ProviderReason(), "took", time.Since(started).Round(time.Millisecond))
-
-	// Each phase's schedule (phasefaults.go), its targets resolved now: a
-	// bad target is a usage error, not a phase that silently runs without
-	// its fault.
-	scheds := map[string]chaos.Schedule{}
-	for _, impl := range cfg.Impls {
-		sched, err := PhaseSchedule(cfg, wl, impl)
-		if err == nil {
-			_, err = chaos.Plan(sched, env, workload.NewFaults(), cfg.TTL)
-		}
-		if err != nil {
-			return nil, &UsageError{Msg: fmt.Sprintf("%s: %v", impl, err)}
-		}
-		scheds[impl] = sched
-	}
 
 	h := recorder.NewHistory(hf, time.Now())
 	res = &results.Results{

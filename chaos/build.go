@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/faultline-dev/faultline/infra"
 )
 
 // Planned is a spec resolved against an environment: the fault to apply and
@@ -56,3 +58,42 @@ func Build(s Spec, id string, env Env, clients Clients, ttl time.Duration) (Plan
 	}
 	return out, nil
 }
+
+// CheckTargets resolves every spec of s against the nodes a run is about to
+// start, before any server starts: an unknown node, a group the nodes do
+// not have, a client fault's bad key. It builds the faults on paper (none
+// is started); the error names every bad spec.
+func CheckTargets(s Schedule, nodes []infra.NodeSpec, ttl time.Duration) error {
+	env := paperEnv{}
+	for _, n := range nodes {
+		env = append(env, paperNode{spec: n})
+	}
+	_, err := Plan(s, env, paperClients{}, ttl)
+	return err
+}
+
+// paperEnv is an Env of nodes not started yet: names and kinds only.
+type paperEnv []infra.Node
+
+func (e paperEnv) Nodes() []infra.Node { return e }
+func (e paperEnv) Node(name string) (infra.Node, bool) {
+	for _, n := range e {
+		if n.Name() == name {
+			return n, true
+		}
+	}
+	return nil, false
+}
+
+// paperNode answers Name and Kind; a fault built on it is never started.
+type paperNode struct {
+	infra.Node
+	spec infra.NodeSpec
+}
+
+func (n paperNode) Name() string     { return n.spec.Name }
+func (n paperNode) Kind() infra.Kind { return n.spec.Kind }
+
+// paperClients stands for the workload's clients when faults are only
+// built, never started.
+type paperClients struct{ Clients }

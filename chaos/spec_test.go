@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/faultline-dev/faultline/infra"
 )
 
 func TestParse(t *testing.T) {
@@ -391,5 +393,24 @@ func TestNemesisCoversEveryNode(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// Targets are checked before any server starts, on the node specs alone.
+func TestCheckTargets(t *testing.T) {
+	nodes := infra.Nodes(3, 1)
+	nodes = append(nodes, infra.NodeSpec{Name: "resource", Kind: infra.Redis})
+	ok := mustSchedule(t, "kill:redis-2@1s+1s", "partition:majority@1s+1s", "latency:pg=50ms@1s+1s", "delayed-write:resource@1s",
+		"holder-pause:k0=2xttl@1s", "clock-drift@1s+1s")
+	if err := CheckTargets(ok, nodes, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	bad := mustSchedule(t, "kill:redis-9@1s+1s", "pause:pg-1@1s+1s")
+	err := CheckTargets(bad, nodes, time.Second)
+	if err == nil || !strings.Contains(err.Error(), `"kill:redis-9@1s+1s"`) || strings.Contains(err.Error(), "pause:pg-1") {
+		t.Fatalf("CheckTargets: %v, want only the redis-9 spec named", err)
+	}
+	if err := CheckTargets(mustSchedule(t, "partition:minority@1s+1s"), infra.Nodes(1, 0), time.Second); err == nil {
+		t.Error("a minority of one node accepted")
 	}
 }
