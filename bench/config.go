@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -74,8 +75,12 @@ type Config struct {
 	// closed loop; > 0 an open loop whose latencies count from each
 	// iteration's intended start (coordinated-omission correction, as wrk2).
 	Rate float64 `json:"rate,omitempty"`
-	// LockOpts are implementation options (--lock-opt k=v).
+	// LockOpts are lock implementation options (--lock-opt k=v), TxnOpts
+	// transaction implementation options (--txn-opt k=v), Opts the
+	// workload's own options (--opt k=v); see options.go.
 	LockOpts map[string]string `json:"lock_opts,omitempty"`
+	TxnOpts  map[string]string `json:"txn_opts,omitempty"`
+	Opts     map[string]string `json:"opts,omitempty"`
 	// Command is the command line that reproduces the run.
 	Command string `json:"-"`
 	// Notes are remarks on the configuration (a setting raised, see
@@ -226,6 +231,9 @@ func (c Config) Validate() error {
 	if err := c.CheckRanges(nil); err != nil {
 		return err
 	}
+	if err := c.checkOptions(wl); err != nil {
+		return err
+	}
 	switch {
 	case c.Warmup >= c.Duration:
 		return usagef("warm-up %v must be shorter than the duration %v", c.Warmup, c.Duration)
@@ -307,13 +315,13 @@ func (c Config) CommandLine() string {
 	if len(c.Nemesis) > 0 {
 		args = append(args, "--nemesis", strings.Join(c.Nemesis, ","), "--nemesis-interval", c.NemesisInterval.String())
 	}
-	keys := make([]string, 0, len(c.LockOpts))
-	for k := range c.LockOpts {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		args = append(args, "--lock-opt", k+"="+c.LockOpts[k])
+	for _, o := range []struct {
+		flag string
+		kv   map[string]string
+	}{{"--opt", c.Opts}, {"--lock-opt", c.LockOpts}, {"--txn-opt", c.TxnOpts}} {
+		for _, k := range slices.Sorted(maps.Keys(o.kv)) {
+			args = append(args, o.flag, k+"="+o.kv[k])
+		}
 	}
 	args = append(args, "--seed", fmt.Sprint(c.Seed))
 	return shell.Join(args)

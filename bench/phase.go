@@ -78,7 +78,7 @@ func RunPhase(ctx context.Context, env *infra.Env, spec PhaseSpec) (PhaseResult,
 	if len(cfg.Impls) == 0 {
 		cfg.Impls = []string{spec.Impl}
 	}
-	cfg = cfg.WithDefaults().RaiseQuiet()
+	cfg = cfg.WithDefaults().RaiseQuiet().RouteOptions()
 	if err := cfg.Validate(); err != nil {
 		return PhaseResult{Impl: results.ImplResult{Name: spec.Impl}}, err
 	}
@@ -159,7 +159,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	p.target = workload.Target{
 		Impl: p.impl, Env: p.env, Direct: phasePath(cfg, p.sched, p.env) == PathDirect,
 		Keys: cfg.Keys, TTL: cfg.TTL, OpTimeout: cfg.OpTimeout, AcquireTimeout: cfg.AcquireTimeout,
-		Params: maps.Clone(cfg.LockOpts), Faults: faults, LogDir: cfg.Out,
+		Params: cfg.implParams(p.wl, p.impl), Opts: maps.Clone(cfg.Opts), Faults: faults, LogDir: cfg.Out,
 	}
 	ph, err := p.wl.Start(ctx, p.target)
 	if err != nil {

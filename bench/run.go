@@ -29,7 +29,7 @@ const HistoryFile = "history.jsonl"
 // and Run returns the results with an error wrapping context.Canceled.
 // The environment is always closed, also on panic.
 func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
-	cfg = cfg.WithDefaults().RaiseQuiet()
+	cfg = cfg.WithDefaults().RaiseQuiet().RouteOptions()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -131,8 +131,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		if cal != nil {
 			cal.Sample(ctx)
 		}
-		pcfg := cfg
-		pcfg.Impls = []string{impl}
+		pcfg := cfg.forImpl(wl, impl)
 		pr, err := RunPhase(ctx, env, PhaseSpec{Config: pcfg, Impl: impl, Seed: cfg.Seed + int64(i)*1_000_003, Schedule: scheds[impl], History: h})
 		ir, windows := pr.Impl, pr.Windows
 		if info, ok := infos[impl]; ok {

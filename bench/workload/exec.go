@@ -31,7 +31,7 @@ func Impl(wl Workload, name string) (ImplInfo, error) {
 		if err != nil {
 			return ImplInfo{}, err
 		}
-		return ImplInfo{Name: i.Name, Doc: i.Doc, Mutant: i.Mutant}, nil
+		return ImplInfo{Name: i.Name, Doc: i.Doc, Mutant: i.Mutant, Options: i.Options}, nil
 	}
 	i, err := lock.Lookup(name)
 	if err != nil {

@@ -166,7 +166,7 @@ func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) 
 	impls := &listFlag{split: true}
 	faults := &listFlag{}
 	nemesis := &listFlag{split: true}
-	lockOpts := kvFlag{}
+	lockOpts, txnOpts, wlOpts := kvFlag{}, kvFlag{}, kvFlag{}
 	fs.Var(impls, "impl", "implementations to run, comma separated (see faultline list)")
 	fs.StringVar(&cfg.Workload, "workload", bench.DefaultWorkload, "workload: "+strings.Join(workload.Names(), ", "))
 	fs.IntVar(&cfg.Clients, "clients", bench.DefaultClients, "concurrent workers (processes)")
@@ -187,7 +187,9 @@ func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) 
 	fs.DurationVar(&cfg.NemesisInterval, "nemesis-interval", 10*time.Second, "one random fault per interval")
 	fs.DurationVar(&cfg.Quiet, "quiet", 0, "quiet period after healing, before the final checks (default 2×ttl)")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop at this many iterations/s in total, latency from intended start (0 = closed loop)")
-	fs.Var(lockOpts, "lock-opt", "implementation option key=value, repeatable (reentrant=true, watchdog=true, …)")
+	fs.Var(lockOpts, "lock-opt", "lock implementation option key=value, repeatable (reentrant=true, watchdog=true, …; see faultline list)")
+	fs.Var(txnOpts, "txn-opt", "transaction implementation option key=value, repeatable (crash-at=after-prepare, late-try=debit, relay-crash=2, …; see faultline list)")
+	fs.Var(wlOpts, "opt", "workload option key=value, repeatable (bank: accounts=100, readers=2, inject-every=10, …; see faultline list)")
 	fs.StringVar(&rf.format, "format", "text", "summary format: text, json (results.json to stdout) or gobench (benchstat lines)")
 	fs.BoolVar(&rf.verbose, "v", false, "log progress details (slog) to stderr")
 	fs.BoolVar(&rf.failOnViolation, "fail-on-violation", false, "exit 1 when any checker's verdict is invalid")
@@ -220,6 +222,12 @@ func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) 
 	}
 	if len(lockOpts) > 0 {
 		cfg.LockOpts = lockOpts
+	}
+	if len(txnOpts) > 0 {
+		cfg.TxnOpts = txnOpts
+	}
+	if len(wlOpts) > 0 {
+		cfg.Opts = wlOpts
 	}
 	cfg.Command = commandLine(args, seedSet, cfg.Seed)
 	*cfg = withDefaults(*cfg, given)

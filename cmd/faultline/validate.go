@@ -32,5 +32,5 @@ func withDefaults(cfg bench.Config, given func(string) bool) bench.Config {
 	if given("quiet") {
 		cfg.Quiet = quiet
 	}
-	return cfg.RaiseQuiet()
+	return cfg.RaiseQuiet().RouteOptions()
 }

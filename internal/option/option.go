@@ -95,7 +95,7 @@ func (s Spec) rangeText() string {
 		if s.Kind == Duration {
 			return time.Duration(x).String()
 		}
-		return strconv.FormatFloat(x, 'g', -1, 64)
+		return strconv.FormatFloat(x, 'f', -1, 64)
 	}
 	if s.Max != 0 {
 		return fmt.Sprintf("in [%s, %s]", f(s.Min), f(s.Max))

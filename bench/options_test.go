@@ -1,0 +1,73 @@
+package bench
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/faultline-dev/faultline/bench/workload"
+)
+
+// Options are checked against what the workload and the implementations
+// declare, before anything starts: an unknown key or a bad value is a
+// usage error listing the valid options.
+func TestOptionsValidated(t *testing.T) {
+	for _, c := range []struct {
+		name                 string
+		workload             string
+		impls                []string
+		opts, txnOpts, locks map[string]string
+		want                 string // "" = valid
+	}{
+		{"bank ok", "bank", []string{"2pc"}, map[string]string{"accounts": "10"}, map[string]string{"crash-at": "after-prepare"}, nil, ""},
+		{"bank unknown workload option", "bank", []string{"2pc"}, map[string]string{"acounts": "10"}, nil, nil, `workload bank has no option "acounts" (valid: accounts,`},
+		{"bank bad value", "bank", []string{"2pc"}, map[string]string{"inject-prob": "2"}, nil, nil, "out of range"},
+		{"txn option of another impl", "bank", []string{"tcc"}, nil, map[string]string{"crash-at": "after-prepare"}, nil, `tcc has no option "crash-at" (valid: dup-cancel`},
+		{"txn option declared by one of the run", "bank", []string{"2pc", "tcc"}, nil, map[string]string{"crash-at": "after-prepare", "late-try": "debit"}, nil, ""},
+		{"bad crash point", "bank", []string{"2pc"}, nil, map[string]string{"crash-at": "later"}, nil, "want one of before-prepare"},
+		{"lock ok", "counter", []string{"redsync"}, nil, nil, map[string]string{"reentrant": "true", "tries": "3"}, ""},
+		{"lock unknown", "counter", []string{"redis-setnx"}, nil, nil, map[string]string{"foo": "bar"}, `redis-setnx has no option "foo"`},
+		{"lock bad bool", "counter", []string{"redis-setnx"}, nil, nil, map[string]string{"reentrant": "maybe"}, "want true or false"},
+		{"lock workload has no --opt", "counter", []string{"redis-setnx"}, map[string]string{"accounts": "1"}, nil, nil, "workload counter has no options"},
+		{"--txn-opt on locks", "counter", []string{"redis-setnx"}, nil, map[string]string{"x": "1"}, nil, "use --lock-opt"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Config{Workload: c.workload, Impls: c.impls, Opts: c.opts, TxnOpts: c.txnOpts, LockOpts: c.locks}.WithDefaults()
+			err := cfg.Validate()
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var ue *UsageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err %v, want a usage error with %q", err, c.want)
+			}
+		})
+	}
+}
+
+// Bank settings given the old way (--lock-opt) still work, with a note.
+func TestRouteOptionsDeprecatedLockOpt(t *testing.T) {
+	cfg := Config{Workload: "bank", Impls: []string{"2pc"}, LockOpts: map[string]string{"accounts": "10", "crash-at": "after-commit"}}.WithDefaults().RouteOptions()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Opts["accounts"] != "10" || cfg.TxnOpts["crash-at"] != "after-commit" || len(cfg.LockOpts) != 0 {
+		t.Fatalf("routed: opts %v txn %v lock %v", cfg.Opts, cfg.TxnOpts, cfg.LockOpts)
+	}
+	if len(cfg.Notes) != 1 || !strings.Contains(cfg.Notes[0], "deprecated") || !strings.Contains(cfg.Notes[0], "--opt accounts=10") {
+		t.Fatalf("notes %v", cfg.Notes)
+	}
+	wl, err := workload.Lookup("bank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.implParams(wl, "single-db"); len(p) != 0 {
+		t.Errorf("single-db declares no option, got %v", p)
+	}
+	if p := cfg.implParams(wl, "2pc"); p["crash-at"] != "after-commit" {
+		t.Errorf("2pc params %v", p)
+	}
+}
