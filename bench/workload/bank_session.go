@@ -15,8 +15,8 @@ import (
 	"github.com/faultline-dev/faultline/infra"
 )
 
-// bankEndpoints are the implementation's servers pg-1 (A), pg-2 (B) and,
-// for outbox, redis-1, by the clients' path (direct or proxied), resolved
+// bankEndpoints are the implementation's servers pg-1 (A), pg-2 (B) and
+// the Redis nodes its Info asks for, by the clients' path (direct or proxied), resolved
 // now (a restarted node may have a new direct address).
 func bankEndpoints(env Env, info txn.Info, direct bool) (txn.Endpoints, error) {
 	var ep txn.Endpoints

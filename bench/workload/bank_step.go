@@ -18,7 +18,7 @@ import (
 type bankClient struct {
 	p       *bankSession
 	tr      txn.Transferer
-	own     bool // tr is this process's (not the shared outbox service)
+	own     bool // tr is this process's (not the shared service of Info.Services)
 	process int
 	rng     *rand.Rand
 	seq     int

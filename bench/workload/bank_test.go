@@ -326,3 +326,22 @@ func TestBankSnapshotRoundTrip(t *testing.T) {
 		t.Errorf("fields lost: %+v", got)
 	}
 }
+
+// The checks an implementation asks for (txn.Info.Checks) are named as the
+// checker names them: the two packages cannot import each other.
+func TestBankCheckNamesAgree(t *testing.T) {
+	if txn.CheckTCCAnomalies != checker.TCCAnomaliesName || txn.CheckOutboxDelivery != checker.OutboxDeliveryName {
+		t.Fatalf("txn check names %q, %q differ from the checker's %q, %q",
+			txn.CheckTCCAnomalies, txn.CheckOutboxDelivery, checker.TCCAnomaliesName, checker.OutboxDeliveryName)
+	}
+	for _, info := range txn.All() {
+		for _, c := range info.Checks {
+			if c != checker.TCCAnomaliesName && c != checker.OutboxDeliveryName {
+				t.Errorf("%s asks for check %q, which the bank checker does not have", info.Name, c)
+			}
+		}
+	}
+	if checker.MsgID("p1-2") != txn.MsgID("p1-2") {
+		t.Errorf("message ids differ: checker %q, txn %q", checker.MsgID("p1-2"), txn.MsgID("p1-2"))
+	}
+}
