@@ -41,6 +41,9 @@ type faultReq struct {
 	d    time.Duration
 	hit  chan chaos.Holder // buffered 1; receives the holder hit
 	gone chan struct{}     // closed when HealAll disarms it
+	// reserved: one worker's operation in flight may hit it (reserve);
+	// nobody else sees it until that worker takes or releases it.
+	reserved bool
 }
 
 // NewFaults returns an injector with nothing armed.
@@ -82,15 +85,41 @@ func (f *Faults) remove(r *faultReq) bool {
 	return false
 }
 
-// armedFor says whether a fault of kind waits for a holder of key.
-func (f *Faults) armedFor(kind faultKind, key string) bool {
+// reserve sets aside the first armed, unreserved fault of kind for key
+// for one operation of the caller (a crash inside an acquire): no other
+// worker sees it until takeReserved or unreserve. nil when none.
+func (f *Faults) reserve(kind faultKind, key string) *faultReq {
 	if !f.Armed() {
-		return false
+		return nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range f.reqs {
-		if r.kind == kind && (r.key == "" || r.key == key) {
+		if r.kind == kind && !r.reserved && (r.key == "" || r.key == key) {
+			r.reserved = true
+			return r
+		}
+	}
+	return nil
+}
+
+// unreserve gives a reserved fault back (its operation did not hit it).
+func (f *Faults) unreserve(r *faultReq) {
+	f.mu.Lock()
+	r.reserved = false
+	f.mu.Unlock()
+}
+
+// takeReserved hands the reserved fault r to holder h; false if HealAll
+// disarmed it meanwhile.
+func (f *Faults) takeReserved(r *faultReq, h chaos.Holder) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, q := range f.reqs {
+		if q == r {
+			f.reqs = append(f.reqs[:i], f.reqs[i+1:]...)
+			f.armed.Add(-1)
+			r.hit <- h
 			return true
 		}
 	}
@@ -105,7 +134,7 @@ func (f *Faults) take(kind faultKind, h chaos.Holder) (time.Duration, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, r := range f.reqs {
-		if r.kind == kind && (r.key == "" || r.key == h.Key) {
+		if r.kind == kind && !r.reserved && (r.key == "" || r.key == h.Key) {
 			f.reqs = append(f.reqs[:i], f.reqs[i+1:]...)
 			f.armed.Add(-1)
 			r.hit <- h

@@ -406,16 +406,21 @@ func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 	// own crash point inside the operation (e.g. between SETNX and EXPIRE).
 	cr, inOp := c.l.(lock.InOpCrasher)
 	inOp = inOp && cr.CrashesInAcquire()
-	hinted := false
-	if inOp && t.Faults.armedFor(crashHolder, key) {
-		cr.CrashInNextAcquire()
-		hinted = true
+	var reserved *faultReq
+	if inOp {
+		if reserved = t.Faults.reserve(crashHolder, key); reserved != nil {
+			cr.CrashInNextAcquire()
+		}
 	}
 	lease, out, _ := c.acquire(ctx, w, key, t.AcquireTimeout, false, nil)
-	if out.Type != history.OK {
-		if hinted && out.Crashed {
-			t.Faults.take(crashHolder, chaos.Holder{Process: c.process, Key: key, OSPid: osp.Pid()})
+	if reserved != nil {
+		if out.Crashed {
+			t.Faults.takeReserved(reserved, chaos.Holder{Process: c.process, Key: key, OSPid: osp.Pid()})
+		} else {
+			t.Faults.unreserve(reserved) // not acquired, or no crash: the next acquire tries again
 		}
+	}
+	if out.Type != history.OK {
 		return out
 	}
 	holder := chaos.Holder{Process: c.process, Key: key, Token: lease.Token, Fence: lease.Fence}
