@@ -45,6 +45,7 @@ var scripts = map[string]script{
 	"conn-cut":                   {suiteTTL, connCutScenario, nil},
 	"stale-release":              {suiteTTL, staleReleaseScenario, nil},
 	"crash-after-setnx":          {suiteTTL, crashAfterSetNXScenario, (*scene).lockState},
+	"release-race":               {time.Second, releaseRaceScenario, nil},
 }
 
 const key = "k0"
@@ -325,6 +326,36 @@ func staleReleaseScenario(s *scene) {
 	vb, err := b.Read(s.ctx, lb)
 	s.must(err == nil, "B read: %v", err)
 	_ = a.Release(s.ctx, la) // A never writes: it noticed nothing, it just releases
+	c := s.proc(nil)
+	if lc, err := c.Acquire(s.ctx, key, 0, true); err == nil {
+		s.cycle(c, lc)
+	}
+	s.stillHeld(b, lb)
+	_ = b.Write(s.ctx, lb, vb)
+	_ = b.Release(s.ctx, lb)
+}
+
+// releaseRaceScenario (L8 with a non-atomic release): A's release passes
+// its GET-and-compare while A still holds k0, then waits 1.3×ttl (option
+// release-gap, honoured by the GET+compare+DEL releases) before its DEL;
+// meanwhile A's lease expires and B takes k0; A's DEL deletes B's key; C
+// acquires beside B and writes; B's write clobbers C's. With an atomic
+// compare-and-delete release there is no gap: A frees its own key and B
+// and C take turns.
+func releaseRaceScenario(s *scene) {
+	gapped := s.phase(map[string]string{"release-gap": (s.ttl * 13 / 10).String()})
+	a := s.proc(gapped)
+	la := s.acquire(a, 2*s.ttl)
+	va, err := a.Read(s.ctx, la)
+	s.must(err == nil, "A read: %v", err)
+	_ = a.Write(s.ctx, la, va)
+	released := make(chan struct{})
+	go func() { defer close(released); _ = a.Release(s.ctx, la) }()
+	b := s.proc(nil)
+	lb := s.acquire(b, 4*s.ttl) // once A's lease has expired (or A released)
+	vb, err := b.Read(s.ctx, lb)
+	s.must(err == nil, "B read: %v", err)
+	<-released
 	c := s.proc(nil)
 	if lc, err := c.Acquire(s.ctx, key, 0, true); err == nil {
 		s.cycle(c, lc)

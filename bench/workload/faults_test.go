@@ -115,3 +115,50 @@ func TestSkewClock(t *testing.T) {
 		t.Fatalf("healed clock off by %v", d)
 	}
 }
+
+// TestReservedFaultGoesToOneWorker: a crash reserved for one worker's
+// acquire is invisible to others until it is taken or given back.
+func TestReservedFaultGoesToOneWorker(t *testing.T) {
+	f := NewFaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got := make(chan chaos.Holder, 1)
+	go func() {
+		h, err := f.CrashHolder(ctx, "")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- h
+	}()
+	deadline := time.Now().Add(2 * time.Second)
+	for !f.Armed() { // poll with a deadline: the arming goroutine is starting
+		if time.Now().After(deadline) {
+			t.Fatal("CrashHolder never armed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r := f.reserve(crashHolder, "k1")
+	if r == nil {
+		t.Fatal("reserve: nothing, want the armed crash")
+	}
+	if f.reserve(crashHolder, "k2") != nil {
+		t.Fatal("a second worker reserved the same crash")
+	}
+	if _, ok := f.take(crashHolder, chaos.Holder{Key: "k2"}); ok {
+		t.Fatal("take handed out a reserved crash")
+	}
+	f.unreserve(r)
+	r = f.reserve(crashHolder, "k2")
+	if r == nil {
+		t.Fatal("after unreserve the crash is not available again")
+	}
+	if !f.takeReserved(r, chaos.Holder{Process: 4, Key: "k2", OSPid: 1234}) {
+		t.Fatal("takeReserved: false")
+	}
+	if h := <-got; h.Process != 4 || h.OSPid != 1234 {
+		t.Errorf("CrashHolder returned %+v, want p4 with its OS pid", h)
+	}
+	if f.Armed() {
+		t.Error("still armed after the crash was taken")
+	}
+}

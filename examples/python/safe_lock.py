@@ -34,10 +34,12 @@ class SafeLock:
         return {"token": token}
 
     def acquire(self, key, ttl_ms, timeout_ms, **_):
-        end, delay = fl.clock() + timeout_ms / 1000.0, 0.002
+        t0 = fl.clock()
+        end, delay = t0 + timeout_ms / 1000.0, 0.002
         while True:
             try:
-                return self.try_acquire(key, ttl_ms)
+                attempt = fl.clock()
+                return dict(self.try_acquire(key, ttl_ms), waited_ms=(attempt - t0) * 1000)
             except fl.NotAcquired:
                 if fl.clock() + delay >= end:
                     raise fl.NotAcquired("timed out after %d ms" % timeout_ms)

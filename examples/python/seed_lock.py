@@ -10,8 +10,8 @@ Its bugs, which faultline's checkers catch:
   crash-after-setnx: "true" = every process, an integer N = process N);
 - a holder paused past the ttl writes after the next holder (no fencing);
 - release is not atomic: a key that expires and is taken between GET and
-  DEL is deleted from under its new owner (option release-gap=SECONDS waits
-  there).
+  DEL is deleted from under its new owner (option release-gap=DURATION,
+  e.g. 1300ms, waits there).
 One deviation from the article: PEXPIRE (milliseconds) instead of EXPIRE
 (whole seconds), so that a 400 ms ttl means 400 ms.
 """
@@ -37,18 +37,21 @@ class SeedLock:
                                 socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
         crash = options.get("crash-after-setnx", "")
         self.crash = crash == "true" or crash == str(process)
-        self.release_gap = float(options.get("release-gap", "0") or 0)
+        gap = options.get("release-gap", "0") or "0"  # a Go duration: 800ms, 1.3s
+        self.release_gap = float(gap[:-2]) / 1000 if gap.endswith("ms") else float(gap.rstrip("s"))
 
     def acquire(self, key, ttl_ms, timeout_ms, crash=False, **_):
         identifier = str(uuid.uuid4())
         crash = crash or self.crash
-        end = fl.clock() + timeout_ms / 1000.0
+        t0 = fl.clock()
+        end = t0 + timeout_ms / 1000.0
         while True:
+            attempt = fl.clock()
             if self.conn.setnx(key, identifier):
                 if crash:  # the process dies right here: no EXPIRE
                     os.kill(os.getpid(), signal.SIGKILL)
                 self.conn.pexpire(key, ttl_ms)
-                return {"token": identifier}
+                return {"token": identifier, "waited_ms": (attempt - t0) * 1000}
             if fl.clock() >= end:
                 raise fl.NotAcquired("timed out after %d ms" % timeout_ms)
             time.sleep(.001)

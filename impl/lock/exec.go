@@ -174,6 +174,9 @@ func (e *execLocker) CrashInNextAcquire() { e.crash.Store(true) }
 type execLockReply struct {
 	Token *string `json:"token"`
 	Fence uint64  `json:"fence"`
+	// WaitedMS: how long a blocking acquire waited before its successful
+	// attempt began (optional); the lease's expiry counts from there.
+	WaitedMS float64 `json:"waited_ms"`
 }
 
 // call sends op with fields and returns the reply or the process's loss.
@@ -260,7 +263,8 @@ func (e *execLocker) acquire(ctx context.Context, op, key string, ttl time.Durat
 	if lr.Token == nil || *lr.Token == "" {
 		return Lease{}, e.broken(r, "an ok reply to "+op+" needs a non-empty \"token\"")
 	}
-	return Lease{Key: key, Token: *lr.Token, Fence: lr.Fence, Expiry: start.Add(ttl)}, nil
+	waited := time.Duration(max(lr.WaitedMS, 0) * float64(time.Millisecond))
+	return Lease{Key: key, Token: *lr.Token, Fence: lr.Fence, Expiry: start.Add(waited + ttl)}, nil
 }
 
 // Acquire sends acquire with the ctx deadline as timeout_ms.

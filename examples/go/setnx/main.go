@@ -94,8 +94,10 @@ func (s *server) handle(req request) map[string]any {
 		if req.Op == "try_acquire" {
 			get = s.l.TryAcquire
 		}
+		start := time.Now().Add(s.skew)
 		if lease, err = get(ctx, req.Key, ttl); err == nil {
 			reply["token"], reply["fence"] = lease.Token, lease.Fence
+			reply["waited_ms"] = max(lease.Expiry.Sub(start)-ttl, 0).Seconds() * 1000
 		}
 	case "release":
 		err = s.l.Release(ctx, lease)
