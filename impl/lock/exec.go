@@ -101,6 +101,7 @@ func lookupExec(name string) (Info, error) {
 // and Watchdog are passed as options ("reentrant", "watchdog"): they are the
 // implementation's business, inside its process.
 func execFactory(spec execproc.Spec) Factory {
+	losses := &atomic.Int64{} // lost processes of this factory's Lockers, for logging
 	return func(ctx context.Context, ep Endpoints, opt Options) (Locker, error) {
 		label := fmt.Sprintf("%s process %d", spec.Spec, opt.Process)
 		cfg := execproc.Config{Path: spec.Path, Label: label,
@@ -142,7 +143,7 @@ func execFactory(spec execproc.Spec) Factory {
 			p.Kill(errors.New("wrong kind"))
 			return nil, fmt.Errorf("%s: init declares kind %q, not lock", label, decl.Kind)
 		}
-		return &execLocker{p: p, clock: opt.Now, crashPoint: decl.CrashInAcquire}, nil
+		return &execLocker{p: p, clock: opt.Now, crashPoint: decl.CrashInAcquire, losses: losses}, nil
 	}
 }
 
@@ -162,6 +163,19 @@ type execLocker struct {
 	crash atomic.Bool      // the next acquire asks the process to crash inside it
 	// crashPoint: the adapter declared a crash point inside acquire.
 	crashPoint bool
+	losses     *atomic.Int64 // shared by the Lockers of one factory
+}
+
+// logLoss logs a process lost to a protocol error or a missed deadline:
+// the first three of a factory in full, then every 100th as a count.
+func (e *execLocker) logLoss(err error) {
+	switch n := e.losses.Add(1); {
+	case n <= 3:
+		slog.Error("exec lock implementation lost a process (info; the worker goes on as a new process)",
+			"process", e.p.Label(), "pid", e.p.Pid(), "err", err)
+	case n%100 == 0:
+		slog.Error("exec lock implementation keeps losing processes", "lost", n, "last", err)
+	}
 }
 
 // CrashesInAcquire implements InOpCrasher.
@@ -196,7 +210,7 @@ func (e *execLocker) call(ctx context.Context, op string, fields map[string]any)
 			return r, execLockReply{}, err
 		}
 		if kind == "protocol-error" || kind == "no-reply" {
-			slog.Error("exec lock implementation lost", "process", e.p.Label(), "pid", e.p.Pid(), "err", err)
+			e.logLoss(err)
 		}
 		return r, execLockReply{}, &ProcessError{Kind: kind, Err: err}
 	}
@@ -210,7 +224,7 @@ func (e *execLocker) call(ctx context.Context, op string, fields map[string]any)
 // broken kills the process for an invalid reply.
 func (e *execLocker) broken(r execproc.Reply, why string) error {
 	err := e.p.Broken(r, why)
-	slog.Error("exec lock implementation lost", "process", e.p.Label(), "pid", e.p.Pid(), "err", err)
+	e.logLoss(err)
 	return &ProcessError{Kind: "protocol-error", Err: err}
 }
 
