@@ -104,8 +104,13 @@ func (g *pgLease) TryAcquire(ctx context.Context, key string, ttl time.Duration)
 	token := newToken()
 	start := g.clock()
 	var fence int64
-	err = c.QueryRow(ctx, `INSERT INTO `+PgLeaseTable+` AS l (key, token, fence, expires_at)
-		VALUES ($1, $2, nextval('`+PgLeaseSequence+`'), now() + $3::float8 * interval '1 millisecond')
+	// The fence is drawn only once this statement holds the key's
+	// transaction advisory lock: an upsert that draws it first and then
+	// waits on another session's row (a release in progress) would hand
+	// out a fence older than the ones that session drew meanwhile.
+	err = c.QueryRow(ctx, `WITH serial AS (SELECT pg_advisory_xact_lock(hashtext('faultline-pg-lease:' || $1::text)))
+		INSERT INTO `+PgLeaseTable+` AS l (key, token, fence, expires_at)
+		SELECT $1, $2, nextval('`+PgLeaseSequence+`'), now() + $3::float8 * interval '1 millisecond' FROM serial
 		ON CONFLICT (key) DO UPDATE
 		  SET token = EXCLUDED.token, fence = EXCLUDED.fence, expires_at = EXCLUDED.expires_at
 		  WHERE l.expires_at < now()
