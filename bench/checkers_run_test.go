@@ -55,3 +55,25 @@ func TestRunFenceOrderCatchesPerClientFence(t *testing.T) {
 	t.Logf("mutant: %d cycles, %d writes rejected as fenced; fence-order: %s", cycles, ir.Counters["fenced"], v.Summary)
 	t.Logf("twin: %s", verdict(res, "redis-fenced", "fence-order").Summary)
 }
+
+// TestRunAvailabilityCatchesAcquireOnce: with no fault, the mutant whose
+// Acquire gives up after one attempt is caught by availability alone
+// (gave-up-early); its correct twin redis-setnx is clean, availability
+// included, under the same contention.
+func TestRunAvailabilityCatchesAcquireOnce(t *testing.T) {
+	res, _, err := runForTest(t, context.Background(), Config{
+		Impls: []string{"redis-acquire-once", "redis-setnx"}, Workload: "counter",
+		Clients: 3, Keys: 1, TTL: 400 * time.Millisecond, Duration: 1500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyInvalid(t, res, "redis-acquire-once", "availability")
+	onlyInvalid(t, res, "redis-setnx")
+	v := verdict(res, "redis-acquire-once", "availability")
+	if len(v.Violations) == 0 || v.Violations[0].Kind != "gave-up-early" {
+		t.Errorf("availability counterexamples %+v, want gave-up-early", v.Violations)
+	}
+	t.Logf("mutant: %s", v.Summary)
+	t.Logf("twin: %s", verdict(res, "redis-setnx", "availability").Summary)
+}

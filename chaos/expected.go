@@ -36,9 +36,9 @@ const (
 	FlagInDoubt = "in-doubt"
 )
 
-// Availability is the pseudo-checker of liveness rows that expect the fault
-// to make operations fail (acquires that did not succeed inside a fault
-// window), as opposed to a checker verdict.
+// Availability is the name of the availability checker (bench/checker:
+// acquires that nobody could serve inside a node or network fault window,
+// stalls and early give-ups outside them), a liveness check.
 const Availability = "availability"
 
 // livenessChecks are the checks a liveness row may name; every other checker

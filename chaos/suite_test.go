@@ -114,16 +114,15 @@ func loadMatrix(t *testing.T) *chaos.Expected {
 	return e
 }
 
-// outcome is what a row produced: the checkers' verdicts on its history,
-// the workload's counters and the availability inside fault windows.
+// outcome is what a row produced: the checkers' verdicts on its history
+// (availability among them: bench/checker.Availability) and the
+// workload's counters.
 type outcome struct {
 	ttl      time.Duration
 	ops      []history.Op
 	verdicts []results.Verdict
 	counters map[string]int64
-	// acquires invoked inside a fault window, and how many did not succeed
-	inWindow, failedInWindow int
-	notes                    []string
+	notes    []string
 }
 
 // rowSettings are the row's ttl and share settings, or the defaults
@@ -205,7 +204,6 @@ func (r *phaseRun) run(t *testing.T, ctx context.Context, env *infra.Env) outcom
 	if perr != nil {
 		o.notes = append(o.notes, "phase: "+perr.Error())
 	}
-	o.inWindow, o.failedInWindow = availability(ops)
 	return o
 }
 
@@ -222,31 +220,6 @@ func runWorkload(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Ro
 		t.Fatalf("row %s (line %d): %v", row.Name(), row.Line, err)
 	}
 	return newPhaseRun(t, row, lockConfig(row, ttl, share), sched).run(t, ctx, env)
-}
-
-// availability counts the acquires (final probes excluded) in flight during
-// a node or network fault window, and those among them that did not succeed
-// (failed or indeterminate): how much the fault cost the lock's users.
-func availability(ops []history.Op) (inside, failed int) {
-	ws := checker.Windows(ops)
-	for _, o := range checker.Operations(ops) {
-		if o.F != "acquire" || o.Invoke.Attrs["probe"] != "" {
-			continue
-		}
-		for _, w := range ws {
-			if w.Kind == "holder-pause" || w.Kind == "holder-crash" || w.Kind == "delayed-write" {
-				continue // client faults hit one holder, not the service
-			}
-			if o.Invoke.Time <= w.End && o.End() >= w.Start {
-				inside++
-				if !o.OK() {
-					failed++
-				}
-				break
-			}
-		}
-	}
-	return inside, failed
 }
 
 // elapse lets d pass (a fixed period: quiet time, pacing), or until ctx ends.
@@ -306,12 +279,6 @@ func (o outcome) problems(row chaos.Row) []string {
 		}
 	}
 	for _, c := range row.Checkers {
-		if c == chaos.Availability {
-			if o.failedInWindow == 0 {
-				out = append(out, fmt.Sprintf("availability: all %d acquires inside the fault windows succeeded, the row expects the fault to make some fail", o.inWindow))
-			}
-			continue
-		}
 		if _, ok := o.verdictOf(c); !ok {
 			out = append(out, fmt.Sprintf("no verdict of checker %s in this run", c))
 		}
@@ -362,8 +329,7 @@ func contains(s []string, x string) bool {
 func (o outcome) report(row chaos.Row) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "row %s (expected.md line %d): expect %q — %s\n", row.Name(), row.Line, row.String(), row.Why)
-	fmt.Fprintf(&b, "  run: %s; %d history entries; counters %v; acquires in fault windows: %d, failed %d\n",
-		row.Run, len(o.ops), o.counters, o.inWindow, o.failedInWindow)
+	fmt.Fprintf(&b, "  run: %s; %d history entries; counters %v\n", row.Run, len(o.ops), o.counters)
 	for _, v := range o.verdicts {
 		fmt.Fprintf(&b, "  %-16s %-7s %s\n", v.Checker, v.Valid, v.Summary)
 		for i, vi := range v.Violations {

@@ -249,7 +249,7 @@ func TestLocksPerImplementation(t *testing.T) {
 		h.ops[i].Impl = "good"
 	}
 	vs := Locks(h.build(), Options{TTL: 10 * time.Millisecond})
-	const perImpl = 6
+	const perImpl = 7
 	if len(vs) != 2*perImpl {
 		t.Fatalf("got %d verdicts, want %d per implementation", len(vs), perImpl)
 	}

@@ -47,7 +47,7 @@ const (
 
 // Locks runs every lock checker on h, per implementation (Op.Impl), in
 // sorted implementation order: mutual-exclusion, lost-update, fencing,
-// fence-order, liveness, leaked-locks.
+// fence-order, liveness, leaked-locks, availability.
 func Locks(h []history.Op, opt Options) []results.Verdict {
 	impls, groups := ByImpl(Indexed(h))
 	var out []results.Verdict
@@ -62,6 +62,7 @@ func Locks(h []history.Op, opt Options) []results.Verdict {
 			FenceOrder(g, o),
 			Liveness(g, o),
 			LeakedLocks(g, o),
+			Availability(g, o),
 		)
 	}
 	return out

@@ -3,8 +3,9 @@
 // file, as in porcupine: mutual exclusion (mutex.go), lost updates
 // (lostupdate.go), fencing at the resource (fencing.go), the order of the
 // fences the lock handed out (fenceorder.go), liveness after a holder crash
-// (liveness.go) and leaked locks (leaks.go) for the lock workloads; Locks
-// runs them all per implementation.
+// (liveness.go), leaked locks (leaks.go) and whether acquires got the lock
+// (availability.go) for the lock workloads; Locks runs them all per
+// implementation.
 //
 // Indeterminate operations (type info, or an invoke the history never
 // completes) may or may not have taken effect, any time after their

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/recorder"
 	"github.com/faultline-dev/faultline/chaos"
@@ -499,7 +501,16 @@ func (c *lockClient) acquire(ctx context.Context, w *recorder.Worker, key string
 	lease, err := get(actx, key, c.p.t.TTL)
 	cancel()
 	out := outcome(err, lock.ErrNotAcquired, "not-acquired")
-	w.Complete(call, out.Type, history.Op{Token: lease.Token, Fence: lease.Fence, Error: out.Err, Attrs: attrs})
+	done := attrs
+	if out.Type != history.OK {
+		// What the availability checker needs to judge a failed acquire.
+		done = map[string]string{checker.AttrTimeoutMs: strconv.FormatInt(timeout.Milliseconds(), 10)}
+		if try {
+			done[checker.AttrTry] = "true"
+		}
+		maps.Copy(done, attrs)
+	}
+	w.Complete(call, out.Type, history.Op{Token: lease.Token, Fence: lease.Fence, Error: out.Err, Attrs: done})
 	return lease, out, err
 }
 

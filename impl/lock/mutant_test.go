@@ -18,7 +18,7 @@ func mustLookup(t *testing.T, name string) lock.Info {
 }
 
 func TestMutantsAreListedAsMutants(t *testing.T) {
-	for _, name := range []string{"redis-seed-literal", "redis-release-unchecked", "redlock-no-quorum", "redis-fence-per-client", "pg-advisory-pool"} {
+	for _, name := range []string{"redis-seed-literal", "redis-release-unchecked", "redlock-no-quorum", "redis-fence-per-client", "pg-advisory-pool", "redis-acquire-once"} {
 		if info := mustLookup(t, name); !info.Mutant {
 			t.Errorf("%s: Mutant = false, want true", name)
 		}
