@@ -181,6 +181,9 @@ func newPhaseRun(t *testing.T, row chaos.Row, cfg bench.Config, sched chaos.Sche
 	if err != nil {
 		t.Fatalf("row %s: %v", row.Name(), err)
 	}
+	if cfg.Out == "" {
+		cfg.Out = t.TempDir() // per-process logs of exec: implementations land here, not in the tree
+	}
 	r := &phaseRun{row: row, wl: wl, ttl: cfg.TTL}
 	r.spec = bench.PhaseSpec{Config: cfg, Impl: row.Impl, Seed: cfg.Seed, Schedule: sched, History: recorder.NewHistory(&r.buf, time.Now())}
 	return r
