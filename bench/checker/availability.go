@@ -2,6 +2,7 @@ package checker
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,18 +73,18 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 		}
 	}
 	var acquires []Operation
-	okByKey := map[string][]int64{} // completion times of successful acquires
+	okByKey := map[string][]grant{} // successful acquires, by completion time
 	for _, o := range ops {
 		if o.F != "acquire" || o.Invoke.Attrs["probe"] != "" || o.Complete.Attrs["probe"] != "" {
 			continue
 		}
 		acquires = append(acquires, o)
 		if o.OK() {
-			okByKey[o.Key] = append(okByKey[o.Key], o.Complete.Time)
+			okByKey[o.Key] = append(okByKey[o.Key], grant{o.Invoke.Time, o.Complete.Time})
 		}
 	}
 	for _, ts := range okByKey {
-		sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+		sort.Slice(ts, func(i, j int) bool { return ts[i].done < ts[j].done })
 	}
 	holdsByKey, orphansByKey := leases(ops, opt)
 
@@ -142,17 +143,20 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 		if len(inService) == 0 && !anyFault {
 			to = max(end, a.Invoke.Time+timeout)
 		}
-		isServed := servedIn(okByKey[a.Key], a.Invoke.Time, to)
+		isServed := servedIn(okByKey[a.Key], a.Invoke.Time, to, math.MinInt64)
 		if len(inService) > 0 {
-			// Served by the faulted service: a success inside a window,
-			// not at its edges (a reply already under way when the fault
-			// started, or the healed service answering before the heal
-			// event is logged).
+			// Served by the faulted service: a success asked for and
+			// granted inside a window, not at its edges (a reply already
+			// under way when the fault started, or the healed service
+			// answering before the heal event is logged). A success
+			// invoked before the fault was granted by the service as it
+			// was: a quorum lock may gather its votes before a partition
+			// and report them only when its slowest node times out.
 			isServed = false
 			for _, i := range inService {
 				w := service[i]
 				m := min(healMargin, (w.End-w.Start)/10)
-				isServed = isServed || servedIn(okByKey[a.Key], max(a.Invoke.Time, w.Start+m), min(to, w.End-m))
+				isServed = isServed || servedIn(okByKey[a.Key], max(a.Invoke.Time, w.Start+m), min(to, w.End-m), w.Start+m)
 			}
 		}
 		if isServed {
@@ -324,10 +328,19 @@ func leases(ops []Operation, opt Options) (holds, orphans map[string][]span) {
 	return holds, orphans
 }
 
-// servedIn says whether a successful acquire completed in (from, to].
-func servedIn(sorted []int64, from, to int64) bool {
-	i := sort.Search(len(sorted), func(i int) bool { return sorted[i] > from })
-	return i < len(sorted) && sorted[i] <= to
+// grant is a successful acquire: when it was asked for and when it completed.
+type grant struct{ invoked, done int64 }
+
+// servedIn says whether a successful acquire invoked at or after
+// invokedFrom completed in (from, to].
+func servedIn(sorted []grant, from, to, invokedFrom int64) bool {
+	i := sort.Search(len(sorted), func(i int) bool { return sorted[i].done > from })
+	for ; i < len(sorted) && sorted[i].done <= to; i++ {
+		if sorted[i].invoked >= invokedFrom {
+			return true
+		}
+	}
+	return false
 }
 
 // covered is how much of [from, to] other processes' holds cover (only

@@ -68,6 +68,12 @@ func TestAvailability(t *testing.T) {
 				op(0, "acquire", "k0", 30, 31, history.Info, lkErr("connection refused"), lkFailedAcquire("800", false)).
 				op(1, "acquire", "k0", 32, 832, history.Info, lkErr("timeout"), lkFailedAcquire("800", false)).
 				cycle(0, "k0", 900, 902, 904, 1, history.OK, "c", 0), 5, 850)},
+		{name: "a grant asked for before the fault does not show the faulted service working", want: results.Invalid, kinds: []string{"unavailable"},
+			measure: map[string]float64{"window1_unavailable": 1},
+			h: killWindow((&lockHist{}).
+				op(0, "acquire", "k0", 0, 100, history.OK, lkToken("a")).
+				op(0, "release", "k0", 101, 102, history.OK, lkToken("a")).
+				op(1, "acquire", "k0", 10, 810, history.Info, lkErr("timeout"), lkFailedAcquire("800", false)), 5, 850)},
 		{name: "a fault that leaves the lock working", want: results.Valid,
 			measure: map[string]float64{"window1_acquires": 2, "window1_failed": 1, "window1_unavailable": 0},
 			h: killWindow((&lockHist{}).
