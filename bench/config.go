@@ -239,6 +239,8 @@ func (c Config) Validate() error {
 		return usagef("warm-up %v must be shorter than the duration %v", c.Warmup, c.Duration)
 	case c.Share > 1 && !workload.CanShare(wl):
 		return usagef("share %d: workload %s cannot share an implementation client between processes (each worker has its own Transferer); use --share 1", c.Share, wl.Name())
+	case c.Share > 1 && slices.ContainsFunc(c.Impls, workload.IsExec):
+		return usagef("share %d: an exec: implementation is one process per worker (docs/protocol.md) and cannot be shared between workers; use --share 1", c.Share)
 	}
 	return nil
 }

@@ -29,6 +29,7 @@ func TestValidateSaysWhatIsValid(t *testing.T) {
 		{"share on a lock workload", func(c *Config) { c.Share = 2 }, ""},
 		{"share on the bank", func(c *Config) { c.Workload = "bank"; c.Impls = []string{"2pc"}; c.Share = 2 }, "cannot share"},
 		{"share too high", func(c *Config) { c.Share = 65 }, "--share 65"},
+		{"share on an exec implementation", func(c *Config) { c.Impls = []string{"exec:examples/python/safe_lock.py"}; c.Share = 2 }, "one process per worker"},
 		{"fault after the phase", func(c *Config) { c.Duration = 5 * time.Second; c.Faults = []string{"kill:redis-1@6s+1s"} }, `"kill:redis-1@6s+1s": starts at 6s, when the 5s phase is over`},
 		{"fault past the phase", func(c *Config) { c.Duration = 5 * time.Second; c.Faults = []string{"kill:redis-1@4s+2s"} }, "past the end of the 5s phase"},
 		{"NaN start", func(c *Config) { c.Faults = []string{"holder-pause:k1=ttl@NaNxttl"} }, "bad ttl multiple"},
