@@ -85,6 +85,11 @@ func RunPhase(ctx context.Context, env *infra.Env, spec PhaseSpec) (PhaseResult,
 	if spec.History == nil {
 		return PhaseResult{Impl: results.ImplResult{Name: spec.Impl}}, errors.New("bench.RunPhase: no history")
 	}
+	if err := chaos.CheckSchedule(spec.Schedule, cfg.Duration, cfg.TTL); err != nil {
+		// A schedule handed in (a suite row's) is held to the rules a
+		// run's own faults are: nothing cut short or never fired silently.
+		return PhaseResult{Impl: results.ImplResult{Name: spec.Impl}}, &UsageError{Msg: "bench.RunPhase: " + err.Error()}
+	}
 	wl, _ := workload.Lookup(cfg.Workload)
 	p := &phaseRun{cfg: cfg, wl: wl, env: env, h: spec.History, sched: spec.Schedule, impl: spec.Impl,
 		seed: spec.Seed, log: cfg.Logger.With("impl", spec.Impl), spec: spec}
