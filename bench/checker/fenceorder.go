@@ -83,21 +83,10 @@ func fenceRegressions(ops []Operation, windows []Window) []results.Violation {
 	sort.Strings(keys)
 	var vs []results.Violation
 	for _, key := range keys {
-		byInv := byKey[key]
-		sort.SliceStable(byInv, func(i, j int) bool { return byInv[i].Invoke.Time < byInv[j].Invoke.Time })
-		byEnd := append([]Operation(nil), byInv...)
-		sort.SliceStable(byEnd, func(i, j int) bool { return byEnd[i].Complete.Time < byEnd[j].Complete.Time })
-		var top Operation // highest fence among acquisitions completed so far
-		j := 0
-		for _, b := range byInv {
-			for j < len(byEnd) && byEnd[j].Complete.Time < b.Invoke.Time {
-				if byEnd[j].Complete.Fence > top.Complete.Fence {
-					top = byEnd[j]
-				}
-				j++
-			}
+		// top: the highest fence among acquisitions completed before b.
+		sweepHighest(byKey[key], func(o Operation) uint64 { return o.Complete.Fence }, func(b, top Operation) {
 			if top.Complete.Fence == 0 || b.Complete.Fence > top.Complete.Fence || b.Complete.Token == top.Complete.Token {
-				continue
+				return
 			}
 			v := results.Violation{
 				Kind: "fence-regression", Keys: []string{key}, Processes: []int{top.Process, b.Process},
@@ -112,7 +101,7 @@ func fenceRegressions(ops []Operation, windows []Window) []results.Violation {
 				v.Description += " (fault active: " + f + ")"
 			}
 			vs = append(vs, v)
-		}
+		})
 	}
 	return vs
 }

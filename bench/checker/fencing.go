@@ -84,19 +84,8 @@ func Fencing(h []history.Op, opt Options) results.Verdict {
 		}
 		sort.Strings(keys)
 		for _, key := range keys {
-			byInv := byKey[key]
-			sort.SliceStable(byInv, func(i, j int) bool { return byInv[i].Invoke.Time < byInv[j].Invoke.Time })
-			byEnd := append([]Operation(nil), byInv...)
-			sort.SliceStable(byEnd, func(i, j int) bool { return byEnd[i].Complete.Time < byEnd[j].Complete.Time })
-			var top Operation // highest fence among writes completed so far
-			j := 0
-			for _, b := range byInv {
-				for j < len(byEnd) && byEnd[j].Complete.Time < b.Invoke.Time {
-					if byEnd[j].Invoke.Fence > top.Invoke.Fence {
-						top = byEnd[j]
-					}
-					j++
-				}
+			// top: the highest fence among writes completed before b.
+			sweepHighest(byKey[key], func(o Operation) uint64 { return o.Invoke.Fence }, func(b, top Operation) {
 				if b.Invoke.Fence < top.Invoke.Fence {
 					v := results.Violation{
 						Kind: "stale-fence", Keys: []string{key}, Processes: []int{b.Process, top.Process},
@@ -110,7 +99,7 @@ func Fencing(h []history.Op, opt Options) results.Verdict {
 					}
 					vs = append(vs, v)
 				}
-			}
+			})
 		}
 	}
 	measures["accepted_fenced_writes"] = float64(accepted)

@@ -225,3 +225,23 @@ func val(v *int64) string {
 	}
 	return strconv.FormatInt(*v, 10)
 }
+
+// sweepHighest visits ops in invocation order, each with the op of highest
+// fence among those that completed before it was invoked (the zero
+// Operation when none had). It sorts ops in place.
+func sweepHighest(ops []Operation, fence func(Operation) uint64, visit func(b, top Operation)) {
+	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Invoke.Time < ops[j].Invoke.Time })
+	byEnd := append([]Operation(nil), ops...)
+	sort.SliceStable(byEnd, func(i, j int) bool { return byEnd[i].Complete.Time < byEnd[j].Complete.Time })
+	var top Operation
+	j := 0
+	for _, b := range ops {
+		for j < len(byEnd) && byEnd[j].Complete.Time < b.Invoke.Time {
+			if fence(byEnd[j]) > fence(top) {
+				top = byEnd[j]
+			}
+			j++
+		}
+		visit(b, top)
+	}
+}
