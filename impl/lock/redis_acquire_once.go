@@ -22,10 +22,16 @@ func init() {
 	})
 }
 
-// acquireOnceFactory builds the inner Locker without the Reentrant and
-// Watchdog options, makes Acquire a single TryAcquire, and adds the
-// options on top.
+// acquireOnceFactory makes Acquire a single TryAcquire.
 func acquireOnceFactory(inner Factory) Factory {
+	return wrapBare(inner, func(l Locker) Locker { return acquireOnce{l} })
+}
+
+// wrapBare builds the inner Locker without the Reentrant and Watchdog
+// options, wraps it, and adds the options on top of the wrapper (so a
+// re-entrant acquire or a watchdog refresh goes through the mutant's
+// behaviour once, as a user's wrapper would).
+func wrapBare(inner Factory, wrap func(Locker) Locker) Factory {
 	return func(ctx context.Context, ep Endpoints, opt Options) (Locker, error) {
 		bare := opt
 		bare.Reentrant, bare.Watchdog = false, false
@@ -33,7 +39,7 @@ func acquireOnceFactory(inner Factory) Factory {
 		if err != nil {
 			return nil, err
 		}
-		return WithOptions(acquireOnce{l}, opt), nil
+		return WithOptions(wrap(l), opt), nil
 	}
 }
 

@@ -25,19 +25,11 @@ func init() {
 	})
 }
 
-// fencePerClientFactory builds the inner Locker without the Reentrant and
-// Watchdog options, numbers its acquisitions, and adds the options on top
-// (so a re-entrant acquire returns the same lease and fence).
+// fencePerClientFactory numbers the inner Locker's acquisitions; the
+// options go on top (so a re-entrant acquire returns the same lease and
+// fence).
 func fencePerClientFactory(inner Factory) Factory {
-	return func(ctx context.Context, ep Endpoints, opt Options) (Locker, error) {
-		bare := opt
-		bare.Reentrant, bare.Watchdog = false, false
-		l, err := inner(ctx, ep, bare)
-		if err != nil {
-			return nil, err
-		}
-		return WithOptions(&fencePerClient{Locker: l}, opt), nil
-	}
+	return wrapBare(inner, func(l Locker) Locker { return &fencePerClient{Locker: l} })
 }
 
 // fencePerClient gives each lease the next value of its own counter.
