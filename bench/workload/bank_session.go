@@ -130,6 +130,7 @@ func (p *bankSession) options(c *bankClient) txn.Options {
 		CrashAt: prm.faults.CrashAt, TCC: prm.faults.TCC, Outbox: prm.faults.Outbox,
 		Match:  p.isChosen,
 		Params: map[string]string{},
+		LogDir: p.t.LogDir,
 	}
 	_, params := splitBankParams(p.t)
 	for k, v := range params {
@@ -148,7 +149,8 @@ func (p *bankSession) options(c *bankClient) txn.Options {
 
 // recoveryOptions are a recovering coordinator's: no injected fault.
 func (p *bankSession) recoveryOptions(minAge time.Duration) txn.Options {
-	return txn.Options{OpTimeout: p.t.OpTimeout, LockTimeout: p.prm.lockTimeout, MaxConns: 4, Logger: p.log, RecoverMinAge: minAge}
+	return txn.Options{OpTimeout: p.t.OpTimeout, LockTimeout: p.prm.lockTimeout, MaxConns: 4, Logger: p.log, RecoverMinAge: minAge,
+		LogDir: p.t.LogDir}
 }
 
 // recoverLoop is the recovery cron (recover-every): a coordinator that

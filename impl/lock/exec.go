@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -105,10 +104,8 @@ func execFactory(spec execproc.Spec) Factory {
 	return func(ctx context.Context, ep Endpoints, opt Options) (Locker, error) {
 		label := fmt.Sprintf("%s process %d", spec.Spec, opt.Process)
 		cfg := execproc.Config{Path: spec.Path, Label: label,
-			Env: []string{"FAULTLINE_PROTOCOL=" + strconv.Itoa(execproc.Version), "FAULTLINE_PROCESS=" + strconv.Itoa(opt.Process)}}
-		if opt.LogDir != "" {
-			cfg.LogFile = filepath.Join(opt.LogDir, "exec", fmt.Sprintf("%s.p%d.stderr.log", logName(spec), opt.Process))
-		}
+			LogFile: spec.LogFile(opt.LogDir, fmt.Sprintf("p%d", opt.Process)),
+			Env:     []string{"FAULTLINE_PROTOCOL=" + strconv.Itoa(execproc.Version), "FAULTLINE_PROCESS=" + strconv.Itoa(opt.Process)}}
 		if _, ok := ctx.Deadline(); !ok {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
@@ -145,15 +142,6 @@ func execFactory(spec execproc.Spec) Factory {
 		}
 		return &execLocker{p: p, clock: opt.Now, crashPoint: decl.CrashInAcquire, losses: losses}, nil
 	}
-}
-
-// logName makes a file name of an exec spec.
-func logName(spec execproc.Spec) string {
-	n := strings.TrimSuffix(filepath.Base(spec.Path), filepath.Ext(spec.Path))
-	if spec.Name != "" {
-		n += "-" + spec.Name
-	}
-	return n
 }
 
 // execLocker is one protocol process.

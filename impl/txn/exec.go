@@ -69,7 +69,8 @@ func execFactory(spec execproc.Spec) Factory {
 			defer cancel()
 		}
 		p, err := execproc.Start(ctx, execproc.Config{Path: spec.Path, Label: label,
-			Env: []string{"FAULTLINE_PROTOCOL=" + strconv.Itoa(execproc.Version), "FAULTLINE_PROCESS=" + strconv.Itoa(proc)}})
+			LogFile: spec.LogFile(opt.LogDir, fmt.Sprintf("coordinator%d", proc)),
+			Env:     []string{"FAULTLINE_PROTOCOL=" + strconv.Itoa(execproc.Version), "FAULTLINE_PROCESS=" + strconv.Itoa(proc)}})
 		if err != nil {
 			return nil, err
 		}

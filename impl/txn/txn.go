@@ -276,6 +276,10 @@ type Options struct {
 	// Params are implementation-specific settings; the bank workload passes
 	// its target's options (--lock-opt k=v on the command line) through.
 	Params map[string]string
+	// LogDir is the run directory: an exec: coordinator process writes its
+	// stderr to LogDir/exec/NAME.coordinatorN.stderr.log ("" = kept in
+	// memory only, for error messages).
+	LogDir string
 }
 
 func (o Options) withDefaults() Options {

@@ -25,6 +25,21 @@ type Spec struct {
 	Name string
 }
 
+// LogFile is where the stderr of the process named who (e.g. "p3",
+// "coordinator0") goes under a run directory: DIR/exec/NAME.WHO.stderr.log,
+// NAME being the executable's base name (and the spec's NAME, if any).
+// dir "" gives "" (stderr kept in memory only).
+func (s Spec) LogFile(dir, who string) string {
+	if dir == "" {
+		return ""
+	}
+	n := strings.TrimSuffix(filepath.Base(s.Path), filepath.Ext(s.Path))
+	if s.Name != "" {
+		n += "-" + s.Name
+	}
+	return filepath.Join(dir, "exec", n+"."+who+".stderr.log")
+}
+
 // Declaration is what an init reply declares about the implementation.
 type Declaration struct {
 	Protocol      int    `json:"protocol"`
