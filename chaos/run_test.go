@@ -61,7 +61,11 @@ func TestRunTimesAndEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if took < 80*time.Millisecond || took > 2*time.Second {
+	// Lower bounds are exact (a timer never fires early); the upper bounds
+	// only catch a fault left on or started far too late: a loaded CI
+	// machine may delay a timer by a scheduler slice or several.
+	const slack = 2 * time.Second
+	if took < 80*time.Millisecond || took > 80*time.Millisecond+slack {
 		t.Errorf("Run took %v; the last fault heals at 80ms", took)
 	}
 	healthy(t, env)
@@ -84,10 +88,10 @@ func TestRunTimesAndEvents(t *testing.T) {
 		if w.Fault != fault {
 			t.Fatalf("no window %q", fault)
 		}
-		if got := time.Duration(w.Start); got < start || got > start+300*time.Millisecond {
+		if got := time.Duration(w.Start); got < start || got > start+slack {
 			t.Errorf("%s started at %v, want ~%v", fault, got, start)
 		}
-		if got := time.Duration(w.End - w.Start); got < length || got > length+300*time.Millisecond {
+		if got := time.Duration(w.End - w.Start); got < length || got > length+slack {
 			t.Errorf("%s lasted %v, want ~%v", fault, got, length)
 		}
 		if strings.Join(w.Nodes, ",") != nodes {
