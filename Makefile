@@ -6,7 +6,7 @@ PROVIDER ?= auto
 RUNS := reports/runs
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all deps need-deps images need-images build test bench chaos gate baseline clean
+.PHONY: all deps need-deps images need-images build lint test bench chaos gate baseline clean
 
 all: build
 
@@ -36,8 +36,14 @@ need-images:
 build:
 	$(GO) build -o $(BIN) ./cmd/faultline
 
-test: need-deps need-images
+# go vet and staticcheck (a pinned version, fetched through the Go module
+# proxy and cached: about 1-2 min the first time, seconds after).
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint:
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+test: need-deps need-images lint
 	$(GO) test -count=1 -timeout 18m ./...
 
 # The default scenario matrix (about 90 s): every lock implementation on the

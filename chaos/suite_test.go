@@ -166,12 +166,11 @@ const suiteSeed = 7
 
 // phaseRun is one row's run of bench.RunPhase.
 type phaseRun struct {
-	row      chaos.Row
-	spec     bench.PhaseSpec
-	buf      bytes.Buffer
-	wl       workload.Workload
-	ttl      time.Duration
-	verdicts []results.Verdict
+	row  chaos.Row
+	spec bench.PhaseSpec
+	buf  bytes.Buffer
+	wl   workload.Workload
+	ttl  time.Duration
 }
 
 // newPhaseRun prepares a row's phase with cfg (history on a buffer).
