@@ -230,6 +230,10 @@ func newDockerProvider(ctx context.Context, spec Spec) (provider, error) {
 
 func (p *dockerProvider) name() string { return "docker" }
 
+func (p *dockerProvider) peerNet(ctx context.Context, envID string, proxies proxyHost) (peerNet, error) {
+	return nil, errors.New("docker provider: topologies are not implemented yet (use --provider local)")
+}
+
 // RunID is the run id every container of this provider is labelled with.
 func (p *dockerProvider) RunID() string { return p.runID }
 

@@ -19,6 +19,8 @@ type Env struct {
 	prov     provider
 	reason   string
 	proxies  proxyHost
+	topo     topology // nil for independent nodes
+	peers    peerNet  // the topology's peer links, nil without one
 	cancelUp context.CancelFunc
 	starting sync.WaitGroup // Up's start goroutines
 
@@ -58,7 +60,9 @@ func (s Spec) validate() error {
 			return fmt.Errorf("infra.Spec: a %s node has no name", n.Kind)
 		case seen[n.Name]:
 			return fmt.Errorf("infra.Spec: node name %q used twice", n.Name)
-		case n.Kind != Redis && n.Kind != Postgres:
+		case n.Kind == Sentinel && s.Topology == TopologyNone:
+			return fmt.Errorf("infra.Spec: node %s is a Sentinel: Sentinels come only with Topology %q", n.Name, TopologyRedisSentinel)
+		case n.Kind != Redis && n.Kind != Postgres && n.Kind != Sentinel:
 			return fmt.Errorf("infra.Spec: node %s has unknown kind %q (want %q or %q)", n.Name, n.Kind, Redis, Postgres)
 		}
 		seen[n.Name] = true
@@ -111,8 +115,18 @@ type upOptions struct {
 }
 
 func up(ctx context.Context, spec Spec, opts upOptions) (*Env, error) {
+	spec, err := spec.withTopology()
+	if err != nil {
+		return nil, err
+	}
 	if err := spec.validate(); err != nil {
 		return nil, err
+	}
+	var topo topology
+	if spec.Topology != TopologyNone {
+		if topo, err = newTopology(spec.Topology); err != nil {
+			return nil, err
+		}
 	}
 	if spec.ReadyTimeout <= 0 {
 		spec.ReadyTimeout = 30 * time.Second
@@ -123,11 +137,23 @@ func up(ctx context.Context, spec Spec, opts upOptions) (*Env, error) {
 	}
 	upCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	e := &Env{id: randomHex(4), spec: spec, prov: prov, reason: reason, cancelUp: cancel}
+	e := &Env{id: randomHex(4), spec: spec, prov: prov, reason: reason, cancelUp: cancel, topo: topo}
 	e.proxies = newProxyHost(e.id, spec.ExternalToxiproxy)
 	track(e) // from here on, a signal's CloseAll reaches what we start
 
 	started := time.Now()
+	if topo != nil {
+		e.starting.Add(1)
+		err := topo.start(upCtx, e)
+		e.starting.Done()
+		if err == nil {
+			e.sortNodes()
+			slog.Debug("infra: topology up", "env", e.id, "topology", spec.Topology, "provider", prov.name(), "took", time.Since(started))
+			return e, nil
+		}
+		cerr := e.Close(context.WithoutCancel(ctx))
+		return nil, errors.Join(fmt.Errorf("infra.Up (%s, %s provider): %w", spec.Topology, prov.name(), err), cerr)
+	}
 	var (
 		firstOnce sync.Once
 		first     error // the root cause; later failures are mostly cancellations
@@ -302,6 +328,12 @@ func (e *Env) close(ctx context.Context) error {
 		wg.Go(func() { errs[i] = n.destroy(ctx) })
 	}
 	wg.Wait()
+	e.mu.Lock()
+	peers := e.peers
+	e.mu.Unlock()
+	if peers != nil {
+		errs = append(errs, peers.close(ctx))
+	}
 	errs = append(errs, e.proxies.close(ctx), e.prov.close(ctx))
 	untrack(e)
 	if err := errors.Join(errs...); err != nil {

@@ -43,6 +43,12 @@ type Spec struct {
 	RedisImage, PostgresImage string
 	// ReadyTimeout bounds each server's start-up (default 30s).
 	ReadyTimeout time.Duration
+
+	// Topology, when set, starts a replicated set of nodes (see Topology);
+	// Nodes must then be empty (the topology names its nodes).
+	Topology Topology
+	// Replication tunes the topology (Sentinel timeouts, synchronous standby).
+	Replication ReplicationOptions
 }
 
 // Node is one Redis or PostgreSQL server behind its Toxiproxy proxy.

@@ -80,6 +80,47 @@ func (p *localProvider) name() string { return "local" }
 
 func (p *localProvider) close(ctx context.Context) error { return nil }
 
+// peerNet: the local provider's peer proxies live on the Env's proxy host
+// (127.0.0.1), and follow their server's address.
+func (p *localProvider) peerNet(ctx context.Context, envID string, proxies proxyHost) (peerNet, error) {
+	return &localPeerNet{proxies: proxies}, nil
+}
+
+// localPeerNet makes peer proxies on 127.0.0.1.
+type localPeerNet struct {
+	proxies proxyHost
+	mu      sync.Mutex
+	made    []nodeProxy
+}
+
+// link creates "peer:<node>" listening on a free 127.0.0.1 port; its
+// upstream is set once the server runs (follows).
+func (l *localPeerNet) link(ctx context.Context, node string, port int) (nodeProxy, string, bool, error) {
+	// 127.0.0.1:9 (discard) until the server has an address: nothing
+	// dials a peer before the node is started.
+	px, err := l.proxies.create(ctx, "peer-"+node, "127.0.0.1:9")
+	if err != nil {
+		return nil, "", false, err
+	}
+	l.mu.Lock()
+	l.made = append(l.made, px)
+	l.mu.Unlock()
+	return px, px.Listen(), true, nil
+}
+
+func (l *localPeerNet) serverConfig(*serverConfig) {}
+
+func (l *localPeerNet) close(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	for _, px := range l.made {
+		errs = append(errs, px.destroy(ctx))
+	}
+	l.made = nil
+	return errors.Join(errs...)
+}
+
 // missingBinary is the error for a program that cannot be found.
 func missingBinary(node, bin, pkg string, err error) error {
 	return fmt.Errorf("node %s: cannot find %s (%v): run `make deps` (scripts/deps.sh) to install the Debian package %s", node, bin, err, pkg)
@@ -206,17 +247,20 @@ func (p *localProvider) startRedis(ctx context.Context, cfg serverConfig) (serve
 	if cfg.AppendOnly {
 		appendOnly = "yes"
 	}
-	conf := strings.Join([]string{
+	lines := []string{
 		"bind 127.0.0.1",
 		"protected-mode no",
 		"requirepass " + cfg.Password,
-		`save ""`,
-		"appendonly " + appendOnly,
 		"dir " + s.dir,
 		"daemonize no",
 		`logfile ""`,
-		"",
-	}, "\n")
+	}
+	if !cfg.Sentinel {
+		lines = append(lines, `save ""`, "appendonly "+appendOnly)
+	}
+	// A topology's directives; Sentinel (and CONFIG REWRITE after a
+	// failover) rewrites this file, which the server's user owns.
+	conf := strings.Join(append(lines, cfg.Conf...), "\n") + "\n"
 	confPath, err := s.writeOwned("redis.conf", conf)
 	if err != nil {
 		s.removeDir()
@@ -224,6 +268,9 @@ func (p *localProvider) startRedis(ctx context.Context, cfg serverConfig) (serve
 	}
 	s.bin = bin
 	s.args = func(port int) []string { return []string{confPath, "--port", strconv.Itoa(port)} }
+	if cfg.Sentinel {
+		s.args = func(port int) []string { return []string{confPath, "--sentinel", "--port", strconv.Itoa(port)} }
+	}
 	s.ready = s.redisReady
 	s.ver = p.version(ctx, bin)
 	if err := s.start(ctx); err != nil {

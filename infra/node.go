@@ -17,6 +17,14 @@ type node struct {
 	srv      server
 	px       nodeProxy
 
+	// Topologies only: the node's peer proxy (see Link; owned and destroyed
+	// by the Env's peerNet), the address the node announces to the others
+	// (the peer proxy as they reach it), and whether the peer proxy's
+	// upstream follows the server's address across restarts (local).
+	peer        nodeProxy
+	announce    string
+	peerFollows bool
+
 	mu sync.Mutex // serialises lifecycle operations on this node
 }
 
@@ -56,6 +64,11 @@ func (n *node) Start(ctx context.Context) error {
 	defer n.mu.Unlock()
 	if err := n.srv.start(ctx); err != nil {
 		return err
+	}
+	if n.peerFollows {
+		if err := n.peer.setUpstream(ctx, n.srv.addr()); err != nil {
+			return err
+		}
 	}
 	return n.px.setUpstream(ctx, n.srv.addr())
 }

@@ -43,6 +43,12 @@ type serverConfig struct {
 	Fsync        bool   // PostgreSQL fsync
 	Image        string // docker only
 	ReadyTimeout time.Duration
+
+	// Topologies only.
+	Conf     []string // extra redis.conf directives, e.g. "replicaof 10.0.0.2 7001"
+	Sentinel bool     // run redis-server --sentinel (Conf holds its directives)
+	Network  string   // docker: the user-defined network the container joins
+	Alias    string   // docker: the container's name on Network
 }
 
 // provider starts servers one way (local processes or docker containers).
@@ -50,6 +56,25 @@ type provider interface {
 	name() string
 	startRedis(ctx context.Context, cfg serverConfig) (server, error)
 	startPostgres(ctx context.Context, cfg serverConfig) (server, error)
+	// peerNet prepares what a topology's peer links need (see peerNet).
+	peerNet(ctx context.Context, envID string, proxies proxyHost) (peerNet, error)
 	// close releases provider-wide resources (not the servers: env destroys those).
+	close(ctx context.Context) error
+}
+
+// peerNet makes the peer proxies of a topology (see Link): the local
+// provider uses the Env's own proxy host on 127.0.0.1; the docker provider a
+// user-defined network with a Toxiproxy container on it.
+type peerNet interface {
+	// link creates the peer proxy of node, reaching the node's server on
+	// port (the container port; ignored by the local provider, whose proxy
+	// follows the server's address). announce is the host:port other nodes
+	// use for it; follows says the proxy's upstream must be set to the
+	// server's address after every start (setUpstream).
+	link(ctx context.Context, node string, port int) (px nodeProxy, announce string, follows bool, err error)
+	// serverConfig adds what a server needs to join the peer net (docker:
+	// network and alias).
+	serverConfig(cfg *serverConfig)
+	// close destroys every peer proxy and what link needed (network, proxy container).
 	close(ctx context.Context) error
 }

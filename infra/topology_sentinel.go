@@ -1,0 +1,391 @@
+package infra
+
+// redis-sentinel: redis-1 (initial primary), redis-2 and redis-3 (replicas),
+// sentinel-1..3 (redis-server --sentinel, quorum 2) monitoring the master set
+// "faultline". All share one password (requirepass, masterauth, Sentinel
+// auth-pass and sentinel-pass): Sentinel authenticates to every node of a
+// master set with the same one. Every node announces its peer proxy (see
+// Link), so all node-to-node traffic goes through the peer links and all
+// client traffic through the client proxies.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	redisPort      = 6379  // Redis's container port (docker)
+	sentinelPort   = 26379 // Sentinel's container port (docker)
+	sentinelQuorum = 2
+	// topoPoll is how often Failover and the role probes poll.
+	topoPoll = 20 * time.Millisecond
+	// topoProbeTimeout bounds one probe of one node.
+	topoProbeTimeout = time.Second
+)
+
+// sentinelTopology implements topology for redis-sentinel.
+type sentinelTopology struct{}
+
+// sentinelRedisConf is the replication part of a data node's configuration.
+func sentinelRedisConf(announce, primary, password string, replica bool) []string {
+	ah, ap, _ := net.SplitHostPort(announce)
+	ph, pp, _ := net.SplitHostPort(primary)
+	conf := []string{
+		"replica-announce-ip " + ah,
+		"replica-announce-port " + ap,
+		"masterauth " + password,
+		// A cut link is noticed within seconds, not the default minute.
+		"repl-ping-replica-period 1",
+		"repl-timeout 5",
+		// Full syncs start at once (the default waits 5 s for more replicas).
+		"repl-diskless-sync-delay 0",
+	}
+	if replica {
+		conf = append(conf, "replicaof "+ph+" "+pp)
+	}
+	return conf
+}
+
+// sentinelConf is a Sentinel's configuration.
+func sentinelConf(announce, primary, password string, o ReplicationOptions) []string {
+	ah, ap, _ := net.SplitHostPort(announce)
+	ph, pp, _ := net.SplitHostPort(primary)
+	m := SentinelMaster
+	return []string{
+		"sentinel announce-ip " + ah,
+		"sentinel announce-port " + ap,
+		"sentinel sentinel-pass " + password,
+		fmt.Sprintf("sentinel monitor %s %s %s %d", m, ph, pp, sentinelQuorum),
+		fmt.Sprintf("sentinel auth-pass %s %s", m, password),
+		fmt.Sprintf("sentinel down-after-milliseconds %s %d", m, o.SentinelDownAfter.Milliseconds()),
+		fmt.Sprintf("sentinel failover-timeout %s %d", m, o.SentinelFailoverTimeout.Milliseconds()),
+		fmt.Sprintf("sentinel parallel-syncs %s 2", m),
+	}
+}
+
+func (t *sentinelTopology) start(ctx context.Context, e *Env) error {
+	pn, err := e.prov.peerNet(ctx, e.id, e.proxies)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.peers = pn
+	e.mu.Unlock()
+
+	type planned struct {
+		ns       NodeSpec
+		px       nodeProxy
+		announce string
+		follows  bool
+	}
+	plan := make([]planned, len(e.spec.Nodes))
+	for i, ns := range e.spec.Nodes {
+		port := redisPort
+		if ns.Kind == Sentinel {
+			port = sentinelPort
+		}
+		px, announce, follows, err := pn.link(ctx, ns.Name, port)
+		if err != nil {
+			return fmt.Errorf("peer link of %s: %w", ns.Name, err)
+		}
+		plan[i] = planned{ns, px, announce, follows}
+	}
+	password := newPassword()
+	primary := plan[0].announce // redis-1
+	startOne := func(p planned) error {
+		cfg := serverConfig{
+			Name:         p.ns.Name,
+			Password:     password,
+			AppendOnly:   e.spec.RedisAppendOnly,
+			Image:        e.spec.RedisImage,
+			ReadyTimeout: e.spec.ReadyTimeout,
+			Alias:        p.ns.Name,
+		}
+		if p.ns.Kind == Sentinel {
+			cfg.Sentinel = true
+			cfg.Conf = sentinelConf(p.announce, primary, password, e.spec.Replication)
+		} else {
+			cfg.Conf = sentinelRedisConf(p.announce, primary, password, p.ns.Name != "redis-1")
+		}
+		pn.serverConfig(&cfg)
+		return e.startTopoNode(ctx, p.ns, cfg, p.px, p.announce, p.follows)
+	}
+	// The primary first, then the replicas, then (once both replicas are
+	// attached) the Sentinels: a Sentinel learns the replicas from the
+	// primary's INFO, which it asks at once and then only every 10 s.
+	if err := startOne(plan[0]); err != nil {
+		return err
+	}
+	parallel := func(ps []planned) error {
+		errs := make([]error, len(ps))
+		var wg sync.WaitGroup
+		for i, p := range ps {
+			wg.Go(func() { errs[i] = startOne(p) })
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	if err := parallel(plan[1:3]); err != nil {
+		return err
+	}
+	if err := t.waitSettled(ctx, e); err != nil {
+		return err
+	}
+	if err := parallel(plan[3:]); err != nil {
+		return err
+	}
+	return t.waitSettled(ctx, e)
+}
+
+// startTopoNode starts one server of a topology with its client proxy and
+// registers it with its peer link.
+func (e *Env) startTopoNode(ctx context.Context, ns NodeSpec, cfg serverConfig, peer nodeProxy, announce string, follows bool) error {
+	srv, err := e.prov.startRedis(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	n := &node{name: ns.Name, kind: ns.Kind, password: cfg.Password, srv: srv,
+		peer: peer, announce: announce, peerFollows: follows}
+	if err := e.addNode(ctx, n); err != nil {
+		return err
+	}
+	if follows {
+		if err := peer.setUpstream(ctx, srv.addr()); err != nil {
+			return err
+		}
+	}
+	px, err := e.proxies.create(ctx, ns.Name, srv.addr())
+	if err != nil {
+		return err // Close destroys the server
+	}
+	n.mu.Lock()
+	n.px = px
+	n.mu.Unlock()
+	return nil
+}
+
+// waitSettled waits until the set is whole: both replicas report
+// master_link_status:up, and every Sentinel knows the 2 replicas and the 2
+// other Sentinels. Up returns only then, so a failover right after Up works.
+func (t *sentinelTopology) waitSettled(ctx context.Context, e *Env) error {
+	ctx, cancel := context.WithTimeout(ctx, e.spec.ReadyTimeout)
+	defer cancel()
+	var last error
+	err := pollEvery(ctx, 50*time.Millisecond, nil, func(ctx context.Context) error {
+		last = t.settled(ctx, e)
+		return last
+	})
+	if err != nil {
+		return fmt.Errorf("redis-sentinel did not settle within %s: %w", e.spec.ReadyTimeout, errors.Join(last, err))
+	}
+	return nil
+}
+
+func (t *sentinelTopology) settled(ctx context.Context, e *Env) error {
+	for _, n := range e.Nodes() {
+		nn := n.(*node)
+		switch {
+		case nn.kind == Redis && nn.name != "redis-1":
+			info, err := directInfo(ctx, nn, "replication")
+			if err != nil {
+				return err
+			}
+			if info["master_link_status"] != "up" {
+				return fmt.Errorf("%s: master_link_status %q", nn.name, info["master_link_status"])
+			}
+		case nn.kind == Sentinel:
+			c := directClient(nn)
+			m, err := c.Do(ctx, "SENTINEL", "MASTER", SentinelMaster).Result()
+			c.Close()
+			if err != nil {
+				return fmt.Errorf("%s: SENTINEL MASTER: %w", nn.name, err)
+			}
+			f := pairs(m)
+			if f["num-slaves"] != "2" || f["num-other-sentinels"] != "2" {
+				return fmt.Errorf("%s knows %s replicas and %s other sentinels (want 2 and 2)", nn.name, f["num-slaves"], f["num-other-sentinels"])
+			}
+		}
+	}
+	return nil
+}
+
+// directClient is a one-connection client to the server itself (no proxy);
+// its dial, read and write timeouts bound every probe.
+func directClient(n *node) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr: n.srv.addr(), Password: n.password, MaxRetries: -1, PoolSize: 1,
+		DialTimeout: topoProbeTimeout, ReadTimeout: topoProbeTimeout, WriteTimeout: topoProbeTimeout,
+	})
+}
+
+// directInfo returns one INFO section of a node, asked directly.
+func directInfo(ctx context.Context, n *node, section string) (map[string]string, error) {
+	c := directClient(n)
+	defer c.Close()
+	s, err := c.Info(ctx, section).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%s: INFO %s: %w", n.name, section, err)
+	}
+	out := map[string]string{}
+	for _, l := range strings.Split(s, "\r\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+// pairs turns a RESP2 flat key/value array (or a RESP3 map) into a map.
+func pairs(v any) map[string]string {
+	out := map[string]string{}
+	switch v := v.(type) {
+	case []any:
+		for i := 0; i+1 < len(v); i += 2 {
+			out[fmt.Sprint(v[i])] = fmt.Sprint(v[i+1])
+		}
+	case map[any]any:
+		for k, x := range v {
+			out[fmt.Sprint(k)] = fmt.Sprint(x)
+		}
+	}
+	return out
+}
+
+func (t *sentinelTopology) roles(ctx context.Context, e *Env) (map[string]Role, error) {
+	nodes := e.Nodes()
+	roles := make([]Role, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { roles[i] = nodeRole(ctx, n.(*node)) })
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := map[string]Role{}
+	for i, n := range nodes {
+		out[n.Name()] = roles[i]
+	}
+	return out, nil
+}
+
+// nodeRole asks one node directly what it is.
+func nodeRole(ctx context.Context, n *node) Role {
+	c := directClient(n)
+	defer c.Close()
+	if n.kind == Sentinel {
+		if err := c.Ping(ctx).Err(); err != nil {
+			return RoleDown
+		}
+		return RoleSentinel
+	}
+	r, err := c.Do(ctx, "ROLE").Slice()
+	if err != nil || len(r) == 0 {
+		return RoleDown
+	}
+	switch r[0] {
+	case "master":
+		return RolePrimary
+	case "slave":
+		return RoleReplica
+	}
+	return RoleDown
+}
+
+// sentinelPrimary returns the node a majority of the Sentinels names as the
+// master of the set (asked directly, in parallel).
+func (t *sentinelTopology) primary(ctx context.Context, e *Env) (Node, error) {
+	sentinels := e.ByKind(Sentinel)
+	answers := make([]string, len(sentinels))
+	errs := make([]error, len(sentinels))
+	var wg sync.WaitGroup
+	for i, s := range sentinels {
+		wg.Go(func() {
+			c := directClient(s.(*node))
+			defer c.Close()
+			a, err := c.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SentinelMaster).StringSlice()
+			if err == nil && len(a) == 2 {
+				answers[i] = net.JoinHostPort(a[0], a[1])
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	votes := map[string]int{}
+	for _, a := range answers {
+		if a != "" {
+			votes[a]++
+		}
+	}
+	for addr, v := range votes {
+		if v >= sentinelQuorum {
+			if n, ok := e.nodeByAnnounce(addr); ok {
+				return n, nil
+			}
+			return nil, fmt.Errorf("the Sentinels name %s as primary, which is no node's announced address", addr)
+		}
+	}
+	return nil, fmt.Errorf("no majority of the Sentinels names one primary (answers %q): %w", answers, errors.Join(errs...))
+}
+
+func (t *sentinelTopology) failover(ctx context.Context, e *Env, how FailoverMode) (FailoverResult, error) {
+	old, err := t.primary(ctx, e)
+	if err != nil {
+		return FailoverResult{}, fmt.Errorf("failover: %w", err)
+	}
+	res := FailoverResult{Mode: how, Old: old.Name(), Started: time.Now()}
+	switch how {
+	case FailoverKill:
+		if err := old.Kill(ctx); err != nil {
+			return res, fmt.Errorf("failover: kill %s: %w", old.Name(), err)
+		}
+	case FailoverForce:
+		res.Started = time.Now()
+		if err := t.askFailover(ctx, e); err != nil {
+			return res, err
+		}
+	}
+	var last error
+	err = pollEvery(ctx, topoPoll, nil, func(ctx context.Context) error {
+		p, err := t.primary(ctx, e)
+		switch {
+		case err != nil:
+			last = err
+		case p.Name() == old.Name():
+			last = fmt.Errorf("the Sentinels still name %s", old.Name())
+		case nodeRole(ctx, p.(*node)) != RolePrimary:
+			last = fmt.Errorf("the Sentinels name %s, which does not report role master yet", p.Name())
+		default:
+			res.New, res.Promoted = p.Name(), time.Now()
+			return nil
+		}
+		return last
+	})
+	if err != nil {
+		return res, fmt.Errorf("failover (%s) of %s: no new primary: %w", how, old.Name(), errors.Join(last, err))
+	}
+	res.Took = res.Promoted.Sub(res.Started)
+	return res, nil
+}
+
+// askFailover sends SENTINEL FAILOVER to the first Sentinel that accepts it.
+func (t *sentinelTopology) askFailover(ctx context.Context, e *Env) error {
+	var errs []error
+	for _, s := range e.ByKind(Sentinel) {
+		c := directClient(s.(*node))
+		err := c.Do(ctx, "SENTINEL", "FAILOVER", SentinelMaster).Err()
+		c.Close()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+	}
+	return fmt.Errorf("failover: no Sentinel accepted SENTINEL FAILOVER: %w", errors.Join(errs...))
+}

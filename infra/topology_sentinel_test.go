@@ -1,0 +1,214 @@
+package infra
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// upTopology starts a topology with one provider for a test and closes it at the end.
+func upTopology(t *testing.T, provider string, topo Topology) *Env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	env, err := Up(ctx, Spec{Topology: topo, Provider: provider})
+	if err != nil {
+		t.Fatalf("Up(%s, %s): %v", topo, provider, err)
+	}
+	t.Cleanup(func() {
+		if err := env.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return env
+}
+
+func TestRedisSentinelLocal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 6 real servers")
+	}
+	testRedisSentinel(t, "local")
+}
+
+// testRedisSentinel is the acceptance test of redis-sentinel for one
+// provider: replication, client and Sentinel paths, a kill failover, the old
+// primary rejoining as a replica, and a cut peer link.
+func testRedisSentinel(t *testing.T, provider string) {
+	t0 := time.Now()
+	env := upTopology(t, provider, TopologyRedisSentinel)
+	t.Logf("%s: up in %v", provider, time.Since(t0))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	if got := env.Topology(); got != TopologyRedisSentinel {
+		t.Fatalf("Topology() = %q", got)
+	}
+	var links []string
+	for _, l := range env.Links() {
+		links = append(links, l.Name())
+	}
+	wantLinks := []string{"peer:redis-1", "peer:redis-2", "peer:redis-3", "peer:sentinel-1", "peer:sentinel-2", "peer:sentinel-3"}
+	if !slices.Equal(links, wantLinks) {
+		t.Fatalf("Links() = %v, want %v", links, wantLinks)
+	}
+	roles, err := env.Roles(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Role{"redis-1": RolePrimary, "redis-2": RoleReplica, "redis-3": RoleReplica,
+		"sentinel-1": RoleSentinel, "sentinel-2": RoleSentinel, "sentinel-3": RoleSentinel}
+	if fmt.Sprint(roles) != fmt.Sprint(want) {
+		t.Fatalf("Roles() = %v, want %v", roles, want)
+	}
+	if p, err := env.Primary(ctx); err != nil || p.Name() != "redis-1" {
+		t.Fatalf("Primary() = %v, %v; want redis-1", p, err)
+	}
+
+	client := func(name string) *redis.Client {
+		n := mustNode(t, env, name)
+		return redisClient(t, n.Addr(), n.Password(), 2*time.Second)
+	}
+	// A write on the primary reaches a replica (through the client proxies).
+	if err := client("redis-1").Set(ctx, "k1", "v1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	replicated := func(name, key, val string) func(ctx context.Context) error {
+		c := client(name)
+		return func(ctx context.Context) error {
+			got, err := c.Get(ctx, key).Result()
+			if err != nil || got != val {
+				return fmt.Errorf("GET %s on %s = %q, %v", key, name, got, err)
+			}
+			return nil
+		}
+	}
+	eventually(t, 5*time.Second, "k1 replicated to redis-2", replicated("redis-2", "k1", "v1"))
+	if err := client("redis-2").Set(ctx, "k2", "x", 0).Err(); err == nil {
+		t.Fatal("a write on replica redis-2 was accepted")
+	}
+
+	// A client following the Sentinels (peer addresses translated to client proxies).
+	master, sentinels := env.SentinelEndpoints()
+	fc := redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName: master, SentinelAddrs: sentinels,
+		Password: mustNode(t, env, "redis-1").Password(), SentinelPassword: mustNode(t, env, "sentinel-1").Password(),
+		MaxRetries: -1, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if c, ok := env.ClientAddr(addr); ok {
+				addr = c
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	})
+	t.Cleanup(func() { fc.Close() })
+	if err := fc.Set(ctx, "k3", "via-sentinel", 0).Err(); err != nil {
+		t.Fatalf("write through the failover client: %v", err)
+	}
+
+	res, err := env.Failover(ctx, FailoverKill)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s failover (kill): %s -> %s in %v", provider, res.Old, res.New, res.Took)
+	if res.Old != "redis-1" || (res.New != "redis-2" && res.New != "redis-3") {
+		t.Fatalf("Failover = %+v, want redis-1 -> redis-2|3", res)
+	}
+	roles, err = env.Roles(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if roles["redis-1"] != RoleDown || roles[res.New] != RolePrimary {
+		t.Fatalf("after failover Roles() = %v, want redis-1 down, %s primary", roles, res.New)
+	}
+	if err := client(res.New).Set(ctx, "k4", "after", 0).Err(); err != nil {
+		t.Fatalf("write on the new primary %s: %v", res.New, err)
+	}
+	eventually(t, 5*time.Second, "the failover client writes to the new primary", func(ctx context.Context) error {
+		return fc.Set(ctx, "k5", "via-sentinel-2", 0).Err()
+	})
+	eventually(t, 5*time.Second, "k5 on the new primary", replicated(res.New, "k5", "via-sentinel-2"))
+
+	// The old primary comes back empty and the Sentinels make it a replica.
+	t1 := time.Now()
+	if err := mustNode(t, env, "redis-1").Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "redis-1 rejoins as a replica", replicated("redis-1", "k4", "after"))
+	t.Logf("%s: redis-1 restarted and rejoined as a replica in %v", provider, time.Since(t1))
+	if r := nodeRole(ctx, mustNode(t, env, "redis-1").(*node)); r != RoleReplica {
+		t.Fatalf("redis-1 is %s after rejoining, want replica", r)
+	}
+
+	// Cutting the new primary's peer link stops replication; clients still write.
+	l, ok := env.Link(res.New)
+	if !ok {
+		t.Fatalf("no link to %s", res.New)
+	}
+	if err := l.Proxy().Disable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var replicas []string
+	for _, n := range []string{"redis-1", "redis-2", "redis-3"} {
+		if n != res.New {
+			replicas = append(replicas, n)
+		}
+	}
+	for _, r := range replicas {
+		eventually(t, 10*time.Second, r+" sees its link down", func(ctx context.Context) error {
+			info, err := directInfo(ctx, mustNode(t, env, r).(*node), "replication")
+			if err != nil {
+				return err
+			}
+			if info["master_link_status"] != "down" {
+				return fmt.Errorf("master_link_status %q", info["master_link_status"])
+			}
+			return nil
+		})
+	}
+	if err := client(res.New).Set(ctx, "k6", "cut-off", 0).Err(); err != nil {
+		t.Fatalf("write through %s's client proxy while its peer link is cut: %v", res.New, err)
+	}
+	for _, r := range replicas {
+		if got, err := client(r).Get(ctx, "k6").Result(); !errors.Is(err, redis.Nil) {
+			t.Errorf("k6 reached %s across the cut link: %q, %v", r, got, err)
+		}
+	}
+}
+
+// TestTopologySpecValidation: a topology names its own nodes, Sentinels come
+// only with redis-sentinel, unknown topologies and failover modes are refused,
+// and an environment of independent nodes has no topology API.
+func TestTopologySpecValidation(t *testing.T) {
+	cases := []struct {
+		spec Spec
+		want string
+	}{
+		{Spec{Topology: TopologyRedisSentinel, Nodes: Nodes(1, 0)}, "leave Spec.Nodes empty"},
+		{Spec{Topology: "redis-cluster"}, "unknown topology"},
+		{Spec{Nodes: []NodeSpec{{Name: "s", Kind: Sentinel}}}, "Sentinels come only with"},
+	}
+	for _, tc := range cases {
+		_, err := Up(context.Background(), tc.spec)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.spec, err, tc.want)
+		}
+	}
+	var e Env // independent nodes
+	if _, err := e.Roles(context.Background()); !errors.Is(err, errNoTopology) {
+		t.Errorf("Roles without a topology: %v", err)
+	}
+	if _, err := e.Failover(context.Background(), FailoverKill); !errors.Is(err, errNoTopology) {
+		t.Errorf("Failover without a topology: %v", err)
+	}
+	if m, s := e.SentinelEndpoints(); m != "" || s != nil || e.Links() != nil {
+		t.Errorf("independent nodes have sentinel endpoints %q %v or links %v", m, s, e.Links())
+	}
+}
