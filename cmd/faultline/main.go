@@ -160,7 +160,7 @@ type runFlags struct {
 // ok false means stop with code (0 after --help, 2 on a usage error).
 func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) {
 	fs := newFlags("run", "faultline run --impl NAME[,NAME…] [--workload counter] [flags]\n\n"+
-		"Runs each implementation in turn on the same servers, writes DIR/{results.json,history.jsonl,report.html}\n"+
+		"Runs each implementation in turn on the same servers, writes DIR/{results.json,history.jsonl.zst,report.html}\n"+
 		"and prints a summary. Fault specs: "+chaos.Grammar, stderr)
 	cfg := &rf.cfg
 	impls := &listFlag{split: true}

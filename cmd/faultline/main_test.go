@@ -111,7 +111,7 @@ func TestRunCounterEndToEnd(t *testing.T) {
 	if !found {
 		t.Errorf("no mutual-exclusion verdict in %+v", res.Verdicts)
 	}
-	ops, err := history.Load(filepath.Join(dir, "history.jsonl"))
+	ops, err := history.Load(filepath.Join(dir, history.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
