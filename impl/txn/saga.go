@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // saga runs a transfer as two local transactions, debit (on the source's
@@ -102,49 +100,17 @@ func (s *saga) run(ctx context.Context, gid string, from, to Account, amount int
 	return out, fmt.Errorf("%w: saga %s compensated: %v", ErrAborted, gid, cause)
 }
 
+// action and compensate run fl_saga (schema.go): the step-log insert, the
+// business update and the journal row as one statement, its own local
+// transaction: one round trip.
 func (s *saga) action(ctx context.Context, gid string, b tccBranch) error {
-	return s.p.runLocal(ctx, b.node, s.opt.OpTimeout, func(ctx context.Context, tx pgx.Tx) error {
-		fresh, err := barrierInsert(ctx, tx, gid, b.name, OpAction)
-		if err != nil {
-			return err
-		}
-		if !fresh { // done before, or compensated before it ran
-			return journal(ctx, tx, gid, b.name, OpAction, b.account, b.amount, false)
-		}
-		if b.name == BranchDebit {
-			err = debit(ctx, tx, b.account, b.amount)
-		} else {
-			err = credit(ctx, tx, b.account, b.amount)
-		}
-		if err != nil {
-			return err
-		}
-		return journal(ctx, tx, gid, b.name, OpAction, b.account, b.amount, true)
-	})
+	_, err := s.p.call(ctx, b.node, s.opt.OpTimeout, `SELECT fl_saga($1, $2, $3, $4, $5)`, gid, b.name, OpAction, b.account, b.amount)
+	return err
 }
 
 func (s *saga) compensate(ctx context.Context, gid string, b tccBranch) error {
-	return s.p.runLocal(ctx, b.node, s.opt.OpTimeout, func(ctx context.Context, tx pgx.Tx) error {
-		never, err := barrierInsert(ctx, tx, gid, b.name, OpAction)
-		if err != nil {
-			return err
-		}
-		fresh, err := barrierInsert(ctx, tx, gid, b.name, OpCompensate)
-		if err != nil {
-			return err
-		}
-		if never || !fresh {
-			return journal(ctx, tx, gid, b.name, OpCompensate, b.account, b.amount, false)
-		}
-		delta := b.amount // refund a debit
-		if b.name == BranchCredit {
-			delta = -b.amount
-		}
-		if _, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance + $2 WHERE id = $1`, b.account, delta); err != nil {
-			return err
-		}
-		return journal(ctx, tx, gid, b.name, OpCompensate, b.account, b.amount, true)
-	})
+	_, err := s.p.call(ctx, b.node, s.opt.OpTimeout, `SELECT fl_saga($1, $2, $3, $4, $5)`, gid, b.name, OpCompensate, b.account, b.amount)
+	return err
 }
 
 // Recover continues every running saga forward and finishes every
