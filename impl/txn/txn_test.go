@@ -441,3 +441,46 @@ func TestTransferValidation(t *testing.T) {
 		t.Fatalf("accounts: %d, %v", n, err)
 	}
 }
+
+// TestBusinessRejections: a transfer the bank refuses (too little money, no
+// such account) fails with the matching business error on every
+// implementation whose handlers raise it server-side (FL001/FL002), moves
+// nothing, and leaves nothing prepared, frozen or unfinished.
+func TestBusinessRejections(t *testing.T) {
+	needEnv(t)
+	a1 := txn.Account{Node: 0, ID: 1}
+	cases := []struct {
+		impl string
+		to   txn.Account
+		amt  int64
+		want error
+	}{
+		{"2pc", txn.Account{Node: 1, ID: 1}, initialBalance + 1, txn.ErrInsufficientFunds},
+		{"2pc", txn.Account{Node: 1, ID: 999}, 5, txn.ErrNoAccount},
+		{"tcc", txn.Account{Node: 1, ID: 1}, initialBalance + 1, txn.ErrInsufficientFunds},
+		{"tcc", txn.Account{Node: 1, ID: 999}, 5, txn.ErrNoAccount},
+		{"tcc-nobarrier", txn.Account{Node: 1, ID: 1}, initialBalance + 1, txn.ErrInsufficientFunds},
+		{"saga", txn.Account{Node: 1, ID: 1}, initialBalance + 1, txn.ErrInsufficientFunds},
+		{"saga", txn.Account{Node: 1, ID: 999}, 5, txn.ErrNoAccount},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s/%s", c.impl, c.want), func(t *testing.T) {
+			ep := testEnv.direct
+			lay := bank(t, ep)
+			tr := newTransferer(t, c.impl, ep, txn.Options{})
+			var l ledger
+			_, err := l.do(ctxFor(t, 10*time.Second), tr, txn.Transfer{ID: "rej", From: a1, To: c.to, Amount: c.amt})
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+			snap, vs := check(t, c.impl, tr, ep, lay, &l)
+			requireValid(t, vs)
+			if a := account(t, snap, a1); a.Balance != initialBalance || a.Frozen != 0 {
+				t.Errorf("%s after the refused transfer: %+v, want balance %d, nothing frozen", a1, a, initialBalance)
+			}
+			if len(snap.Prepared) != 0 {
+				t.Errorf("prepared left: %+v", snap.Prepared)
+			}
+		})
+	}
+}
