@@ -21,6 +21,7 @@ import (
 
 	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
+	"github.com/faultline-dev/faultline/infra"
 	"github.com/faultline-dev/faultline/internal/shell"
 )
 
@@ -58,9 +59,14 @@ type Config struct {
 	OpTimeout      time.Duration `json:"op_timeout"`
 	AcquireTimeout time.Duration `json:"acquire_timeout"`
 	Seed           int64         `json:"seed"`
-	Provider       string        `json:"provider"` // auto, local, docker
-	Out            string        `json:"out"`      // run directory
-	Path           string        `json:"path"`     // auto, direct, proxied
+	Provider       string        `json:"provider"` // auto, local, docker, external
+	// External are the servers of --provider external (passwords inside:
+	// never serialised; see infra.ExternalTarget.Public); Namespace names
+	// the run's key prefix and schema on them (default: a fresh one).
+	External  []infra.ExternalTarget `json:"-"`
+	Namespace string                 `json:"namespace,omitempty"`
+	Out       string                 `json:"out"`  // run directory
+	Path      string                 `json:"path"` // auto, direct, proxied
 	// Faults are scripted fault specs (chaos.Grammar); their times are
 	// relative to the start of each implementation's phase.
 	Faults []string `json:"faults,omitempty"`
@@ -137,6 +143,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Quiet == 0 {
 		c.Quiet = 2 * c.TTL
+	}
+	if c.Provider == ProviderExternal && c.Namespace == "" {
+		c.Namespace = infra.NewNamespace()
 	}
 	if c.Provider == "" {
 		c.Provider = "auto"
@@ -225,8 +234,18 @@ func (c Config) Validate() error {
 	}
 	switch c.Provider {
 	case "auto", "local", "docker":
+		if len(c.External) > 0 {
+			return usagef("external targets (--redis, --postgres, --targets) need --provider external")
+		}
+	case ProviderExternal:
+		if len(c.External) == 0 {
+			return usagef("--provider external needs targets: --redis ADDR[,ADDR…], --postgres DSN[,DSN…] or --targets FILE")
+		}
+		if err := infra.CheckNamespace(c.Namespace); err != nil {
+			return usagef("--namespace: %v", err)
+		}
 	default:
-		return usagef("unknown provider %q (valid: auto, local, docker)", c.Provider)
+		return usagef("unknown provider %q (valid: auto, local, docker, external)", c.Provider)
 	}
 	if err := c.CheckRanges(nil); err != nil {
 		return err

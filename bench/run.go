@@ -54,6 +54,9 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		}
 		scheds[impl] = sched
 	}
+	if err := cfg.checkExternal(nodes, scheds); err != nil {
+		return nil, err
+	}
 
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
@@ -77,7 +80,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 
 	started := time.Now()
 	log.Info("starting environment", "nodes", len(nodes), "provider", cfg.Provider)
-	env, err := infra.Up(ctx, infra.Spec{Nodes: nodes, Provider: cfg.Provider})
+	env, err := infra.Up(ctx, cfg.envSpec(nodes))
 	if err != nil {
 		return nil, fmt.Errorf("start environment: %w", err)
 	}
@@ -106,6 +109,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		Versions:       map[string]string{"faultline": Version, "go": runtime.Version()},
 		Provider:       env.Provider(),
 		ProviderReason: env.ProviderReason(),
+		Capabilities:   cfg.Capabilities(nodes),
 		Path:           cfg.ResolvedPath(),
 		Verdicts:       []results.Verdict{},
 		Notes:          append([]string(nil), cfg.Notes...),

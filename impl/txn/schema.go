@@ -243,6 +243,12 @@ type Layout struct {
 	Total    int64
 }
 
+// OutboxKeys are the outbox stream's and its epoch's Redis keys:
+// OutboxStream and OutboxEpochKey under ep.KeyPrefix.
+func (ep Endpoints) OutboxKeys() (stream, epoch string) {
+	return ep.KeyPrefix + OutboxStream, ep.KeyPrefix + OutboxEpochKey
+}
+
 // CoordinatorDSN returns the coordinator database's DSN: ep.Coordinator.DSN,
 // or database CoordDatabase on participant A's server.
 func (ep Endpoints) CoordinatorDSN() (string, error) {
@@ -386,7 +392,8 @@ func Setup(ctx context.Context, ep Endpoints, accountsPerNode int, initialBalanc
 	if len(ep.Redis) > 0 {
 		rc := newRedis(ep.Redis[0], timeout)
 		defer rc.Close()
-		if err := rc.Del(ctx, OutboxStream, OutboxEpochKey).Err(); err != nil {
+		stream, epoch := ep.OutboxKeys()
+		if err := rc.Del(ctx, stream, epoch).Err(); err != nil {
 			return Layout{}, fmt.Errorf("txn: reset outbox stream on %s: %w", ep.Redis[0].Addr, err)
 		}
 	}
