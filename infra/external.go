@@ -123,6 +123,11 @@ func newExternalProvider(spec Spec) *externalProvider {
 
 func (p *externalProvider) name() string { return "external" }
 
+// peerNet: faultline does not own the replication between your servers.
+func (p *externalProvider) peerNet(context.Context, string, proxyHost) (peerNet, error) {
+	return nil, errors.New("external provider: topologies (replication links between servers) are not supported: faultline does not own the servers' replication")
+}
+
 func (p *externalProvider) close(context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
