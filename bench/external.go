@@ -34,6 +34,11 @@ func (c Config) checkExternal(nodes []infra.NodeSpec, scheds map[string]chaos.Sc
 			return &UsageError{Msg: fmt.Sprintf("%s: %v", impl, err)}
 		}
 	}
+	if n := c.Opts["kill-after-prepare"]; n != "" {
+		if ok, why := control(n); !ok {
+			return usagef("--opt kill-after-prepare=%s refused: it kills a server process and %s", n, why)
+		}
+	}
 	return nil
 }
 
@@ -45,7 +50,7 @@ func (c Config) Capabilities(nodes []infra.NodeSpec) *results.Capabilities {
 	out := &results.Capabilities{Possible: []string{}}
 	var blocked []string
 	for _, n := range nodes {
-		if ok, why := infra.ProcessControl(spec, n.Name); !ok {
+		if ok, why := infra.ProcessControl(spec, n.Name); !ok && !slices.Contains(blocked, why) {
 			blocked = append(blocked, why)
 		}
 	}
