@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +38,46 @@ func TestRedisSentinelLocal(t *testing.T) {
 		t.Skip("starts 6 real servers")
 	}
 	testRedisSentinel(t, "local")
+}
+
+func TestRedisSentinelDocker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 7 containers")
+	}
+	requireDocker(t)
+	requireToxiproxyImage(t)
+	testRedisSentinel(t, "docker")
+}
+
+var (
+	toxiproxyImageOnce sync.Once
+	toxiproxyImageErr  error
+)
+
+// requireToxiproxyImage builds faultline/toxiproxy:2 (once per test binary)
+// when the engine lacks it, and fails if that fails.
+func requireToxiproxyImage(t *testing.T) {
+	t.Helper()
+	toxiproxyImageOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cli, err := dockerClient(ctx)
+		if err != nil {
+			toxiproxyImageErr = err
+			return
+		}
+		defer cli.Close()
+		if _, err := cli.ImageInspect(ctx, DefaultToxiproxyImage); err == nil {
+			return
+		}
+		script, _ := filepath.Abs(filepath.Join("..", "scripts", "build-images.sh"))
+		if out, err := exec.CommandContext(ctx, "bash", script, "toxiproxy").CombinedOutput(); err != nil {
+			toxiproxyImageErr = fmt.Errorf("scripts/build-images.sh toxiproxy: %w\n%s", err, out)
+		}
+	})
+	if toxiproxyImageErr != nil {
+		t.Fatal(toxiproxyImageErr)
+	}
 }
 
 // testRedisSentinel is the acceptance test of redis-sentinel for one
