@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/faultline-dev/faultline/impl/lock"
+	"github.com/faultline-dev/faultline/impl/txn"
 	"github.com/faultline-dev/faultline/infra"
 )
 
@@ -120,4 +123,127 @@ func pgLeaseFailover(t *testing.T, syncStandby bool, keys int) (lost int, promot
 		}
 	}
 	return lost, res.Took
+}
+
+// TestTwoPCStandbyFailover runs the real 2pc coordinator with participant
+// A and its decision log (faultline_coord) on pg-standby through
+// FailoverDSN, participant B on an independent server. The coordinator
+// crashes after COMMIT PREPARED on B (the source's node) only; then pg-1 is
+// killed and pg-2 promoted. Prepared transactions are WAL-logged: A's is in
+// pg_prepared_xacts on the promoted node, and 2pc's Recover commits it from its decision log (the
+// total is kept). The 2pc-nolog mutant's Recover rolls it back: money
+// destroyed, the check's twin.
+func TestTwoPCStandbyFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Prepared-transaction gids are cluster-wide: participant B is an
+	// independent server of its own (txn.Setup resets it for each case).
+	envB, err := infra.Up(ctx, infra.Spec{Provider: "local", Nodes: infra.Nodes(0, 1)})
+	if err != nil {
+		t.Fatalf("Up B: %v", err)
+	}
+	defer envB.Close(context.Background())
+	b, _ := envB.Node("pg-1")
+	for _, tc := range []struct {
+		impl      string
+		wantTotal int64 // after Recover on the promoted node
+	}{
+		{"2pc", 2000},
+		{"2pc-nolog", 1990},
+	} {
+		t.Run(tc.impl, func(t *testing.T) {
+			env, err := infra.Up(ctx, infra.Spec{Provider: "local", Topology: infra.TopologyPGStandby})
+			if err != nil {
+				t.Fatalf("Up: %v", err)
+			}
+			defer func() {
+				if err := env.Close(context.Background()); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}()
+			dsnA, dsnB := env.FailoverDSN(), b.DSN()
+			ep := txn.Endpoints{Participants: []txn.PostgresEndpoint{{Name: "A", DSN: dsnA}, {Name: "B", DSN: dsnB}}}
+			if _, err := txn.Setup(ctx, ep, 1, 1000); err != nil {
+				t.Fatal(err)
+			}
+			info, err := txn.Lookup(tc.impl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			crashing, err := info.New(ctx, ep, txn.Options{CrashAt: txn.CrashAfterCommit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The source's node (B) commits first; A's credit stays prepared.
+			_, err = crashing.Transfer(ctx, txn.Transfer{ID: "t1", From: txn.Account{Node: 1, ID: 1}, To: txn.Account{Node: 0, ID: 1}, Amount: 10})
+			crashing.Close()
+			if !errors.Is(err, txn.ErrCrashed) {
+				t.Fatalf("transfer with CrashAt %s: %v, want ErrCrashed", txn.CrashAfterCommit, err)
+			}
+			if err := env.WaitReplayed(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := env.Failover(ctx, infra.FailoverKill); err != nil {
+				t.Fatal(err)
+			}
+			pg2, _ := env.Node("pg-2")
+			if gids := preparedOn(t, pg2.DirectDSN()); len(gids) != 1 || gids[0] != txn.GID2PC(tc.impl == "2pc", "t1") {
+				t.Fatalf("pg_prepared_xacts on the promoted pg-2: %v, want the credit branch of t1", gids)
+			}
+			rec, err := info.New(ctx, ep, txn.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rec.Close()
+			if err := rec.Recover(ctx); err != nil {
+				t.Fatalf("Recover on the promoted node: %v", err)
+			}
+			if gids := preparedOn(t, pg2.DirectDSN()); len(gids) != 0 {
+				t.Errorf("still prepared after Recover: %v", gids)
+			}
+			total := balance(t, pg2.DirectDSN()) + balance(t, b.DirectDSN())
+			t.Logf("%s: total %d after a failover between its two COMMIT PREPAREDs and Recover", tc.impl, total)
+			if total != tc.wantTotal {
+				t.Errorf("total = %d, want %d", total, tc.wantTotal)
+			}
+		})
+	}
+}
+
+// preparedOn lists the gids in pg_prepared_xacts (every database).
+func preparedOn(t *testing.T, dsn string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	rows, _ := c.Query(ctx, "SELECT gid FROM pg_prepared_xacts ORDER BY gid")
+	gids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gids
+}
+
+// balance is the sum of the accounts table's balances.
+func balance(t *testing.T, dsn string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var sum int64
+	if err := c.QueryRow(ctx, "SELECT coalesce(sum(balance), 0)::bigint FROM accounts").Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	return sum
 }
