@@ -204,3 +204,22 @@ func removeNetwork(ctx context.Context, cli client.APIClient, id, name string) e
 	}
 	return nil
 }
+
+// removeLabelledNetworks removes every network matching the label filter
+// (after removeLabelled removed their containers) and returns their names.
+func removeLabelledNetworks(ctx context.Context, cli client.APIClient, label string) ([]string, error) {
+	list, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("label", label)})
+	if err != nil {
+		return nil, fmt.Errorf("list networks labelled %s: %w", label, err)
+	}
+	var removed []string
+	var errs []error
+	for _, n := range list.Items {
+		if err := removeNetwork(ctx, cli, n.ID, n.Name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, n.Name)
+	}
+	return removed, errors.Join(errs...)
+}
