@@ -18,8 +18,9 @@ import (
 // global state (running / compensating / done / aborted) in the
 // coordinator database lets Recover finish what a crash left.
 type saga struct {
-	p   *pools
-	opt Options
+	p    *pools
+	opt  Options
+	done *finisher // running → done, batched
 }
 
 func newSaga(ctx context.Context, ep Endpoints, opt Options) (Transferer, error) {
@@ -28,7 +29,7 @@ func newSaga(ctx context.Context, ep Endpoints, opt Options) (Transferer, error)
 	if err != nil {
 		return nil, err
 	}
-	return &saga{p: p, opt: opt}, nil
+	return &saga{p: p, opt: opt, done: newFinisher(p, opt, stateRunning, stateDone)}, nil
 }
 
 // GIDSaga is the global transaction id saga uses for a transfer.
@@ -69,9 +70,7 @@ func (s *saga) run(ctx context.Context, gid string, from, to Account, amount int
 		}
 		out.add(PhaseForward, fs)
 		if cause == nil {
-			if _, err := setGlobalState(ctx, s.p, s.opt, gid, stateRunning, stateDone); err != nil {
-				s.opt.Logger.Warn("saga: could not mark done; Recover will replay it (idempotent)", "gid", gid, "err", err)
-			}
+			s.done.add(gid)
 			return out, nil
 		}
 		if _, err := setGlobalState(ctx, s.p, s.opt, gid, stateRunning, stateCompensating); err != nil {
@@ -116,6 +115,9 @@ func (s *saga) compensate(ctx context.Context, gid string, b tccBranch) error {
 // Recover continues every running saga forward and finishes every
 // compensating one.
 func (s *saga) Recover(ctx context.Context) error {
+	if err := s.done.flush(ctx); err != nil {
+		return fmt.Errorf("txn: saga recover: record finished sagas: %w", err)
+	}
 	gs, err := unfinished(ctx, s.p, s.opt, "saga", stateRunning, stateCompensating)
 	if err != nil {
 		return fmt.Errorf("txn: saga recover: list unfinished sagas: %w", err)
@@ -123,6 +125,10 @@ func (s *saga) Recover(ctx context.Context) error {
 	var errs []error
 	for _, g := range gs {
 		_, _ = s.run(ctx, g.gid, g.from, g.to, g.amount, g.state, Outcome{})
+		if err := s.done.flush(ctx); err != nil { // run queued its done mark
+			errs = append(errs, fmt.Errorf("txn: saga recover %s: record done: %w", g.gid, err))
+			continue
+		}
 		if still, err := unfinishedOne(ctx, s.p, s.opt, g.gid); still || err != nil {
 			errs = append(errs, err)
 		}
@@ -144,4 +150,8 @@ func unfinishedOne(ctx context.Context, p *pools, opt Options, gid string) (bool
 	return false, nil
 }
 
-func (s *saga) Close() error { s.p.close(); return nil }
+func (s *saga) Close() error {
+	s.done.close()
+	s.p.close()
+	return nil
+}

@@ -55,7 +55,8 @@ type tcc struct {
 	opt     Options
 	barrier bool
 	proto   string
-	lost    sync.Map // gid/branch → lost-reply injected once
+	lost    sync.Map  // gid/branch → lost-reply injected once
+	done    *finisher // confirming → confirmed, batched
 }
 
 func newTCC(barrier bool) Factory {
@@ -69,7 +70,8 @@ func newTCC(barrier bool) Factory {
 		if !barrier {
 			proto = "tcc-nobarrier"
 		}
-		return &tcc{p: p, opt: opt, barrier: barrier, proto: proto}, nil
+		return &tcc{p: p, opt: opt, barrier: barrier, proto: proto,
+			done: newFinisher(p, opt, stateConfirming, stateConfirmed)}, nil
 	}
 }
 
@@ -141,7 +143,7 @@ func (c *tcc) Transfer(ctx context.Context, t Transfer) (out Outcome, err error)
 			}, &out)
 			out.add(PhaseConfirm, cs)
 			if done {
-				_, _ = c.setState(ctx, gid, stateConfirming, stateConfirmed)
+				c.done.add(gid)
 			} else {
 				out.Incomplete = true // decided: Recover confirms the rest
 			}
@@ -292,6 +294,9 @@ func unfinished(ctx context.Context, p *pools, opt Options, proto string, states
 // Recover finishes every unfinished global transaction: 'confirming' ones
 // are confirmed, 'trying' and 'cancelling' ones cancelled.
 func (c *tcc) Recover(ctx context.Context) error {
+	if err := c.done.flush(ctx); err != nil {
+		return fmt.Errorf("txn: %s recover: record confirmed transactions: %w", c.proto, err)
+	}
 	gs, err := unfinished(ctx, c.p, c.opt, c.proto, stateTrying, stateConfirming, stateCancelling)
 	if err != nil {
 		return fmt.Errorf("txn: %s recover: list unfinished transactions: %w", c.proto, err)
@@ -334,4 +339,8 @@ func (c *tcc) Recover(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (c *tcc) Close() error { c.p.close(); return nil }
+func (c *tcc) Close() error {
+	c.done.close()
+	c.p.close()
+	return nil
+}

@@ -484,3 +484,59 @@ func TestBusinessRejections(t *testing.T) {
 		})
 	}
 }
+
+// TestLostFinalState: tcc and saga write a finished transaction's final
+// state in batches, off the transfer's path (finisher.go), because losing
+// it is harmless: the transaction reads confirming / running again and
+// Recover finishes it a second time, which the barrier or step log makes a
+// no-op. Here every final state is reverted (lost) before Recover: tcc and
+// saga stay valid; tcc-nobarrier, whose repeated confirm applies twice, is
+// caught.
+func TestLostFinalState(t *testing.T) {
+	needEnv(t)
+	for _, c := range []struct {
+		impl, state string
+		valid       bool
+	}{
+		{"tcc", "confirming", true},
+		{"saga", "running", true},
+		{"tcc-nobarrier", "confirming", false},
+	} {
+		t.Run(c.impl, func(t *testing.T) {
+			ep := testEnv.direct
+			lay := bank(t, ep)
+			tr := newTransferer(t, c.impl, ep, txn.Options{})
+			var l ledger
+			ctx := ctxFor(t, 30*time.Second)
+			r := rand.New(rand.NewPCG(3, 4))
+			for i := range 10 {
+				if _, err := l.do(ctx, tr, randomTransfer(r, fmt.Sprintf("lost%d", i), false)); err != nil {
+					t.Fatalf("transfer %d: %v", i, err)
+				}
+			}
+			_ = tr.Close() // writes the batched final states
+			dsn, err := ep.CoordinatorDSN()
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			ct, err := conn.Exec(ctx, `UPDATE global_txn SET state = $1`, c.state)
+			if err != nil || ct.RowsAffected() != 10 {
+				t.Fatalf("revert the final states: %v rows, %v", ct.RowsAffected(), err)
+			}
+			rec := newTransferer(t, c.impl, ep, txn.Options{})
+			_, vs := check(t, c.impl, rec, ep, lay, &l)
+			if c.valid {
+				requireValid(t, vs)
+				return
+			}
+			if v := vs[checker.ConservationName]; v.Valid != results.Invalid {
+				t.Errorf("%s: conservation %s, want invalid (a repeated confirm applied twice): %s", c.impl, v.Valid, v.Summary)
+			}
+		})
+	}
+}
