@@ -54,6 +54,7 @@ Usage:
   faultline report DIR           re-render DIR/report.html from a saved run
   faultline report --compare A B …  compare saved runs side by side
   faultline gate --baseline FILE RESULTS   CI regression gate (exit 1 on regression)
+  faultline ceiling              the harness's own throughput (PING/SET, 1 and 50 clients) vs redis-benchmark
   faultline gc                   remove containers and temp dirs left by killed runs
   faultline version
 
@@ -82,11 +83,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return gcCmd(ctx, rest, stdout, stderr)
 	case "version":
 		return versionCmd(rest, stdout, stderr)
+	case "ceiling":
+		return ceilingCmd(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "faultline: unknown command %q (valid: run, list, report, gate, gc, version, check)\n\n%s", cmd, usage)
+	fmt.Fprintf(stderr, "faultline: unknown command %q (valid: run, list, report, gate, gc, version, check, ceiling)\n\n%s", cmd, usage)
 	return exitUsage
 }
 
