@@ -36,7 +36,7 @@ type CeilingPoint struct {
 	// histograms): FaultlineRPS ÷ GoRedisRPS is what recording costs,
 	// GoRedisRPS ÷ RedisBenchmarkRPS what the Go client costs.
 	GoRedisRPS float64 `json:"go_redis_rps"`
-	Ratio             float64 `json:"ratio"`
+	Ratio      float64 `json:"ratio"`
 	// HistoryBytesPerOp is the compressed history written per request
 	// (invocation and completion).
 	HistoryBytesPerOp float64 `json:"history_bytes_per_op"`
