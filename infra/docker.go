@@ -275,10 +275,6 @@ func (p *dockerProvider) startRedis(ctx context.Context, cfg serverConfig) (serv
 			req.Cmd = append(append(req.Cmd, "--"+f[0]), f[1:]...)
 		}
 	}
-	if cfg.Network != "" {
-		req.Networks = []string{cfg.Network}
-		req.NetworkAliases = map[string][]string{cfg.Network: {cfg.Alias}}
-	}
 	return p.start(ctx, cfg, Redis, img, req, port)
 }
 
@@ -308,6 +304,10 @@ func (p *dockerProvider) startPostgres(ctx context.Context, cfg serverConfig) (s
 // start creates and starts one container and waits until its server answers.
 func (p *dockerProvider) start(ctx context.Context, cfg serverConfig, kind Kind, img string,
 	req testcontainers.ContainerRequest, port string) (server, error) {
+	if cfg.Network != "" { // a topology's node: on its network, under its alias
+		req.Networks = []string{cfg.Network}
+		req.NetworkAliases = map[string][]string{cfg.Network: {cfg.Alias}}
+	}
 	s := &dockerServer{p: p, kind: kind, cfg: cfg, image: img, port: port}
 	if s.cfg.ReadyTimeout <= 0 {
 		s.cfg.ReadyTimeout = dockerDefaultReady
