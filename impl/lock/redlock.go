@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,10 +25,12 @@ import (
 // command this Locker sends for a key to a node waits for the previous one
 // it sent there (so a release never overtakes the acquire it undoes, even
 // when that node answered after the quorum was reached). Acquire retries
-// with random back-off; a failed attempt that won the key's designated node
-// (a hash of the key picks one of the five) retries after half the minimum
-// back-off, the others after the full one, which breaks split votes
-// (clients taking 2/2/1 of the nodes) instead of repeating them.
+// with random back-off, and a retry asks the key's designated node (a hash
+// of the key picks one of the five) first, fanning out to the other four
+// only when it said yes (or did not answer): while the key is held a retry
+// costs one command instead of five, and retrying contenders cannot split
+// the nodes 2/2/1 between them, since only one can win that node. A failed
+// round that won it retries after half the minimum back-off.
 // Time is Options.Clock(). It promises one holder while clocks advance at
 // about the same rate and holders finish within the validity; it breaks
 // without fencing when a holder pauses past its validity, when a node's clock
@@ -59,7 +62,8 @@ type redlock struct {
 	name        string
 	cfg         redlockConfig
 	nodes       []*redis.Client
-	all         []int // 0..len(nodes)-1
+	all         []int   // 0..len(nodes)-1
+	others      [][]int // others[i]: every node but i
 	quorum      int
 	clock       func() time.Time
 	bo          backoff
@@ -90,6 +94,9 @@ func redlockFactory(name string, cfg redlockConfig) Factory {
 		for i := range cs {
 			r.all = append(r.all, i)
 		}
+		for i := range cs {
+			r.others = append(r.others, append(append([]int(nil), r.all[:i]...), r.all[i+1:]...))
+		}
 		return WithOptions(r, opt), nil
 	}
 }
@@ -116,6 +123,9 @@ var errNotSent = errors.New("lock: command not sent: the previous one on this no
 // for key on that node may start.
 func (r *redlock) dispatch(ctx context.Context, key string, nodes []int, timeout time.Duration,
 	fn func(ctx context.Context, c *redis.Client) error, done func(node int, err error)) {
+	if len(nodes) == 0 {
+		return
+	}
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	prev := make([]chan struct{}, len(nodes))
 	mine := make([]chan struct{}, len(nodes))
@@ -130,14 +140,13 @@ func (r *redlock) dispatch(ctx context.Context, key string, nodes []int, timeout
 		t[i] = mine[j]
 	}
 	r.mu.Unlock()
-	var left sync.WaitGroup
-	left.Add(len(nodes))
-	r.bg.Add(len(nodes) + 1)
-	go func() { defer r.bg.Done(); left.Wait(); cancel() }()
+	var left atomic.Int32 // the last node to finish cancels nctx
+	left.Store(int32(len(nodes)))
+	release := cancel
+	r.bg.Add(len(nodes))
 	for j, i := range nodes {
 		go func() {
 			defer r.bg.Done()
-			defer left.Done()
 			var err error
 			if p := prev[j]; p != nil {
 				select {
@@ -159,6 +168,9 @@ func (r *redlock) dispatch(ctx context.Context, key string, nodes []int, timeout
 				}
 			}
 			r.mu.Unlock()
+			if left.Add(-1) == 0 {
+				release()
+			}
 		}()
 	}
 }
@@ -188,16 +200,20 @@ func (r *redlock) designated(key string) int {
 
 func (r *redlock) Acquire(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
 	var timer *time.Timer
+	gate := false
 	for n := 0; ; n++ {
-		l, first, err := r.attempt(ctx, key, ttl)
-		if err == nil || !errors.Is(err, ErrNotAcquired) {
-			return l, err
+		o := r.attempt(ctx, key, ttl, gate)
+		if o.err == nil || !errors.Is(o.err, ErrNotAcquired) {
+			return o.lease, o.err
 		}
 		if ctx.Err() != nil {
 			return Lease{}, fmt.Errorf("%w: %w", ErrNotAcquired, context.Cause(ctx))
 		}
+		// Retries ask the designated node first, unless it just failed to
+		// answer (down or stopped: then the next retry fans out).
+		gate = !o.designatedFailed
 		d := r.bo.delay(n)
-		if first {
+		if o.designatedYes {
 			d = r.bo.min / 2
 		}
 		if timer == nil {
@@ -215,27 +231,41 @@ func (r *redlock) Acquire(ctx context.Context, key string, ttl time.Duration) (L
 }
 
 func (r *redlock) TryAcquire(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
-	l, _, err := r.attempt(ctx, key, ttl)
-	return l, err
+	o := r.attempt(ctx, key, ttl, false)
+	return o.lease, o.err
 }
 
-// attempt is one Redlock round. first reports, for a failed round, whether
-// the key's designated node said yes.
-func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration) (l Lease, first bool, err error) {
+// outcome is the result of one Redlock round.
+type outcome struct {
+	lease Lease
+	err   error
+	// designatedYes: the round failed although the key's designated node
+	// said yes; designatedFailed: that node gave no answer (an error).
+	designatedYes, designatedFailed bool
+}
+
+// attempt is one Redlock round: SET NX PX on every node at once or, when
+// gate is set (a retry), on the key's designated node first and on the
+// other nodes only if it said yes or did not answer: while the key is held
+// a retry costs one command instead of five, and contenders that retry
+// cannot split the nodes, since only one of them can win that node. Either
+// way the validity counts from before the first SET.
+func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, gate bool) (o outcome) {
 	if err := checkTTL(ttl); err != nil {
-		return Lease{}, false, err
+		return outcome{err: err}
 	}
 	token := newToken()
 	n := len(r.nodes)
+	des := r.designated(key)
 	results := make(chan nodeResult, n)
 	var mu sync.Mutex // guards lost; a node's result is sent under it
 	lost := false
 	cleanup := func(ctx context.Context, c *redis.Client) error { return casRelease(ctx, c, key, token) }
-	start := r.clock()
-	r.dispatch(ctx, key, r.all, r.perNode(ttl), func(ctx context.Context, c *redis.Client) error {
+	set := func(ctx context.Context, c *redis.Client) error {
 		_, err := obtainSetNX(ctx, c, key, token, ttl, redisHooks{})
 		return err
-	}, func(i int, err error) {
+	}
+	report := func(i int, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if !lost {
@@ -247,7 +277,7 @@ func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration) (l
 			_ = cleanup(cctx, r.nodes[i])
 			cancel()
 		}
-	})
+	}
 	var yes, got int
 	var errs []error
 	held := make([]int, 0, n) // nodes that may hold our token
@@ -256,17 +286,42 @@ func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration) (l
 		if mayHold(res.err) {
 			held = append(held, res.node)
 		}
+		if res.node == des {
+			o.designatedYes = res.err == nil
+			o.designatedFailed = res.err != nil && !errors.Is(res.err, ErrNotAcquired)
+		}
 		switch {
 		case res.err == nil:
 			yes++
-			first = first || res.node == r.designated(key)
 		case errors.Is(res.err, ErrNotAcquired), errors.Is(res.err, errNotSent):
 		default:
 			errs = append(errs, res.err)
 		}
 	}
+	start := r.clock()
+	wave := r.all
+	if gate {
+		r.dispatch(ctx, key, []int{des}, r.perNode(ttl), set, report)
+		select {
+		case res := <-results:
+			tally(res)
+		case <-ctx.Done():
+			errs = append(errs, context.Cause(ctx))
+		}
+		wave = nil
+		if got == 1 && (yes == 1 || o.designatedFailed) && ctx.Err() == nil {
+			wave = r.others[des]
+		}
+	}
+	if len(wave) > 0 {
+		r.dispatch(ctx, key, wave, r.perNode(ttl), set, report)
+	}
+	sent := len(wave)
+	if gate {
+		sent++
+	}
 wait:
-	for yes < r.quorum && yes+n-got >= r.quorum {
+	for yes < r.quorum && yes+sent-got >= r.quorum {
 		select {
 		case res := <-results:
 			tally(res)
@@ -277,10 +332,10 @@ wait:
 	}
 	validity := ttl - r.clock().Sub(start) - drift(ttl)
 	if yes >= r.quorum && (validity > 0 || !r.cfg.checkValidity) {
-		return Lease{Key: key, Token: token, Expiry: start.Add(ttl - drift(ttl))}, false, nil
+		return outcome{lease: Lease{Key: key, Token: token, Expiry: start.Add(ttl - drift(ttl))}}
 	}
 	// Failed: delete our token where it may have landed; nodes that answer
-	// from now on clean up after themselves (above).
+	// from now on clean up after themselves (report, above).
 	mu.Lock()
 	lost = true
 	for drained := false; !drained; {
@@ -295,8 +350,9 @@ wait:
 	if len(held) > 0 {
 		r.dispatch(ctx, key, held, cleanupTimeout, cleanup, func(int, error) {})
 	}
-	return Lease{}, first, fmt.Errorf("%w: %s %q: %d of %d nodes (quorum %d), validity %v, node errors %v",
+	o.err = fmt.Errorf("%w: %s %q: %d of %d nodes (quorum %d), validity %v, node errors %v",
 		ErrNotAcquired, r.name, key, yes, n, r.quorum, validity, errors.Join(errs...))
+	return o
 }
 
 // mayHold: after this answer to SET NX the node may hold the token (yes, or

@@ -3,6 +3,9 @@ package lock_test
 import (
 	"context"
 	"errors"
+	"hash/fnv"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,6 +123,60 @@ func TestRedlockFailedAttemptCleansUp(t *testing.T) {
 	for i := range 3 {
 		if v := valueOn(t, raws[i], key); v != "A" {
 			t.Errorf("redis-%d: %q, want A's token kept", i+1, v)
+		}
+	}
+}
+
+// setCalls is how many SET commands Redis node c has run.
+func setCalls(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	s, err := c.Info(ctxFor(t, time.Second), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(s) {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_set:calls="); ok {
+			n, err := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+// TestRedlockRetriesAskDesignatedNode: while another owner holds a key on
+// all five nodes, redlock's retries send SET to the key's designated node
+// only; the other nodes see the first attempt and the winning one.
+func TestRedlockRetriesAskDesignatedNode(t *testing.T) {
+	needEnv(t)
+	key := uniqueKey(t)
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	des := int(h.Sum32() % 5)
+	raws := make([]*redis.Client, 5)
+	before := make([]int64, 5)
+	for i := range raws {
+		raws[i] = rawRedis(t, i)
+		if err := raws[i].Set(ctxFor(t, time.Second), key, "A", 300*time.Millisecond).Err(); err != nil {
+			t.Fatal(err)
+		}
+		before[i] = setCalls(t, raws[i])
+	}
+	l := newLocker(t, mustLookup(t, "redlock"), lock.Options{Params: map[string]string{"retry-min": "5ms", "retry-max": "20ms"}})
+	lease, err := l.Acquire(ctxFor(t, 3*time.Second), key, time.Second)
+	if err != nil {
+		t.Fatalf("Acquire once A's key expires: %v", err)
+	}
+	_ = l.Release(ctxFor(t, time.Second), lease)
+	for i, c := range raws {
+		n := setCalls(t, c) - before[i]
+		switch {
+		case i == des && n < 3:
+			t.Errorf("designated redis-%d: %d SETs, want the retries (>= 3) over 300 ms", i+1, n)
+		case i != des && n > 2:
+			t.Errorf("redis-%d: %d SETs, want at most 2 (first attempt, winning round)", i+1, n)
 		}
 	}
 }
