@@ -26,7 +26,8 @@ import (
 // it sent there (so a release never overtakes the acquire it undoes, even
 // when that node answered after the quorum was reached). Acquire retries
 // with random back-off, and a retry asks the key's designated node (a hash
-// of the key picks one of the five) first, fanning out to the other four
+// of the key picks one of the five, passing over nodes that just failed to
+// answer) first, fanning out to the other four
 // only when it said yes (or did not answer): while the key is held a retry
 // costs one command instead of five, and retrying contenders cannot split
 // the nodes 2/2/1 between them, since only one can win that node. A failed
@@ -69,6 +70,8 @@ type redlock struct {
 	bo          backoff
 	nodeTimeout time.Duration // 0: derived from the ttl
 
+	downUntil []atomic.Int64 // per node: wall time (UnixNano) until which it counts as down
+
 	mu    sync.Mutex
 	tails map[string][]chan struct{} // per key, per node: closed when the last command sent there is done
 	bg    sync.WaitGroup             // node commands in flight (Close waits for them)
@@ -91,6 +94,7 @@ func redlockFactory(name string, cfg redlockConfig) Factory {
 		}
 		r := &redlock{name: name, cfg: cfg, nodes: cs, quorum: cfg.quorum(len(cs)), clock: opt.Clock(), bo: bo, nodeTimeout: nt,
 			tails: map[string][]chan struct{}{}}
+		r.downUntil = make([]atomic.Int64, len(cs))
 		for i := range cs {
 			r.all = append(r.all, i)
 		}
@@ -190,12 +194,39 @@ type nodeResult struct {
 	err  error
 }
 
-// designated is the node whose "yes" gives a failed attempt the short
-// back-off (a hash of the key; the same for every client).
+// nodeDownFor is how long a node that failed to answer is passed over as
+// the designated node of retries.
+const nodeDownFor = time.Second
+
+// designated is the node retries of key ask first: the first node, from a
+// hash of the key on, that has not failed to answer within nodeDownFor —
+// the same for every client that sees the same nodes down.
 func (r *redlock) designated(key string) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
-	return int(h.Sum32() % uint32(len(r.nodes)))
+	n := len(r.nodes)
+	first := int(h.Sum32() % uint32(n))
+	now := time.Now().UnixNano()
+	for k := range n {
+		if i := (first + k) % n; r.downUntil[i].Load() <= now {
+			return i
+		}
+	}
+	return first
+}
+
+// noteAnswer records whether node i answered (any definite reply) or
+// failed to (an error other than a refused "no").
+func (r *redlock) noteAnswer(i int, err error) {
+	switch {
+	case err == nil, errors.Is(err, ErrNotAcquired), errors.Is(err, ErrNotHeld):
+		if r.downUntil[i].Load() != 0 {
+			r.downUntil[i].Store(0)
+		}
+	case errors.Is(err, errNotSent):
+	default:
+		r.downUntil[i].Store(time.Now().Add(nodeDownFor).UnixNano())
+	}
 }
 
 func (r *redlock) Acquire(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
@@ -280,9 +311,12 @@ func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, ga
 	}
 	var yes, got int
 	var errs []error
-	held := make([]int, 0, n) // nodes that may hold our token
+	held := make([]int, 0, n)  // nodes that may hold our token
+	pending := make([]bool, n) // sent, not yet answered
 	tally := func(res nodeResult) {
 		got++
+		pending[res.node] = false
+		r.noteAnswer(res.node, res.err)
 		if mayHold(res.err) {
 			held = append(held, res.node)
 		}
@@ -301,6 +335,7 @@ func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, ga
 	start := r.clock()
 	wave := r.all
 	if gate {
+		pending[des] = true
 		r.dispatch(ctx, key, []int{des}, r.perNode(ttl), set, report)
 		select {
 		case res := <-results:
@@ -316,12 +351,23 @@ func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, ga
 	if len(wave) > 0 {
 		r.dispatch(ctx, key, wave, r.perNode(ttl), set, report)
 	}
-	sent := len(wave)
-	if gate {
-		sent++
+	for _, i := range wave {
+		pending[i] = true
+	}
+	// hopeful: how many pending nodes may still say yes in time; a node
+	// that just failed to answer (down, stopped, cut off) is not waited for
+	// (should it say yes after all, report deletes it).
+	hopeful := func() int {
+		now, k := time.Now().UnixNano(), 0
+		for i, p := range pending {
+			if p && r.downUntil[i].Load() <= now {
+				k++
+			}
+		}
+		return k
 	}
 wait:
-	for yes < r.quorum && yes+sent-got >= r.quorum {
+	for yes < r.quorum && yes+hopeful() >= r.quorum {
 		select {
 		case res := <-results:
 			tally(res)
@@ -379,6 +425,7 @@ func (r *redlock) Release(ctx context.Context, l Lease) error {
 		select {
 		case res := <-results:
 			got++
+			r.noteAnswer(res.node, res.err)
 			switch {
 			case res.err == nil:
 				yes++
