@@ -59,14 +59,12 @@ type Config struct {
 	OpTimeout      time.Duration `json:"op_timeout"`
 	AcquireTimeout time.Duration `json:"acquire_timeout"`
 	Seed           int64         `json:"seed"`
-	Provider       string        `json:"provider"` // auto, local, docker, external
-	// External are the servers of --provider external (passwords inside:
-	// never serialised; see infra.ExternalTarget.Public); Namespace names
-	// the run's key prefix and schema on them (default: a fresh one).
-	External  []infra.ExternalTarget `json:"-"`
-	Namespace string                 `json:"namespace,omitempty"`
-	Out       string                 `json:"out"`  // run directory
-	Path      string                 `json:"path"` // auto, direct, proxied
+	Provider       string        `json:"provider"` // auto, local, docker
+	// Topology is the replicated topology the implementations run on
+	// ("" = independent nodes; redis-sentinel, pg-standby).
+	Topology string `json:"topology,omitempty"`
+	Out      string `json:"out"`  // run directory
+	Path     string `json:"path"` // auto, direct, proxied
 	// Faults are scripted fault specs (chaos.Grammar); their times are
 	// relative to the start of each implementation's phase.
 	Faults []string `json:"faults,omitempty"`
@@ -144,9 +142,6 @@ func (c Config) WithDefaults() Config {
 	if c.Quiet == 0 {
 		c.Quiet = 2 * c.TTL
 	}
-	if c.Provider == ProviderExternal && c.Namespace == "" {
-		c.Namespace = infra.NewNamespace()
-	}
 	if c.Provider == "" {
 		c.Provider = "auto"
 	}
@@ -198,12 +193,28 @@ func (c Config) Validate() error {
 	if dup := firstDuplicate(c.Impls); dup != "" {
 		return usagef("implementation %q given twice", dup)
 	}
-	if _, err := wl.Nodes(c.Impls); err != nil {
+	if c.Topology != "" {
+		if _, err := infra.TopologyNodes(infra.Topology(c.Topology)); err != nil {
+			return usagef("--topology: %v", err)
+		}
+	}
+	if _, _, err := workload.RunNodes(wl, c.Impls, infra.Topology(c.Topology)); err != nil {
 		return usagef("%v", err)
 	}
 	sched, err := chaos.ParseSchedule(c.Faults)
 	if err != nil {
 		return usagef("%v", err)
+	}
+	if c.Topology == "" {
+		kinds := chaos.NeedsTopology(sched)
+		for _, k := range c.Nemesis {
+			if kk, err := chaos.LookupKind(k); err == nil && kk.Topology && !slices.Contains(kinds, kk.Name) {
+				kinds = append(kinds, kk.Name)
+			}
+		}
+		if len(kinds) > 0 {
+			return usagef("fault kinds %s need a replicated topology: add --topology %s (or %s)", strings.Join(kinds, ", "), infra.TopologyRedisSentinel, infra.TopologyPGStandby)
+		}
 	}
 	if err := chaos.CheckSchedule(sched, c.Duration, c.TTL); err != nil {
 		return usagef("%v", err)
@@ -234,18 +245,8 @@ func (c Config) Validate() error {
 	}
 	switch c.Provider {
 	case "auto", "local", "docker":
-		if len(c.External) > 0 {
-			return usagef("external targets (--redis, --postgres, --targets) need --provider external")
-		}
-	case ProviderExternal:
-		if len(c.External) == 0 {
-			return usagef("--provider external needs targets: --redis ADDR[,ADDR…], --postgres DSN[,DSN…] or --targets FILE")
-		}
-		if err := infra.CheckNamespace(c.Namespace); err != nil {
-			return usagef("--namespace: %v", err)
-		}
 	default:
-		return usagef("unknown provider %q (valid: auto, local, docker, external)", c.Provider)
+		return usagef("unknown provider %q (valid: auto, local, docker)", c.Provider)
 	}
 	if err := c.CheckRanges(nil); err != nil {
 		return err
@@ -284,7 +285,7 @@ func (c Config) needsProxy() bool {
 	specs, _ := chaos.ParseSchedule(c.Faults)
 	var nodes []string
 	if wl, err := workload.Lookup(c.Workload); err == nil {
-		specs, _ := wl.Nodes(c.Impls)
+		specs, _, _ := workload.RunNodes(wl, c.Impls, infra.Topology(c.Topology))
 		for _, n := range specs {
 			nodes = append(nodes, n.Name)
 		}

@@ -33,6 +33,11 @@ func FaultOp(ev chaos.Event) history.Op {
 			op.Attrs["os_pid"] = strconv.Itoa(ev.Holder.OSPid)
 		}
 	}
+	for k, v := range ev.Attrs {
+		if _, taken := op.Attrs[k]; !taken {
+			op.Attrs[k] = v
+		}
+	}
 	if ev.Length > 0 {
 		op.Attrs["length_ms"] = strconv.FormatInt(ev.Length/1e6, 10)
 	}

@@ -78,6 +78,9 @@ func RunPhase(ctx context.Context, env *infra.Env, spec PhaseSpec) (PhaseResult,
 	if len(cfg.Impls) == 0 {
 		cfg.Impls = []string{spec.Impl}
 	}
+	if cfg.Topology == "" && env != nil {
+		cfg.Topology = string(env.Topology()) // the environment's topology is the phase's
+	}
 	cfg = cfg.WithDefaults().RaiseQuiet().RouteOptions()
 	if err := cfg.Validate(); err != nil {
 		return PhaseResult{Impl: results.ImplResult{Name: spec.Impl}}, err
@@ -166,9 +169,6 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 		Keys: cfg.Keys, TTL: cfg.TTL, OpTimeout: cfg.OpTimeout, AcquireTimeout: cfg.AcquireTimeout,
 		Params: cfg.implParams(p.wl, p.impl), Opts: maps.Clone(cfg.Opts), Faults: faults, LogDir: cfg.Out,
 	}
-	if p.env != nil {
-		p.target.KeyPrefix = p.env.KeyPrefix()
-	}
 	ph, err := p.wl.Start(ctx, p.target)
 	if err != nil {
 		return ir, nil, fmt.Errorf("start phase: %w", err)
@@ -227,13 +227,14 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	var windows []chaos.Window
 	var chaosErr error
 	chaosDone := make(chan struct{})
+	roles := p.startRoles(ctx, &ir)
 	go func() {
 		defer infra.CloseAllOnPanic() // a panic in a goroutine skips Run's defers
 		defer close(chaosDone)
 		if len(p.sched) == 0 {
 			return
 		}
-		windows, chaosErr = chaos.Run(chaosCtx, p.sched, p.env, faults, recordFault(p.h.Log), chaos.RunOptions{
+		windows, chaosErr = chaos.Run(chaosCtx, p.sched, p.env, faults, roles.after(ctx, recordFault(p.h.Log)), chaos.RunOptions{
 			TTL: cfg.TTL, Impl: p.impl, Origin: start, Clock: p.h.Now, Logger: p.log,
 		})
 	}()
@@ -302,6 +303,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	cancelChaos()
 	<-chaosDone
 	faults.HealAll()
+	roles.finish(ctx, &ir)
 	probes := ctx.Err() == nil
 	if probes {
 		p.log.Info("quiet period", "quiet", cfg.Quiet)

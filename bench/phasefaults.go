@@ -10,6 +10,7 @@ import (
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
+	"github.com/faultline-dev/faultline/infra"
 )
 
 // PhaseSchedule is the fault schedule of impl's phase: the scripted faults
@@ -26,7 +27,7 @@ func PhaseSchedule(cfg Config, wl workload.Workload, impl string) (chaos.Schedul
 	if len(cfg.Nemesis) == 0 {
 		return sched, nil
 	}
-	nodes, err := wl.NodesFor(impl)
+	nodes, err := workload.PhaseNodesOn(wl, impl, infra.Topology(cfg.Topology))
 	if err != nil {
 		return nil, err
 	}

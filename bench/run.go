@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/recorder"
 	"github.com/faultline-dev/faultline/bench/results"
@@ -17,10 +18,8 @@ import (
 	"github.com/faultline-dev/faultline/infra"
 )
 
-// HistoryFile is the name of the history a run writes in its directory:
-// zstd-compressed JSONL (`zstdcat` reads it). Offline readers also accept
-// the plain history.jsonl of older runs (history.Find).
-const HistoryFile = history.FileName
+// HistoryFile is the name of the history in a run directory.
+const HistoryFile = "history.jsonl"
 
 // Run runs the scenario cfg: one environment for every implementation,
 // each implementation's phase in turn, then the checks. It writes
@@ -38,7 +37,8 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	log := cfg.Logger
 	wl, _ := workload.Lookup(cfg.Workload)
 	cfg.Impls, _ = WithBaseline(wl, cfg.Impls) // the bank's single-db, for ratios (baseline.go)
-	nodes, _ := wl.Nodes(cfg.Impls)
+	topo := infra.Topology(cfg.Topology)
+	nodes, extra, _ := workload.RunNodes(wl, cfg.Impls, topo)
 
 	// Each phase's schedule (phasefaults.go), its targets resolved against
 	// the nodes before any server starts: a bad target is a usage error,
@@ -54,33 +54,19 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		}
 		scheds[impl] = sched
 	}
-	if err := cfg.checkExternal(nodes, scheds); err != nil {
-		return nil, err
-	}
 
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
-	hpath := filepath.Join(cfg.Out, HistoryFile)
-	hf, err := os.Create(hpath)
+	hf, err := os.Create(filepath.Join(cfg.Out, HistoryFile))
 	if err != nil {
 		return nil, fmt.Errorf("history file: %w", err)
 	}
 	defer hf.Close()
-	// A plain history.jsonl left by an earlier run in the same directory
-	// would be shadowed by the new one; remove it so the two cannot disagree.
-	if err := os.Remove(filepath.Join(cfg.Out, history.PlainFileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("history file: %w", err)
-	}
-	hz, err := history.NewCompressor(hf)
-	if err != nil {
-		return nil, err
-	}
-	defer hz.Close() // idempotent: closed below once the history is written
 
 	started := time.Now()
 	log.Info("starting environment", "nodes", len(nodes), "provider", cfg.Provider)
-	env, err := infra.Up(ctx, cfg.envSpec(nodes))
+	env, err := infra.Up(ctx, infra.Spec{Nodes: extra, Topology: topo, Provider: cfg.Provider})
 	if err != nil {
 		return nil, fmt.Errorf("start environment: %w", err)
 	}
@@ -97,7 +83,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	}()
 	log.Info("environment up", "provider", env.Provider(), "reason", env.ProviderReason(), "took", time.Since(started).Round(time.Millisecond))
 
-	h := recorder.NewHistory(hz, time.Now())
+	h := recorder.NewHistory(hf, time.Now())
 	res = &results.Results{
 		Schema:         results.Schema,
 		RunID:          cfg.RunID,
@@ -109,7 +95,6 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		Versions:       map[string]string{"faultline": Version, "go": runtime.Version()},
 		Provider:       env.Provider(),
 		ProviderReason: env.ProviderReason(),
-		Capabilities:   cfg.Capabilities(nodes),
 		Path:           cfg.ResolvedPath(),
 		Verdicts:       []results.Verdict{},
 		Notes:          append([]string(nil), cfg.Notes...),
@@ -172,13 +157,13 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		res.Calibration = cal.Result()
 		log.Info("calibration", "line", CalibrationLine(res.Calibration))
 	}
-	if err := errors.Join(h.Close(), hz.Close()); err != nil {
+	if err := h.Close(); err != nil {
 		return res, errors.Join(append(errs, err)...)
 	}
 	if n := h.Dropped(); n > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d history entries arrived after the history was closed (hung workers) and are missing", n))
 	}
-	if err := check(res, wl, cfg, hpath); err != nil {
+	if err := check(res, wl, cfg, filepath.Join(cfg.Out, HistoryFile)); err != nil {
 		errs = append(errs, err)
 	}
 	AddRatios(res, wl)
@@ -197,17 +182,14 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 // faults of each phase hit (Coverage). Every verdict must come from here:
 // `faultline check` (Check, check.go) re-runs exactly this on a saved run.
 func check(res *results.Results, wl workload.Workload, cfg Config, path string) error {
-	// One implementation's phase in memory at a time: the file is streamed
-	// once per implementation.
-	names := make([]string, len(res.Impls))
-	for i, ir := range res.Impls {
-		names[i] = ir.Name
+	ops, err := history.Load(path)
+	if err != nil {
+		return fmt.Errorf("read history back for the checks: %w", err)
 	}
-	i := 0
-	err := history.EachImpl(path, names, func(_ string, mine []history.Op) error {
+	for i := range res.Impls {
 		ir := &res.Impls[i]
-		i++
-		if nodes, err := wl.NodesFor(ir.Name); err == nil {
+		mine := history.ForImpl(ops, ir.Name)
+		if nodes, err := workload.PhaseNodesOn(wl, ir.Name, infra.Topology(cfg.Topology)); err == nil {
 			var windows []results.FaultWindow
 			for _, w := range res.Faults {
 				if w.Impl == ir.Name {
@@ -217,6 +199,7 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 			sched, _ := PhaseSchedule(cfg, wl, ir.Name) // what Run ran: the same seed draws the same
 			ir.Faults = Coverage(nodes, len(sched), windows, mine)
 		}
+		ir.Failovers = checker.Failovers(mine)
 		rep := wl.Check(mine, workload.CheckConfig{Impl: ir.Name, TTL: cfg.TTL})
 		res.Verdicts = append(res.Verdicts, rep.Verdicts...)
 		if len(rep.Counters) > 0 {
@@ -227,10 +210,6 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 				ir.Counters[k] = v
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("read history back for the checks: %w", err)
 	}
 	return nil
 }

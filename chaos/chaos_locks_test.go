@@ -20,8 +20,8 @@ func TestChaosLocks(t *testing.T) {
 	env := needEnv(t)
 	t.Logf("environment: %s (%s), started in %v", env.Provider(), env.ProviderReason(), suiteEnv.took.Round(time.Millisecond))
 	for _, row := range m.Rows {
-		if !slices.Contains(lockWorkloads, row.Workload) {
-			continue
+		if !slices.Contains(lockWorkloads, row.Workload) || topologyRow(row) {
+			continue // topology rows are TestChaosFailover's
 		}
 		t.Run(row.Name(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -62,7 +62,10 @@ func TestChaosMatrixCoverage(t *testing.T) {
 			continue
 		}
 		faults := []string{"kill", "pause", "partition", "latency", "holder-pause", "holder-crash"}
-		if info.RedisNodes > 1 {
+		switch {
+		case info.Topology != "":
+			faults = []string{"failover"} // issue 12: TestChaosFailover
+		case info.RedisNodes > 1:
 			faults = []string{"kill-minority", "kill-majority", "pause-minority", "pause-majority",
 				"partition-minority", "partition-majority", "latency", "holder-pause", "holder-crash",
 				"restart-majority", "restart-majority-delayed"}
@@ -90,7 +93,11 @@ func TestChaosMatrixCoverage(t *testing.T) {
 			t.Errorf("line %d: %v", r.Line, err)
 		}
 		if r.Scripted() {
-			if _, ok := scripts[r.Fault]; !ok {
+			_, ok := scripts[r.Fault]
+			if topologyRow(r) {
+				_, ok = failoverScripts[r.Fault]
+			}
+			if !ok {
 				t.Errorf("line %d: scripted row %s has no script", r.Line, r.Name())
 			}
 			continue

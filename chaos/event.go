@@ -19,6 +19,9 @@ type Event struct {
 	Length int64
 	// Error is set on a start that failed ("start failed: …").
 	Error string
+	// Attrs are what a Reporter fault said of its start (a failover's old
+	// and new primary, marks as history times in ns).
+	Attrs map[string]string
 }
 
 // Window is one fault from start to heal, in history time.

@@ -96,7 +96,11 @@ func FuzzNemesis(f *testing.F) {
 			if err != nil || !reflect.DeepEqual(again, s) {
 				t.Fatalf("%s does not round-trip: %+v %v", s, again, err)
 			}
-			p, err := Build(s, "f", env, &fakeClients{}, time.Second)
+			var on Env = env
+			if k, _ := LookupKind(s.Kind); k.Topology {
+				on = &fakeTopo{fakeEnv: env, primary: "redis-1"}
+			}
+			p, err := Build(s, "f", on, &fakeClients{}, time.Second)
 			if err != nil {
 				t.Fatalf("%s does not build: %v", s, err)
 			}

@@ -41,6 +41,9 @@ type Kind struct {
 	// draw makes a random spec's target and params for the nemesis; the
 	// spec arrives with Kind, Start and Duration set.
 	draw func(d *drawer, s *Spec)
+	// Topology says the kind needs a replicated topology (TopologyEnv):
+	// failover, replication-lag, replication-partition.
+	Topology bool
 	// needsProxy says whether s needs the clients on Toxiproxy, given the
 	// run's node names (nil: every kind but client faults does: network
 	// faults act on the proxies, and a killed node may come back on a new

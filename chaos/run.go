@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -117,6 +118,11 @@ func (r *runner) one(ctx context.Context, p Planned) {
 	startErr := p.Fault.Start(startCtx)
 	cancel()
 	started := time.Now()
+	if rf, ok := p.Fault.(Reporter); ok && startErr == nil {
+		if b := rf.Report().Began; !b.IsZero() && b.Before(started) {
+			started = b // a failover's length counts from the primary's loss
+		}
+	}
 	ev := r.event(p, false)
 	if startErr != nil {
 		ev.Error = "start failed: " + startErr.Error()
@@ -218,6 +224,24 @@ func (r *runner) event(p Planned, heal bool) Event {
 	}
 	if hf, ok := p.Fault.(HolderFault); ok {
 		ev.Holder, ev.HolderHit = hf.Holder()
+	}
+	if rf, ok := p.Fault.(Reporter); ok && !heal {
+		rep := rf.Report()
+		now := time.Now()
+		base := ev.Time
+		at := func(t time.Time) int64 { return base - int64(now.Sub(t)) }
+		if !rep.Began.IsZero() && rep.Began.Before(now) {
+			ev.Time = max(at(rep.Began), 0)
+		}
+		if len(rep.Attrs)+len(rep.Marks) > 0 {
+			ev.Attrs = map[string]string{}
+		}
+		for k, v := range rep.Attrs {
+			ev.Attrs[k] = v
+		}
+		for k, t := range rep.Marks {
+			ev.Attrs[k] = strconv.FormatInt(at(t), 10)
+		}
 	}
 	return ev
 }

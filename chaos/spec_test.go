@@ -262,7 +262,11 @@ func TestKindRegistry(t *testing.T) {
 			if got, want := NeedsProxy(s, names), KindsNeedProxy([]string{k.Name}); got != want {
 				t.Errorf("%s: drawn %v needs the proxy %v, KindsNeedProxy says %v", k.Name, s.Strings(), got, want)
 			}
-			if _, err := Plan(s, env, &fakeClients{}, time.Second); err != nil {
+			var on Env = env
+			if k.Topology {
+				on = &fakeTopo{fakeEnv: env, primary: "redis-1"}
+			}
+			if _, err := Plan(s, on, &fakeClients{}, time.Second); err != nil {
 				t.Errorf("%s: drawn %v does not build: %v", k.Name, s.Strings(), err)
 			}
 		}

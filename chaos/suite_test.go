@@ -60,9 +60,12 @@ var suiteEnv struct {
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
-	if suiteEnv.env != nil {
+	for _, env := range []*infra.Env{suiteEnv.env, failoverEnv.env} {
+		if env == nil {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		if err := suiteEnv.env.Close(ctx); err != nil {
+		if err := env.Close(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "chaos suite: closing the environment:", err)
 			if code == 0 {
 				code = 1

@@ -28,13 +28,7 @@ type NodeSpec struct {
 // Spec describes an environment: which nodes, which provider, which options.
 type Spec struct {
 	Nodes    []NodeSpec
-	Provider string // "auto" (default), "local", "docker" or "external"
-
-	// External are the servers of provider "external" (see ExternalTarget);
-	// Namespace names the run's key prefix and schema there (KeyPrefix,
-	// Schema; CheckNamespace).
-	External  []ExternalTarget
-	Namespace string
+	Provider string // "auto" (default), "local" or "docker"
 
 	// PostgresFsync turns fsync on (off by default: faster, and a kill of
 	// the server process alone does not lose committed data).
@@ -51,7 +45,8 @@ type Spec struct {
 	ReadyTimeout time.Duration
 
 	// Topology, when set, starts a replicated set of nodes (see Topology);
-	// Nodes must then be empty (the topology names its nodes).
+	// Nodes then holds only independent extras (e.g. a workload resource
+	// node); the topology names its own nodes.
 	Topology Topology
 	// Replication tunes the topology (Sentinel timeouts, synchronous standby).
 	Replication ReplicationOptions

@@ -80,7 +80,8 @@ func TopologyNodes(t Topology) ([]NodeSpec, error) {
 	return nil, fmt.Errorf("infra.Spec: unknown topology %q (want %q or %q, or none)", t, TopologyRedisSentinel, TopologyPGStandby)
 }
 
-// withTopology fills Spec.Nodes from Spec.Topology.
+// withTopology puts the topology's nodes first in Spec.Nodes; nodes
+// already there are independent extras (a workload's resource node).
 func (s Spec) withTopology() (Spec, error) {
 	if s.Topology == TopologyNone {
 		return s, nil
@@ -89,10 +90,14 @@ func (s Spec) withTopology() (Spec, error) {
 	if err != nil {
 		return s, err
 	}
-	if len(s.Nodes) > 0 {
-		return s, fmt.Errorf("infra.Spec: topology %s names its own nodes (%s); leave Spec.Nodes empty", s.Topology, nodeNames(nodes))
+	for _, x := range s.Nodes {
+		for _, n := range nodes {
+			if x.Name == n.Name {
+				return s, fmt.Errorf("infra.Spec: node %s is one of topology %s's own nodes (%s): Spec.Nodes beside a topology may only add other, independent nodes", x.Name, s.Topology, nodeNames(nodes))
+			}
+		}
 	}
-	s.Nodes = nodes
+	s.Nodes = append(nodes, s.Nodes...) // the topology's, then independent extras
 	s.Replication = s.Replication.withDefaults()
 	return s, nil
 }
@@ -201,8 +206,6 @@ func newTopology(t Topology) (topology, error) {
 	switch t {
 	case TopologyRedisSentinel:
 		return &sentinelTopology{}, nil
-	case TopologyPGStandby:
-		return &pgStandbyTopology{}, nil
 	}
 	return nil, fmt.Errorf("infra: topology %q is not implemented yet", t)
 }

@@ -57,7 +57,9 @@ const (
 // Measures: acquires, ok, failed (definite), timed_out (indeterminate),
 // served/blocked counts, and per fault window i (1-based, node or network
 // faults in start order) window<i>_acquires, window<i>_failed,
-// window<i>_failed_share and window<i>_unavailable.
+// window<i>_failed_share and window<i>_unavailable; per failover i
+// (Failovers) failover<i>_promotion_ms (primary lost → replica promoted)
+// and failover<i>_unavailable_ms (primary lost → first write through).
 func Availability(h []history.Op, opt Options) results.Verdict {
 	h = Indexed(h)
 	ops := Operations(h)
@@ -243,6 +245,28 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 		len(acquires), nOK, nFailed, nInfo, served, blocked, kinds["gave-up-early"], kinds["stalled"])
 	if len(parts) > 0 {
 		summary += "; fault windows: " + strings.Join(parts, "; ")
+	}
+	// Per failover, the unavailability window clients saw: from the
+	// primary's loss to the first write invoked after it that succeeded.
+	var fparts []string
+	for i, f := range Failovers(h) {
+		n := strconv.Itoa(i + 1)
+		desc := fmt.Sprintf("failover %s at %s", orUnknown(f.Old)+"→"+orUnknown(f.New), secs(f.Lost))
+		if f.Promoted > 0 {
+			measures["failover"+n+"_promotion_ms"] = f.PromotionMs
+			desc += fmt.Sprintf(", promoted after %.0f ms", f.PromotionMs)
+		}
+		if f.FirstWrite > 0 {
+			measures["failover"+n+"_unavailable_ms"] = f.FailoverMs
+			desc += fmt.Sprintf(", first write after %.0f ms", f.FailoverMs)
+		} else {
+			desc += ", no write got through before the phase ended"
+		}
+		fparts = append(fparts, desc)
+	}
+	if len(fparts) > 0 {
+		measures["failovers"] = float64(len(fparts))
+		summary += "; " + strings.Join(fparts, "; ")
 	}
 	if unknownStalls > 0 {
 		summary += fmt.Sprintf("; %d stalls outside faults that an orphan lease may explain, first %s", unknownStalls, firstUnknown)

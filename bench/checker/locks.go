@@ -47,7 +47,8 @@ const (
 
 // Locks runs every lock checker on h, per implementation (Op.Impl), in
 // sorted implementation order: mutual-exclusion, lost-update, fencing,
-// fence-order, liveness, leaked-locks, availability.
+// fence-order, liveness, leaked-locks, availability, and lost-ack-write
+// when the history has a failover.
 func Locks(h []history.Op, opt Options) []results.Verdict {
 	impls, groups := ByImpl(Indexed(h))
 	var out []results.Verdict
@@ -64,6 +65,9 @@ func Locks(h []history.Op, opt Options) []results.Verdict {
 			LeakedLocks(g, o),
 			Availability(g, o),
 		)
+		if hasFailover(g) {
+			out = append(out, LostAckWrite(g, o))
+		}
 	}
 	return out
 }
@@ -84,4 +88,15 @@ func verdict(name string, opt Options, vs []results.Violation, unknown bool, sum
 	}
 	v.Violations = vs
 	return v
+}
+
+// hasFailover says whether h records a failover (the lost-ack-write
+// checker judges only those).
+func hasFailover(h []history.Op) bool {
+	for _, op := range h {
+		if op.Process == history.Nemesis && op.F == history.FaultStart && op.Attrs["kind"] == FailoverKind && op.Error == "" {
+			return true
+		}
+	}
+	return false
 }

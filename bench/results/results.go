@@ -62,12 +62,9 @@ type Results struct {
 	// Config is the full run configuration, as given (flags resolved).
 	Config   map[string]any    `json:"config"`
 	Versions map[string]string `json:"versions"` // faultline, go, redis, postgres
-	Provider string            `json:"provider"` // local, docker or external
+	Provider string            `json:"provider"` // local or docker
 	// ProviderReason says why auto chose that provider.
 	ProviderReason string `json:"provider_reason,omitempty"`
-	// Capabilities says which fault kinds the provider made possible and
-	// which it refused, and why (nil in files written before it existed).
-	Capabilities *Capabilities `json:"capabilities,omitempty"`
 	// Path is what the clients measured: "direct" to the servers or
 	// "proxied" through Toxiproxy.
 	Path     string        `json:"path"`
@@ -88,18 +85,6 @@ type Results struct {
 	// report reads instead of guessing from names (nil in files written
 	// before it existed; reports then fall back, see reports.describe).
 	WorkloadInfo *WorkloadInfo `json:"workload_info,omitempty"`
-}
-
-// Capabilities are what a provider let a run do: the fault kinds possible
-// on its nodes, the ones refused (kind → why), and for external servers
-// the targets (no password, no full DSN) and the run's key prefix and schema.
-type Capabilities struct {
-	Possible []string          `json:"possible"`
-	Refused  map[string]string `json:"refused,omitempty"`
-	Targets  []string          `json:"targets,omitempty"`
-	// KeyPrefix and Schema are where the run wrote on external servers.
-	KeyPrefix string `json:"key_prefix,omitempty"`
-	Schema    string `json:"schema,omitempty"`
 }
 
 // Workload kinds (WorkloadInfo.Kind).
@@ -245,6 +230,42 @@ type ImplResult struct {
 	// Faults says which faults reached the nodes this implementation uses
 	// (nil: the run had no faults, or the file predates it).
 	Faults *FaultCoverage `json:"fault_coverage,omitempty"`
+	// Topology is the server topology the implementation ran on ("" =
+	// independent nodes), Roles the node roles over its phase (sampled at
+	// its start and after each failover), Failovers each failover's times.
+	Topology  string       `json:"topology,omitempty"`
+	Roles     []RoleSample `json:"roles,omitempty"`
+	Failovers []Failover   `json:"failovers,omitempty"`
+}
+
+// RoleSample is the role of every node of a replicated topology at one
+// moment: which node was primary when.
+type RoleSample struct {
+	Time  int64             `json:"time"`  // ns since run start
+	Why   string            `json:"why"`   // "phase start", "after failover f0", "after heal f0"…
+	Roles map[string]string `json:"roles"` // node → primary, replica, sentinel, down
+}
+
+// Failover is one failover of a replicated topology: the primary lost (a
+// kill, or a forced failover), a replica promoted, and the first write
+// the clients got through afterwards.
+type Failover struct {
+	ID    string `json:"id,omitempty"` // the fault window's id
+	Fault string `json:"fault"`
+	Impl  string `json:"impl,omitempty"`
+	Old   string `json:"old,omitempty"` // the primary lost
+	New   string `json:"new,omitempty"` // the node promoted
+	Lost  int64  `json:"lost"`          // ns since run start: the primary lost
+	// Promoted is when infra saw the new primary (0: unknown).
+	Promoted int64 `json:"promoted,omitempty"`
+	// FirstWrite is when the first write invoked after the loss completed
+	// (0: none did before the phase ended).
+	FirstWrite int64 `json:"first_write,omitempty"`
+	End        int64 `json:"end"` // the fault's heal (old primary back)
+	// PromotionMs is Lost→Promoted; FailoverMs Lost→FirstWrite (the
+	// failover time clients saw); 0 when unknown.
+	PromotionMs float64 `json:"promotion_ms,omitempty"`
+	FailoverMs  float64 `json:"failover_ms,omitempty"`
 }
 
 // FaultCoverage is what the faults of a run did to one implementation's

@@ -41,6 +41,12 @@ func TestBadRunFlagsExit2BeforeAnythingStarts(t *testing.T) {
 		{[]string{"--rate", "-1"}, []string{"--rate", ">= 0"}},
 		{[]string{"--lock-opt", "foo"}, []string{"-lock-opt", "key=value"}},
 		{[]string{"--lock-opt", "=x"}, []string{"-lock-opt", "key=value"}},
+		// Issue 12: topologies.
+		{[]string{"--topology", "redis-cluster"}, []string{"--topology", "unknown topology", "redis-sentinel"}},
+		{[]string{"--topology", "redis-sentinel"}, []string{"redis-setnx runs on independent nodes", "redis-sentinel-setnx"}},
+		{[]string{"--impl", "redis-sentinel-wait"}, []string{"redis-sentinel-wait needs the redis-sentinel topology", "--topology redis-sentinel"}},
+		{[]string{"--fault", "failover@1s"}, []string{"failover need a replicated topology", "--topology"}},
+		{[]string{"--fault", "replication-lag=200ms@1s+1s"}, []string{"replication-lag need a replicated topology"}},
 	}
 	outs := t.TempDir()
 	tmp := t.TempDir()

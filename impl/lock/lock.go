@@ -10,6 +10,7 @@ package lock
 import (
 	"context"
 	"errors"
+	"net"
 	"time"
 
 	"github.com/faultline-dev/faultline/impl/internal/execproc"
@@ -65,11 +66,31 @@ type PostgresEndpoint struct {
 	DSN  string // e.g. postgres://user:pass@127.0.0.1:port/db?sslmode=disable
 }
 
+// SentinelEndpoint is a replicated Redis (one primary, replicas) whose
+// primary clients find through Redis Sentinel, under the master name Master.
+type SentinelEndpoint struct {
+	Master string
+	// Addrs are the Sentinels' host:port as clients reach them.
+	Addrs []string
+	// Password is the data nodes' password (requirepass); SentinelPassword
+	// the Sentinels' own ("" = none).
+	Password, SentinelPassword string
+	// Dial connects to an address a Sentinel handed out. Sentinels know the
+	// nodes by the addresses the nodes use among themselves, which clients
+	// may not reach (a proxy per client path, a docker network): Dial
+	// translates such an address to the client's path to that node and
+	// dials any other address as is. nil dials every address as is.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
 // Endpoints are the servers handed to a factory (already proxied or direct,
 // as the harness chose).
 type Endpoints struct {
 	Redis    []RedisEndpoint
 	Postgres []PostgresEndpoint
+	// Sentinel is the replicated Redis of an implementation whose Info
+	// names the topology "redis-sentinel" (nil otherwise).
+	Sentinel *SentinelEndpoint
 }
 
 // Options tune an implementation; each ignores what does not apply to it.
@@ -116,6 +137,15 @@ type Info struct {
 	RedisNodes, PostgresNodes int
 	// Fencing says whether leases carry fencing tokens.
 	Fencing bool
+	// Topology is the server topology the implementation needs
+	// ("redis-sentinel": one primary, two replicas, three Sentinels, handed
+	// over as Endpoints.Sentinel); "" means independent nodes (RedisNodes,
+	// PostgresNodes).
+	Topology string
+	// Topologies are the replicated topologies an implementation on
+	// independent nodes also runs on, its endpoints following the primary
+	// (e.g. "pg-standby": Endpoints.Postgres is one multi-host DSN).
+	Topologies []string
 	// Options are the implementation-specific --lock-opt settings it reads
 	// from Options.Params (CommonOptions apply to every implementation).
 	Options option.Set

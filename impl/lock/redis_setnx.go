@@ -115,8 +115,11 @@ func (r *redisLocker) Close() error { return r.c.Close() }
 // obtainSetNX is SET key token NX PX ttl: one atomic command.
 func obtainSetNX(ctx context.Context, c *redis.Client, key, token string, ttl time.Duration, _ redisHooks) (uint64, error) {
 	err := c.SetArgs(ctx, key, token, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
-	if errors.Is(err, redis.Nil) {
+	switch {
+	case errors.Is(err, redis.Nil):
 		return 0, ErrNotAcquired
+	case isReadOnly(err):
+		return 0, fmt.Errorf("%w: %w", ErrNotAcquired, err) // a demoted primary refused the write
 	}
 	return 0, err
 }
