@@ -4,17 +4,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/bench/workload"
 )
 
 // Check re-runs every checker of a saved run offline: it reads
 // dir/results.json (the workload, the implementations and the settings the
-// checkers need) and dir/history.jsonl, judges each implementation's
+// checkers need) and the history (dir/history.jsonl.zst, or the plain
+// dir/history.jsonl of older runs), judges each implementation's
 // history again with the same checks Run uses, replaces the verdicts (and
 // the counters the checks produce), and rewrites dir/results.json. Nothing
 // is started. A directory that is not a saved run, or a history that
@@ -32,9 +33,9 @@ func Check(dir string) (*results.Results, error) {
 	if err != nil {
 		return nil, usagef("%s: %v", filepath.Join(dir, results.FileName), err)
 	}
-	path := filepath.Join(dir, HistoryFile)
-	if _, err := os.Stat(path); err != nil {
-		return nil, usagef("%s: no history to check: %v", dir, errors.Unwrap(err))
+	path, err := history.Find(dir)
+	if err != nil {
+		return nil, usagef("%s: no history to check: %v", dir, err)
 	}
 	res.Verdicts = []results.Verdict{}
 	if err := check(res, wl, cfg, path); err != nil {

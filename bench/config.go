@@ -59,7 +59,12 @@ type Config struct {
 	OpTimeout      time.Duration `json:"op_timeout"`
 	AcquireTimeout time.Duration `json:"acquire_timeout"`
 	Seed           int64         `json:"seed"`
-	Provider       string        `json:"provider"` // auto, local, docker
+	Provider       string        `json:"provider"` // auto, local, docker, external
+	// External are the servers of --provider external (passwords inside:
+	// never serialised; see infra.ExternalTarget.Public); Namespace names
+	// the run's key prefix and schema on them (default: a fresh one).
+	External  []infra.ExternalTarget `json:"-"`
+	Namespace string                 `json:"namespace,omitempty"`
 	// Topology is the replicated topology the implementations run on
 	// ("" = independent nodes; redis-sentinel, pg-standby).
 	Topology string `json:"topology,omitempty"`
@@ -141,6 +146,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Quiet == 0 {
 		c.Quiet = 2 * c.TTL
+	}
+	if c.Provider == ProviderExternal && c.Namespace == "" {
+		c.Namespace = infra.NewNamespace()
 	}
 	if c.Provider == "" {
 		c.Provider = "auto"
@@ -245,8 +253,18 @@ func (c Config) Validate() error {
 	}
 	switch c.Provider {
 	case "auto", "local", "docker":
+		if len(c.External) > 0 {
+			return usagef("external targets (--redis, --postgres, --targets) need --provider external")
+		}
+	case ProviderExternal:
+		if len(c.External) == 0 {
+			return usagef("--provider external needs targets: --redis ADDR[,ADDR…], --postgres DSN[,DSN…] or --targets FILE")
+		}
+		if err := infra.CheckNamespace(c.Namespace); err != nil {
+			return usagef("--namespace: %v", err)
+		}
 	default:
-		return usagef("unknown provider %q (valid: auto, local, docker)", c.Provider)
+		return usagef("unknown provider %q (valid: auto, local, docker, external)", c.Provider)
 	}
 	if err := c.CheckRanges(nil); err != nil {
 		return err

@@ -169,6 +169,9 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 		Keys: cfg.Keys, TTL: cfg.TTL, OpTimeout: cfg.OpTimeout, AcquireTimeout: cfg.AcquireTimeout,
 		Params: cfg.implParams(p.wl, p.impl), Opts: maps.Clone(cfg.Opts), Faults: faults, LogDir: cfg.Out,
 	}
+	if p.env != nil {
+		p.target.KeyPrefix = p.env.KeyPrefix()
+	}
 	ph, err := p.wl.Start(ctx, p.target)
 	if err != nil {
 		return ir, nil, fmt.Errorf("start phase: %w", err)

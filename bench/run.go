@@ -18,8 +18,10 @@ import (
 	"github.com/faultline-dev/faultline/infra"
 )
 
-// HistoryFile is the name of the history in a run directory.
-const HistoryFile = "history.jsonl"
+// HistoryFile is the name of the history a run writes in its directory:
+// zstd-compressed JSONL (`zstdcat` reads it). Offline readers also accept
+// the plain history.jsonl of older runs (history.Find).
+const HistoryFile = history.FileName
 
 // Run runs the scenario cfg: one environment for every implementation,
 // each implementation's phase in turn, then the checks. It writes
@@ -54,19 +56,33 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		}
 		scheds[impl] = sched
 	}
+	if err := cfg.checkExternal(nodes, scheds); err != nil {
+		return nil, err
+	}
 
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
-	hf, err := os.Create(filepath.Join(cfg.Out, HistoryFile))
+	hpath := filepath.Join(cfg.Out, HistoryFile)
+	hf, err := os.Create(hpath)
 	if err != nil {
 		return nil, fmt.Errorf("history file: %w", err)
 	}
 	defer hf.Close()
+	// A plain history.jsonl left by an earlier run in the same directory
+	// would be shadowed by the new one; remove it so the two cannot disagree.
+	if err := os.Remove(filepath.Join(cfg.Out, history.PlainFileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("history file: %w", err)
+	}
+	hz, err := history.NewCompressor(hf)
+	if err != nil {
+		return nil, err
+	}
+	defer hz.Close() // idempotent: closed below once the history is written
 
 	started := time.Now()
 	log.Info("starting environment", "nodes", len(nodes), "provider", cfg.Provider)
-	env, err := infra.Up(ctx, infra.Spec{Nodes: extra, Topology: topo, Provider: cfg.Provider})
+	env, err := infra.Up(ctx, cfg.envSpec(extra))
 	if err != nil {
 		return nil, fmt.Errorf("start environment: %w", err)
 	}
@@ -83,7 +99,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	}()
 	log.Info("environment up", "provider", env.Provider(), "reason", env.ProviderReason(), "took", time.Since(started).Round(time.Millisecond))
 
-	h := recorder.NewHistory(hf, time.Now())
+	h := recorder.NewHistory(hz, time.Now())
 	res = &results.Results{
 		Schema:         results.Schema,
 		RunID:          cfg.RunID,
@@ -95,6 +111,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		Versions:       map[string]string{"faultline": Version, "go": runtime.Version()},
 		Provider:       env.Provider(),
 		ProviderReason: env.ProviderReason(),
+		Capabilities:   cfg.Capabilities(nodes),
 		Path:           cfg.ResolvedPath(),
 		Verdicts:       []results.Verdict{},
 		Notes:          append([]string(nil), cfg.Notes...),
@@ -157,13 +174,13 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		res.Calibration = cal.Result()
 		log.Info("calibration", "line", CalibrationLine(res.Calibration))
 	}
-	if err := h.Close(); err != nil {
+	if err := errors.Join(h.Close(), hz.Close()); err != nil {
 		return res, errors.Join(append(errs, err)...)
 	}
 	if n := h.Dropped(); n > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d history entries arrived after the history was closed (hung workers) and are missing", n))
 	}
-	if err := check(res, wl, cfg, filepath.Join(cfg.Out, HistoryFile)); err != nil {
+	if err := check(res, wl, cfg, hpath); err != nil {
 		errs = append(errs, err)
 	}
 	AddRatios(res, wl)
@@ -182,13 +199,16 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 // faults of each phase hit (Coverage). Every verdict must come from here:
 // `faultline check` (Check, check.go) re-runs exactly this on a saved run.
 func check(res *results.Results, wl workload.Workload, cfg Config, path string) error {
-	ops, err := history.Load(path)
-	if err != nil {
-		return fmt.Errorf("read history back for the checks: %w", err)
+	// One implementation's phase in memory at a time: the file is streamed
+	// once per implementation.
+	names := make([]string, len(res.Impls))
+	for i, ir := range res.Impls {
+		names[i] = ir.Name
 	}
-	for i := range res.Impls {
+	i := 0
+	err := history.EachImpl(path, names, func(_ string, mine []history.Op) error {
 		ir := &res.Impls[i]
-		mine := history.ForImpl(ops, ir.Name)
+		i++
 		if nodes, err := workload.PhaseNodesOn(wl, ir.Name, infra.Topology(cfg.Topology)); err == nil {
 			var windows []results.FaultWindow
 			for _, w := range res.Faults {
@@ -210,6 +230,10 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 				ir.Counters[k] = v
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read history back for the checks: %w", err)
 	}
 	return nil
 }

@@ -97,3 +97,33 @@ func (n paperNode) Kind() infra.Kind { return n.spec.Kind }
 // paperClients stands for the workload's clients when faults are only
 // built, never started.
 type paperClients struct{ Clients }
+
+// CheckProcessControl refuses, before any server starts, every spec of s
+// whose kind acts on a server process (kill, pause) when control says the
+// run cannot control a target node's process (external servers faultline
+// does not own). The error names each refused fault, its node and why.
+func CheckProcessControl(s Schedule, nodes []infra.NodeSpec, ttl time.Duration, control func(node string) (bool, string)) error {
+	env := paperEnv{}
+	for _, n := range nodes {
+		env = append(env, paperNode{spec: n})
+	}
+	var errs []error
+	for i, spec := range s {
+		k, err := LookupKind(spec.Kind)
+		if err != nil || k.Class != Process {
+			continue
+		}
+		p, err := Build(spec, fmt.Sprintf("f%d", i), env, paperClients{}, ttl)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("fault %q: %w", spec.String(), err))
+			continue
+		}
+		for _, n := range p.Fault.Targets() {
+			if ok, why := control(n); !ok {
+				errs = append(errs, fmt.Errorf("fault %q refused: %s is a process fault and %s", spec.String(), spec.Kind, why))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

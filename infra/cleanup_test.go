@@ -22,6 +22,7 @@ type childReport struct {
 	PIDs       []int    `json:"pids,omitempty"`       // local: server processes
 	Dirs       []string `json:"dirs,omitempty"`       // local: temp dirs
 	Containers []string `json:"containers,omitempty"` // docker: container ids
+	Networks   []string `json:"networks,omitempty"`   // docker topologies: network ids
 }
 
 // cleanupCase is one provider's row of the SIGINT cleanup test. The generic
@@ -30,6 +31,7 @@ type childReport struct {
 // provider's own (e.g. no labelled container for docker).
 type cleanupCase struct {
 	provider string
+	topology Topology           // "" = one Redis and one PostgreSQL node
 	skip     func(t *testing.T) // skips the row when the provider cannot run here
 	check    func(t *testing.T, r childReport)
 }
@@ -41,11 +43,16 @@ var cleanupCases = []cleanupCase{
 // cleanupChild runs in the re-executed test binary: it installs the signal
 // handler, starts an environment, reports it and waits for the signal.
 func cleanupChild(provider string) int {
+	topo := Topology(os.Getenv(childTopologyEnvVar))
 	stop := CleanupOnSignal(context.Background())
 	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	env, err := Up(ctx, Spec{Nodes: Nodes(1, 1), Provider: provider})
+	spec := Spec{Nodes: Nodes(1, 1), Provider: provider}
+	if topo != TopologyNone {
+		spec = Spec{Topology: topo, Provider: provider}
+	}
+	env, err := Up(ctx, spec)
 	if err != nil {
 		fmt.Println("ERROR", strings.ReplaceAll(err.Error(), "\n", " | "))
 		return 2
@@ -63,6 +70,10 @@ func cleanupChild(provider string) int {
 			r.Containers = append(r.Containers, s.containerID())
 		}
 	}
+	if pn, ok := env.peers.(*dockerPeerNet); ok {
+		r.Containers = append(r.Containers, pn.proxy.containerID())
+		r.Networks = append(r.Networks, pn.netID)
+	}
 	b, _ := json.Marshal(r)
 	fmt.Println("READY " + string(b))
 	<-time.After(2 * time.Minute) // the parent signals long before
@@ -77,11 +88,15 @@ func TestSIGINTCleanup(t *testing.T) {
 		t.Skip("starts real servers in a subprocess")
 	}
 	for _, tc := range cleanupCases {
-		t.Run(tc.provider, func(t *testing.T) {
+		name := tc.provider
+		if tc.topology != TopologyNone {
+			name += "-" + string(tc.topology)
+		}
+		t.Run(name, func(t *testing.T) {
 			if tc.skip != nil {
 				tc.skip(t)
 			}
-			r := runCleanupChild(t, tc.provider)
+			r := runCleanupChild(t, tc.provider, tc.topology)
 			if tc.check != nil {
 				tc.check(t, r)
 			}
@@ -89,10 +104,10 @@ func TestSIGINTCleanup(t *testing.T) {
 	}
 }
 
-func runCleanupChild(t *testing.T, provider string) childReport {
+func runCleanupChild(t *testing.T, provider string, topo Topology) childReport {
 	tmp := openTempDir(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnvVar+"="+provider, "TMPDIR="+tmp)
+	cmd.Env = append(os.Environ(), childEnvVar+"="+provider, childTopologyEnvVar+"="+string(topo), "TMPDIR="+tmp)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

@@ -77,15 +77,16 @@ const (
 )
 
 const (
-	dockerAvailTimeout = 3 * time.Second  // bound of dockerAvailable
-	dockerCallTimeout  = 30 * time.Second // bound of one Docker API call
-	dockerStopTimeout  = 10               // seconds of graceful stop before SIGKILL
-	dockerPollEvery    = 50 * time.Millisecond
-	dockerProbeTimeout = 2 * time.Second
-	dockerDefaultReady = 30 * time.Second
-	redisContainerPort = "6379/tcp"
-	pgContainerPort    = "5432/tcp"
-	pgUser, pgDatabase = "faultline", "faultline"
+	dockerAvailTimeout    = 3 * time.Second  // bound of dockerAvailable
+	dockerCallTimeout     = 30 * time.Second // bound of one Docker API call
+	dockerStopTimeout     = 10               // seconds of graceful stop before SIGKILL
+	dockerPollEvery       = 50 * time.Millisecond
+	dockerProbeTimeout    = 2 * time.Second
+	dockerDefaultReady    = 30 * time.Second
+	redisContainerPort    = "6379/tcp"
+	sentinelContainerPort = "26379/tcp"
+	pgContainerPort       = "5432/tcp"
+	pgUser, pgDatabase    = "faultline", "faultline"
 )
 
 var dockerInitOnce sync.Once
@@ -230,10 +231,6 @@ func newDockerProvider(ctx context.Context, spec Spec) (provider, error) {
 
 func (p *dockerProvider) name() string { return "docker" }
 
-func (p *dockerProvider) peerNet(ctx context.Context, envID string, proxies proxyHost) (peerNet, error) {
-	return nil, errors.New("docker provider: topologies are not implemented yet (use --provider local)")
-}
-
 // RunID is the run id every container of this provider is labelled with.
 func (p *dockerProvider) RunID() string { return p.runID }
 
@@ -256,12 +253,29 @@ func (p *dockerProvider) startRedis(ctx context.Context, cfg serverConfig) (serv
 	if cfg.AppendOnly {
 		aof = "yes"
 	}
-	return p.start(ctx, cfg, Redis, img, testcontainers.ContainerRequest{
+	req := testcontainers.ContainerRequest{
 		Image:        img,
 		ExposedPorts: []string{redisContainerPort},
 		Cmd: []string{"redis-server", "--bind", "0.0.0.0", "--port", "6379",
 			"--requirepass", cfg.Password, "--save", "", "--appendonly", aof, "--dir", "/data"},
-	}, redisContainerPort)
+	}
+	port := redisContainerPort
+	switch {
+	case cfg.Sentinel:
+		// Sentinel needs a config file it can rewrite (in /data, owned by
+		// the image's user; the file itself is made world-writable).
+		port = sentinelContainerPort
+		conf := strings.Join(append([]string{"bind 0.0.0.0", "port 26379", "requirepass " + cfg.Password, "dir /data"}, cfg.Conf...), "\n") + "\n"
+		req.ExposedPorts = []string{sentinelContainerPort}
+		req.Files = []testcontainers.ContainerFile{{Reader: strings.NewReader(conf), ContainerFilePath: "/data/sentinel.conf", FileMode: 0o666}}
+		req.Cmd = []string{"redis-server", "/data/sentinel.conf", "--sentinel"}
+	default:
+		for _, c := range cfg.Conf { // "replicaof h p" -> --replicaof h p
+			f := strings.Fields(c)
+			req.Cmd = append(append(req.Cmd, "--"+f[0]), f[1:]...)
+		}
+	}
+	return p.start(ctx, cfg, Redis, img, req, port)
 }
 
 func (p *dockerProvider) startPostgres(ctx context.Context, cfg serverConfig) (server, error) {
@@ -290,6 +304,10 @@ func (p *dockerProvider) startPostgres(ctx context.Context, cfg serverConfig) (s
 // start creates and starts one container and waits until its server answers.
 func (p *dockerProvider) start(ctx context.Context, cfg serverConfig, kind Kind, img string,
 	req testcontainers.ContainerRequest, port string) (server, error) {
+	if cfg.Network != "" { // a topology's node: on its network, under its alias
+		req.Networks = []string{cfg.Network}
+		req.NetworkAliases = map[string][]string{cfg.Network: {cfg.Alias}}
+	}
 	s := &dockerServer{p: p, kind: kind, cfg: cfg, image: img, port: port}
 	if s.cfg.ReadyTimeout <= 0 {
 		s.cfg.ReadyTimeout = dockerDefaultReady

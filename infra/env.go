@@ -69,8 +69,15 @@ func (s Spec) validate() error {
 	}
 	switch s.Provider {
 	case "", "auto", "local", "docker":
+	case "external":
+		if len(s.External) == 0 {
+			return errors.New("infra.Spec: provider external has no targets")
+		}
+		if err := CheckNamespace(s.Namespace); err != nil {
+			return fmt.Errorf("infra.Spec: %w", err)
+		}
 	default:
-		return fmt.Errorf("infra.Spec: unknown provider %q (want auto, local or docker)", s.Provider)
+		return fmt.Errorf("infra.Spec: unknown provider %q (want auto, local, docker or external)", s.Provider)
 	}
 	return nil
 }
@@ -82,6 +89,8 @@ func chooseProvider(ctx context.Context, spec Spec, opts upOptions) (provider, s
 		return p, reason, err
 	}
 	switch spec.Provider {
+	case "external":
+		return newExternalProvider(spec), "external: asked for (--provider external); faultline owns no server process", nil
 	case "local":
 		return local("local: asked for (--provider local)")
 	case "docker":
@@ -234,6 +243,9 @@ func (e *Env) startNode(ctx context.Context, ns NodeSpec) (*node, error) {
 		return nil, err
 	}
 	n := &node{name: ns.Name, kind: ns.Kind, password: cfg.Password, srv: srv}
+	if ext, ok := srv.(*externalServer); ok {
+		n.password = ext.password()
+	}
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
@@ -286,11 +298,47 @@ func (e *Env) ByKind(k Kind) []Node {
 	return out
 }
 
-// Provider is the provider that started the nodes: "local" or "docker".
+// Provider is the provider that started the nodes: "local", "docker" or
+// "external".
 func (e *Env) Provider() string { return e.prov.name() }
 
 // ProviderReason says why that provider was chosen, for the run header.
 func (e *Env) ProviderReason() string { return e.reason }
+
+// KeyPrefix is the prefix every Redis key of the run must start with: on
+// external targets KeyPrefix(namespace), "" on servers faultline started
+// (it owns them whole).
+func (e *Env) KeyPrefix() string {
+	if e.spec.Provider != "external" {
+		return ""
+	}
+	return KeyPrefix(e.spec.Namespace)
+}
+
+// ProcessControl says whether the run can kill, pause and restart node's
+// server, and if not, why (only external targets without a container
+// cannot).
+func (e *Env) ProcessControl(node string) (bool, string) {
+	return ProcessControl(e.spec, node)
+}
+
+// ProcessControl is Env.ProcessControl before the environment exists.
+func ProcessControl(spec Spec, node string) (bool, string) {
+	if spec.Provider != "external" {
+		return true, spec.Provider + " provider owns the process"
+	}
+	for _, ns := range spec.Nodes {
+		if ns.Name != node {
+			continue
+		}
+		t, err := (&externalProvider{targets: spec.External}).target(ns.Name, ns.Kind)
+		if err != nil {
+			return false, err.Error()
+		}
+		return t.ProcessControl()
+	}
+	return false, "no node " + node
+}
 
 // ID is the environment's random id (it names external proxies and labels).
 func (e *Env) ID() string { return e.id }

@@ -26,6 +26,7 @@ const gcUnownedAge = time.Hour
 //   - every docker container labelled dev.faultline=1, running, paused or
 //     exited, with its anonymous volumes — including those of a run still in
 //     progress in another process, so run it when no run is going on;
+//   - every docker network labelled the same (the topologies' networks);
 //   - temp dirs named faultline-* (in os.TempDir) whose owner process is
 //     gone, best effort: a dir with an owner file is removed when that process
 //     no longer exists; one without is removed when it is older than an hour
@@ -46,6 +47,11 @@ func gc(ctx context.Context, label, tmpRoot string, unownedAge time.Duration) (r
 			names, err := removeLabelled(ctx2, cli, label)
 			for _, n := range names {
 				removed = append(removed, "container "+n)
+			}
+			errs = append(errs, err)
+			nets, err := removeLabelledNetworks(ctx2, cli, label)
+			for _, n := range nets {
+				removed = append(removed, "network "+n)
 			}
 			errs = append(errs, err)
 			_ = cli.Close()

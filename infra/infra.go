@@ -28,7 +28,13 @@ type NodeSpec struct {
 // Spec describes an environment: which nodes, which provider, which options.
 type Spec struct {
 	Nodes    []NodeSpec
-	Provider string // "auto" (default), "local" or "docker"
+	Provider string // "auto" (default), "local", "docker" or "external"
+
+	// External are the servers of provider "external" (see ExternalTarget);
+	// Namespace names the run's key prefix and schema there (KeyPrefix,
+	// Schema; CheckNamespace).
+	External  []ExternalTarget
+	Namespace string
 
 	// PostgresFsync turns fsync on (off by default: faster, and a kill of
 	// the server process alone does not lose committed data).

@@ -363,8 +363,9 @@ func (s *localServer) openLog() (*os.File, error) {
 	return s.logFile, nil
 }
 
-// runOnce runs a setup command (initdb) to completion under a deadline.
-func (s *localServer) runOnce(ctx context.Context, limit time.Duration, argv []string) error {
+// runOnce runs a setup command (initdb, pg_basebackup) to completion under
+// a deadline; env adds variables (e.g. PGPASSWORD, kept off the command line).
+func (s *localServer) runOnce(ctx context.Context, limit time.Duration, argv []string, env ...string) error {
 	log, err := s.openLog()
 	if err != nil {
 		return err
@@ -373,7 +374,7 @@ func (s *localServer) runOnce(ctx context.Context, limit time.Duration, argv []s
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir, cmd.Stdout, cmd.Stderr = s.dir, log, log
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.Env = append(append(os.Environ(), "LC_ALL=C"), env...)
 	cmd.SysProcAttr = s.sysProcAttr()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	if err := cmd.Run(); err != nil {

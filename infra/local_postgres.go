@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -299,4 +300,53 @@ func copyTree(ctx context.Context, src, dst string) error {
 		return errors.Join(fmt.Errorf("cp -a %s %s: %w", src, dst, err), errors.New(string(out)))
 	}
 	return nil
+}
+
+// startPostgresStandby starts a streaming standby: pg_basebackup (as the
+// server's user) copies the primary through sb.Upstream, creates the
+// physical replication slot sb.Slot and writes standby.signal and
+// primary_conninfo (-R); then the server starts in hot standby. The
+// standby's faultline password is the primary's (the cluster is a copy), so
+// cfg.Password must be the primary's.
+func (p *localProvider) startPostgresStandby(ctx context.Context, cfg serverConfig, sb standbyConfig) (server, error) {
+	binDir, err := p.postgresDir(cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	s, err := p.newPostgres(ctx, cfg, binDir)
+	if err != nil {
+		return nil, err
+	}
+	host, port, err := net.SplitHostPort(sb.Upstream)
+	if err != nil {
+		s.destroy(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("node %s: standby upstream %q: %w", cfg.Name, sb.Upstream, err)
+	}
+	t0 := time.Now()
+	err = s.runOnce(ctx, 2*time.Minute, []string{pgTool(binDir, "pg_basebackup"),
+		"-D", s.dataDir(), "-d", sb.conninfo(host, port), "-R", "-X", "stream",
+		"-C", "-S", sb.Slot, "--checkpoint=fast", "--no-sync", "-w"}, "PGPASSWORD="+cfg.Password)
+	if err == nil {
+		err = s.start(ctx)
+	}
+	if err != nil {
+		s.destroy(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	slog.Debug("infra: postgres standby ready", "node", cfg.Name, "upstream", sb.Upstream, "took", time.Since(t0))
+	return s, nil
+}
+
+// pgTool is a PostgreSQL program next to postgres: in binDir, else in the
+// directory postgres links to (PATH may hold links to postgres and initdb
+// only, e.g. /usr/local/bin -> /usr/lib/postgresql/15/bin).
+func pgTool(binDir, name string) string {
+	p := filepath.Join(binDir, name)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if real, err := filepath.EvalSymlinks(filepath.Join(binDir, "postgres")); err == nil {
+		return filepath.Join(filepath.Dir(real), name)
+	}
+	return p
 }

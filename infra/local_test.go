@@ -309,16 +309,6 @@ func medianPing(t *testing.T, c *redis.Client, n int) time.Duration {
 	return ds[n/2]
 }
 
-func pgExec(ctx context.Context, dsn, sql string) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, sql)
-	return err
-}
-
 func pgQueryInt(ctx context.Context, dsn, sql string, v *int) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {

@@ -13,6 +13,9 @@ import (
 // cleanup_test.go): its value is the provider name.
 const childEnvVar = "FAULTLINE_INFRA_CLEANUP_CHILD"
 
+// childTopologyEnvVar is the topology the cleanup child starts ("" = independent nodes).
+const childTopologyEnvVar = "FAULTLINE_INFRA_CLEANUP_TOPOLOGY"
+
 func TestMain(m *testing.M) {
 	if p := os.Getenv(childEnvVar); p != "" {
 		os.Exit(cleanupChild(p))

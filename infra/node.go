@@ -47,6 +47,9 @@ func (n *node) dsn(addr string) string {
 	if n.kind != Postgres {
 		return ""
 	}
+	if ext, ok := n.srv.(*externalServer); ok {
+		return ext.dsnFor(addr)
+	}
 	return fmt.Sprintf("postgres://faultline:%s@%s/faultline?sslmode=disable&connect_timeout=5", n.password, addr)
 }
 

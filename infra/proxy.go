@@ -193,9 +193,14 @@ func withCtx(ctx context.Context, f func() error) error {
 }
 
 func (h *externalHost) create(ctx context.Context, name, upstream string) (nodeProxy, error) {
+	return h.createOn(ctx, name, "127.0.0.1:0", upstream)
+}
+
+// createOn creates a proxy listening on listen (host:port on the server's side).
+func (h *externalHost) createOn(ctx context.Context, name, listen, upstream string) (nodeProxy, error) {
 	var p *toxiclient.Proxy
 	err := withCtx(ctx, func() (err error) {
-		p, err = h.client.CreateProxy(h.prefix+name, "127.0.0.1:0", upstream)
+		p, err = h.client.CreateProxy(h.prefix+name, listen, upstream)
 		return err
 	})
 	if err != nil {

@@ -206,6 +206,8 @@ func newTopology(t Topology) (topology, error) {
 	switch t {
 	case TopologyRedisSentinel:
 		return &sentinelTopology{}, nil
+	case TopologyPGStandby:
+		return &pgStandbyTopology{}, nil
 	}
 	return nil, fmt.Errorf("infra: topology %q is not implemented yet", t)
 }

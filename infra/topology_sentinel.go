@@ -144,14 +144,20 @@ func (t *sentinelTopology) start(ctx context.Context, e *Env) error {
 	return t.waitSettled(ctx, e)
 }
 
-// startTopoNode starts one server of a topology with its client proxy and
-// registers it with its peer link.
+// startTopoNode starts one Redis server or Sentinel of a topology with its
+// client proxy and registers it with its peer link.
 func (e *Env) startTopoNode(ctx context.Context, ns NodeSpec, cfg serverConfig, peer nodeProxy, announce string, follows bool) error {
 	srv, err := e.prov.startRedis(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	n := &node{name: ns.Name, kind: ns.Kind, password: cfg.Password, srv: srv,
+	return e.addTopoNode(ctx, ns, srv, cfg.Password, peer, announce, follows)
+}
+
+// addTopoNode registers a started server of a topology with its peer link
+// (nil: none) and gives it its client proxy.
+func (e *Env) addTopoNode(ctx context.Context, ns NodeSpec, srv server, password string, peer nodeProxy, announce string, follows bool) error {
+	n := &node{name: ns.Name, kind: ns.Kind, password: password, srv: srv,
 		peer: peer, announce: announce, peerFollows: follows}
 	if err := e.addNode(ctx, n); err != nil {
 		return err

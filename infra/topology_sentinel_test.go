@@ -5,12 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
 	"github.com/redis/go-redis/v9"
+	tcnetwork "github.com/testcontainers/testcontainers-go/network"
 )
 
 // upTopology starts a topology with one provider for a test and closes it at the end.
@@ -35,6 +41,46 @@ func TestRedisSentinelLocal(t *testing.T) {
 		t.Skip("starts 6 real servers")
 	}
 	testRedisSentinel(t, "local")
+}
+
+func TestRedisSentinelDocker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 7 containers")
+	}
+	requireDocker(t)
+	requireToxiproxyImage(t)
+	testRedisSentinel(t, "docker")
+}
+
+var (
+	toxiproxyImageOnce sync.Once
+	toxiproxyImageErr  error
+)
+
+// requireToxiproxyImage builds faultline/toxiproxy:2 (once per test binary)
+// when the engine lacks it, and fails if that fails.
+func requireToxiproxyImage(t *testing.T) {
+	t.Helper()
+	toxiproxyImageOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cli, err := dockerClient(ctx)
+		if err != nil {
+			toxiproxyImageErr = err
+			return
+		}
+		defer cli.Close()
+		if _, err := cli.ImageInspect(ctx, DefaultToxiproxyImage); err == nil {
+			return
+		}
+		script, _ := filepath.Abs(filepath.Join("..", "scripts", "build-images.sh"))
+		if out, err := exec.CommandContext(ctx, "bash", script, "toxiproxy").CombinedOutput(); err != nil {
+			toxiproxyImageErr = fmt.Errorf("scripts/build-images.sh toxiproxy: %w\n%s", err, out)
+		}
+	})
+	if toxiproxyImageErr != nil {
+		t.Fatal(toxiproxyImageErr)
+	}
 }
 
 // testRedisSentinel is the acceptance test of redis-sentinel for one
@@ -183,6 +229,53 @@ func testRedisSentinel(t *testing.T, provider string) {
 	}
 }
 
+// The redis-sentinel rows of the SIGINT cleanup test (cleanup_test.go):
+// every server process and temp dir (local), every container, the peer
+// proxy container and the network (docker) are gone after the child's exit.
+func init() {
+	cleanupCases = append(cleanupCases, cleanupCase{
+		provider: "local", topology: TopologyRedisSentinel,
+		check: func(t *testing.T, r childReport) {
+			if len(r.PIDs) < 6 || len(r.Dirs) < 6 {
+				t.Errorf("child reported pids %v and dirs %v, want 6 servers (3 redis + 3 sentinels)", r.PIDs, r.Dirs)
+			}
+		},
+	})
+	var runID string
+	cleanupCases = append(cleanupCases, cleanupCase{
+		provider: "docker", topology: TopologyRedisSentinel,
+		skip: func(t *testing.T) {
+			requireDocker(t)
+			requireToxiproxyImage(t)
+			runID = "cleanup-" + randomHex(4)
+			t.Setenv(EnvRunID, runID)
+		},
+		check: func(t *testing.T, r childReport) {
+			if len(r.Containers) != 7 || len(r.Networks) != 1 {
+				t.Errorf("child reported containers %v and networks %v, want 7 (6 nodes + the peer proxy) and 1", r.Containers, r.Networks)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cli, err := dockerClient(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cli.Close()
+			for _, id := range r.Containers {
+				if _, err := cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{}); !cerrdefs.IsNotFound(err) {
+					t.Errorf("container %.12s of the child still exists (inspect: %v)", id, err)
+				}
+			}
+			for _, id := range r.Networks {
+				if _, err := cli.NetworkInspect(ctx, id, client.NetworkInspectOptions{}); !cerrdefs.IsNotFound(err) {
+					t.Errorf("network %.12s of the child still exists (inspect: %v)", id, err)
+				}
+			}
+			assertNoContainers(t, LabelRun+"="+runID)
+		},
+	})
+}
+
 // TestTopologySpecValidation: a topology names its own nodes (extras beside
 // them must not clash), Sentinels come
 // only with redis-sentinel, unknown topologies and failover modes are refused,
@@ -211,5 +304,33 @@ func TestTopologySpecValidation(t *testing.T) {
 	}
 	if m, s := e.SentinelEndpoints(); m != "" || s != nil || e.Links() != nil {
 		t.Errorf("independent nodes have sentinel endpoints %q %v or links %v", m, s, e.Links())
+	}
+}
+
+// TestGCRemovesNetworks: gc removes a labelled network a crashed run left.
+func TestGCRemovesNetworks(t *testing.T) {
+	requireDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	runID := "gc-net-" + randomHex(4)
+	nw, err := tcnetwork.New(ctx, tcnetwork.WithLabels(map[string]string{LabelFaultline: "1", LabelRun: runID}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, err := gc(ctx, LabelRun+"="+runID, t.TempDir(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(removed, "network "+nw.Name) {
+		t.Errorf("gc removed %v, want network %s", removed, nw.Name)
+	}
+	cli, err := dockerClient(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.NetworkInspect(ctx, nw.ID, client.NetworkInspectOptions{}); !cerrdefs.IsNotFound(err) {
+		t.Errorf("network %s still exists after gc (inspect: %v)", nw.Name, err)
+		_ = nw.Remove(ctx)
 	}
 }

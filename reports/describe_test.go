@@ -218,3 +218,24 @@ func TestCompareShowsUntested(t *testing.T) {
 		t.Errorf("comparison shows UNTESTED %d times, want once (a in the later run)", n)
 	}
 }
+
+// The header says which faults the provider made possible and which it
+// refused and why; a run without capabilities (older files) has no such line.
+func TestRenderCapabilities(t *testing.T) {
+	r := tinyRun("counter", &results.WorkloadInfo{Kind: results.KindLock, Headline: "cycle", Ops: []string{"cycle"}}, []string{"cycle"}, nil)
+	if got := renderString(t, r); strings.Contains(got, "faults possible") {
+		t.Errorf("a run without capabilities shows a capabilities line")
+	}
+	r.Provider = "external"
+	r.Capabilities = &results.Capabilities{Possible: []string{"latency", "partition"},
+		Refused:   map[string]string{"kill": "faultline does not own the process of external target redis-1"},
+		Targets:   []string{"redis-1=10.0.0.5:6379"},
+		KeyPrefix: "faultline:r1:", Schema: "faultline_r1"}
+	got := renderString(t, r)
+	for _, want := range []string{"faults possible: latency, partition", "<b>kill refused</b>: faultline does not own the process of external target redis-1",
+		"targets redis-1=10.0.0.5:6379", "faultline:r1:", "faultline_r1"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/reports/gate"
 	"gonum.org/v1/plot/plotter"
@@ -248,7 +249,7 @@ func buildPage(run *Run) (*page, error) {
 				n, time.Duration(maxBuckets*Bucket).Round(time.Minute)))
 		}
 	} else {
-		pg.Notes = append(pg.Notes, "This run has no "+HistoryFile+": latency-over-time charts and history excerpts are not shown.")
+		pg.Notes = append(pg.Notes, "This run has no "+history.FileName+" or "+HistoryFile+": latency-over-time charts and history excerpts are not shown.")
 	}
 	buildVerdicts(pg, run)
 	buildOps(pg, r)

@@ -14,7 +14,6 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"sort"
 
@@ -25,7 +24,9 @@ import (
 // File names inside a run directory.
 const (
 	ResultsFile = "results.json"
-	HistoryFile = "history.jsonl"
+	// HistoryFile is the plain history of older runs; runs now write
+	// history.FileName (zstd). Load reads either.
+	HistoryFile = history.PlainFileName
 	ReportFile  = "report.html"
 )
 
@@ -41,7 +42,8 @@ type Run struct {
 }
 
 // Load reads dir/results.json (required; a bad file is a
-// *results.ReadError) and streams dir/history.jsonl (optional: a run
+// *results.ReadError) and streams the history, dir/history.jsonl.zst or
+// (older runs) dir/history.jsonl (optional: a run
 // without it renders without the time charts and history excerpts; a
 // corrupt one is a *history.LineError naming the file and line).
 func Load(dir string) (*Run, error) {
@@ -50,16 +52,19 @@ func Load(dir string) (*Run, error) {
 		return nil, err
 	}
 	run := &Run{Dir: dir, Results: res}
-	path := filepath.Join(dir, HistoryFile)
-	f, err := os.Open(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	path, err := history.Find(dir)
+	if errors.Is(err, fs.ErrNotExist) {
 		return run, nil
-	case err != nil:
+	}
+	var f *history.File
+	if err == nil {
+		f, err = history.Open(path)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("open history of run %s: %w", dir, err)
 	}
 	defer f.Close()
-	tr, err := readTrace(history.NewReader(f).Named(path), res)
+	tr, err := readTrace(f.Reader, res)
 	if err != nil {
 		return nil, err
 	}
@@ -78,12 +83,17 @@ func NewRun(res *results.Results, ops []history.Op) *Run {
 	return &Run{Results: res, Trace: s.finish()}
 }
 
-// ReadTrace streams a history.jsonl and summarises it for rendering:
+// ReadTrace streams a history (plain JSONL or zstd) and summarises it for rendering:
 // downsampled latency points, throughput per 10 ms, fault windows and the
 // history lines around every violation. Memory stays bounded whatever the
 // history's length. A bad line is a *history.LineError.
 func ReadTrace(r io.Reader, res *results.Results) (*Trace, error) {
-	return readTrace(history.NewReader(r), res)
+	rd, done, err := history.Decompress(r)
+	if err != nil {
+		return nil, &history.LineError{Line: 1, Err: err}
+	}
+	defer done()
+	return readTrace(history.NewReader(rd), res)
 }
 
 func readTrace(rd *history.Reader, res *results.Results) (*Trace, error) {

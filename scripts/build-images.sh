@@ -7,8 +7,12 @@
 #
 #   faultline/redis:7       redis-server (/usr/bin/redis-server)
 #   faultline/postgres:15   /usr/lib/postgresql/15 (without the LLVM JIT)
+#   faultline/toxiproxy:2   toxiproxy-server built with Go from the module's
+#                           github.com/Shopify/toxiproxy/v2/cmd/server (static,
+#                           FROM scratch): the in-network proxy of the docker
+#                           topologies' peer links
 #
-# Usage: scripts/build-images.sh [--force] [redis] [postgres]
+# Usage: scripts/build-images.sh [--force] [redis] [postgres] [toxiproxy]
 #
 # An image is rebuilt only when it is missing, when --force is given, or when
 # its inputs changed: the image carries a label dev.faultline.image-hash with
@@ -25,6 +29,7 @@ set -euo pipefail
 
 REDIS_IMAGE=${FAULTLINE_REDIS_IMAGE:-faultline/redis:7}
 POSTGRES_IMAGE=${FAULTLINE_POSTGRES_IMAGE:-faultline/postgres:15}
+TOXIPROXY_IMAGE=${FAULTLINE_TOXIPROXY_IMAGE:-faultline/toxiproxy:2}
 PG_HOME=/usr/lib/postgresql/15
 PG_SHARE=/usr/share/postgresql/15
 BUSYBOX=/bin/busybox
@@ -36,18 +41,18 @@ want=()
 for a in "$@"; do
 	case "$a" in
 	--force | -f) force=1 ;;
-	redis | postgres) want+=("$a") ;;
+	redis | postgres | toxiproxy) want+=("$a") ;;
 	-h | --help)
 		sed -n '2,25p' "$SELF"
 		exit 0
 		;;
 	*)
-		echo "build-images.sh: unknown argument $a (use --force, redis, postgres)" >&2
+		echo "build-images.sh: unknown argument $a (use --force, redis, postgres, toxiproxy)" >&2
 		exit 2
 		;;
 	esac
 done
-[ ${#want[@]} -eq 0 ] && want=(redis postgres)
+[ ${#want[@]} -eq 0 ] && want=(redis postgres toxiproxy)
 
 die() {
 	echo "build-images.sh: $*" >&2
@@ -259,7 +264,39 @@ build_postgres() {
 	echo "built $POSTGRES_IMAGE (postgres $version, hash $hash)"
 }
 
+build_toxiproxy() {
+	local repo go hash version root
+	repo=$(dirname "$(dirname "$SELF")")
+	go=${GO:-go}
+	command -v "$go" >/dev/null || go=/usr/local/go/bin/go
+	command -v "$go" >/dev/null || die "go not found (needed to build $TOXIPROXY_IMAGE): install Go or set GO"
+	version=$(cd "$repo" && "$go" list -m -f '{{.Version}}' github.com/Shopify/toxiproxy/v2)
+	hash=$({
+		echo "$version"
+		"$go" version
+		sha256sum "$SELF"
+	} | sha256sum | cut -c1-16)
+	if [ "$force" = 0 ] && [ "$(image_hash "$TOXIPROXY_IMAGE")" = "$hash" ]; then
+		echo "$TOXIPROXY_IMAGE is up to date ($hash)"
+		return
+	fi
+	root=$(mktemp -d /tmp/faultline-image-XXXXXX)
+	# shellcheck disable=SC2064
+	trap "rm -rf '$root'" RETURN
+	(cd "$repo" && CGO_ENABLED=0 "$go" build -trimpath -o "$root/toxiproxy-server" github.com/Shopify/toxiproxy/v2/cmd/server) ||
+		die "go build of toxiproxy-server failed"
+	mkdir -p "$root/etc" "$root/tmp"
+	chmod 1777 "$root/tmp"
+	printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
+	import "$root" "" "$TOXIPROXY_IMAGE" "$hash" "${version#v}" \
+		'USER 65534:65534' \
+		'EXPOSE 8474' \
+		'ENTRYPOINT ["/toxiproxy-server"]' \
+		'CMD ["-host", "0.0.0.0", "-port", "8474"]'
+	echo "built $TOXIPROXY_IMAGE (toxiproxy $version, hash $hash)"
+}
+
 for w in "${want[@]}"; do
 	"build_$w"
 done
-docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E "^(${REDIS_IMAGE}|${POSTGRES_IMAGE})\b" || true
+docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E "^(${REDIS_IMAGE}|${POSTGRES_IMAGE}|${TOXIPROXY_IMAGE})\b" || true

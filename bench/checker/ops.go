@@ -25,13 +25,20 @@ import (
 // Never is the completion time of an operation the history never completes.
 const Never = int64(math.MaxInt64)
 
-// Operation is an invocation paired with its completion.
+// Operation is an invocation paired with its completion. Both point into
+// the history it was paired from (an Operation is 56 bytes, not two copies
+// of an Op: the checkers of a long run hold millions), which the checkers
+// only read.
 type Operation struct {
 	Process  int
 	F, Key   string
-	Invoke   history.Op
-	Complete history.Op // Type "" when the history ends before it completes
+	Invoke   *history.Op
+	Complete *history.Op // an Op of Type "" when the history ends before it completes
 }
+
+// incomplete is the Complete of every operation the history never
+// completes (and both ends of sweepHighest's "none"). Nothing writes it.
+var incomplete = &history.Op{}
 
 // Type is the completion type; Info when the operation never completed.
 func (o Operation) Type() history.Type {
@@ -72,15 +79,22 @@ func (o Operation) Indexes() []int64 {
 // are skipped; a completion without an invocation is ignored; an invocation
 // followed by another invocation of the same process is left incomplete.
 func Operations(h []history.Op) []Operation {
-	var out []Operation
+	n := 0
+	for i := range h {
+		if h[i].Process >= 0 && h[i].Type == history.Invoke {
+			n++
+		}
+	}
+	out := make([]Operation, 0, n)
 	pending := map[int]int{} // process → index in out
-	for _, op := range h {
+	for i := range h {
+		op := &h[i]
 		if op.Process < 0 {
 			continue
 		}
 		switch op.Type {
 		case history.Invoke:
-			out = append(out, Operation{Process: op.Process, F: op.F, Key: op.Key, Invoke: op})
+			out = append(out, Operation{Process: op.Process, F: op.F, Key: op.Key, Invoke: op, Complete: incomplete})
 			pending[op.Process] = len(out) - 1
 		case history.OK, history.Fail, history.Info:
 			i, ok := pending[op.Process]
@@ -112,6 +126,9 @@ func ByImpl(h []history.Op) ([]string, map[string][]history.Op) {
 	sort.Strings(impls)
 	if len(impls) == 0 {
 		return []string{""}, map[string][]history.Op{"": h}
+	}
+	if len(impls) == 1 { // one implementation's history (what the runner checks): no copy
+		return impls, map[string][]history.Op{impls[0]: h}
 	}
 	for _, op := range h {
 		if op.Impl == "" {
@@ -227,13 +244,13 @@ func val(v *int64) string {
 }
 
 // sweepHighest visits ops in invocation order, each with the op of highest
-// fence among those that completed before it was invoked (the zero
-// Operation when none had). It sorts ops in place.
+// fence among those that completed before it was invoked (an Operation of
+// empty Invoke and Complete when none had). It sorts ops in place.
 func sweepHighest(ops []Operation, fence func(Operation) uint64, visit func(b, top Operation)) {
 	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Invoke.Time < ops[j].Invoke.Time })
 	byEnd := append([]Operation(nil), ops...)
 	sort.SliceStable(byEnd, func(i, j int) bool { return byEnd[i].Complete.Time < byEnd[j].Complete.Time })
-	var top Operation
+	top := Operation{Invoke: incomplete, Complete: incomplete}
 	j := 0
 	for _, b := range ops {
 		for j < len(byEnd) && byEnd[j].Complete.Time < b.Invoke.Time {

@@ -7,22 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 )
 
 // Writer appends Ops to a JSONL stream through a buffer. It is not safe for
 // concurrent use: the runner feeds it from one goroutine (bench/recorder).
 type Writer struct {
-	buf  *bufio.Writer
-	line []byte // reused encoding buffer
-	next int64  // Index of the next Op
+	buf   *bufio.Writer
+	under io.Writer
+	line  []byte // reused encoding buffer
+	next  int64  // Index of the next Op
 }
 
 // NewWriter returns a Writer on w with a 256 KiB buffer. Index numbering
 // starts at 0.
 func NewWriter(w io.Writer) *Writer {
 	buf := bufio.NewWriterSize(w, 256<<10)
-	return &Writer{buf: buf, line: make([]byte, 0, 512)}
+	return &Writer{buf: buf, under: w, line: make([]byte, 0, 512)}
 }
 
 // Write assigns op its Index (its position in the history) and appends it.
@@ -41,10 +41,16 @@ func (w *Writer) Write(op Op) (int64, error) {
 // Len is how many Ops were written.
 func (w *Writer) Len() int64 { return w.next }
 
-// Flush writes the buffer out.
+// Flush writes the buffer out, and flushes the writer under it when it
+// has a Flush method (a compressor: its pending block reaches the file).
 func (w *Writer) Flush() error {
 	if err := w.buf.Flush(); err != nil {
 		return fmt.Errorf("history: flush: %w", err)
+	}
+	if f, ok := w.under.(interface{ Flush() error }); ok {
+		if err := f.Flush(); err != nil {
+			return fmt.Errorf("history: flush: %w", err)
+		}
 	}
 	return nil
 }
@@ -128,6 +134,11 @@ func (r *Reader) Next() (Op, error) {
 	if err != nil {
 		return Op{}, err
 	}
+	return r.decode(b)
+}
+
+// decode decodes line b, the one Line returned last.
+func (r *Reader) decode(b []byte) (Op, error) {
 	var op Op
 	if err := json.Unmarshal(b, &op); err != nil {
 		return Op{}, r.Errorf(r.line, err)
@@ -150,17 +161,14 @@ func (r *Reader) All() ([]Op, error) {
 	}
 }
 
-// ReadAll reads every Op of r.
-func ReadAll(r io.Reader) ([]Op, error) { return NewReader(r).All() }
-
-// Load reads a history.jsonl file; a bad line is a *LineError naming it.
-func Load(path string) ([]Op, error) {
-	f, err := os.Open(path)
+// ReadAll reads every Op of r, plain JSONL or zstd-compressed.
+func ReadAll(r io.Reader) ([]Op, error) {
+	rd, done, err := Decompress(r)
 	if err != nil {
-		return nil, fmt.Errorf("history: %w", err)
+		return nil, &LineError{Line: 1, Err: err}
 	}
-	defer f.Close()
-	return NewReader(f).Named(path).All()
+	defer done()
+	return NewReader(rd).All()
 }
 
 // ForImpl returns the Ops of one implementation's phase: its own entries

@@ -62,9 +62,12 @@ type Results struct {
 	// Config is the full run configuration, as given (flags resolved).
 	Config   map[string]any    `json:"config"`
 	Versions map[string]string `json:"versions"` // faultline, go, redis, postgres
-	Provider string            `json:"provider"` // local or docker
+	Provider string            `json:"provider"` // local, docker or external
 	// ProviderReason says why auto chose that provider.
 	ProviderReason string `json:"provider_reason,omitempty"`
+	// Capabilities says which fault kinds the provider made possible and
+	// which it refused, and why (nil in files written before it existed).
+	Capabilities *Capabilities `json:"capabilities,omitempty"`
 	// Path is what the clients measured: "direct" to the servers or
 	// "proxied" through Toxiproxy.
 	Path     string        `json:"path"`
@@ -85,6 +88,18 @@ type Results struct {
 	// report reads instead of guessing from names (nil in files written
 	// before it existed; reports then fall back, see reports.describe).
 	WorkloadInfo *WorkloadInfo `json:"workload_info,omitempty"`
+}
+
+// Capabilities are what a provider let a run do: the fault kinds possible
+// on its nodes, the ones refused (kind → why), and for external servers
+// the targets (no password, no full DSN) and the run's key prefix and schema.
+type Capabilities struct {
+	Possible []string          `json:"possible"`
+	Refused  map[string]string `json:"refused,omitempty"`
+	Targets  []string          `json:"targets,omitempty"`
+	// KeyPrefix and Schema are where the run wrote on external servers.
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	Schema    string `json:"schema,omitempty"`
 }
 
 // Workload kinds (WorkloadInfo.Kind).

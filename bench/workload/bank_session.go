@@ -17,9 +17,12 @@ import (
 
 // bankEndpoints are the implementation's servers pg-1 (A), pg-2 (B) and
 // the Redis nodes its Info asks for, by the clients' path (direct or proxied), resolved
-// now (a restarted node may have a new direct address).
-func bankEndpoints(env Env, info txn.Info, direct bool) (txn.Endpoints, error) {
-	var ep txn.Endpoints
+// now (a restarted node may have a new direct address). With a key prefix
+// (external targets) the Redis keys carry it and the coordinator's tables
+// live in participant A's database (its DSN's search_path is the run's
+// schema) instead of a database faultline would have to create.
+func bankEndpoints(env Env, prefix string, info txn.Info, direct bool) (txn.Endpoints, error) {
+	ep := txn.Endpoints{KeyPrefix: prefix}
 	for _, ns := range infra.Nodes(info.RedisNodes, max(info.PostgresNodes, 2)) {
 		n, ok := env.Node(ns.Name)
 		if !ok {
@@ -40,6 +43,9 @@ func bankEndpoints(env Env, info txn.Info, direct bool) (txn.Endpoints, error) {
 			ep.Redis = append(ep.Redis, txn.RedisEndpoint{Name: n.Name(), Addr: addr, Password: n.Password()})
 		}
 	}
+	if prefix != "" && len(ep.Participants) > 0 {
+		ep.Coordinator = txn.PostgresEndpoint{Name: "coordinator", DSN: ep.Participants[0].DSN}
+	}
 	return ep, nil
 }
 
@@ -55,11 +61,11 @@ func (w *bankWorkload) Start(ctx context.Context, t Target) (Session, error) {
 	if t.OpTimeout <= 0 {
 		t.OpTimeout = time.Second
 	}
-	ep, err := bankEndpoints(t.Env, info, t.Direct)
+	ep, err := bankEndpoints(t.Env, t.KeyPrefix, info, t.Direct)
 	if err != nil {
 		return nil, err
 	}
-	direct, err := bankEndpoints(t.Env, info, true)
+	direct, err := bankEndpoints(t.Env, t.KeyPrefix, info, true)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -41,6 +42,7 @@ return cur
 type redisResource struct {
 	c      *redis.Client // clients' path (proxied or direct)
 	direct *redis.Client // for reset and dump: never through faults
+	prefix string        // Target.KeyPrefix: the lock keys carry it already
 }
 
 func openRedisResource(_ context.Context, n infra.Node, direct bool, t Target) (resource, error) {
@@ -51,28 +53,34 @@ func openRedisResource(_ context.Context, n infra.Node, direct bool, t Target) (
 	return &redisResource{
 		c:      newRedis(addr, n.Password(), t.OpTimeout, 256),
 		direct: newRedis(n.DirectAddr(), n.Password(), 10*time.Second, 4),
+		prefix: t.KeyPrefix,
 	}, nil
 }
 
-func counterKey(k string) string { return "counter:" + k }
-func logKey(k string) string     { return "log:" + k }
-
-const seqKey = "seq"
+// counterKey, logKey and seqKey are the resource's keys for lock key k
+// (which starts with r.prefix): each starts with r.prefix.
+func (r *redisResource) counterKey(k string) string {
+	return r.prefix + "counter:" + strings.TrimPrefix(k, r.prefix)
+}
+func (r *redisResource) logKey(k string) string {
+	return r.prefix + "log:" + strings.TrimPrefix(k, r.prefix)
+}
+func (r *redisResource) seqKey() string { return r.prefix + "seq" }
 
 func (r *redisResource) reset(ctx context.Context, keys []string) error {
-	if err := r.direct.FlushAll(ctx).Err(); err != nil {
+	if err := clearRedis(ctx, r.direct, r.prefix); err != nil {
 		return err
 	}
 	pipe := r.direct.Pipeline()
 	for _, k := range keys {
-		pipe.Set(ctx, counterKey(k), 0, 0)
+		pipe.Set(ctx, r.counterKey(k), 0, 0)
 	}
 	_, err := pipe.Exec(ctx)
 	return err
 }
 
 func (r *redisResource) read(ctx context.Context, key string, _ uint64) (int64, error) {
-	v, err := r.c.Get(ctx, counterKey(key)).Int64()
+	v, err := r.c.Get(ctx, r.counterKey(key)).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
@@ -80,7 +88,7 @@ func (r *redisResource) read(ctx context.Context, key string, _ uint64) (int64, 
 }
 
 func (r *redisResource) write(ctx context.Context, key string, w logEntry) error {
-	return writeScript.Run(ctx, r.c, []string{counterKey(key), logKey(key), seqKey},
+	return writeScript.Run(ctx, r.c, []string{r.counterKey(key), r.logKey(key), r.seqKey()},
 		w.Expected, w.New, w.Process, w.Token, strconv.FormatUint(w.Fence, 10), key).Err()
 }
 
@@ -88,7 +96,7 @@ func (r *redisResource) dump(ctx context.Context, keys []string) ([]logEntry, ma
 	var log []logEntry
 	finals := map[string]int64{}
 	for _, k := range keys {
-		lines, err := r.direct.LRange(ctx, logKey(k), 0, -1).Result()
+		lines, err := r.direct.LRange(ctx, r.logKey(k), 0, -1).Result()
 		if err != nil {
 			return nil, nil, fmt.Errorf("read log of %s: %w", k, err)
 		}
@@ -99,7 +107,7 @@ func (r *redisResource) dump(ctx context.Context, keys []string) ([]logEntry, ma
 			}
 			log = append(log, e)
 		}
-		v, err := r.direct.Get(ctx, counterKey(k)).Int64()
+		v, err := r.direct.Get(ctx, r.counterKey(k)).Int64()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, nil, fmt.Errorf("read counter %s: %w", k, err)
 		}

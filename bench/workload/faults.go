@@ -23,6 +23,9 @@ type Faults struct {
 	mu    sync.Mutex
 	reqs  []*faultReq
 	clock atomic.Pointer[skew]
+	// keyPrefix is the phase's Target.KeyPrefix: a fault armed for key
+	// "k0" hits the holder of keyPrefix+"k0".
+	keyPrefix string
 }
 
 var _ chaos.Clients = (*Faults)(nil)
@@ -95,7 +98,7 @@ func (f *Faults) reserve(kind faultKind, key string) *faultReq {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range f.reqs {
-		if r.kind == kind && !r.reserved && (r.key == "" || r.key == key) {
+		if r.kind == kind && !r.reserved && (r.key == "" || f.keyPrefix+r.key == key) {
 			r.reserved = true
 			return r
 		}
@@ -134,7 +137,7 @@ func (f *Faults) take(kind faultKind, h chaos.Holder) (time.Duration, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, r := range f.reqs {
-		if r.kind == kind && !r.reserved && (r.key == "" || r.key == h.Key) {
+		if r.kind == kind && !r.reserved && (r.key == "" || f.keyPrefix+r.key == h.Key) {
 			f.reqs = append(f.reqs[:i], f.reqs[i+1:]...)
 			f.armed.Add(-1)
 			r.hit <- h

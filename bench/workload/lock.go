@@ -162,15 +162,19 @@ func (w *lockWorkload) Start(ctx context.Context, t Target) (Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t.Faults == nil {
+		t.Faults = NewFaults()
+	}
 	keys := Keys(t.Keys)
+	for i := range keys {
+		keys[i] = t.KeyPrefix + keys[i]
+	}
+	t.Faults.keyPrefix = t.KeyPrefix
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := res.reset(rctx, keys); err != nil {
 		res.close()
 		return nil, fmt.Errorf("workload %s: reset resource on %s: %w", w.name, w.node.Name, err)
-	}
-	if t.Faults == nil {
-		t.Faults = NewFaults()
 	}
 	return &lockSession{t: t, info: info, ep: ep, res: res, keys: keys}, nil
 }
@@ -208,7 +212,8 @@ func endpoints(t Target, info lock.Info) (lock.Endpoints, error) {
 }
 
 // flushRedis empties the implementation's Redis nodes (directly, not
-// through the proxy), so no key of an earlier phase survives.
+// through the proxy), so no key of an earlier phase survives: FLUSHALL on
+// faultline's own servers, only the keys under t.KeyPrefix on external ones.
 func flushRedis(ctx context.Context, t Target, n int) error {
 	for _, ns := range infra.RedisNodes(n) {
 		node, ok := t.Env.Node(ns.Name)
@@ -217,14 +222,41 @@ func flushRedis(ctx context.Context, t Target, n int) error {
 		}
 		c := newRedis(node.DirectAddr(), node.Password(), 5*time.Second, 2)
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := c.FlushAll(fctx).Err()
+		err := clearRedis(fctx, c, t.KeyPrefix)
 		cancel()
 		c.Close()
 		if err != nil {
-			return fmt.Errorf("reset lock node %s (FLUSHALL): %w", ns.Name, err)
+			return fmt.Errorf("reset lock node %s: %w", ns.Name, err)
 		}
 	}
 	return nil
+}
+
+// clearRedis removes every key under prefix; "" means the whole server
+// (FLUSHALL), for servers faultline started itself.
+func clearRedis(ctx context.Context, c *redis.Client, prefix string) error {
+	if prefix == "" {
+		if err := c.FlushAll(ctx).Err(); err != nil {
+			return fmt.Errorf("FLUSHALL: %w", err)
+		}
+		return nil
+	}
+	var cursor uint64
+	for {
+		keys, next, err := c.Scan(ctx, cursor, prefix+"*", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("SCAN %s*: %w", prefix, err)
+		}
+		if len(keys) > 0 {
+			if err := c.Del(ctx, keys...).Err(); err != nil {
+				return fmt.Errorf("DEL keys under %s: %w", prefix, err)
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
 }
 
 // newRedis is a go-redis client that never retries (MaxRetries -1: a

@@ -115,6 +115,11 @@ type Target struct {
 	// Faults is the phase's client-fault injector (never nil from the
 	// runner).
 	Faults *Faults
+	// KeyPrefix starts every Redis key the phase writes ("" = none: the
+	// servers are faultline's own). On external targets it is the run's
+	// infra.KeyPrefix: lock keys, resource keys and the keys the
+	// implementations derive from them all carry it.
+	KeyPrefix string
 	// LogDir is the run directory: implementations that run processes of
 	// their own (exec:) write their stderr logs below it ("" = none).
 	LogDir string

@@ -18,7 +18,7 @@ import (
 // DIR/report.html re-rendered.
 func checkCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("check", "faultline check DIR [--fail-on-violation]\n\n"+
-		"Re-runs every checker on DIR/history.jsonl (nothing is started), rewrites the verdicts in DIR/results.json\n"+
+		"Re-runs every checker on DIR/history.jsonl.zst (or DIR/history.jsonl) (nothing is started), rewrites the verdicts in DIR/results.json\n"+
 		"and re-renders DIR/report.html. Exit 0 done, 1 an invalid verdict with --fail-on-violation, 2 bad input.", stderr)
 	failOn := fs.Bool("fail-on-violation", false, "exit 1 when any checker's verdict is invalid")
 	dirs, code, ok := parseInterspersed(fs, args)
@@ -26,7 +26,7 @@ func checkCmd(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if len(dirs) != 1 {
-		fmt.Fprintln(stderr, "faultline check: give one run directory (one that holds results.json and history.jsonl)")
+		fmt.Fprintln(stderr, "faultline check: give one run directory (one that holds results.json and history.jsonl.zst or history.jsonl)")
 		return exitUsage
 	}
 	dir := dirs[0]

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/results"
 )
 
@@ -60,7 +61,7 @@ func TestSignalsExitCodesAndCleanup(t *testing.T) {
 			// The load is running once the history has its first entries.
 			deadline := time.Now().Add(60 * time.Second)
 			for {
-				if st, err := os.Stat(filepath.Join(out, "history.jsonl")); err == nil && st.Size() > 0 {
+				if st, err := os.Stat(filepath.Join(out, history.FileName)); err == nil && st.Size() > 0 {
 					break
 				}
 				if time.Now().After(deadline) {

@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,7 @@ Usage:
   faultline report DIR           re-render DIR/report.html from a saved run
   faultline report --compare A B …  compare saved runs side by side
   faultline gate --baseline FILE RESULTS   CI regression gate (exit 1 on regression)
+  faultline ceiling              the harness's own throughput (PING/SET, 1 and 50 clients) vs redis-benchmark
   faultline gc                   remove containers and temp dirs left by killed runs
   faultline version
 
@@ -81,11 +83,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return gcCmd(ctx, rest, stdout, stderr)
 	case "version":
 		return versionCmd(rest, stdout, stderr)
+	case "ceiling":
+		return ceilingCmd(ctx, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "faultline: unknown command %q (valid: run, list, report, gate, gc, version, check)\n\n%s", cmd, usage)
+	fmt.Fprintf(stderr, "faultline: unknown command %q (valid: run, list, report, gate, gc, version, check, ceiling)\n\n%s", cmd, usage)
 	return exitUsage
 }
 
@@ -154,13 +158,15 @@ type runFlags struct {
 	verbose bool
 	// failOnViolation: exit 1 when a checker's verdict is invalid.
 	failOnViolation bool
+	// dryRun: print what a run on external servers would create, and stop.
+	dryRun bool
 }
 
 // parseRun parses the flags of `faultline run` into a validated config;
 // ok false means stop with code (0 after --help, 2 on a usage error).
 func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) {
 	fs := newFlags("run", "faultline run --impl NAME[,NAME…] [--workload counter] [flags]\n\n"+
-		"Runs each implementation in turn on the same servers, writes DIR/{results.json,history.jsonl,report.html}\n"+
+		"Runs each implementation in turn on the same servers, writes DIR/{results.json,history.jsonl.zst,report.html}\n"+
 		"and prints a summary. Fault specs: "+chaos.Grammar, stderr)
 	cfg := &rf.cfg
 	impls := &listFlag{split: true}
@@ -179,7 +185,10 @@ func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) 
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", 0, "deadline of every call (default min(ttl,1s), at least 100ms)")
 	fs.DurationVar(&cfg.AcquireTimeout, "acquire-timeout", 0, "deadline of a blocking acquire (default 2×ttl)")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "random seed (default: random, recorded in results.json)")
-	fs.StringVar(&cfg.Provider, "provider", "auto", "servers: auto, local (host binaries) or docker")
+	fs.StringVar(&cfg.Provider, "provider", "auto", "servers: auto, local (host binaries), docker, or external (yours: --redis, --postgres, --targets)")
+	var tf targetFlags
+	tf.register(fs)
+	fs.BoolVar(&rf.dryRun, "dry-run", false, "with --provider external: print what the run would create on the servers and which faults it refuses, connect to nothing")
 	fs.StringVar(&cfg.Topology, "topology", "", "replicated topology the implementations run on: redis-sentinel (1 primary, 2 replicas, 3 Sentinels) or pg-standby; default independent nodes")
 	fs.StringVar(&cfg.Path, "path", bench.PathAuto, "client path: auto (proxied only when a node/network fault is scheduled), direct, proxied")
 	fs.StringVar(&cfg.Out, "out", "", "run directory (default reports/runs/<run-id>)")
@@ -230,6 +239,14 @@ func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) 
 	if len(wlOpts) > 0 {
 		cfg.Opts = wlOpts
 	}
+	if tf.given() {
+		ts, err := tf.targets()
+		if err != nil {
+			fmt.Fprintf(stderr, "faultline run: %v\n", err)
+			return rf, exitUsage, false
+		}
+		cfg.External, cfg.Namespace = ts, tf.ns
+	}
 	cfg.Command = commandLine(args, seedSet, cfg.Seed)
 	*cfg = withDefaults(*cfg, given)
 	if err := cfg.Validate(); err != nil {
@@ -245,6 +262,15 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	cfg := rf.cfg
+	if rf.dryRun {
+		out, err := bench.DryRun(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "faultline run: %v\n", err)
+			return exitUsage
+		}
+		fmt.Fprint(stdout, out)
+		return exitOK
+	}
 	level := slog.LevelWarn
 	if rf.verbose {
 		level = slog.LevelInfo
@@ -330,11 +356,37 @@ func isTerminal(w io.Writer) bool {
 // commandLine is the command that reproduces the run: the arguments given,
 // plus the seed when it was random.
 func commandLine(args []string, seedSet bool, seed int64) string {
-	parts := append([]string{"faultline", "run"}, args...)
+	parts := append([]string{"faultline", "run"}, redactArgs(args)...)
 	if !seedSet {
 		parts = append(parts, "--seed", strconv.FormatInt(seed, 10))
 	}
 	return shell.Join(parts)
+}
+
+// redactArgs is args with every --postgres value reduced to
+// user@host:port/db (no password, no parameters), for the recorded command.
+func redactArgs(args []string) []string {
+	out := slices.Clone(args)
+	redact := func(v string) string {
+		parts := strings.Split(v, ",")
+		for i, p := range parts {
+			parts[i] = infra.RedactDSN(p)
+		}
+		return strings.Join(parts, ",")
+	}
+	for i := 0; i < len(out); i++ {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(out[i], "-"), "=")
+		if name != "postgres" || !strings.HasPrefix(out[i], "-") {
+			continue
+		}
+		if hasVal {
+			out[i] = out[i][:len(out[i])-len(val)] + redact(val)
+		} else if i+1 < len(out) {
+			out[i+1] = redact(out[i+1])
+			i++
+		}
+	}
+	return out
 }
 
 func listCmd(args []string, stdout, stderr io.Writer) int {
@@ -411,11 +463,32 @@ func listCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func gcCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("gc", "faultline gc: remove containers (label dev.faultline=1) and temp dirs left by killed runs; run it when no run is going on", stderr)
+	fs := newFlags("gc", "faultline gc: remove containers (label dev.faultline=1) and temp dirs left by killed runs; run it when no run is going on\n"+
+		"faultline gc --provider external --redis … --postgres … [--namespace NS]: remove the keys (faultline:NS:*) and schemas (faultline_NS) runs left on your servers", stderr)
+	provider := fs.String("provider", "", "external: clean the servers named by --redis/--postgres/--targets instead of containers and temp dirs")
+	var tf targetFlags
+	tf.register(fs)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	removed, err := infra.GC(ctx)
+	var (
+		removed []string
+		err     error
+	)
+	switch {
+	case *provider == "external":
+		ts, terr := tf.targets()
+		if terr != nil {
+			fmt.Fprintf(stderr, "faultline gc: %v\n", terr)
+			return exitUsage
+		}
+		removed, err = infra.GCExternal(ctx, ts, tf.ns)
+	case *provider != "" || tf.given():
+		fmt.Fprintf(stderr, "faultline gc: --provider %q: only --provider external takes targets (plain faultline gc cleans containers and temp dirs)\n", *provider)
+		return exitUsage
+	default:
+		removed, err = infra.GC(ctx)
+	}
 	for _, r := range removed {
 		fmt.Fprintf(stdout, "removed %s\n", r)
 	}

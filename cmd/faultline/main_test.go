@@ -38,6 +38,11 @@ func TestUsageErrorsExit2AndSayWhatIsValid(t *testing.T) {
 		{[]string{"run", "--help"}, 0, []string{"-impl", "-workload", "-fault", "-nemesis", "-rate", "-lock-opt"}},
 		{[]string{"gate", "--baseline", "/nonexistent/baseline.json", "/nonexistent/results.json"}, 2, []string{"baseline.json"}},
 		{[]string{"report", "/nonexistent"}, 2, []string{"/nonexistent"}},
+		{[]string{"ceiling", "--clients", "1,0"}, 2, []string{"from 1 to 1000"}},
+		{[]string{"ceiling", "--ops", "ping,get"}, 2, []string{"valid commands are ping, set"}},
+		{[]string{"ceiling", "--requests", "5"}, 2, []string{"--requests must be 100"}},
+		{[]string{"ceiling", "--provider", "cloud"}, 2, []string{"auto, local, docker"}},
+		{[]string{"ceiling", "extra"}, 2, []string{`unexpected argument "extra"`}},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -111,7 +116,7 @@ func TestRunCounterEndToEnd(t *testing.T) {
 	if !found {
 		t.Errorf("no mutual-exclusion verdict in %+v", res.Verdicts)
 	}
-	ops, err := history.Load(filepath.Join(dir, "history.jsonl"))
+	ops, err := history.Load(filepath.Join(dir, history.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 
 // reportCmd is `faultline report`: re-render a saved run, or compare runs.
 func reportCmd(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("report", "faultline report DIR          re-render DIR/report.html from DIR/{results.json,history.jsonl}\n"+
+	fs := newFlags("report", "faultline report DIR          re-render DIR/report.html from DIR/{results.json,history.jsonl.zst (or an older run's history.jsonl)}\n"+
 		"faultline report --compare A B … [--out FILE]   compare saved runs\n\n"+
 		"Exit 0 written, 1 failed to write, 2 bad input (no results.json, another schema, a corrupt history line).", stderr)
 	compare := fs.Bool("compare", false, "compare the run directories given")

@@ -4,17 +4,34 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // redlock is our own Redlock over 5 independent Redis masters: SET NX PX on
-// every node in parallel (each call bounded by a small per-node timeout),
-// held when a quorum N/2+1 answered yes and the validity ttl − elapsed −
-// drift (drift = ttl·1% + 2ms) is still positive; on failure and on release
-// it deletes its token from every node; Acquire retries with random back-off.
+// every node in parallel (one command per node, each bounded by a per-node
+// timeout), held when a quorum N/2+1 answered yes and the validity ttl −
+// elapsed − drift (drift = ttl·1% + 2ms, elapsed from the start of the
+// attempt) is still positive. It answers as soon as the outcome is decided —
+// a quorum said yes, or too many said no for a quorum — while the remaining
+// nodes complete in the background. A failed attempt deletes its token only
+// where it may have landed (nodes that said yes or did not answer); a "no"
+// needs no clean-up. Release deletes the token from every node and answers
+// once a quorum of nodes replied, the rest again in the background. Every
+// command this Locker sends for a key to a node waits for the previous one
+// it sent there (so a release never overtakes the acquire it undoes, even
+// when that node answered after the quorum was reached). Acquire retries
+// with random back-off, and a retry asks the key's designated node (a hash
+// of the key picks one of the five, passing over nodes that just failed to
+// answer) first, fanning out to the other four
+// only when it said yes (or did not answer): while the key is held a retry
+// costs one command instead of five, and retrying contenders cannot split
+// the nodes 2/2/1 between them, since only one can win that node. A failed
+// round that won it retries after half the minimum back-off.
 // Time is Options.Clock(). It promises one holder while clocks advance at
 // about the same rate and holders finish within the validity; it breaks
 // without fencing when a holder pauses past its validity, when a node's clock
@@ -46,10 +63,18 @@ type redlock struct {
 	name        string
 	cfg         redlockConfig
 	nodes       []*redis.Client
+	all         []int   // 0..len(nodes)-1
+	others      [][]int // others[i]: every node but i
 	quorum      int
 	clock       func() time.Time
 	bo          backoff
 	nodeTimeout time.Duration // 0: derived from the ttl
+
+	downUntil []atomic.Int64 // per node: wall time (UnixNano) until which it counts as down
+
+	mu    sync.Mutex
+	tails map[string][]chan struct{} // per key, per node: closed when the last command sent there is done
+	bg    sync.WaitGroup             // node commands in flight (Close waits for them)
 }
 
 func redlockFactory(name string, cfg redlockConfig) Factory {
@@ -67,7 +92,15 @@ func redlockFactory(name string, cfg redlockConfig) Factory {
 		if err != nil {
 			return nil, err
 		}
-		r := &redlock{name: name, cfg: cfg, nodes: cs, quorum: cfg.quorum(len(cs)), clock: opt.Clock(), bo: bo, nodeTimeout: nt}
+		r := &redlock{name: name, cfg: cfg, nodes: cs, quorum: cfg.quorum(len(cs)), clock: opt.Clock(), bo: bo, nodeTimeout: nt,
+			tails: map[string][]chan struct{}{}}
+		r.downUntil = make([]atomic.Int64, len(cs))
+		for i := range cs {
+			r.all = append(r.all, i)
+		}
+		for i := range cs {
+			r.others = append(r.others, append(append([]int(nil), r.all[:i]...), r.all[i+1:]...))
+		}
 		return WithOptions(r, opt), nil
 	}
 }
@@ -82,65 +115,332 @@ func (r *redlock) perNode(ttl time.Duration) time.Duration {
 // drift is the clock-drift allowance of the Redlock algorithm.
 func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecond }
 
-// onAll runs fn on every node in parallel, each bounded by timeout, and
-// returns how many said yes (nil) and the other errors.
-func (r *redlock) onAll(ctx context.Context, timeout time.Duration, fn func(context.Context, *redis.Client) error) (yes int, no int, errs []error) {
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, c := range r.nodes {
-		wg.Go(func() {
-			nctx, cancel := context.WithTimeout(ctx, timeout)
-			err := fn(nctx, c)
-			cancel()
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				yes++
-			case errors.Is(err, ErrNotAcquired), errors.Is(err, ErrNotHeld):
-				no++
-			default:
-				errs = append(errs, err)
-			}
-		})
+// errNotSent: a node command was never sent (the previous command for the
+// key on that node did not finish within the timeout). Nothing happened.
+var errNotSent = errors.New("lock: command not sent: the previous one on this node is still in flight")
+
+// dispatch runs fn for key on each of the given nodes in the background,
+// each after the previous command this Locker sent for key to that node is
+// done, all bounded by one timeout from now (independent of ctx's
+// cancellation: a command outlives the call that started it). done gets
+// every node's result, from that node's goroutine, before the next command
+// for key on that node may start.
+func (r *redlock) dispatch(ctx context.Context, key string, nodes []int, timeout time.Duration,
+	fn func(ctx context.Context, c *redis.Client) error, done func(node int, err error)) {
+	if len(nodes) == 0 {
+		return
 	}
-	wg.Wait()
-	return yes, no, errs
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	prev := make([]chan struct{}, len(nodes))
+	mine := make([]chan struct{}, len(nodes))
+	r.mu.Lock()
+	t := r.tails[key]
+	if t == nil {
+		t = make([]chan struct{}, len(r.nodes))
+		r.tails[key] = t
+	}
+	for j, i := range nodes {
+		prev[j], mine[j] = t[i], make(chan struct{})
+		t[i] = mine[j]
+	}
+	r.mu.Unlock()
+	var left atomic.Int32 // the last node to finish cancels nctx
+	left.Store(int32(len(nodes)))
+	release := cancel
+	r.bg.Add(len(nodes))
+	for j, i := range nodes {
+		go func() {
+			defer r.bg.Done()
+			var err error
+			if p := prev[j]; p != nil {
+				select {
+				case <-p:
+				case <-nctx.Done():
+					err = errNotSent
+				}
+			}
+			if err == nil {
+				err = fn(nctx, r.nodes[i])
+			}
+			done(i, err)
+			r.mu.Lock()
+			close(mine[j])
+			if t[i] == mine[j] {
+				t[i] = nil
+				if !anyOpen(t) {
+					delete(r.tails, key)
+				}
+			}
+			r.mu.Unlock()
+			if left.Add(-1) == 0 {
+				release()
+			}
+		}()
+	}
+}
+
+func anyOpen(t []chan struct{}) bool {
+	for _, c := range t {
+		if c != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// nodeResult is one node's answer to a command.
+type nodeResult struct {
+	node int
+	err  error
+}
+
+// nodeDownFor is how long a node that failed to answer is passed over as
+// the designated node of retries.
+const nodeDownFor = time.Second
+
+// designated is the node retries of key ask first: the first node, from a
+// hash of the key on, that has not failed to answer within nodeDownFor —
+// the same for every client that sees the same nodes down.
+func (r *redlock) designated(key string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	n := len(r.nodes)
+	first := int(h.Sum32() % uint32(n))
+	now := time.Now().UnixNano()
+	for k := range n {
+		if i := (first + k) % n; r.downUntil[i].Load() <= now {
+			return i
+		}
+	}
+	return first
+}
+
+// noteAnswer records whether node i answered (any definite reply) or
+// failed to (an error other than a refused "no").
+func (r *redlock) noteAnswer(i int, err error) {
+	switch {
+	case err == nil, errors.Is(err, ErrNotAcquired), errors.Is(err, ErrNotHeld):
+		if r.downUntil[i].Load() != 0 {
+			r.downUntil[i].Store(0)
+		}
+	case errors.Is(err, errNotSent):
+	default:
+		r.downUntil[i].Store(time.Now().Add(nodeDownFor).UnixNano())
+	}
 }
 
 func (r *redlock) Acquire(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
-	return acquireLoop(ctx, r.bo, func(ctx context.Context) (Lease, error) { return r.TryAcquire(ctx, key, ttl) })
+	var timer *time.Timer
+	gate := false
+	for n := 0; ; n++ {
+		o := r.attempt(ctx, key, ttl, gate)
+		if o.err == nil || !errors.Is(o.err, ErrNotAcquired) {
+			return o.lease, o.err
+		}
+		if ctx.Err() != nil {
+			return Lease{}, fmt.Errorf("%w: %w", ErrNotAcquired, context.Cause(ctx))
+		}
+		// Retries ask the designated node first, unless it just failed to
+		// answer (down or stopped: then the next retry fans out).
+		gate = !o.designatedFailed
+		d := r.bo.delay(n)
+		if o.designatedYes {
+			d = r.bo.min / 2
+		}
+		if timer == nil {
+			timer = time.NewTimer(d)
+			defer timer.Stop()
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-ctx.Done():
+			return Lease{}, fmt.Errorf("%w: %w", ErrNotAcquired, context.Cause(ctx))
+		case <-timer.C:
+		}
+	}
 }
 
 func (r *redlock) TryAcquire(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
-	if err := checkTTL(ttl); err != nil {
-		return Lease{}, err
-	}
-	token := newToken()
-	start := r.clock()
-	yes, _, errs := r.onAll(ctx, r.perNode(ttl), func(ctx context.Context, c *redis.Client) error {
-		_, err := obtainSetNX(ctx, c, key, token, ttl, redisHooks{})
-		return err
-	})
-	validity := ttl - r.clock().Sub(start) - drift(ttl)
-	if yes >= r.quorum && (validity > 0 || !r.cfg.checkValidity) {
-		return Lease{Key: key, Token: token, Expiry: start.Add(ttl - drift(ttl))}, nil
-	}
-	// Failed: delete our token everywhere (it may have landed where the reply was lost).
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	r.onAll(cctx, r.perNode(ttl), func(ctx context.Context, c *redis.Client) error { return casRelease(ctx, c, key, token) })
-	return Lease{}, fmt.Errorf("%w: %s %q: %d of %d nodes (quorum %d), validity %v, node errors %v",
-		ErrNotAcquired, r.name, key, yes, len(r.nodes), r.quorum, validity, errors.Join(errs...))
+	o := r.attempt(ctx, key, ttl, false)
+	return o.lease, o.err
 }
 
-// Release deletes the token from every node. It returns nil when at least
-// one node still held it, ErrNotHeld when none did and every node answered,
-// and the node errors otherwise (outcome unknown).
+// outcome is the result of one Redlock round.
+type outcome struct {
+	lease Lease
+	err   error
+	// designatedYes: the round failed although the key's designated node
+	// said yes; designatedFailed: that node gave no answer (an error).
+	designatedYes, designatedFailed bool
+}
+
+// attempt is one Redlock round: SET NX PX on every node at once or, when
+// gate is set (a retry), on the key's designated node first and on the
+// other nodes only if it said yes or did not answer: while the key is held
+// a retry costs one command instead of five, and contenders that retry
+// cannot split the nodes, since only one of them can win that node. Either
+// way the validity counts from before the first SET.
+func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, gate bool) (o outcome) {
+	if err := checkTTL(ttl); err != nil {
+		return outcome{err: err}
+	}
+	token := newToken()
+	n := len(r.nodes)
+	des := r.designated(key)
+	results := make(chan nodeResult, n)
+	var mu sync.Mutex // guards lost; a node's result is sent under it
+	lost := false
+	cleanup := func(ctx context.Context, c *redis.Client) error { return casRelease(ctx, c, key, token) }
+	set := func(ctx context.Context, c *redis.Client) error {
+		_, err := obtainSetNX(ctx, c, key, token, ttl, redisHooks{})
+		return err
+	}
+	report := func(i int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !lost {
+			results <- nodeResult{i, err}
+			return
+		}
+		if mayHold(err) { // late answer of a failed round: delete it here, before the node's next command
+			cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+			_ = cleanup(cctx, r.nodes[i])
+			cancel()
+		}
+	}
+	var yes, got int
+	var errs []error
+	held := make([]int, 0, n)  // nodes that may hold our token
+	pending := make([]bool, n) // sent, not yet answered
+	tally := func(res nodeResult) {
+		got++
+		pending[res.node] = false
+		r.noteAnswer(res.node, res.err)
+		if mayHold(res.err) {
+			held = append(held, res.node)
+		}
+		if res.node == des {
+			o.designatedYes = res.err == nil
+			o.designatedFailed = res.err != nil && !errors.Is(res.err, ErrNotAcquired)
+		}
+		switch {
+		case res.err == nil:
+			yes++
+		case errors.Is(res.err, ErrNotAcquired), errors.Is(res.err, errNotSent):
+		default:
+			errs = append(errs, res.err)
+		}
+	}
+	start := r.clock()
+	wave := r.all
+	if gate {
+		pending[des] = true
+		r.dispatch(ctx, key, []int{des}, r.perNode(ttl), set, report)
+		select {
+		case res := <-results:
+			tally(res)
+		case <-ctx.Done():
+			errs = append(errs, context.Cause(ctx))
+		}
+		wave = nil
+		if got == 1 && (yes == 1 || o.designatedFailed) && ctx.Err() == nil {
+			wave = r.others[des]
+		}
+	}
+	if len(wave) > 0 {
+		r.dispatch(ctx, key, wave, r.perNode(ttl), set, report)
+	}
+	for _, i := range wave {
+		pending[i] = true
+	}
+	// hopeful: how many pending nodes may still say yes in time; a node
+	// that just failed to answer (down, stopped, cut off) is not waited for
+	// (should it say yes after all, report deletes it).
+	hopeful := func() int {
+		now, k := time.Now().UnixNano(), 0
+		for i, p := range pending {
+			if p && r.downUntil[i].Load() <= now {
+				k++
+			}
+		}
+		return k
+	}
+wait:
+	for yes < r.quorum && yes+hopeful() >= r.quorum {
+		select {
+		case res := <-results:
+			tally(res)
+		case <-ctx.Done():
+			errs = append(errs, context.Cause(ctx))
+			break wait
+		}
+	}
+	validity := ttl - r.clock().Sub(start) - drift(ttl)
+	if yes >= r.quorum && (validity > 0 || !r.cfg.checkValidity) {
+		return outcome{lease: Lease{Key: key, Token: token, Expiry: start.Add(ttl - drift(ttl))}}
+	}
+	// Failed: delete our token where it may have landed; nodes that answer
+	// from now on clean up after themselves (report, above).
+	mu.Lock()
+	lost = true
+	for drained := false; !drained; {
+		select {
+		case res := <-results:
+			tally(res)
+		default:
+			drained = true
+		}
+	}
+	mu.Unlock()
+	if len(held) > 0 {
+		r.dispatch(ctx, key, held, cleanupTimeout, cleanup, func(int, error) {})
+	}
+	o.err = fmt.Errorf("%w: %s %q: %d of %d nodes (quorum %d), validity %v, node errors %v",
+		ErrNotAcquired, r.name, key, yes, n, r.quorum, validity, errors.Join(errs...))
+	return o
+}
+
+// mayHold: after this answer to SET NX the node may hold the token (yes, or
+// no definite answer).
+func mayHold(err error) bool {
+	return err == nil || !errors.Is(err, ErrNotAcquired) && !errors.Is(err, errNotSent)
+}
+
+// Release deletes the token from every node (each after this Locker's
+// earlier commands for the key on that node, so a late acquire answer is
+// deleted too). It answers once a quorum of nodes replied and one of them
+// still held the token (nil), or when every node replied: nil when at least
+// one node held it, ErrNotHeld when none did, and the node errors otherwise
+// (outcome unknown). The other nodes' deletes complete in the background.
 func (r *redlock) Release(ctx context.Context, l Lease) error {
-	yes, _, errs := r.onAll(ctx, r.perNode(time.Hour), func(ctx context.Context, c *redis.Client) error {
+	n := len(r.nodes)
+	results := make(chan nodeResult, n)
+	r.dispatch(ctx, l.Key, r.all, r.perNode(time.Hour), func(ctx context.Context, c *redis.Client) error {
 		return casRelease(ctx, c, l.Key, l.Token)
-	})
+	}, func(i int, err error) { results <- nodeResult{i, err} })
+	var yes, got int
+	var errs []error
+	for got < n && (yes == 0 || got < r.quorum) {
+		select {
+		case res := <-results:
+			got++
+			r.noteAnswer(res.node, res.err)
+			switch {
+			case res.err == nil:
+				yes++
+			case errors.Is(res.err, ErrNotHeld):
+			default:
+				errs = append(errs, res.err)
+			}
+		case <-ctx.Done():
+			if yes > 0 {
+				return nil
+			}
+			errs = append(errs, context.Cause(ctx))
+			return fmt.Errorf("lock %s: release %q: no node confirmed: %w", r.name, l.Key, errors.Join(errs...))
+		}
+	}
 	switch {
 	case yes > 0:
 		return nil
@@ -150,23 +450,48 @@ func (r *redlock) Release(ctx context.Context, l Lease) error {
 	return fmt.Errorf("lock %s: release %q: no node confirmed: %w", r.name, l.Key, errors.Join(errs...))
 }
 
-// Refresh extends the token on every node; held again when a quorum
-// extended it within the new validity.
+// Refresh extends the token on every node and waits for all of them; held
+// again when a quorum extended it within the new validity.
 func (r *redlock) Refresh(ctx context.Context, l Lease, ttl time.Duration) (Lease, error) {
 	if err := checkTTL(ttl); err != nil {
 		return Lease{}, err
 	}
+	n := len(r.nodes)
+	results := make(chan nodeResult, n)
 	start := r.clock()
-	yes, _, errs := r.onAll(ctx, r.perNode(ttl), func(ctx context.Context, c *redis.Client) error {
+	r.dispatch(ctx, l.Key, r.all, r.perNode(ttl), func(ctx context.Context, c *redis.Client) error {
 		return casRefresh(ctx, c, l.Key, l.Token, ttl)
-	})
+	}, func(i int, err error) { results <- nodeResult{i, err} })
+	var yes int
+	var errs []error
+wait:
+	for got := 0; got < n; got++ {
+		select {
+		case res := <-results:
+			switch {
+			case res.err == nil:
+				yes++
+			case errors.Is(res.err, ErrNotHeld):
+			default:
+				errs = append(errs, res.err)
+			}
+		case <-ctx.Done():
+			errs = append(errs, context.Cause(ctx))
+			break wait
+		}
+	}
 	validity := ttl - r.clock().Sub(start) - drift(ttl)
 	if yes >= r.quorum && (validity > 0 || !r.cfg.checkValidity) {
 		l.Expiry = start.Add(ttl - drift(ttl))
 		return l, nil
 	}
 	return Lease{}, fmt.Errorf("%w: %s refresh %q: %d of %d nodes (quorum %d), validity %v, node errors %v",
-		ErrNotHeld, r.name, l.Key, yes, len(r.nodes), r.quorum, validity, errors.Join(errs...))
+		ErrNotHeld, r.name, l.Key, yes, n, r.quorum, validity, errors.Join(errs...))
 }
 
-func (r *redlock) Close() error { return closeRedis(r.nodes) }
+// Close waits for the node commands still in flight (each bounded by its
+// timeout), then closes the connections.
+func (r *redlock) Close() error {
+	r.bg.Wait()
+	return closeRedis(r.nodes)
+}

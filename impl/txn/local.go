@@ -46,6 +46,59 @@ func (p *pools) runLocal(ctx context.Context, node int, timeout time.Duration, f
 	return nil
 }
 
+// call runs one statement returning a boolean as its own local
+// transaction on participant node (one round trip), bounded by timeout.
+// Errors: a business rejection raised by the server-side handlers
+// (branchErr), else ErrAborted when the server refused it or it was never
+// sent, else ErrIndeterminate (the statement may have committed).
+func (p *pools) call(ctx context.Context, node int, timeout time.Duration, sql string, args ...any) (bool, error) {
+	pl, err := p.node(node)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var applied bool
+	if err := pl.QueryRow(ctx, sql, args...).Scan(&applied); err != nil {
+		return false, callErr(node, err)
+	}
+	return applied, nil
+}
+
+// callErr classifies the error of a one-statement call on node.
+func callErr(node int, err error) error {
+	if berr := branchErr(node, err); berr != nil {
+		return berr
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) || pgconn.SafeToRetry(err) {
+		return fmt.Errorf("%w: on %s: %v", ErrAborted, NodeName(node), err)
+	}
+	return fmt.Errorf("%w: on %s: %v", ErrIndeterminate, NodeName(node), err)
+}
+
+// SQLSTATEs the server-side handlers (participantFuncs) raise.
+const (
+	codeNoAccount    = "FL001"
+	codeInsufficient = "FL002"
+)
+
+// branchErr maps a business rejection raised by a server-side handler to
+// ErrNoAccount / ErrInsufficientFunds; nil for any other error.
+func branchErr(node int, err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return nil
+	}
+	switch pe.Code {
+	case codeNoAccount:
+		return fmt.Errorf("%w: %s on %s", ErrNoAccount, pe.Message, NodeName(node))
+	case codeInsufficient:
+		return fmt.Errorf("%w: %s on %s", ErrInsufficientFunds, pe.Message, NodeName(node))
+	}
+	return nil
+}
+
 // querier is a pgx.Tx or an acquired connection inside BEGIN.
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)

@@ -73,6 +73,9 @@ type outbox struct {
 	epochs  []string // per node: the stream epoch its relay last saw (its goroutine only)
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
+	// stream and epochKey are OutboxStream and OutboxEpochKey under the
+	// endpoints' KeyPrefix (Endpoints.OutboxKeys).
+	stream, epochKey string
 }
 
 func newOutbox(dedup bool) Factory {
@@ -86,6 +89,7 @@ func newOutbox(dedup bool) Factory {
 			return nil, err
 		}
 		o := &outbox{p: p, opt: opt, dedup: dedup, rdb: newRedis(ep.Redis[0], opt.OpTimeout)}
+		o.stream, o.epochKey = ep.OutboxKeys()
 		o.crashes.Store(int64(opt.Outbox.CrashRelayAfterPublish))
 		if err := o.ensureGroup(ctx); err != nil {
 			o.Close()
@@ -112,9 +116,9 @@ func newOutbox(dedup bool) Factory {
 func (o *outbox) ensureGroup(ctx context.Context) error {
 	gctx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout)
 	defer cancel()
-	err := o.rdb.XGroupCreateMkStream(gctx, OutboxStream, OutboxGroup, "0").Err()
+	err := o.rdb.XGroupCreateMkStream(gctx, o.stream, OutboxGroup, "0").Err()
 	if err != nil && !hasPrefix(err, "BUSYGROUP") {
-		return fmt.Errorf("create consumer group %s of %s: %w", OutboxGroup, OutboxStream, err)
+		return fmt.Errorf("create consumer group %s of %s: %w", OutboxGroup, o.stream, err)
 	}
 	return nil
 }
@@ -130,16 +134,16 @@ func hasPrefix(err error, kind string) bool {
 func (o *outbox) streamEpoch(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout)
 	defer cancel()
-	e, err := o.rdb.Get(ctx, OutboxEpochKey).Result()
+	e, err := o.rdb.Get(ctx, o.epochKey).Result()
 	if err == nil || !errors.Is(err, redis.Nil) {
 		return e, err
 	}
 	var b [12]byte
 	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	if err := o.rdb.SetNX(ctx, OutboxEpochKey, hex.EncodeToString(b[:]), 0).Err(); err != nil {
+	if err := o.rdb.SetNX(ctx, o.epochKey, hex.EncodeToString(b[:]), 0).Err(); err != nil {
 		return "", err
 	}
-	return o.rdb.Get(ctx, OutboxEpochKey).Result() // ours, or a concurrent relay's
+	return o.rdb.Get(ctx, o.epochKey).Result() // ours, or a concurrent relay's
 }
 
 // MsgID is the outbox message id of a transfer.
@@ -403,7 +407,7 @@ func (o *outbox) publish(ctx context.Context, epoch string, batch []outboxRow) e
 	for _, x := range batch {
 		args = append(args, x.msg, x.tr, x.toNode, x.toID, x.amount)
 	}
-	if err := publishScript.Run(xctx, o.rdb, []string{OutboxStream, OutboxEpochKey}, args...).Err(); err != nil {
+	if err := publishScript.Run(xctx, o.rdb, []string{o.stream, o.epochKey}, args...).Err(); err != nil {
 		return fmt.Errorf("publish %d rows: %w", len(batch), err)
 	}
 	return nil
@@ -422,7 +426,7 @@ func (o *outbox) consumer(ctx context.Context) {
 		}
 		rctx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout+consumeBlock)
 		res, err := o.rdb.XReadGroup(rctx, &redis.XReadGroupArgs{
-			Group: OutboxGroup, Consumer: "consumer-1", Streams: []string{OutboxStream, id},
+			Group: OutboxGroup, Consumer: "consumer-1", Streams: []string{o.stream, id},
 			Count: consumeBatch, Block: consumeBlock,
 		}).Result()
 		cancel()
@@ -539,7 +543,7 @@ func (o *outbox) ack(ctx context.Context, ids []string) error {
 	}
 	actx, cancel := context.WithTimeout(ctx, o.opt.OpTimeout)
 	defer cancel()
-	if err := o.rdb.XAck(actx, OutboxStream, OutboxGroup, ids...).Err(); err != nil {
+	if err := o.rdb.XAck(actx, o.stream, OutboxGroup, ids...).Err(); err != nil {
 		return fmt.Errorf("ack %d messages (they will be re-read and deduplicated): %w", len(ids), err)
 	}
 	return nil
@@ -726,18 +730,18 @@ func (o *outbox) inFlight(ctx context.Context) (int, error) {
 // been delivered yet, and how many it was delivered but has not
 // acknowledged.
 func (o *outbox) streamBacklog(ctx context.Context) (undelivered, pending int64, err error) {
-	groups, err := o.rdb.XInfoGroups(ctx, OutboxStream).Result()
+	groups, err := o.rdb.XInfoGroups(ctx, o.stream).Result()
 	if err != nil {
-		return 0, 0, fmt.Errorf("read consumer groups of %s: %w", OutboxStream, err)
+		return 0, 0, fmt.Errorf("read consumer groups of %s: %w", o.stream, err)
 	}
 	i := slices.IndexFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == OutboxGroup })
 	if i < 0 {
-		return 0, 0, fmt.Errorf("consumer group %s of %s is gone", OutboxGroup, OutboxStream)
+		return 0, 0, fmt.Errorf("consumer group %s of %s is gone", OutboxGroup, o.stream)
 	}
 	g := groups[i]
-	st, err := o.rdb.XInfoStream(ctx, OutboxStream).Result()
+	st, err := o.rdb.XInfoStream(ctx, o.stream).Result()
 	if err != nil {
-		return 0, 0, fmt.Errorf("read stream %s: %w", OutboxStream, err)
+		return 0, 0, fmt.Errorf("read stream %s: %w", o.stream, err)
 	}
 	if g.LastDeliveredID != st.LastGeneratedID {
 		undelivered = max(g.Lag, 1) // Lag is -1 when Redis cannot tell

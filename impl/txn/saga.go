@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // saga runs a transfer as two local transactions, debit (on the source's
@@ -20,8 +18,9 @@ import (
 // global state (running / compensating / done / aborted) in the
 // coordinator database lets Recover finish what a crash left.
 type saga struct {
-	p   *pools
-	opt Options
+	p    *pools
+	opt  Options
+	done *finisher // running → done, batched
 }
 
 func newSaga(ctx context.Context, ep Endpoints, opt Options) (Transferer, error) {
@@ -30,7 +29,7 @@ func newSaga(ctx context.Context, ep Endpoints, opt Options) (Transferer, error)
 	if err != nil {
 		return nil, err
 	}
-	return &saga{p: p, opt: opt}, nil
+	return &saga{p: p, opt: opt, done: newFinisher(p, opt, stateRunning, stateDone)}, nil
 }
 
 // GIDSaga is the global transaction id saga uses for a transfer.
@@ -71,9 +70,7 @@ func (s *saga) run(ctx context.Context, gid string, from, to Account, amount int
 		}
 		out.add(PhaseForward, fs)
 		if cause == nil {
-			if _, err := setGlobalState(ctx, s.p, s.opt, gid, stateRunning, stateDone); err != nil {
-				s.opt.Logger.Warn("saga: could not mark done; Recover will replay it (idempotent)", "gid", gid, "err", err)
-			}
+			s.done.add(gid)
 			return out, nil
 		}
 		if _, err := setGlobalState(ctx, s.p, s.opt, gid, stateRunning, stateCompensating); err != nil {
@@ -102,54 +99,25 @@ func (s *saga) run(ctx context.Context, gid string, from, to Account, amount int
 	return out, fmt.Errorf("%w: saga %s compensated: %v", ErrAborted, gid, cause)
 }
 
+// action and compensate run fl_saga (schema.go): the step-log insert, the
+// business update and the journal row as one statement, its own local
+// transaction: one round trip.
 func (s *saga) action(ctx context.Context, gid string, b tccBranch) error {
-	return s.p.runLocal(ctx, b.node, s.opt.OpTimeout, func(ctx context.Context, tx pgx.Tx) error {
-		fresh, err := barrierInsert(ctx, tx, gid, b.name, OpAction)
-		if err != nil {
-			return err
-		}
-		if !fresh { // done before, or compensated before it ran
-			return journal(ctx, tx, gid, b.name, OpAction, b.account, b.amount, false)
-		}
-		if b.name == BranchDebit {
-			err = debit(ctx, tx, b.account, b.amount)
-		} else {
-			err = credit(ctx, tx, b.account, b.amount)
-		}
-		if err != nil {
-			return err
-		}
-		return journal(ctx, tx, gid, b.name, OpAction, b.account, b.amount, true)
-	})
+	_, err := s.p.call(ctx, b.node, s.opt.OpTimeout, `SELECT fl_saga($1, $2, $3, $4, $5)`, gid, b.name, OpAction, b.account, b.amount)
+	return err
 }
 
 func (s *saga) compensate(ctx context.Context, gid string, b tccBranch) error {
-	return s.p.runLocal(ctx, b.node, s.opt.OpTimeout, func(ctx context.Context, tx pgx.Tx) error {
-		never, err := barrierInsert(ctx, tx, gid, b.name, OpAction)
-		if err != nil {
-			return err
-		}
-		fresh, err := barrierInsert(ctx, tx, gid, b.name, OpCompensate)
-		if err != nil {
-			return err
-		}
-		if never || !fresh {
-			return journal(ctx, tx, gid, b.name, OpCompensate, b.account, b.amount, false)
-		}
-		delta := b.amount // refund a debit
-		if b.name == BranchCredit {
-			delta = -b.amount
-		}
-		if _, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance + $2 WHERE id = $1`, b.account, delta); err != nil {
-			return err
-		}
-		return journal(ctx, tx, gid, b.name, OpCompensate, b.account, b.amount, true)
-	})
+	_, err := s.p.call(ctx, b.node, s.opt.OpTimeout, `SELECT fl_saga($1, $2, $3, $4, $5)`, gid, b.name, OpCompensate, b.account, b.amount)
+	return err
 }
 
 // Recover continues every running saga forward and finishes every
 // compensating one.
 func (s *saga) Recover(ctx context.Context) error {
+	if err := s.done.flush(ctx); err != nil {
+		return fmt.Errorf("txn: saga recover: record finished sagas: %w", err)
+	}
 	gs, err := unfinished(ctx, s.p, s.opt, "saga", stateRunning, stateCompensating)
 	if err != nil {
 		return fmt.Errorf("txn: saga recover: list unfinished sagas: %w", err)
@@ -157,6 +125,10 @@ func (s *saga) Recover(ctx context.Context) error {
 	var errs []error
 	for _, g := range gs {
 		_, _ = s.run(ctx, g.gid, g.from, g.to, g.amount, g.state, Outcome{})
+		if err := s.done.flush(ctx); err != nil { // run queued its done mark
+			errs = append(errs, fmt.Errorf("txn: saga recover %s: record done: %w", g.gid, err))
+			continue
+		}
 		if still, err := unfinishedOne(ctx, s.p, s.opt, g.gid); still || err != nil {
 			errs = append(errs, err)
 		}
@@ -178,4 +150,8 @@ func unfinishedOne(ctx context.Context, p *pools, opt Options, gid string) (bool
 	return false, nil
 }
 
-func (s *saga) Close() error { s.p.close(); return nil }
+func (s *saga) Close() error {
+	s.done.close()
+	s.p.close()
+	return nil
+}

@@ -85,6 +85,133 @@ CREATE TABLE IF NOT EXISTS inbox (    -- every message the consumer handled, in 
 	at          timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE TABLE IF NOT EXISTS inbox_dedup (msg_id text PRIMARY KEY);
+` + participantFuncs
+
+// participantFuncs are the branch handlers as server-side functions, so a
+// branch call is one statement and one round trip: the barrier insert, the
+// business update and the journal row run in the statement's own local
+// transaction exactly as the separate statements did inside BEGIN…COMMIT.
+// A business rejection raises SQLSTATE FL001 (no such account) or FL002
+// (insufficient funds), which rolls the whole call back (see branchErr).
+// The advisory lock serialises concurrent Setups' CREATE OR REPLACE
+// (which otherwise fail with "tuple concurrently updated").
+const participantFuncs = `
+SELECT pg_advisory_xact_lock(7210366071);
+-- fl_debit / fl_credit: 2pc's and outbox's updates inside their transaction.
+CREATE OR REPLACE FUNCTION fl_debit(acc int, amt bigint) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+	UPDATE accounts SET balance = balance - amt WHERE id = acc AND balance >= amt;
+	IF NOT FOUND THEN
+		IF EXISTS (SELECT 1 FROM accounts WHERE id = acc) THEN
+			RAISE EXCEPTION 'debit account % of %: insufficient funds', acc, amt USING ERRCODE = 'FL002';
+		END IF;
+		RAISE EXCEPTION 'debit account %: no such account', acc USING ERRCODE = 'FL001';
+	END IF;
+END $f$;
+CREATE OR REPLACE FUNCTION fl_credit(acc int, amt bigint) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+	UPDATE accounts SET balance = balance + amt WHERE id = acc;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'credit account %: no such account', acc USING ERRCODE = 'FL001';
+	END IF;
+END $f$;
+-- fl_barrier inserts (gid, branch, op) into the barrier; true if it was new.
+CREATE OR REPLACE FUNCTION fl_barrier(g text, br text, o text) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+	INSERT INTO barrier(gid, branch, op) VALUES (g, br, o) ON CONFLICT DO NOTHING;
+	RETURN FOUND;
+END $f$;
+CREATE OR REPLACE FUNCTION fl_journal(g text, br text, o text, acc int, amt bigint, applied boolean) RETURNS boolean LANGUAGE sql AS $f$
+	INSERT INTO journal(gid, branch, op, account, amount, applied) VALUES (g, br, o, acc, amt, applied) RETURNING applied;
+$f$;
+-- fl_tcc is one TCC branch call (op try | confirm | cancel); with_barrier
+-- false is the tcc-nobarrier mutant. Returns whether it applied (a try the
+-- barrier rejected returns false).
+CREATE OR REPLACE FUNCTION fl_tcc(g text, br text, o text, acc int, amt bigint, with_barrier boolean) RETURNS boolean LANGUAGE plpgsql AS $f$
+DECLARE
+	no_try boolean;
+	fresh  boolean;
+BEGIN
+	IF o = 'try' THEN
+		IF with_barrier THEN
+			IF NOT fl_barrier(g, br, 'try') THEN
+				RETURN fl_journal(g, br, o, acc, amt, false);
+			END IF;
+		END IF;
+		IF br = 'debit' THEN
+			UPDATE accounts SET balance = balance - amt, frozen = frozen + amt WHERE id = acc AND balance >= amt;
+			IF NOT FOUND THEN
+				RAISE EXCEPTION 'try debit % of account %', amt, acc USING ERRCODE = 'FL002';
+			END IF;
+		ELSE
+			UPDATE accounts SET pending = pending + amt WHERE id = acc;
+			IF NOT FOUND THEN
+				RAISE EXCEPTION 'try credit account %', acc USING ERRCODE = 'FL001';
+			END IF;
+		END IF;
+		RETURN fl_journal(g, br, o, acc, amt, true);
+	ELSIF o = 'confirm' THEN
+		IF with_barrier THEN -- nested: SQL does not promise that AND short-circuits
+			IF NOT fl_barrier(g, br, 'confirm') THEN
+				RETURN fl_journal(g, br, o, acc, amt, false);
+			END IF;
+		END IF;
+		IF br = 'debit' THEN
+			UPDATE accounts SET frozen = frozen - amt WHERE id = acc;
+		ELSE
+			UPDATE accounts SET pending = pending - amt, balance = balance + amt WHERE id = acc;
+		END IF;
+		RETURN fl_journal(g, br, o, acc, amt, true);
+	ELSIF o = 'cancel' THEN
+		-- cancel inserts the try row too: an empty cancel does nothing and a
+		-- try arriving after it (hanging) finds its row.
+		IF with_barrier THEN
+			no_try := fl_barrier(g, br, 'try'); -- both rows, always
+			fresh := fl_barrier(g, br, 'cancel');
+			IF no_try OR NOT fresh THEN -- empty cancel, or repeated cancel
+				RETURN fl_journal(g, br, o, acc, amt, false);
+			END IF;
+		END IF;
+		-- without the barrier: release only if that much is reserved (the
+		-- usual ad-hoc guard; it cannot tell whose reservation it releases).
+		IF br = 'debit' THEN
+			UPDATE accounts SET balance = balance + amt, frozen = frozen - amt WHERE id = acc AND frozen >= amt;
+		ELSE
+			UPDATE accounts SET pending = pending - amt WHERE id = acc AND pending >= amt;
+		END IF;
+		RETURN fl_journal(g, br, o, acc, amt, FOUND);
+	END IF;
+	RAISE EXCEPTION 'fl_tcc: unknown op %', o;
+END $f$;
+-- fl_saga is one saga step (op action | compensate) with its step log.
+-- A compensation inserts the action row too: a step that never ran is not
+-- undone and can no longer run late.
+CREATE OR REPLACE FUNCTION fl_saga(g text, br text, o text, acc int, amt bigint) RETURNS boolean LANGUAGE plpgsql AS $f$
+DECLARE
+	never boolean;
+	fresh boolean;
+BEGIN
+	IF o = 'action' THEN
+		IF NOT fl_barrier(g, br, 'action') THEN -- done before, or compensated before it ran
+			RETURN fl_journal(g, br, o, acc, amt, false);
+		END IF;
+		IF br = 'debit' THEN
+			PERFORM fl_debit(acc, amt);
+		ELSE
+			PERFORM fl_credit(acc, amt);
+		END IF;
+		RETURN fl_journal(g, br, o, acc, amt, true);
+	ELSIF o = 'compensate' THEN
+		never := fl_barrier(g, br, 'action'); -- both rows, always
+		fresh := fl_barrier(g, br, 'compensate');
+		IF never OR NOT fresh THEN
+			RETURN fl_journal(g, br, o, acc, amt, false);
+		END IF;
+		UPDATE accounts SET balance = balance + CASE WHEN br = 'debit' THEN amt ELSE -amt END WHERE id = acc;
+		RETURN fl_journal(g, br, o, acc, amt, true);
+	END IF;
+	RAISE EXCEPTION 'fl_saga: unknown op %', o;
+END $f$;
 `
 
 const coordDDL = `
@@ -114,6 +241,12 @@ type Layout struct {
 	Accounts []Account
 	Initial  map[Account]int64
 	Total    int64
+}
+
+// OutboxKeys are the outbox stream's and its epoch's Redis keys:
+// OutboxStream and OutboxEpochKey under ep.KeyPrefix.
+func (ep Endpoints) OutboxKeys() (stream, epoch string) {
+	return ep.KeyPrefix + OutboxStream, ep.KeyPrefix + OutboxEpochKey
 }
 
 // CoordinatorDSN returns the coordinator database's DSN: ep.Coordinator.DSN,
@@ -259,7 +392,8 @@ func Setup(ctx context.Context, ep Endpoints, accountsPerNode int, initialBalanc
 	if len(ep.Redis) > 0 {
 		rc := newRedis(ep.Redis[0], timeout)
 		defer rc.Close()
-		if err := rc.Del(ctx, OutboxStream, OutboxEpochKey).Err(); err != nil {
+		stream, epoch := ep.OutboxKeys()
+		if err := rc.Del(ctx, stream, epoch).Err(); err != nil {
 			return Layout{}, fmt.Errorf("txn: reset outbox stream on %s: %w", ep.Redis[0].Addr, err)
 		}
 	}

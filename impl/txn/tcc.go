@@ -55,7 +55,8 @@ type tcc struct {
 	opt     Options
 	barrier bool
 	proto   string
-	lost    sync.Map // gid/branch → lost-reply injected once
+	lost    sync.Map  // gid/branch → lost-reply injected once
+	done    *finisher // confirming → confirmed, batched
 }
 
 func newTCC(barrier bool) Factory {
@@ -69,7 +70,8 @@ func newTCC(barrier bool) Factory {
 		if !barrier {
 			proto = "tcc-nobarrier"
 		}
-		return &tcc{p: p, opt: opt, barrier: barrier, proto: proto}, nil
+		return &tcc{p: p, opt: opt, barrier: barrier, proto: proto,
+			done: newFinisher(p, opt, stateConfirming, stateConfirmed)}, nil
 	}
 }
 
@@ -141,7 +143,7 @@ func (c *tcc) Transfer(ctx context.Context, t Transfer) (out Outcome, err error)
 			}, &out)
 			out.add(PhaseConfirm, cs)
 			if done {
-				_, _ = c.setState(ctx, gid, stateConfirming, stateConfirmed)
+				c.done.add(gid)
 			} else {
 				out.Incomplete = true // decided: Recover confirms the rest
 			}
@@ -236,81 +238,27 @@ func setGlobalState(ctx context.Context, p *pools, opt Options, gid, from, to st
 	return ct.RowsAffected() == 1, nil
 }
 
-// barrierInsert inserts (gid, branch, op); true if it was new.
-func barrierInsert(ctx context.Context, tx pgx.Tx, gid, branch, op string) (bool, error) {
-	ct, err := tx.Exec(ctx, `INSERT INTO barrier(gid, branch, op) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, gid, branch, op)
-	if err != nil {
-		return false, err
-	}
-	return ct.RowsAffected() == 1, nil
-}
-
-func journal(ctx context.Context, tx pgx.Tx, gid, branch, op string, account int, amount int64, applied bool) error {
-	_, err := tx.Exec(ctx, `INSERT INTO journal(gid, branch, op, account, amount, applied) VALUES ($1, $2, $3, $4, $5, $6)`,
-		gid, branch, op, account, amount, applied)
-	return err
-}
-
 // errRejected: the barrier neutralised a try (its cancel came first).
 var errRejected = fmt.Errorf("%w: try rejected by the barrier (already cancelled)", ErrAborted)
 
+// branchCall runs one TCC branch handler (fl_tcc in schema.go: the barrier
+// insert, the business update and the journal row) as one statement, its
+// own local transaction: one round trip. It reports whether it applied.
+func (c *tcc) branchCall(ctx context.Context, gid, op string, b tccBranch) (bool, error) {
+	return c.p.call(ctx, b.node, c.opt.OpTimeout, `SELECT fl_tcc($1, $2, $3, $4, $5, $6)`,
+		gid, b.name, op, b.account, b.amount, c.barrier)
+}
+
 func (c *tcc) try(ctx context.Context, gid string, b tccBranch) error {
-	rejected := false
-	err := c.p.runLocal(ctx, b.node, c.opt.OpTimeout, func(ctx context.Context, tx pgx.Tx) error {
-		if c.barrier {
-			fresh, err := barrierInsert(ctx, tx, gid, b.name, OpTry)
-			if err != nil {
-				return err
-			}
-			if !fresh {
-				rejected = true
-				return journal(ctx, tx, gid, b.name, OpTry, b.account, b.amount, false)
-			}
-		}
-		var q string
-		if b.name == BranchDebit {
-			q = `UPDATE accounts SET balance = balance - $2, frozen = frozen + $2 WHERE id = $1 AND balance >= $2`
-		} else {
-			q = `UPDATE accounts SET pending = pending + $2 WHERE id = $1`
-		}
-		ct, err := tx.Exec(ctx, q, b.account, b.amount)
-		if err != nil {
-			return err
-		}
-		if ct.RowsAffected() == 0 {
-			if b.name == BranchDebit {
-				return fmt.Errorf("%w: try debit %d of account %s:%d", ErrInsufficientFunds, b.amount, NodeName(b.node), b.account)
-			}
-			return fmt.Errorf("%w: try credit account %s:%d", ErrNoAccount, NodeName(b.node), b.account)
-		}
-		return journal(ctx, tx, gid, b.name, OpTry, b.account, b.amount, true)
-	})
-	if err == nil && rejected {
+	applied, err := c.branchCall(ctx, gid, OpTry, b)
+	if err == nil && !applied {
 		return errRejected
 	}
 	return err
 }
 
 func (c *tcc) confirm(ctx context.Context, gid string, b tccBranch, inject bool) error {
-	err := c.p.runLocal(ctx, b.node, c.opt.OpTimeout, func(ctx context.Context, tx pgx.Tx) error {
-		if c.barrier {
-			fresh, err := barrierInsert(ctx, tx, gid, b.name, OpConfirm)
-			if err != nil {
-				return err
-			}
-			if !fresh {
-				return journal(ctx, tx, gid, b.name, OpConfirm, b.account, b.amount, false)
-			}
-		}
-		q := `UPDATE accounts SET frozen = frozen - $2 WHERE id = $1`
-		if b.name == BranchCredit {
-			q = `UPDATE accounts SET pending = pending - $2, balance = balance + $2 WHERE id = $1`
-		}
-		if _, err := tx.Exec(ctx, q, b.account, b.amount); err != nil {
-			return err
-		}
-		return journal(ctx, tx, gid, b.name, OpConfirm, b.account, b.amount, true)
-	})
+	_, err := c.branchCall(ctx, gid, OpConfirm, b)
 	if err == nil && inject && c.opt.TCC.LostConfirmReply {
 		if _, seen := c.lost.LoadOrStore(gid+"/"+b.name, true); !seen {
 			return fmt.Errorf("%w: confirm %s reply lost (injected)", ErrIndeterminate, b.name)
@@ -320,34 +268,8 @@ func (c *tcc) confirm(ctx context.Context, gid string, b tccBranch, inject bool)
 }
 
 func (c *tcc) cancel(ctx context.Context, gid string, b tccBranch) error {
-	return c.p.runLocal(ctx, b.node, c.opt.OpTimeout, func(ctx context.Context, tx pgx.Tx) error {
-		if c.barrier {
-			noTry, err := barrierInsert(ctx, tx, gid, b.name, OpTry)
-			if err != nil {
-				return err
-			}
-			fresh, err := barrierInsert(ctx, tx, gid, b.name, OpCancel)
-			if err != nil {
-				return err
-			}
-			if noTry || !fresh { // empty cancel, or repeated cancel
-				return journal(ctx, tx, gid, b.name, OpCancel, b.account, b.amount, false)
-			}
-		}
-		// Without the barrier, cancel guards against an empty cancel the
-		// usual ad-hoc way: release only if that much is reserved. It cannot
-		// tell a late try is still coming (hanging), nor whose reservation
-		// it releases.
-		q := `UPDATE accounts SET balance = balance + $2, frozen = frozen - $2 WHERE id = $1 AND frozen >= $2`
-		if b.name == BranchCredit {
-			q = `UPDATE accounts SET pending = pending - $2 WHERE id = $1 AND pending >= $2`
-		}
-		ct, err := tx.Exec(ctx, q, b.account, b.amount)
-		if err != nil {
-			return err
-		}
-		return journal(ctx, tx, gid, b.name, OpCancel, b.account, b.amount, ct.RowsAffected() == 1)
-	})
+	_, err := c.branchCall(ctx, gid, OpCancel, b)
+	return err
 }
 
 // globalRow is an unfinished global transaction.
@@ -372,6 +294,9 @@ func unfinished(ctx context.Context, p *pools, opt Options, proto string, states
 // Recover finishes every unfinished global transaction: 'confirming' ones
 // are confirmed, 'trying' and 'cancelling' ones cancelled.
 func (c *tcc) Recover(ctx context.Context) error {
+	if err := c.done.flush(ctx); err != nil {
+		return fmt.Errorf("txn: %s recover: record confirmed transactions: %w", c.proto, err)
+	}
 	gs, err := unfinished(ctx, c.p, c.opt, c.proto, stateTrying, stateConfirming, stateCancelling)
 	if err != nil {
 		return fmt.Errorf("txn: %s recover: list unfinished transactions: %w", c.proto, err)
@@ -414,4 +339,8 @@ func (c *tcc) Recover(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (c *tcc) Close() error { c.p.close(); return nil }
+func (c *tcc) Close() error {
+	c.done.close()
+	c.p.close()
+	return nil
+}

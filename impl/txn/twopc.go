@@ -143,13 +143,27 @@ func (c *twoPC) Transfer(ctx context.Context, t Transfer) (out Outcome, err erro
 				return out, fmt.Errorf("%w at %s (transfer %s)", ErrCrashed, CrashBeforeCommit, t.ID)
 			}
 			cs := time.Now()
-			for i, b := range parts {
-				if cerr := c.finish(ctx, b.node, gid, true); cerr != nil {
-					out.Incomplete = true // decided: Recover commits it
-					c.opt.Logger.Warn("2pc: commit prepared failed; Recover will finish it", "gid", gid, "node", NodeName(b.node), "err", cerr)
+			if crash(CrashAfterCommit) {
+				// Commit the first participant only, then crash.
+				if cerr := c.finish(ctx, parts[0].node, gid, true); cerr != nil {
+					c.opt.Logger.Warn("2pc: commit prepared failed; Recover will finish it", "gid", gid, "node", NodeName(parts[0].node), "err", cerr)
 				}
-				if i == 0 && crash(CrashAfterCommit) {
-					return out, fmt.Errorf("%w at %s (transfer %s)", ErrCrashed, CrashAfterCommit, t.ID)
+				return out, fmt.Errorf("%w at %s (transfer %s)", ErrCrashed, CrashAfterCommit, t.ID)
+			}
+			// Phase 2: COMMIT PREPARED on every participant, in parallel.
+			errs := make([]error, len(parts))
+			for i, b := range parts {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					errs[i] = c.finish(ctx, b.node, gid, true)
+				}()
+			}
+			wg.Wait()
+			for i, cerr := range errs {
+				if cerr != nil {
+					out.Incomplete = true // decided: Recover commits it
+					c.opt.Logger.Warn("2pc: commit prepared failed; Recover will finish it", "gid", gid, "node", NodeName(parts[i].node), "err", cerr)
 				}
 			}
 			out.add(PhaseCommit, cs)
@@ -179,8 +193,12 @@ func (c *twoPC) Transfer(ctx context.Context, t Transfer) (out Outcome, err erro
 	return out, fmt.Errorf("%w: 2pc %s rolled back: %v", ErrAborted, t.ID, cause)
 }
 
-// prepare runs BEGIN, the branch's updates and PREPARE TRANSACTION on one
-// acquired connection of the branch's node.
+// prepare sends BEGIN, the branch's updates (fl_debit / fl_credit, which
+// raise on a business rejection) and PREPARE TRANSACTION as one
+// simple-protocol query on one acquired connection of the branch's node:
+// one round trip. The server runs them in order and skips the rest after
+// an error, so an error it answered means not prepared (vote no); a lost
+// answer means the prepare may have happened (vote unknown).
 func (c *twoPC) prepare(ctx context.Context, gid string, b branch) (vote, error) {
 	pl, err := c.p.node(b.node)
 	if err != nil {
@@ -193,28 +211,30 @@ func (c *twoPC) prepare(ctx context.Context, gid string, b branch) (vote, error)
 		return voteNo, fmt.Errorf("acquire %s: %w", NodeName(b.node), err)
 	}
 	defer conn.Release() // the pool closes it if a transaction is still open
-	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
-		return voteNo, fmt.Errorf("begin on %s: %w", NodeName(b.node), err)
-	}
+	var q strings.Builder
+	q.WriteString("BEGIN;")
 	for _, o := range b.ops {
 		if o.delta < 0 {
-			err = debit(ctx, conn, o.account, -o.delta)
+			fmt.Fprintf(&q, " SELECT fl_debit(%d, %d);", o.account, -o.delta)
 		} else {
-			err = credit(ctx, conn, o.account, o.delta)
-		}
-		if err != nil {
-			rb, rbCancel := context.WithTimeout(context.Background(), c.opt.OpTimeout)
-			_, _ = conn.Exec(rb, "ROLLBACK")
-			rbCancel()
-			return voteNo, fmt.Errorf("on %s: %w", NodeName(b.node), err)
+			fmt.Fprintf(&q, " SELECT fl_credit(%d, %d);", o.account, o.delta)
 		}
 	}
-	if _, err := conn.Exec(ctx, "PREPARE TRANSACTION "+quote(gid), pgx.QueryExecModeSimpleProtocol); err != nil {
+	q.WriteString(" PREPARE TRANSACTION " + quote(gid))
+	if _, err := conn.Exec(ctx, q.String(), pgx.QueryExecModeSimpleProtocol); err != nil {
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) { // the server refused: the transaction is rolled back
-			return voteNo, fmt.Errorf("prepare on %s: %w", NodeName(b.node), err)
+		if !errors.As(err, &pe) {
+			return voteUnknown, fmt.Errorf("prepare on %s (answer lost): %w", NodeName(b.node), err)
 		}
-		return voteUnknown, fmt.Errorf("prepare on %s (answer lost): %w", NodeName(b.node), err)
+		// The server refused: the transaction block is aborted (or, for a
+		// refused PREPARE, already rolled back): end it on this session.
+		rb, rbCancel := context.WithTimeout(context.Background(), c.opt.OpTimeout)
+		_, _ = conn.Exec(rb, "ROLLBACK")
+		rbCancel()
+		if berr := branchErr(b.node, err); berr != nil {
+			return voteNo, fmt.Errorf("on %s: %w", NodeName(b.node), berr)
+		}
+		return voteNo, fmt.Errorf("prepare on %s: %w", NodeName(b.node), err)
 	}
 	return voteYes, nil
 }

@@ -183,6 +183,9 @@ type Endpoints struct {
 	Coordinator PostgresEndpoint
 	// Redis carries the outbox stream (outbox implementations only).
 	Redis []RedisEndpoint
+	// KeyPrefix starts every Redis key the implementation writes ("" on
+	// servers faultline owns; the run's prefix on external ones).
+	KeyPrefix string
 }
 
 // CrashPoint names a moment where the 2PC coordinator can crash.

@@ -441,3 +441,102 @@ func TestTransferValidation(t *testing.T) {
 		t.Fatalf("accounts: %d, %v", n, err)
 	}
 }
+
+// TestBusinessRejections: a transfer the bank refuses (too little money, no
+// such account) fails with the matching business error on every
+// implementation whose handlers raise it server-side (FL001/FL002), moves
+// nothing, and leaves nothing prepared, frozen or unfinished.
+func TestBusinessRejections(t *testing.T) {
+	needEnv(t)
+	a1 := txn.Account{Node: 0, ID: 1}
+	cases := []struct {
+		impl string
+		to   txn.Account
+		amt  int64
+		want error
+	}{
+		{"2pc", txn.Account{Node: 1, ID: 1}, initialBalance + 1, txn.ErrInsufficientFunds},
+		{"2pc", txn.Account{Node: 1, ID: 999}, 5, txn.ErrNoAccount},
+		{"tcc", txn.Account{Node: 1, ID: 1}, initialBalance + 1, txn.ErrInsufficientFunds},
+		{"tcc", txn.Account{Node: 1, ID: 999}, 5, txn.ErrNoAccount},
+		{"tcc-nobarrier", txn.Account{Node: 1, ID: 1}, initialBalance + 1, txn.ErrInsufficientFunds},
+		{"saga", txn.Account{Node: 1, ID: 1}, initialBalance + 1, txn.ErrInsufficientFunds},
+		{"saga", txn.Account{Node: 1, ID: 999}, 5, txn.ErrNoAccount},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s/%s", c.impl, c.want), func(t *testing.T) {
+			ep := testEnv.direct
+			lay := bank(t, ep)
+			tr := newTransferer(t, c.impl, ep, txn.Options{})
+			var l ledger
+			_, err := l.do(ctxFor(t, 10*time.Second), tr, txn.Transfer{ID: "rej", From: a1, To: c.to, Amount: c.amt})
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got %v, want %v", err, c.want)
+			}
+			snap, vs := check(t, c.impl, tr, ep, lay, &l)
+			requireValid(t, vs)
+			if a := account(t, snap, a1); a.Balance != initialBalance || a.Frozen != 0 {
+				t.Errorf("%s after the refused transfer: %+v, want balance %d, nothing frozen", a1, a, initialBalance)
+			}
+			if len(snap.Prepared) != 0 {
+				t.Errorf("prepared left: %+v", snap.Prepared)
+			}
+		})
+	}
+}
+
+// TestLostFinalState: tcc and saga write a finished transaction's final
+// state in batches, off the transfer's path (finisher.go), because losing
+// it is harmless: the transaction reads confirming / running again and
+// Recover finishes it a second time, which the barrier or step log makes a
+// no-op. Here every final state is reverted (lost) before Recover: tcc and
+// saga stay valid; tcc-nobarrier, whose repeated confirm applies twice, is
+// caught.
+func TestLostFinalState(t *testing.T) {
+	needEnv(t)
+	for _, c := range []struct {
+		impl, state string
+		valid       bool
+	}{
+		{"tcc", "confirming", true},
+		{"saga", "running", true},
+		{"tcc-nobarrier", "confirming", false},
+	} {
+		t.Run(c.impl, func(t *testing.T) {
+			ep := testEnv.direct
+			lay := bank(t, ep)
+			tr := newTransferer(t, c.impl, ep, txn.Options{})
+			var l ledger
+			ctx := ctxFor(t, 30*time.Second)
+			r := rand.New(rand.NewPCG(3, 4))
+			for i := range 10 {
+				if _, err := l.do(ctx, tr, randomTransfer(r, fmt.Sprintf("lost%d", i), false)); err != nil {
+					t.Fatalf("transfer %d: %v", i, err)
+				}
+			}
+			_ = tr.Close() // writes the batched final states
+			dsn, err := ep.CoordinatorDSN()
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			ct, err := conn.Exec(ctx, `UPDATE global_txn SET state = $1`, c.state)
+			if err != nil || ct.RowsAffected() != 10 {
+				t.Fatalf("revert the final states: %v rows, %v", ct.RowsAffected(), err)
+			}
+			rec := newTransferer(t, c.impl, ep, txn.Options{})
+			_, vs := check(t, c.impl, rec, ep, lay, &l)
+			if c.valid {
+				requireValid(t, vs)
+				return
+			}
+			if v := vs[checker.ConservationName]; v.Valid != results.Invalid {
+				t.Errorf("%s: conservation %s, want invalid (a repeated confirm applied twice): %s", c.impl, v.Valid, v.Summary)
+			}
+		})
+	}
+}

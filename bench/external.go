@@ -1,0 +1,112 @@
+package bench
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/faultline-dev/faultline/bench/results"
+	"github.com/faultline-dev/faultline/bench/workload"
+	"github.com/faultline-dev/faultline/chaos"
+	"github.com/faultline-dev/faultline/infra"
+)
+
+// ProviderExternal is --provider external: servers faultline does not own
+// (Config.External), each behind its own proxy.
+const ProviderExternal = "external"
+
+// envSpec is the infra.Spec of a run on nodes.
+func (c Config) envSpec(nodes []infra.NodeSpec) infra.Spec {
+	return infra.Spec{Nodes: nodes, Topology: infra.Topology(c.Topology), Provider: c.Provider, External: c.External, Namespace: c.Namespace}
+}
+
+// checkExternal refuses, before anything starts, a process fault on an
+// external target faultline cannot control (scheds: every phase's schedule).
+func (c Config) checkExternal(nodes []infra.NodeSpec, scheds map[string]chaos.Schedule) error {
+	if c.Provider != ProviderExternal {
+		return nil
+	}
+	spec := c.envSpec(nodes)
+	control := func(n string) (bool, string) { return infra.ProcessControl(spec, n) }
+	for _, impl := range c.Impls {
+		if err := chaos.CheckProcessControl(scheds[impl], nodes, c.TTL, control); err != nil {
+			return &UsageError{Msg: fmt.Sprintf("%s: %v", impl, err)}
+		}
+	}
+	if n := c.Opts["kill-after-prepare"]; n != "" {
+		if ok, why := control(n); !ok {
+			return usagef("--opt kill-after-prepare=%s refused: it kills a server process and %s", n, why)
+		}
+	}
+	return nil
+}
+
+// Capabilities says which fault kinds a run on nodes can inject and which
+// the provider refuses (process faults on external servers without a
+// container), with the external targets as they may be shown.
+func (c Config) Capabilities(nodes []infra.NodeSpec) *results.Capabilities {
+	spec := c.envSpec(nodes)
+	out := &results.Capabilities{Possible: []string{}}
+	var blocked []string
+	for _, n := range nodes {
+		if ok, why := infra.ProcessControl(spec, n.Name); !ok && !slices.Contains(blocked, why) {
+			blocked = append(blocked, why)
+		}
+	}
+	for _, k := range chaos.Kinds() {
+		if k.Class == chaos.Process && len(blocked) > 0 {
+			if out.Refused == nil {
+				out.Refused = map[string]string{}
+			}
+			out.Refused[k.Name] = strings.Join(blocked, "; ")
+			continue
+		}
+		out.Possible = append(out.Possible, k.Name)
+	}
+	if c.Provider == ProviderExternal {
+		for _, t := range c.External {
+			out.Targets = append(out.Targets, t.Public())
+		}
+		out.KeyPrefix, out.Schema = infra.KeyPrefix(c.Namespace), infra.Schema(c.Namespace)
+	}
+	return out
+}
+
+// DryRun says what a run of cfg would create on its external servers and
+// which faults it would refuse, without connecting to anything. A fault
+// the provider refuses is a *UsageError, as in Run.
+func DryRun(cfg Config) (string, error) {
+	cfg = cfg.WithDefaults().RaiseQuiet().RouteOptions()
+	if err := cfg.Validate(); err != nil {
+		return "", err
+	}
+	if cfg.Provider != ProviderExternal {
+		return "", usagef("--dry-run is for --provider external (it says what a run would create on servers faultline does not own)")
+	}
+	wl, _ := workload.Lookup(cfg.Workload)
+	cfg.Impls, _ = WithBaseline(wl, cfg.Impls)
+	nodes, _ := wl.Nodes(cfg.Impls)
+	scheds := map[string]chaos.Schedule{}
+	for _, impl := range cfg.Impls {
+		sched, err := PhaseSchedule(cfg, wl, impl)
+		if err == nil {
+			err = chaos.CheckTargets(sched, nodes, cfg.TTL)
+		}
+		if err != nil {
+			return "", &UsageError{Msg: fmt.Sprintf("%s: %v", impl, err)}
+		}
+		scheds[impl] = sched
+	}
+	if err := cfg.checkExternal(nodes, scheds); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString(infra.DescribeExternal(cfg.envSpec(nodes)))
+	capa := cfg.Capabilities(nodes)
+	fmt.Fprintf(&b, "faults possible: %s\n", strings.Join(capa.Possible, ", "))
+	for _, k := range slices.Sorted(maps.Keys(capa.Refused)) {
+		fmt.Fprintf(&b, "fault %s refused: %s\n", k, capa.Refused[k])
+	}
+	return b.String(), nil
+}

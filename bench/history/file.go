@@ -1,0 +1,234 @@
+package history
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// File names of a run's history: runs write the zstd-compressed one
+// (readable by `zstdcat history.jsonl.zst`); older runs wrote plain JSONL,
+// which every reader still accepts.
+const (
+	FileName      = "history.jsonl.zst"
+	PlainFileName = "history.jsonl"
+)
+
+// zstdMagic opens every zstd frame (RFC 8878).
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// Find returns the history file of run directory dir: history.jsonl.zst,
+// else history.jsonl. When neither exists the error wraps fs.ErrNotExist
+// and names both.
+func Find(dir string) (string, error) {
+	for _, name := range []string{FileName, PlainFileName} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("history: %w", err)
+		}
+	}
+	return "", fmt.Errorf("history: neither %s nor %s in %s: %w", FileName, PlainFileName, dir, fs.ErrNotExist)
+}
+
+// File is an open history file: a Reader over its (decompressed) lines.
+// Close it when done.
+type File struct {
+	*Reader
+	f   *os.File
+	dec *zstd.Decoder
+}
+
+// Open opens a history file for streaming, plain or zstd-compressed (told
+// apart by the content, not the name).
+func Open(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	r, dec, err := decompress(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("history: %s: %w", path, err)
+	}
+	return &File{Reader: NewReader(r).Named(path), f: f, dec: dec}, nil
+}
+
+// Close releases the file and the decoder.
+func (f *File) Close() error {
+	if f.dec != nil {
+		f.dec.Close()
+	}
+	return f.f.Close()
+}
+
+// Decompress returns a reader of r's history lines: r itself when it is
+// plain JSONL, a streaming zstd decoder when it starts with a zstd frame.
+// Close the returned closer when done (a no-op for plain input).
+func Decompress(r io.Reader) (io.Reader, func(), error) {
+	rd, dec, err := decompress(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if dec == nil {
+		return rd, func() {}, nil
+	}
+	return rd, dec.Close, nil
+}
+
+func decompress(r io.Reader) (io.Reader, *zstd.Decoder, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(len(zstdMagic))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, nil, err
+	}
+	if !bytes.Equal(head, zstdMagic) {
+		return br, nil, nil
+	}
+	// One goroutine and low memory: the checkers stream, they do not need
+	// the decoder to run ahead.
+	dec, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		return nil, nil, fmt.Errorf("zstd: %w", err)
+	}
+	return dec, dec, nil
+}
+
+// Load reads every Op of a history file, plain or compressed; a bad line is
+// a *LineError naming it. It holds the whole history in memory: prefer
+// LoadImpl or Open for long runs.
+func Load(path string) ([]Op, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.All()
+}
+
+// LoadImpl streams a history file and keeps only the Ops of implementation
+// impl (what ForImpl would return), so that memory holds one
+// implementation's phase at a time. Every line is checked: one that is not
+// valid JSON is a *LineError even when it is not impl's.
+func LoadImpl(path, impl string) ([]Op, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.impl(impl, true)
+}
+
+// EachImpl streams a history file once per implementation of impls and
+// calls fn with that implementation's Ops (LoadImpl's), so that memory
+// holds one phase at a time. The first pass checks every line (a malformed
+// one is a *LineError); later passes skip other implementations' lines
+// without decoding them.
+func EachImpl(path string, impls []string, fn func(impl string, ops []Op) error) error {
+	for i, impl := range impls {
+		f, err := Open(path)
+		if err != nil {
+			return err
+		}
+		ops, err := f.impl(impl, i == 0)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if err := fn(impl, ops); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// impl reads every remaining Op of implementation impl; on an error it
+// returns those read before. With validate, lines of other implementations
+// are decoded too (a malformed one is an error); without, they are skipped unread. Strings repeated
+// across entries (impl, operation, key, type, error) are shared, not copied
+// per entry.
+func (r *Reader) impl(impl string, validate bool) ([]Op, error) {
+	// A line of impl holds its name as a JSON string; a line without those
+	// bytes cannot be one of impl's (an escaped name is decoded below).
+	needle := appendString(nil, impl)
+	plain := !bytes.ContainsRune(needle, '\\')
+	var ops []Op
+	in := newInterner()
+	for {
+		b, err := r.Line()
+		if errors.Is(err, io.EOF) {
+			return ops, nil
+		}
+		if err != nil {
+			return ops, err
+		}
+		if plain && !bytes.Contains(b, needle) {
+			if validate {
+				if _, err := r.decode(b); err != nil {
+					return ops, err
+				}
+			}
+			continue
+		}
+		op, err := r.decode(b)
+		if err != nil {
+			return ops, err
+		}
+		if op.Impl != impl {
+			continue
+		}
+		in.op(&op)
+		ops = append(ops, op)
+	}
+}
+
+// interner shares the few distinct strings a long history repeats millions
+// of times, so that a loaded history costs its structs, not its strings.
+type interner map[string]string
+
+func newInterner() interner { return interner{} }
+
+// limit bounds the table: keys and errors are few in practice, but a
+// history is input, and an interner must not become a copy of it.
+const internLimit = 1 << 16
+
+func (in interner) s(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := in[s]; ok {
+		return v
+	}
+	if len(in) < internLimit {
+		in[s] = s
+	}
+	return s
+}
+
+func (in interner) op(op *Op) {
+	op.Type = Type(in.s(string(op.Type)))
+	op.Impl = in.s(op.Impl)
+	op.F = in.s(op.F)
+	op.Key = in.s(op.Key)
+	op.Error = in.s(op.Error)
+}
+
+// NewCompressor returns a streaming zstd compressor writing to w, tuned for
+// a run's history (fastest level, one goroutine: the run's CPU belongs to
+// the system under test). Its Flush ends the pending block, so the file
+// trails the run by at most one flush; Close ends the frame.
+func NewCompressor(w io.Writer) (io.WriteCloser, error) {
+	enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return nil, fmt.Errorf("history: zstd: %w", err)
+	}
+	return enc, nil
+}

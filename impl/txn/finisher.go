@@ -1,0 +1,107 @@
+package txn
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// finishInterval is how often a finisher writes the final states gathered
+// since its last write.
+const finishInterval = 10 * time.Millisecond
+
+// finisher writes the final state of finished global transactions (tcc:
+// confirming → confirmed, saga: running → done) in batches, off the
+// transfer's path: one UPDATE per interval instead of one round trip per
+// transfer. The final state needs no durability of its own: a transaction
+// whose mark is lost (a crash, a failed write) stays confirming / running,
+// and Recover finishes it again, which the barrier (tcc) or the step log
+// (saga) turns into a no-op. Recover and Close write what is pending first.
+type finisher struct {
+	p        *pools
+	opt      Options
+	from, to string
+
+	mu      sync.Mutex
+	pending []string
+	// flushing is held through a whole write, so a flush returns only
+	// after every mark queued before it is written (or failed), also one
+	// the background loop was writing.
+	flushing sync.Mutex
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newFinisher(p *pools, opt Options, from, to string) *finisher {
+	f := &finisher{p: p, opt: opt, from: from, to: to, stop: make(chan struct{}), done: make(chan struct{})}
+	go f.run()
+	return f
+}
+
+// add queues gid's final state.
+func (f *finisher) add(gid string) {
+	f.mu.Lock()
+	f.pending = append(f.pending, gid)
+	f.mu.Unlock()
+}
+
+func (f *finisher) run() {
+	defer close(f.done)
+	tick := time.NewTicker(finishInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), f.opt.OpTimeout)
+			_ = f.flush(ctx) // kept for the next tick
+			cancel()
+		}
+	}
+}
+
+// flush writes every pending final state; on failure they stay pending.
+func (f *finisher) flush(ctx context.Context) error {
+	f.flushing.Lock()
+	defer f.flushing.Unlock()
+	f.mu.Lock()
+	gids := f.pending
+	f.pending = nil
+	f.mu.Unlock()
+	if len(gids) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.opt.OpTimeout)
+	defer cancel()
+	_, err := f.p.coord.Exec(ctx, `UPDATE global_txn SET state = $3, updated_at = clock_timestamp() WHERE gid = ANY($1) AND state = $2`,
+		gids, f.from, f.to)
+	if err != nil {
+		f.mu.Lock()
+		f.pending = append(gids, f.pending...)
+		f.mu.Unlock()
+	}
+	return err
+}
+
+// close stops the background writes and writes what is pending (once;
+// what fails is left to Recover). Idempotent.
+func (f *finisher) close() {
+	f.closeOnce.Do(f.shut)
+}
+
+func (f *finisher) shut() {
+	close(f.stop)
+	<-f.done
+	ctx, cancel := context.WithTimeout(context.Background(), f.opt.OpTimeout)
+	defer cancel()
+	if err := f.flush(ctx); err != nil {
+		f.mu.Lock()
+		n := len(f.pending)
+		f.mu.Unlock()
+		f.opt.Logger.Warn("txn: could not record the final state of finished transactions; Recover finishes them again (a no-op)",
+			"state", f.to, "transactions", n, "err", err)
+	}
+}
