@@ -23,7 +23,8 @@ import (
 // acknowledged by the old primary alone and the new primary grants it again
 // while the first holder's lease runs (lost acknowledged writes). Sync
 // (remote_apply): a grant returns only once the standby applied it, so the
-// new primary refuses every key. The lag is 10x the measured kill+promote
+// new primary refuses every key; so it does after a switchover
+// (FailoverForce: a clean stop of the primary). The lag is 10x the measured kill+promote
 // time, so the verdict does not hang on timing.
 func TestPGLeaseStandbyFailover(t *testing.T) {
 	if testing.Short() {
@@ -32,14 +33,17 @@ func TestPGLeaseStandbyFailover(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		sync     bool
+		how      infra.FailoverMode
 		wantLost int
 	}{
-		{"async-loses-leases", false, 3},
-		{"sync-keeps-leases", true, 0},
+		{"async-kill-loses-leases", false, infra.FailoverKill, 3},
+		{"sync-kill-keeps-leases", true, infra.FailoverKill, 0},
+		// A clean stop waits until the standby has flushed all WAL.
+		{"async-switchover-keeps-leases", false, infra.FailoverForce, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			lost, took := pgLeaseFailover(t, tc.sync, 3)
-			t.Logf("sync=%v: %d of 3 acknowledged leases granted again after the failover (promotion %v)", tc.sync, lost, took.Round(time.Millisecond))
+			lost, took := pgLeaseFailover(t, tc.sync, tc.how, 3)
+			t.Logf("sync=%v %s: %d of 3 acknowledged leases granted again after the failover (promotion %v)", tc.sync, tc.how, lost, took.Round(time.Millisecond))
 			if lost != tc.wantLost {
 				t.Errorf("lost leases = %d, want %d", lost, tc.wantLost)
 			}
@@ -47,7 +51,7 @@ func TestPGLeaseStandbyFailover(t *testing.T) {
 	}
 }
 
-func pgLeaseFailover(t *testing.T, syncStandby bool, keys int) (lost int, promotion time.Duration) {
+func pgLeaseFailover(t *testing.T, syncStandby bool, how infra.FailoverMode, keys int) (lost int, promotion time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	env, err := infra.Up(ctx, infra.Spec{Provider: "local", Topology: infra.TopologyPGStandby,
@@ -100,7 +104,7 @@ func pgLeaseFailover(t *testing.T, syncStandby bool, keys int) (lost int, promot
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("acquire with replication lag: %v", err)
 	}
-	res, err := env.Failover(ctx, infra.FailoverKill)
+	res, err := env.Failover(ctx, how)
 	if err != nil {
 		t.Fatal(err)
 	}
