@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -183,7 +184,7 @@ func BenchmarkMarkDone(b *testing.B) {
 }
 
 // BenchmarkInvokeComplete includes the history path (an Op through the
-// channel to the JSON writer goroutine): what a recorded operation costs.
+// pending batch to the JSON writer goroutine): what a recorded operation costs.
 func BenchmarkInvokeComplete(b *testing.B) {
 	h := NewHistory(io.Discard, time.Now())
 	w := NewStats(h, []string{"acquire"}, time.Time{}).Worker(0, "x")
@@ -194,4 +195,62 @@ func BenchmarkInvokeComplete(b *testing.B) {
 	}
 	b.StopTimer()
 	h.Close()
+}
+
+// gatedWriter blocks every Write until open is closed.
+type gatedWriter struct {
+	open chan struct{}
+	buf  bytes.Buffer
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	<-g.open
+	return g.buf.Write(p)
+}
+
+// A writer that cannot keep up holds producers back at maxPending pending
+// entries (memory stays bounded), and once it catches up every entry is
+// written, in each process's order.
+func TestHistoryBoundsPendingAndKeepsOrder(t *testing.T) {
+	g := &gatedWriter{open: make(chan struct{})}
+	h := NewHistory(g, time.Now())
+	const workers, per = 4, maxPending/2 + 20000 // more than maxPending + a batch + the writer's 256 KiB buffer in all
+	var wg sync.WaitGroup
+	for p := range workers {
+		wg.Go(func() {
+			for i := range per {
+				h.Log(history.Op{Process: p, F: "op", Value: history.Int(int64(i)), Type: history.Invoke})
+			}
+		})
+	}
+	pending := func() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.pending) }
+	deadline := time.Now().Add(30 * time.Second)
+	for pending() < maxPending {
+		if time.Now().After(deadline) {
+			t.Fatalf("producers never reached the bound: %d pending", pending())
+		}
+		runtime.Gosched()
+	}
+	if n := pending(); n != maxPending {
+		t.Fatalf("%d entries pending, bound %d", n, maxPending)
+	}
+	close(g.open)
+	wg.Wait()
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := history.ReadAll(&g.buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != workers*per {
+		t.Fatalf("got %d ops, want %d", len(ops), workers*per)
+	}
+	next := make([]int64, workers)
+	for i, op := range ops {
+		if op.Index != int64(i) || *op.Value != next[op.Process] {
+			t.Fatalf("op %d (index %d) of process %d: value %d, want %d", i, op.Index, op.Process, *op.Value, next[op.Process])
+		}
+		next[op.Process]++
+	}
 }
