@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -97,6 +98,23 @@ func branchErr(node int, err error) error {
 		return fmt.Errorf("%w: %s on %s", ErrInsufficientFunds, pe.Message, NodeName(node))
 	}
 	return nil
+}
+
+// parallel runs fn(0) … fn(n-1) at once and waits for all: the last on the
+// calling goroutine (one goroutine fewer to schedule on a busy machine).
+func parallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	for i := range n - 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(i)
+		}()
+	}
+	if n > 0 {
+		fn(n - 1)
+	}
+	wg.Wait()
 }
 
 // querier is a pgx.Tx or an acquired connection inside BEGIN.

@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS inbox_dedup (msg_id text PRIMARY KEY);
 // (which otherwise fail with "tuple concurrently updated").
 const participantFuncs = `
 SELECT pg_advisory_xact_lock(7210366071);
--- fl_debit / fl_credit: 2pc's and outbox's updates inside their transaction.
+-- fl_debit / fl_credit: the updates of a 2pc branch and of a saga step.
 CREATE OR REPLACE FUNCTION fl_debit(acc int, amt bigint) RETURNS void LANGUAGE plpgsql AS $f$
 BEGIN
 	UPDATE accounts SET balance = balance - amt WHERE id = acc AND balance >= amt;
@@ -115,102 +115,88 @@ BEGIN
 		RAISE EXCEPTION 'credit account %: no such account', acc USING ERRCODE = 'FL001';
 	END IF;
 END $f$;
--- fl_barrier inserts (gid, branch, op) into the barrier; true if it was new.
-CREATE OR REPLACE FUNCTION fl_barrier(g text, br text, o text) RETURNS boolean LANGUAGE plpgsql AS $f$
-BEGIN
-	INSERT INTO barrier(gid, branch, op) VALUES (g, br, o) ON CONFLICT DO NOTHING;
-	RETURN FOUND;
-END $f$;
-CREATE OR REPLACE FUNCTION fl_journal(g text, br text, o text, acc int, amt bigint, applied boolean) RETURNS boolean LANGUAGE sql AS $f$
-	INSERT INTO journal(gid, branch, op, account, amount, applied) VALUES (g, br, o, acc, amt, applied) RETURNING applied;
-$f$;
--- fl_tcc is one TCC branch call (op try | confirm | cancel); with_barrier
--- false is the tcc-nobarrier mutant. Returns whether it applied (a try the
--- barrier rejected returns false).
+-- fl_tcc is one TCC branch call (op try | confirm | cancel): the barrier
+-- insert, the business update and the journal row (applied or
+-- neutralised). with_barrier false is the tcc-nobarrier mutant. Returns
+-- whether it applied (false for a try the barrier rejected).
 CREATE OR REPLACE FUNCTION fl_tcc(g text, br text, o text, acc int, amt bigint, with_barrier boolean) RETURNS boolean LANGUAGE plpgsql AS $f$
 DECLARE
-	no_try boolean;
-	fresh  boolean;
+	applied boolean := true;
+	no_try  boolean;
 BEGIN
-	IF o = 'try' THEN
-		IF with_barrier THEN
-			IF NOT fl_barrier(g, br, 'try') THEN
-				RETURN fl_journal(g, br, o, acc, amt, false);
-			END IF;
-		END IF;
-		IF br = 'debit' THEN
+	IF o NOT IN ('try', 'confirm', 'cancel') THEN
+		RAISE EXCEPTION 'fl_tcc: unknown op %', o;
+	END IF;
+	IF with_barrier AND o = 'cancel' THEN
+		-- cancel inserts the try row too (both rows, always): an empty
+		-- cancel does nothing and a try arriving after it (hanging) finds
+		-- its row.
+		INSERT INTO barrier(gid, branch, op) VALUES (g, br, 'try') ON CONFLICT DO NOTHING;
+		no_try := FOUND;
+		INSERT INTO barrier(gid, branch, op) VALUES (g, br, 'cancel') ON CONFLICT DO NOTHING;
+		applied := FOUND AND NOT no_try; -- not an empty nor a repeated cancel
+	ELSIF with_barrier THEN
+		INSERT INTO barrier(gid, branch, op) VALUES (g, br, o) ON CONFLICT DO NOTHING;
+		applied := FOUND; -- not a repeated confirm nor a try after its cancel
+	END IF;
+	IF applied THEN
+		IF o = 'try' AND br = 'debit' THEN
 			UPDATE accounts SET balance = balance - amt, frozen = frozen + amt WHERE id = acc AND balance >= amt;
 			IF NOT FOUND THEN
 				RAISE EXCEPTION 'try debit % of account %', amt, acc USING ERRCODE = 'FL002';
 			END IF;
-		ELSE
+		ELSIF o = 'try' THEN
 			UPDATE accounts SET pending = pending + amt WHERE id = acc;
 			IF NOT FOUND THEN
 				RAISE EXCEPTION 'try credit account %', acc USING ERRCODE = 'FL001';
 			END IF;
-		END IF;
-		RETURN fl_journal(g, br, o, acc, amt, true);
-	ELSIF o = 'confirm' THEN
-		IF with_barrier THEN -- nested: SQL does not promise that AND short-circuits
-			IF NOT fl_barrier(g, br, 'confirm') THEN
-				RETURN fl_journal(g, br, o, acc, amt, false);
-			END IF;
-		END IF;
-		IF br = 'debit' THEN
+		ELSIF o = 'confirm' AND br = 'debit' THEN
 			UPDATE accounts SET frozen = frozen - amt WHERE id = acc;
-		ELSE
+		ELSIF o = 'confirm' THEN
 			UPDATE accounts SET pending = pending - amt, balance = balance + amt WHERE id = acc;
-		END IF;
-		RETURN fl_journal(g, br, o, acc, amt, true);
-	ELSIF o = 'cancel' THEN
-		-- cancel inserts the try row too: an empty cancel does nothing and a
-		-- try arriving after it (hanging) finds its row.
-		IF with_barrier THEN
-			no_try := fl_barrier(g, br, 'try'); -- both rows, always
-			fresh := fl_barrier(g, br, 'cancel');
-			IF no_try OR NOT fresh THEN -- empty cancel, or repeated cancel
-				RETURN fl_journal(g, br, o, acc, amt, false);
-			END IF;
-		END IF;
-		-- without the barrier: release only if that much is reserved (the
-		-- usual ad-hoc guard; it cannot tell whose reservation it releases).
-		IF br = 'debit' THEN
+		-- cancel releases only if that much is reserved: the mutant's usual
+		-- ad-hoc guard against an empty cancel (it cannot tell whose
+		-- reservation it releases); redundant behind the barrier.
+		ELSIF br = 'debit' THEN
 			UPDATE accounts SET balance = balance + amt, frozen = frozen - amt WHERE id = acc AND frozen >= amt;
+			applied := FOUND;
 		ELSE
 			UPDATE accounts SET pending = pending - amt WHERE id = acc AND pending >= amt;
+			applied := FOUND;
 		END IF;
-		RETURN fl_journal(g, br, o, acc, amt, FOUND);
 	END IF;
-	RAISE EXCEPTION 'fl_tcc: unknown op %', o;
+	INSERT INTO journal(gid, branch, op, account, amount, applied) VALUES (g, br, o, acc, amt, applied);
+	RETURN applied;
 END $f$;
--- fl_saga is one saga step (op action | compensate) with its step log.
--- A compensation inserts the action row too: a step that never ran is not
--- undone and can no longer run late.
+-- fl_saga is one saga step (op action | compensate) with its step log and
+-- journal row. A compensation inserts the action row too (both rows,
+-- always): a step that never ran is not undone and can no longer run late.
 CREATE OR REPLACE FUNCTION fl_saga(g text, br text, o text, acc int, amt bigint) RETURNS boolean LANGUAGE plpgsql AS $f$
 DECLARE
-	never boolean;
-	fresh boolean;
+	applied boolean;
+	never   boolean;
 BEGIN
 	IF o = 'action' THEN
-		IF NOT fl_barrier(g, br, 'action') THEN -- done before, or compensated before it ran
-			RETURN fl_journal(g, br, o, acc, amt, false);
-		END IF;
-		IF br = 'debit' THEN
+		INSERT INTO barrier(gid, branch, op) VALUES (g, br, 'action') ON CONFLICT DO NOTHING;
+		applied := FOUND; -- not done before, nor compensated before it ran
+		IF applied AND br = 'debit' THEN
 			PERFORM fl_debit(acc, amt);
-		ELSE
+		ELSIF applied THEN
 			PERFORM fl_credit(acc, amt);
 		END IF;
-		RETURN fl_journal(g, br, o, acc, amt, true);
 	ELSIF o = 'compensate' THEN
-		never := fl_barrier(g, br, 'action'); -- both rows, always
-		fresh := fl_barrier(g, br, 'compensate');
-		IF never OR NOT fresh THEN
-			RETURN fl_journal(g, br, o, acc, amt, false);
+		INSERT INTO barrier(gid, branch, op) VALUES (g, br, 'action') ON CONFLICT DO NOTHING;
+		never := FOUND;
+		INSERT INTO barrier(gid, branch, op) VALUES (g, br, 'compensate') ON CONFLICT DO NOTHING;
+		applied := FOUND AND NOT never;
+		IF applied THEN
+			UPDATE accounts SET balance = balance + CASE WHEN br = 'debit' THEN amt ELSE -amt END WHERE id = acc;
 		END IF;
-		UPDATE accounts SET balance = balance + CASE WHEN br = 'debit' THEN amt ELSE -amt END WHERE id = acc;
-		RETURN fl_journal(g, br, o, acc, amt, true);
+	ELSE
+		RAISE EXCEPTION 'fl_saga: unknown op %', o;
 	END IF;
-	RAISE EXCEPTION 'fl_saga: unknown op %', o;
+	INSERT INTO journal(gid, branch, op, account, amount, applied) VALUES (g, br, o, acc, amt, applied);
+	RETURN applied;
 END $f$;
 `
 

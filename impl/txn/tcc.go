@@ -109,20 +109,14 @@ func (c *tcc) Transfer(ctx context.Context, t Transfer) (out Outcome, err error)
 	ts := time.Now()
 	errs := make([]error, len(bs))
 	late := -1
-	var wg sync.WaitGroup
-	for i, b := range bs {
-		if inject && c.opt.TCC.LateTry == b.name {
+	parallel(len(bs), func(i int) {
+		if inject && c.opt.TCC.LateTry == bs[i].name {
 			late = i // held back: the coordinator will time it out
-			errs[i] = fmt.Errorf("%w: try %s timed out (held back)", ErrAborted, b.name)
-			continue
+			errs[i] = fmt.Errorf("%w: try %s timed out (held back)", ErrAborted, bs[i].name)
+			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = c.try(ctx, gid, b)
-		}()
-	}
-	wg.Wait()
+		errs[i] = c.try(ctx, gid, bs[i])
+	})
 	out.add(PhaseTry, ts)
 	tryErr := errors.Join(errs...)
 
@@ -182,15 +176,7 @@ func (c *tcc) Transfer(ctx context.Context, t Transfer) (out Outcome, err error)
 func (c *tcc) each(ctx context.Context, bs []tccBranch, fn func(tccBranch) (int, error), out *Outcome) bool {
 	ns := make([]int, len(bs))
 	errs := make([]error, len(bs))
-	var wg sync.WaitGroup
-	for i, b := range bs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ns[i], errs[i] = fn(b)
-		}()
-	}
-	wg.Wait()
+	parallel(len(bs), func(i int) { ns[i], errs[i] = fn(bs[i]) })
 	ok := true
 	for i := range bs {
 		out.Retries += ns[i]

@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -106,15 +105,7 @@ func (c *twoPC) Transfer(ctx context.Context, t Transfer) (out Outcome, err erro
 	ps := time.Now()
 	votes := make([]vote, len(parts))
 	causes := make([]error, len(parts))
-	var wg sync.WaitGroup
-	for i, b := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			votes[i], causes[i] = c.prepare(ctx, gid, b)
-		}()
-	}
-	wg.Wait()
+	parallel(len(parts), func(i int) { votes[i], causes[i] = c.prepare(ctx, gid, parts[i]) })
 	out.add(PhasePrepare, ps)
 	allYes := true
 	for _, v := range votes {
@@ -152,14 +143,7 @@ func (c *twoPC) Transfer(ctx context.Context, t Transfer) (out Outcome, err erro
 			}
 			// Phase 2: COMMIT PREPARED on every participant, in parallel.
 			errs := make([]error, len(parts))
-			for i, b := range parts {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					errs[i] = c.finish(ctx, b.node, gid, true)
-				}()
-			}
-			wg.Wait()
+			parallel(len(parts), func(i int) { errs[i] = c.finish(ctx, parts[i].node, gid, true) })
 			for i, cerr := range errs {
 				if cerr != nil {
 					out.Incomplete = true // decided: Recover commits it
