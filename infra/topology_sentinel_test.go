@@ -214,7 +214,8 @@ func testRedisSentinel(t *testing.T, provider string) {
 				return err
 			}
 			if info["master_link_status"] != "down" {
-				return fmt.Errorf("master_link_status %q", info["master_link_status"])
+				return fmt.Errorf("master_link_status %q (replica of %s:%s; the cut link is %s)",
+					info["master_link_status"], info["master_host"], info["master_port"], mustNode(t, env, res.New).(*node).announce)
 			}
 			return nil
 		})
@@ -333,4 +334,33 @@ func TestGCRemovesNetworks(t *testing.T) {
 		t.Errorf("network %s still exists after gc (inspect: %v)", nw.Name, err)
 		_ = nw.Remove(ctx)
 	}
+}
+
+// TestRedisSentinelForceFailover: SENTINEL FAILOVER promotes a replica
+// without killing anything; the old primary keeps running and the
+// Sentinels make it a replica of the new one.
+func TestRedisSentinelForceFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 6 real servers")
+	}
+	env := upTopology(t, "local", TopologyRedisSentinel)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := env.Failover(ctx, FailoverForce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("local failover (force): %s -> %s in %v", res.Old, res.New, res.Took)
+	if res.Old != "redis-1" || res.New == "redis-1" || res.Mode != FailoverForce {
+		t.Fatalf("Failover(force) = %+v, want redis-1 -> another node", res)
+	}
+	if p, err := env.Primary(ctx); err != nil || p.Name() != res.New {
+		t.Fatalf("Primary() after the failover = %v, %v; want %s", p, err, res.New)
+	}
+	eventually(t, 30*time.Second, "redis-1 becomes a replica", func(ctx context.Context) error {
+		if r := nodeRole(ctx, mustNode(t, env, "redis-1").(*node)); r != RoleReplica {
+			return fmt.Errorf("redis-1 is %s", r)
+		}
+		return nil
+	})
 }
