@@ -263,6 +263,9 @@ func (c Config) Validate() error {
 		if err := infra.CheckNamespace(c.Namespace); err != nil {
 			return usagef("--namespace: %v", err)
 		}
+		if c.Topology != "" {
+			return usagef("--topology %s with --provider external: faultline does not own your servers' replication; run the implementations on independent targets", c.Topology)
+		}
 	default:
 		return usagef("unknown provider %q (valid: auto, local, docker, external)", c.Provider)
 	}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/infra"
 )
@@ -79,7 +81,7 @@ func leftovers(t *testing.T, rc *redis.Client, pgs []*pgx.Conn) []string {
 	}
 	for i, c := range pgs {
 		rows, _ := c.Query(ctx, `SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname LIKE 'faultline\_%'
-			UNION ALL SELECT 'prepared ' || gid FROM pg_prepared_xacts`)
+			UNION ALL SELECT 'prepared ' || gid FROM pg_prepared_xacts WHERE gid <> 'app:in-doubt'`)
 		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil {
 			t.Fatal(err)
@@ -128,6 +130,32 @@ func TestExternalTargets(t *testing.T) {
 		rc.Del(ctx, infra.KeyPrefix("taken")+"x")
 	})
 
+	t.Run("gc", func(t *testing.T) {
+		ctx := context.Background()
+		plant := func(ns string) {
+			if err := rc.Set(ctx, infra.KeyPrefix(ns)+"k", "1", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pgs[1].Exec(ctx, `CREATE SCHEMA `+infra.Schema(ns)+`; CREATE TABLE `+infra.Schema(ns)+`.t (id int)`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		plant("crashed1")
+		plant("crashed2")
+		if _, err := infra.GCExternal(ctx, targets, "crashed1"); err != nil {
+			t.Fatal(err)
+		}
+		if got := leftovers(t, rc, pgs); len(got) != 2 || !strings.Contains(strings.Join(got, " "), "crashed2") {
+			t.Errorf("gc --namespace crashed1 left %v, want only crashed2's key and schema", got)
+		}
+		if _, err := infra.GCExternal(ctx, targets, ""); err != nil {
+			t.Fatal(err)
+		}
+		if got := leftovers(t, rc, pgs); len(got) > 0 {
+			t.Errorf("gc left %v", got)
+		}
+	})
+
 	t.Run("locks", func(t *testing.T) {
 		res, dir := runExternal(t, Config{External: targets,
 			Impls: []string{"redis-setnx", "redis-fenced"}, Workload: "fenced-counter",
@@ -171,6 +199,13 @@ func TestExternalTargets(t *testing.T) {
 	})
 
 	t.Run("bank", func(t *testing.T) {
+		// The other application has a transaction in doubt on pg-1:
+		// faultline must neither roll it back nor report it as its own.
+		ctx := context.Background()
+		if _, err := pgs[0].Exec(ctx, `BEGIN; INSERT INTO public.app_keep VALUES (1); PREPARE TRANSACTION 'app:in-doubt'`); err != nil {
+			t.Fatal(err)
+		}
+		defer pgs[0].Exec(ctx, `ROLLBACK PREPARED 'app:in-doubt'`)
 		res, dir := runExternal(t, Config{External: targets,
 			Impls: []string{"2pc", "outbox"}, Workload: "bank",
 			Clients: 4, Duration: 4 * time.Second,
@@ -195,6 +230,10 @@ func TestExternalTargets(t *testing.T) {
 		if got := leftovers(t, rc, pgs); len(got) > 0 {
 			t.Errorf("left on the servers after the run: %v", got)
 		}
+		var n int
+		if err := pgs[0].QueryRow(ctx, `SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'app:in-doubt'`).Scan(&n); err != nil || n != 1 {
+			t.Errorf("the other application's prepared transaction: %d left (%v), want it untouched", n, err)
+		}
 	})
 }
 
@@ -202,14 +241,25 @@ func TestExternalTargets(t *testing.T) {
 // history.jsonl) holds a password or a full DSN.
 func checkNoSecrets(t *testing.T, dir string, targets []infra.ExternalTarget) {
 	t.Helper()
-	var raw []byte
-	for _, f := range []string{"results.json", HistoryFile} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw = append(raw, b...)
+	raw, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	f, err := os.Open(filepath.Join(dir, HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd, done, err := history.Decompress(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer done()
+	hist, err := io.ReadAll(rd)
+	if err != nil || len(hist) == 0 {
+		t.Fatalf("history: %d bytes, %v", len(hist), err)
+	}
+	raw = append(raw, hist...)
 	for _, tg := range targets {
 		for _, secret := range []string{tg.Password, tg.DSN} {
 			if secret != "" && strings.Contains(string(raw), secret) {

@@ -187,7 +187,7 @@ func endpoints(t Target, info lock.Info) (lock.Endpoints, error) {
 	if info.Topology != "" {
 		return lock.Endpoints{}, checkOn(info, infra.TopologyNone)
 	}
-	var ep lock.Endpoints
+	ep := lock.Endpoints{KeyPrefix: t.KeyPrefix}
 	for _, ns := range infra.Nodes(info.RedisNodes, info.PostgresNodes) {
 		n, ok := t.Env.Node(ns.Name)
 		if !ok {

@@ -125,6 +125,7 @@ func execFactory(spec execproc.Spec) Factory {
 		if opt.Watchdog {
 			in.Options["watchdog"] = "true"
 		}
+		in.Endpoints.KeyPrefix = ep.KeyPrefix
 		for _, r := range ep.Redis {
 			in.Endpoints.Redis = append(in.Endpoints.Redis, execproc.Endpoint{Name: r.Name, Addr: r.Addr, Password: r.Password})
 		}

@@ -91,6 +91,10 @@ type Endpoints struct {
 	// Sentinel is the replicated Redis of an implementation whose Info
 	// names the topology "redis-sentinel" (nil otherwise).
 	Sentinel *SentinelEndpoint
+	// KeyPrefix starts every key the harness hands to Acquire; a Locker
+	// that writes keys of its own must start them with it too ("" on
+	// servers faultline owns; the run's prefix on external ones).
+	KeyPrefix string
 }
 
 // Options tune an implementation; each ignores what does not apply to it.

@@ -90,6 +90,7 @@ func execFactory(spec execproc.Spec) Factory {
 			return nil, err
 		}
 		in.Endpoints.Coordinator = &execproc.Endpoint{Name: "coordinator", DSN: coord}
+		in.Endpoints.KeyPrefix = ep.KeyPrefix
 		for _, r := range ep.Redis {
 			in.Endpoints.Redis = append(in.Endpoints.Redis, execproc.Endpoint{Name: r.Name, Addr: r.Addr, Password: r.Password})
 		}

@@ -20,7 +20,10 @@ import (
 const CoordDatabase = "faultline_coord"
 
 // GIDPrefix starts every global transaction id (prepared-xact gid, barrier
-// gid, message id) this package creates.
+// gid, message id) this package creates. Setup rolls back and Snapshot
+// reports only prepared transactions whose gid starts with it (exec:
+// adapters must use it too; see docs/protocol.md), so another
+// application's in-doubt transactions on a shared server are left alone.
 const GIDPrefix = "fl:"
 
 // Outbox stream, consumer group and stream epoch.
@@ -418,7 +421,9 @@ func setupParticipant(ctx context.Context, dsn string, timeout time.Duration, n 
 	if _, err := c.Exec(ctx, participantDDL); err != nil {
 		return fmt.Errorf("create tables: %w", err)
 	}
-	rows, err := c.Query(ctx, `SELECT gid FROM pg_prepared_xacts WHERE database = current_database()`)
+	// Only faultline's (GIDPrefix): on a shared server another
+	// application's in-doubt transactions are none of ours.
+	rows, err := c.Query(ctx, `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND left(gid, length($1)) = $1`, GIDPrefix)
 	if err != nil {
 		return fmt.Errorf("list prepared xacts: %w", err)
 	}
@@ -609,7 +614,8 @@ func snapParticipant(ctx context.Context, node int, dsn string, timeout time.Dur
 		return fmt.Errorf("accounts: %w", err)
 	}
 	s.Accounts = append(s.Accounts, acc...)
-	rows, _ = tx.Query(ctx, `SELECT gid, prepared, database FROM pg_prepared_xacts WHERE database = current_database() ORDER BY prepared`)
+	rows, _ = tx.Query(ctx, `SELECT gid, prepared, database FROM pg_prepared_xacts
+		WHERE database = current_database() AND left(gid, length($1)) = $1 ORDER BY prepared`, GIDPrefix)
 	px, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PreparedXact, error) {
 		p := PreparedXact{Node: node}
 		return p, r.Scan(&p.GID, &p.Prepared, &p.Database)

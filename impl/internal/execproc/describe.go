@@ -164,6 +164,10 @@ type Endpoints struct {
 	Postgres []Endpoint `json:"postgres"`
 	// Coordinator is the transaction coordinator's database (txn only).
 	Coordinator *Endpoint `json:"coordinator,omitempty"`
+	// KeyPrefix must start every Redis key the adapter writes beyond the
+	// lock keys it is given (which carry it already); "" on servers
+	// faultline owns (see docs/protocol.md, external servers).
+	KeyPrefix string `json:"key_prefix,omitempty"`
 }
 
 // InitRequest is the init message's content.
