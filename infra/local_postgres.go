@@ -350,3 +350,10 @@ func pgTool(binDir, name string) string {
 	}
 	return p
 }
+
+// fenceAsStandby writes standby.signal into the data directory: the next
+// start runs in recovery (read-only). See pgStandbyTopology.failover.
+func (s *localServer) fenceAsStandby(context.Context) error {
+	_, err := s.writeOwned(filepath.Join("data", "standby.signal"), "")
+	return err
+}

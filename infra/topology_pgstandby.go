@@ -257,13 +257,13 @@ func (t *pgStandbyTopology) primary(ctx context.Context, e *Env) (Node, error) {
 	return n, nil
 }
 
-// failover ends the primary and promotes the standby with pg_promote(wait
-// => true). FailoverKill SIGKILLs the primary: what its standby had not
+// failover ends the primary, promotes the standby with pg_promote(wait =>
+// true) and fences the old primary (see below). FailoverKill SIGKILLs the primary: what its standby had not
 // received is lost (asynchronous replication). FailoverForce stops it with
 // a fast shutdown, whose WAL sender streams everything to the standby
 // before the server exits: a switchover that loses no committed write. The
-// old primary stays down either way: Node.Start would make it a second
-// primary (turning it into a standby needs pg_rewind, not done here).
+// old primary stays down; Node.Start brings it back read-only (fenced), not
+// as a standby of the new primary: that needs pg_rewind, not done here.
 func (t *pgStandbyTopology) failover(ctx context.Context, e *Env, how FailoverMode) (FailoverResult, error) {
 	old, err := t.primary(ctx, e)
 	if err != nil {
@@ -275,8 +275,8 @@ func (t *pgStandbyTopology) failover(ctx context.Context, e *Env, how FailoverMo
 			next = n
 		}
 	}
-	if r := pgRole(ctx, next); r != RoleReplica {
-		return FailoverResult{}, fmt.Errorf("pg-standby: cannot fail over from %s: %s is %s, not a standby (a promoted standby has none of its own)", old.Name(), next.Name(), r)
+	if !pgFollows(ctx, next) {
+		return FailoverResult{}, fmt.Errorf("pg-standby: cannot fail over from %s: %s is not its standby (a promoted standby has none of its own; a fenced old primary follows nobody)", old.Name(), next.Name())
 	}
 	res := FailoverResult{Mode: how, Old: old.Name(), New: next.Name(), Started: time.Now()}
 	if how == FailoverKill {
@@ -304,7 +304,26 @@ func (t *pgStandbyTopology) failover(ctx context.Context, e *Env, how FailoverMo
 	t.mu.Lock()
 	t.promoted = next.Name()
 	t.mu.Unlock()
+	// Fence the old primary: a standby.signal in its data directory makes
+	// a restart (Node.Start, the failover fault's heal) come up read-only
+	// in recovery, following nobody, so FailoverDSN's read-write clients
+	// skip it and it cannot take writes next to the promoted node.
+	if f, ok := old.(*node).srv.(interface{ fenceAsStandby(context.Context) error }); ok {
+		if err := f.fenceAsStandby(ctx); err != nil {
+			return res, fmt.Errorf("pg-standby: fence the old primary %s: %w", old.Name(), err)
+		}
+	}
 	return res, nil
+}
+
+// pgFollows says whether n is a standby with a primary to follow (a fenced
+// old primary is in recovery too, but has no primary_conninfo). Whether it
+// streams right now does not matter: a cut replication link is a failover
+// scenario of its own.
+func pgFollows(ctx context.Context, n Node) bool {
+	var follows bool
+	err := pgQueryRow(ctx, n.DirectDSN(), "SELECT pg_is_in_recovery() AND current_setting('primary_conninfo') <> ''", &follows)
+	return err == nil && follows
 }
 
 // FailoverDSN is, for pg-standby, a DSN that follows the primary: both

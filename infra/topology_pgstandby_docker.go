@@ -69,3 +69,15 @@ func (s *dockerServer) allowReplication(ctx context.Context) error {
 	}
 	return nil
 }
+
+// fenceAsStandby puts standby.signal into the (stopped) container's data
+// directory: the next start runs in recovery (read-only). See
+// pgStandbyTopology.failover.
+func (s *dockerServer) fenceAsStandby(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	if err := s.ctr.CopyToContainer(ctx, nil, "/var/lib/postgresql/data/standby.signal", 0o644); err != nil {
+		return s.errorf("write standby.signal: %w", err)
+	}
+	return nil
+}

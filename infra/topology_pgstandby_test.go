@@ -187,6 +187,21 @@ func testPGStandby(t *testing.T, provider string, sync bool) {
 	if v := kvGet(t, p2.DirectDSN(), "p"); v != "prepared" {
 		t.Errorf("prepared row after COMMIT PREPARED: %q", v)
 	}
+	// The old primary comes back fenced: read-only, not a second primary,
+	// and no candidate for another failover (it follows nobody).
+	if err := p1.Start(ctx); err != nil {
+		t.Fatalf("restart the old primary: %v", err)
+	}
+	if roles, err := env.Roles(ctx); err != nil || roles["pg-1"] != RoleReplica || roles["pg-2"] != RolePrimary {
+		t.Fatalf("roles after restarting the old primary %v, %v", roles, err)
+	}
+	if err := pgExec(ctx, p1.DirectDSN(), "INSERT INTO kv VALUES ('d', 'on-the-fenced-node')"); err == nil {
+		t.Error("the restarted old primary took a write")
+	}
+	pool.Reset() // new connections: FailoverDSN tries pg-1 first
+	if _, err := pool.Exec(ctx, "INSERT INTO kv VALUES ('e', 'after-restart')"); err != nil || kvGet(t, p2.DirectDSN(), "e") != "after-restart" {
+		t.Errorf("write through FailoverDSN after the old primary's restart: %v (want it on pg-2)", err)
+	}
 	if _, err := env.Failover(ctx, FailoverKill); err == nil {
 		t.Error("a second failover with no standby left succeeded")
 	}
