@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/faultline-dev/faultline/bench/checker"
@@ -150,6 +151,9 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		if cal != nil {
 			cal.Sample(ctx)
 		}
+		if err := saveCheckpoint(cfg.Out, res, impl, len(cfg.Impls)); err != nil {
+			log.Warn("checkpoint", "err", err)
+		}
 		pcfg := cfg.forImpl(wl, impl)
 		pr, err := RunPhase(ctx, env, PhaseSpec{Config: pcfg, Impl: impl, Seed: cfg.Seed + int64(i)*1_000_003, Schedule: scheds[impl], History: h})
 		ir, windows := pr.Impl, pr.Windows
@@ -206,7 +210,7 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 		names[i] = ir.Name
 	}
 	i := 0
-	err := history.EachImpl(path, names, func(_ string, mine []history.Op) error {
+	truncated, err := history.EachImpl(path, names, func(_ string, mine []history.Op) error {
 		ir := &res.Impls[i]
 		i++
 		if nodes, err := workload.PhaseNodesOn(wl, ir.Name, infra.Topology(cfg.Topology)); err == nil {
@@ -235,5 +239,25 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 	if err != nil {
 		return fmt.Errorf("read history back for the checks: %w", err)
 	}
+	if note := fmt.Sprintf("%s stops inside its last compressed frame: the run died before closing it; checked what it holds up to there", filepath.Base(path)); truncated && !slices.Contains(res.Notes, note) {
+		res.Notes = append(res.Notes, note)
+	}
 	return nil
+}
+
+// saveCheckpoint writes results.json as it stands before the phase of
+// impl: the phases done, impl with no figures, marked interrupted with a
+// note. The run's final save replaces it. If the process dies (OOM, kill
+// -9, a crashed machine) the directory is still a saved run: `faultline
+// check DIR` judges every phase's history up to the last flush (the history
+// trails the run by at most 200 ms), the finished phases keep their
+// figures, and only the running phase's statistics are lost.
+func saveCheckpoint(dir string, res *results.Results, impl string, phases int) error {
+	cp := *res
+	cp.Impls = append(append([]results.ImplResult(nil), res.Impls...), results.ImplResult{Name: impl})
+	cp.Interrupted = true
+	cp.Notes = append(append([]string(nil), res.Notes...), fmt.Sprintf(
+		"checkpoint at %s: phase %s running, %d of %d done; if this note remains, the run stopped without finishing — its history up to then is checked, %s's figures are missing",
+		time.Now().UTC().Format(time.RFC3339), impl, len(res.Impls), phases, impl))
+	return results.Save(filepath.Join(dir, results.FileName), &cp)
 }

@@ -43,12 +43,17 @@ func Find(dir string) (string, error) {
 // Close it when done.
 type File struct {
 	*Reader
-	f   *os.File
-	dec *zstd.Decoder
+	f    *os.File
+	dec  *zstd.Decoder
+	tail *unfinished // nil for plain files
 }
 
 // Open opens a history file for streaming, plain or zstd-compressed (told
-// apart by the content, not the name).
+// apart by the content, not the name). A compressed history whose last
+// frame stops short — the run died before closing it (kill -9, OOM, a
+// crashed machine) — reads up to its last complete block, then ends:
+// Truncated says so. Other damage is an error (but a damaged block header
+// that claims to run past the end of the file reads as a cut).
 func Open(path string) (*File, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -59,7 +64,34 @@ func Open(path string) (*File, error) {
 		f.Close()
 		return nil, fmt.Errorf("history: %s: %w", path, err)
 	}
-	return &File{Reader: NewReader(r).Named(path), f: f, dec: dec}, nil
+	file := &File{f: f, dec: dec}
+	if dec != nil {
+		file.tail = &unfinished{r: r}
+		r = file.tail
+	}
+	file.Reader = NewReader(r).Named(path)
+	file.Reader.cut = file.Truncated
+	return file, nil
+}
+
+// Truncated says whether the compressed stream ended inside a frame (the
+// writer never closed it), as far as it has been read.
+func (f *File) Truncated() bool { return f.tail != nil && f.tail.cut }
+
+// unfinished ends a compressed stream cut inside its last frame at the last
+// complete block, as the end of the history.
+type unfinished struct {
+	r   io.Reader
+	cut bool
+}
+
+func (u *unfinished) Read(p []byte) (int, error) {
+	n, err := u.r.Read(p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		u.cut = true
+		err = io.EOF
+	}
+	return n, err
 }
 
 // Close releases the file and the decoder.
@@ -131,23 +163,25 @@ func LoadImpl(path, impl string) ([]Op, error) {
 // calls fn with that implementation's Ops (LoadImpl's), so that memory
 // holds one phase at a time. The first pass checks every line (a malformed
 // one is a *LineError); later passes skip other implementations' lines
-// without decoding them.
-func EachImpl(path string, impls []string, fn func(impl string, ops []Op) error) error {
+// without decoding them. truncated says the compressed history stops
+// inside its last frame (File.Truncated): the run died before closing it.
+func EachImpl(path string, impls []string, fn func(impl string, ops []Op) error) (truncated bool, err error) {
 	for i, impl := range impls {
 		f, err := Open(path)
 		if err != nil {
-			return err
+			return truncated, err
 		}
 		ops, err := f.impl(impl, i == 0)
+		truncated = truncated || f.Truncated()
 		f.Close()
 		if err != nil {
-			return err
+			return truncated, err
 		}
 		if err := fn(impl, ops); err != nil {
-			return err
+			return truncated, err
 		}
 	}
-	return nil
+	return truncated, nil
 }
 
 // impl reads every remaining Op of implementation impl; on an error it

@@ -159,32 +159,48 @@ func TestFind(t *testing.T) {
 	}
 }
 
-// A damaged compressed history is a *LineError naming the file, after the
-// ops that could be read; a truncated frame loses only its tail.
+// A compressed history cut inside its last frame (a run killed before
+// closing it) reads up to its last complete block and says it was cut;
+// other damage is a *LineError naming the file, after the ops before it.
 func TestCompressedDamage(t *testing.T) {
 	ops := sampleOps(2000)
 	dir := t.TempDir()
 	zst := writeHistory(t, dir, FileName, ops)
 	b, _ := os.ReadFile(zst)
 	for _, tt := range []struct {
-		name string
-		data []byte
+		name    string
+		data    []byte
+		cut     bool // read to the cut, no error
+		minRead int
 	}{
-		{"truncated", b[:len(b)*2/3]},
-		{"corrupt block", append(append(append([]byte(nil), b[:len(b)/2]...), bytes.Repeat([]byte{0xff}, 64)...), b[len(b)/2+64:]...)},
+		{"cut", b[:len(b)*2/3], true, 1},
+		{"cut in the header", b[:3], false, 0},
+		{"garbage after the frame", append(append([]byte(nil), b...), bytes.Repeat([]byte{0xff}, 64)...), false, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), FileName)
 			if err := os.WriteFile(path, tt.data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := Load(path)
+			f, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			got, err := f.All()
+			if len(got) > len(ops) || len(got) < tt.minRead {
+				t.Fatalf("read %d of %d ops from a damaged file", len(got), len(ops))
+			}
+			if tt.cut {
+				if err != nil || !f.Truncated() {
+					t.Fatalf("cut file: err %v, Truncated %v; want no error, truncated", err, f.Truncated())
+				}
+				jsonEqual(t, got, ops[:len(got)])
+				return
+			}
 			var le *LineError
 			if !errors.As(err, &le) || le.Path != path {
 				t.Fatalf("err = %v, want a *LineError naming %s", err, path)
-			}
-			if len(got) >= len(ops) {
-				t.Fatalf("read %d of %d ops from a damaged file", len(got), len(ops))
 			}
 		})
 	}
@@ -277,20 +293,20 @@ func TestEachImpl(t *testing.T) {
 	path := writeHistory(t, dir, FileName, ops)
 	impls := []string{"redis-setnx-b", "redis-setnx"}
 	var seen []string
-	err := EachImpl(path, impls, func(impl string, mine []Op) error {
+	truncated, err := EachImpl(path, impls, func(impl string, mine []Op) error {
 		seen = append(seen, impl)
 		jsonEqual(t, mine, ForImpl(ops, impl))
 		return nil
 	})
-	if err != nil || !reflect.DeepEqual(seen, impls) {
-		t.Fatalf("EachImpl: %v, visited %v", err, seen)
+	if err != nil || truncated || !reflect.DeepEqual(seen, impls) {
+		t.Fatalf("EachImpl: %v, truncated %v, visited %v", err, truncated, seen)
 	}
 	b, _ := os.ReadFile(writeHistory(t, dir, PlainFileName, ops))
 	bad := filepath.Join(t.TempDir(), PlainFileName)
 	if err := os.WriteFile(bad, append(b, "{\"impl\":\"other\",\"index\":\"x\"}\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = EachImpl(bad, impls, func(string, []Op) error { return nil })
+	_, err = EachImpl(bad, impls, func(string, []Op) error { return nil })
 	var le *LineError
 	if !errors.As(err, &le) || le.Line != len(ops)+1 {
 		t.Fatalf("err = %v, want a *LineError at line %d", err, len(ops)+1)

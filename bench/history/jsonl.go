@@ -85,13 +85,28 @@ type Reader struct {
 	sc   *bufio.Scanner
 	path string
 	line int
+	// cut, when set, says the stream under the reader was cut short (a
+	// compressed history whose writer died): its unfinished last line is
+	// dropped rather than an error.
+	cut func() bool
 }
 
 // NewReader returns a Reader on r. Lines may be up to MaxLine long.
 func NewReader(r io.Reader) *Reader {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), MaxLine)
-	return &Reader{sc: sc}
+	rd := &Reader{sc: sc}
+	sc.Split(rd.split)
+	return rd
+}
+
+// split is bufio.ScanLines, except that the unfinished last line of a cut
+// stream is dropped.
+func (r *Reader) split(data []byte, atEOF bool) (int, []byte, error) {
+	if atEOF && len(data) > 0 && r.cut != nil && r.cut() && bytes.IndexByte(data, '\n') < 0 {
+		return len(data), nil, nil
+	}
+	return bufio.ScanLines(data, atEOF)
 }
 
 // Named sets the file name its errors give, and returns r.

@@ -127,3 +127,72 @@ func TestRunFailOnViolation(t *testing.T) {
 		t.Errorf("check without --fail-on-violation: exit %d\n%s", code, errs)
 	}
 }
+
+// A run killed outright (kill -9: no graceful stop) still leaves a saved
+// run: the checkpoint results.json and the history up to its last flush,
+// which `faultline check` judges, saying the history was cut.
+func TestKilledRunIsCheckable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real servers (-short)")
+	}
+	tmp, err := os.MkdirTemp("", "fl-kill-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "run")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "run", "--impl", "redis-setnx", "--provider", "local",
+		"--duration", "60s", "--clients", "2", "--out", out)
+	cmd.Env = append(os.Environ(), "FAULTLINE_CLI_CHILD=1", "TMPDIR="+tmp)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	// Past the first compressed blocks: the load has run a while.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if st, err := os.Stat(filepath.Join(out, history.FileName)); err == nil && st.Size() > 64<<10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("history under 64 KiB after 60 s:\n%s", stderr.String())
+		}
+		select {
+		case <-exited:
+			t.Fatalf("exited before the kill (%d):\n%s", cmd.ProcessState.ExitCode(), stderr.String())
+		case <-time.After(50 * time.Millisecond): // polling a file, with a deadline
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	code, stdout, errs := cli(t, "check", out)
+	if code != 0 {
+		t.Fatalf("check of the killed run: exit %d\n%s\n%s", code, stdout, errs)
+	}
+	res, err := results.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := strings.Join(res.Notes, "\n")
+	if !res.Interrupted || len(res.Verdicts) == 0 || !strings.Contains(notes, "checkpoint at") ||
+		!strings.Contains(notes, "stops inside its last compressed frame") {
+		t.Errorf("killed run: interrupted %v, %d verdicts, notes:\n%s", res.Interrupted, len(res.Verdicts), notes)
+	}
+	for _, v := range res.Verdicts {
+		if v.Checker == "mutual-exclusion" && v.Valid == results.Invalid {
+			t.Errorf("a cut history is not a violation: %+v", v)
+		}
+	}
+}
