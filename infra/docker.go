@@ -137,7 +137,8 @@ func dockerImages(spec Spec) (redisImage, pgImage string) {
 }
 
 // dockerAvailable tells whether the docker provider can run spec here: an
-// engine answers within 3 s and both images exist locally. reason says why,
+// engine answers within 3 s and both images exist locally (and, for a
+// topology, the in-network Toxiproxy's). reason says why,
 // in plain words, for the run header.
 func dockerAvailable(ctx context.Context, spec Spec) (ok bool, reason string) {
 	dockerInit()
@@ -158,7 +159,11 @@ func dockerAvailable(ctx context.Context, spec Spec) (ok bool, reason string) {
 		}
 		defer cli.Close()
 		var missing []string
-		for _, img := range []string{redisImage, pgImage} {
+		want := []string{redisImage, pgImage}
+		if spec.Topology != TopologyNone { // peer links run on the in-network proxy
+			want = append(want, toxiproxyImage())
+		}
+		for _, img := range want {
 			if _, err := cli.ImageInspect(ctx, img); err != nil {
 				if !cerrdefs.IsNotFound(err) {
 					ch <- answer{err: fmt.Errorf("inspect image %s: %w", img, err)}

@@ -56,11 +56,17 @@ type dockerPeerNet struct {
 	next int
 }
 
-func (p *dockerProvider) peerNet(ctx context.Context, envID string, _ proxyHost) (peerNet, error) {
-	img := os.Getenv(EnvToxiproxyImage)
-	if img == "" {
-		img = DefaultToxiproxyImage
+// toxiproxyImage is the in-network proxy's image ($FAULTLINE_TOXIPROXY_IMAGE
+// or the default).
+func toxiproxyImage() string {
+	if img := os.Getenv(EnvToxiproxyImage); img != "" {
+		return img
 	}
+	return DefaultToxiproxyImage
+}
+
+func (p *dockerProvider) peerNet(ctx context.Context, envID string, _ proxyHost) (peerNet, error) {
+	img := toxiproxyImage()
 	cctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
 	defer cancel()
 	if _, err := p.cli.ImageInspect(cctx, img); err != nil {

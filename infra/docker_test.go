@@ -446,6 +446,17 @@ func TestDockerAvailable(t *testing.T) {
 			t.Errorf("with %s set: %v, %q; want not ok naming the image", EnvRedisImage, ok, reason)
 		}
 	})
+	// A topology's peer links run on the in-network Toxiproxy: auto must
+	// fall back to local processes when its image is missing, and only then.
+	t.Run("topology needs the toxiproxy image", func(t *testing.T) {
+		t.Setenv(EnvToxiproxyImage, "faultline/no-toxiproxy:0")
+		if ok, reason := dockerAvailable(ctx, Spec{Topology: TopologyRedisSentinel}); ok || !strings.Contains(reason, "faultline/no-toxiproxy:0") {
+			t.Errorf("redis-sentinel without the proxy image: %v, %q; want not ok naming it", ok, reason)
+		}
+		if ok, reason := dockerAvailable(ctx, Spec{}); !ok {
+			t.Errorf("independent nodes need no proxy image: %v, %q", ok, reason)
+		}
+	})
 }
 
 // TestGC: containers matching the label go, others stay; temp dirs whose
