@@ -26,6 +26,7 @@ func init() {
 		Doc:           "PostgreSQL lease table (server-clock expiry) with a NO CYCLE sequence fence; safe with a fencing resource, one server",
 		PostgresNodes: 1,
 		Fencing:       true,
+		Topologies:    []string{"pg-standby"}, // one multi-host DSN that follows the primary
 		Options:       pgOptions,
 		New:           newPgLease,
 	})
