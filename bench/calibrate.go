@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -43,6 +44,10 @@ type CalibrateOptions struct {
 	RedisBenchmark string
 	// Budget bounds one sample, both tools (default CalibrationBudget).
 	Budget time.Duration
+	// SecretPassword: the node's password is the user's (external
+	// servers), so redis-benchmark, which takes it on its command line
+	// (visible in the process list), is not run when there is one.
+	SecretPassword bool
 }
 
 // Calibrator measures the machine reference of a run on one Redis node, over
@@ -98,7 +103,15 @@ func (c *Calibrator) Sample(ctx context.Context) {
 	// redis-benchmark (a process to start, on a possibly busy machine) gets
 	// at most 70% of the budget; the Go client the rest.
 	rctx, rcancel := context.WithTimeout(ctx, budget*7/10)
-	rb, err := redisBenchmarkPing(rctx, c.opt.RedisBenchmark, addr, c.node.Password(), c.opt.Requests)
+	var (
+		rb  rbFigures
+		err error
+	)
+	if c.opt.SecretPassword && c.node.Password() != "" {
+		err = errors.New("redis-benchmark not run: it takes the password on its command line, where the process list shows it, and this server's password is yours")
+	} else {
+		rb, err = redisBenchmarkPing(rctx, c.opt.RedisBenchmark, addr, c.node.Password(), c.opt.Requests)
+	}
 	rcancel()
 	if err != nil {
 		c.note(err.Error())

@@ -135,7 +135,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	// each phase and after the last (no load running), pooled.
 	var cal *Calibrator
 	if n := calibrationNode(env); n != nil {
-		cal = NewCalibrator(n, CalibrateOptions{Path: res.Path})
+		cal = NewCalibrator(n, CalibrateOptions{Path: res.Path, SecretPassword: cfg.Provider == ProviderExternal})
 	}
 
 	var errs []error
