@@ -56,6 +56,7 @@ Usage:
   faultline gate --baseline FILE RESULTS   CI regression gate (exit 1 on regression)
   faultline ceiling              the harness's own throughput (PING/SET, 1 and 50 clients) vs redis-benchmark
   faultline gc                   remove containers and temp dirs left by killed runs
+  faultline gc --provider external --redis … --postgres …   remove the keys and schemas runs left on your servers
   faultline version
 
 Each command takes --help.

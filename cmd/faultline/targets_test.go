@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -46,12 +47,19 @@ func TestExternalRefusesProcessFaults(t *testing.T) {
 			[]string{"refused", "pause is a process fault"}},
 		{"kill with a container accepted", []string{"--redis", addr + "#container=cache", "--fault", "kill:redis-1@1s", "--dry-run"}, exitOK,
 			[]string{"kill/pause/restart through docker container cache", "faults possible: bandwidth"}},
+		{"bank's kill-after-prepare refused", []string{"--workload", "bank", "--postgres", "postgres://u@" + addr + "/a,postgres://u@" + addr + "/b",
+			"--opt", "kill-after-prepare=pg-2"}, exitUsage,
+			[]string{"kill-after-prepare=pg-2 refused", "does not own the process of external target pg-2"}},
 		{"latency accepted, kill listed as refused", []string{"--redis", addr, "--fault", "latency:redis-1=50ms@1s+1s", "--dry-run"}, exitOK,
 			[]string{"keys under \"faultline:", "fault kill refused: faultline does not own the process"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			args := append([]string{"run", "--provider", "external", "--impl", "redis-setnx", "--duration", "3s", "--out", t.TempDir()}, c.args...)
+			impl := "redis-setnx"
+			if slices.Contains(c.args, "bank") {
+				impl = "2pc"
+			}
+			args := append([]string{"run", "--provider", "external", "--impl", impl, "--duration", "3s", "--out", t.TempDir()}, c.args...)
 			code := run(context.Background(), args, &stdout, &stderr)
 			if code != c.code {
 				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, c.code, stdout.String(), stderr.String())
