@@ -175,5 +175,22 @@ func (t *targetFlags) targets() ([]infra.ExternalTarget, error) {
 	if len(out) == 0 {
 		return nil, errors.New("no external target: give --redis, --postgres, --postgres-dsn-file or --targets")
 	}
+	// Each node must be a server (a database) of its own: two Redlock
+	// nodes on one server share their keys, two bank participants on one
+	// database share their tables, and the checkers would judge nonsense.
+	seen := map[string]string{}
+	for _, tg := range out {
+		where := tg.Addr
+		if tg.Kind == infra.Postgres {
+			where = infra.RedactDSN(tg.DSN)
+			if u, err := url.Parse(tg.DSN); err == nil {
+				where = u.Host + u.Path
+			}
+		}
+		if prev, dup := seen[where]; dup {
+			return nil, fmt.Errorf("external %s and %s are the same %s (%s): each target must be a server (PostgreSQL: a database) of its own", prev, tg.Name, tg.Kind, where)
+		}
+		seen[where] = tg.Name
+	}
 	return out, nil
 }

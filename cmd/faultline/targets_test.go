@@ -114,6 +114,8 @@ func TestExternalTargetsFlags(t *testing.T) {
 		{"bad container", targetFlags{redis: listFlag{vals: []string{"h:1#cont"}}}, nil, "container=NAME"},
 		{"unknown field", targetFlags{targetsFile: write("bad.json", `{"redis":[{"address":"h:1"}]}`)}, nil, "unknown field"},
 		{"none", targetFlags{}, nil, "no external target"},
+		{"same redis twice", targetFlags{redis: listFlag{vals: []string{"h:1", "h:2", "h:1"}}}, nil, "redis-1 and redis-3 are the same redis (h:1)"},
+		{"same database twice", targetFlags{postgres: listFlag{vals: []string{"postgres://a@h:5432/db", "postgres://b@h:5432/db?sslmode=disable"}}}, nil, "pg-1 and pg-2 are the same postgres"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ts, err := c.tf.targets()
