@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -49,6 +50,7 @@ func WriteSummary(w io.Writer, r *results.Results, dir string) {
 	}
 	tw.Flush()
 	WritePhases(w, r) // per-phase p99 and baseline ratios (baseline.go)
+	writeFailovers(w, r)
 	writeUntested(w, r)
 	for _, v := range r.Verdicts {
 		if v.Valid == results.Valid {
@@ -131,4 +133,54 @@ func FormatMicros(us float64) string {
 		return strings.TrimSuffix(fmt.Sprintf("%.2f", us/1000), "0") + "ms"
 	}
 	return fmt.Sprintf("%.2fs", us/1e6)
+}
+
+// writeFailovers prints each implementation's topology roles at its phase
+// start and every failover: the primary lost, the replica promoted, and
+// the failover time clients saw (loss → first write through).
+func writeFailovers(w io.Writer, r *results.Results) {
+	for _, ir := range r.Impls {
+		if ir.Topology == "" {
+			continue
+		}
+		start := ""
+		if len(ir.Roles) > 0 {
+			start = ", primary at start " + primaryOf(ir.Roles[0])
+		}
+		fmt.Fprintf(w, "  %s on %s%s\n", ir.Name, ir.Topology, start)
+		for _, f := range ir.Failovers {
+			line := fmt.Sprintf("    failover at %.3fs: %s lost, %s promoted", float64(f.Lost)/1e9, orDash(f.Old), orDash(f.New))
+			if f.Promoted > 0 {
+				line += fmt.Sprintf(" after %.0f ms", f.PromotionMs)
+			}
+			if f.FirstWrite > 0 {
+				line += fmt.Sprintf("; failover time (loss → first write) %.0f ms", f.FailoverMs)
+			} else {
+				line += "; no write got through before the phase ended"
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+// primaryOf names the node(s) a role sample calls primary.
+func primaryOf(s results.RoleSample) string {
+	var out []string
+	for n, role := range s.Roles {
+		if role == "primary" {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, "+")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "?"
+	}
+	return s
 }

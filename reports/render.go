@@ -210,6 +210,8 @@ type page struct {
 	Pct        []chart
 	Timeline   []chart
 	Faults     []faultRow
+	Roles      []roleRow
+	Failovers  []failoverRow
 	InOut      []inoutRow
 	InOutChart chart
 	Txn        []chart
@@ -222,6 +224,12 @@ type page struct {
 	Generated  string
 	PathNote   string
 }
+
+// roleRow is one role sample of a replicated topology; failoverRow one
+// failover (ImplResult.Roles, ImplResult.Failovers).
+type roleRow struct{ Impl, Time, Why, Roles string }
+
+type failoverRow struct{ Impl, Fault, Lost, Old, New, Promotion, Failover string }
 
 type faultRow struct {
 	Fault, Kind, Nodes, Impl string
@@ -252,6 +260,7 @@ func buildPage(run *Run) (*page, error) {
 		pg.Notes = append(pg.Notes, "This run has no "+history.FileName+" or "+HistoryFile+": latency-over-time charts and history excerpts are not shown.")
 	}
 	buildVerdicts(pg, run)
+	buildFailovers(pg, r)
 	buildOps(pg, r)
 	if err := buildPercentiles(pg, r); err != nil {
 		return nil, err
@@ -909,4 +918,34 @@ func sortedKeys[M ~map[string]V, V any](m M) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// buildFailovers lists the topology roles over time and every failover
+// (nothing for runs on independent nodes).
+func buildFailovers(pg *page, r *results.Results) {
+	for _, ir := range r.Impls {
+		if ir.Topology == "" {
+			continue
+		}
+		for _, rs := range ir.Roles {
+			var parts []string
+			for _, n := range sortedKeys(rs.Roles) {
+				parts = append(parts, n+" "+rs.Roles[n])
+			}
+			pg.Roles = append(pg.Roles, roleRow{Impl: ir.Name + " (" + ir.Topology + ")", Time: fmtSecNS(rs.Time), Why: rs.Why, Roles: strings.Join(parts, ", ")})
+		}
+		for _, f := range ir.Failovers {
+			row := failoverRow{Impl: ir.Name, Fault: f.Fault, Lost: fmtSecNS(f.Lost), Old: f.Old, New: f.New, Promotion: "?", Failover: "no write got through"}
+			if f.Promoted > 0 {
+				row.Promotion = fmt.Sprintf("%.0f ms", f.PromotionMs)
+			}
+			if f.FirstWrite > 0 {
+				row.Failover = fmt.Sprintf("%.0f ms", f.FailoverMs)
+			}
+			pg.Failovers = append(pg.Failovers, row)
+		}
+		if len(ir.Failovers) == 0 && len(ir.Roles) > 0 {
+			pg.Failovers = append(pg.Failovers, failoverRow{Impl: ir.Name, Fault: "(none)", Promotion: "-", Failover: "-"})
+		}
+	}
 }
