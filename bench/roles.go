@@ -50,8 +50,11 @@ func (r *roleLog) sample(ctx context.Context, why string) {
 	if err != nil {
 		s.Why += fmt.Sprintf(" (roles unknown: %v)", err)
 	}
-	for n, role := range roles {
-		s.Roles[n] = string(role)
+	own, _ := infra.TopologyNodes(r.env.Topology())
+	for _, n := range own { // the topology's nodes, not the workload's resource
+		if role, ok := roles[n.Name]; ok {
+			s.Roles[n.Name] = string(role)
+		}
 	}
 	r.mu.Lock()
 	r.samples = append(r.samples, s)

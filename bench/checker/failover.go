@@ -26,9 +26,10 @@ const (
 
 // Failovers lists the failovers of h (fault windows of kind failover), each
 // with when its primary was lost, when infra saw the new primary promoted,
-// and the first write (an acquire that succeeded) invoked after the loss:
-// the client-visible failover time runs from the loss to that write's
-// completion. Probes are not writes of the workload and do not count.
+// and the first write (an acquire that succeeded) invoked after the loss
+// and completed once the new primary was promoted (earlier ones reached the
+// old primary before it was really gone): the client-visible failover time
+// runs from the loss to that write's completion. Probes are not writes of the workload and do not count.
 func Failovers(h []history.Op) []results.Failover {
 	var out []results.Failover
 	ops := Operations(h)
@@ -45,6 +46,9 @@ func Failovers(h []history.Op) []results.Failover {
 		for _, o := range ops {
 			if o.F != "acquire" || !o.OK() || o.Invoke.Time < w.Start || isProbe(o) {
 				continue
+			}
+			if f.Promoted > 0 && o.Complete.Time < f.Promoted {
+				continue // the old primary, still dying (a container kill takes a moment): not the new one
 			}
 			if first < 0 || o.Complete.Time < first {
 				first = o.Complete.Time
@@ -80,7 +84,8 @@ func isProbe(o Operation) bool {
 // A lease the holder later released or refreshed fine survived; one nobody
 // looked at in time is unobserved. With no failover in the history, or no
 // acknowledged lease live at any failover, nothing was at stake: Unknown
-// (untested), never Valid.
+// (untested), never Valid; so is a run where no lease at stake was looked
+// at in time (unobserved).
 //
 // Measures: failovers, at_stake, lost, kept, unobserved.
 func LostAckWrite(h []history.Op, opt Options) results.Verdict {
@@ -188,10 +193,13 @@ func LostAckWrite(h []history.Op, opt Options) results.Verdict {
 	unobserved := atStake - lost - kept
 	summary := fmt.Sprintf("%d failover(s); %d acknowledged lock(s) held when the primary was lost: %d lost, %d seen kept, %d not observed before their expiry",
 		len(fws), atStake, lost, kept, unobserved)
-	if atStake == 0 {
+	switch {
+	case atStake == 0:
 		summary += " (untested: no acknowledged lock was at stake)"
+	case lost+kept == 0:
+		summary += " (unobserved: nobody looked at those keys while they could not have expired)"
 	}
-	return verdict(LostAckWriteName, opt, vs, atStake == 0, summary, map[string]float64{
+	return verdict(LostAckWriteName, opt, vs, lost+kept == 0, summary, map[string]float64{
 		"failovers": float64(len(fws)), "at_stake": float64(atStake), "lost": float64(lost), "kept": float64(kept), "unobserved": float64(unobserved),
 	})
 }

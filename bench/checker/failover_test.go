@@ -47,7 +47,7 @@ func TestLostAckWrite(t *testing.T) {
 		{name: "mutant: the holder's own release finds its key gone", want: results.Invalid, names: []int{0},
 			h: failoverWindow((&lockHist{}).op(0, "acquire", "k0", 0, 1, history.OK, lkToken("a")).
 				op(0, "release", "k0", 2000, 2001, history.Fail, lkErr("not-held"), lkToken("a")), 100, 1200, 5000)},
-		{name: "the lease expired before anyone looked: not lost", want: results.Valid,
+		{name: "the lease expired before anyone looked: not lost, unobserved", want: results.Unknown,
 			measure: map[string]float64{"at_stake": 1, "lost": 0, "unobserved": 1},
 			h: failoverWindow((&lockHist{}).op(0, "acquire", "k0", 0, 1, history.OK, lkToken("a")).
 				op(1, "acquire", "k0", 10500, 10600, history.OK, lkToken("b")), 100, 1200, 12000)},
@@ -96,6 +96,7 @@ func TestLocksAddsLostAckWriteOnFailover(t *testing.T) {
 // the loss (clients); the availability verdict carries both.
 func TestFailoverTimes(t *testing.T) {
 	h := failoverWindow((&lockHist{}).op(0, "acquire", "k0", 50, 150, history.OK, lkToken("a")). // invoked before the loss
+													op(2, "acquire", "k1", 101, 105, history.OK, lkToken("c")). // the old primary, not dead yet
 													op(1, "acquire", "k0", 300, 900, history.Fail, lkErr("not-acquired")).
 													op(1, "acquire", "k0", 1300, 1400, history.OK, lkToken("b")), 100, 1200, 5000).build()
 	fs := Failovers(h)
