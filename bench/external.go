@@ -54,21 +54,32 @@ func (c Config) Capabilities(nodes []infra.NodeSpec) *results.Capabilities {
 			blocked = append(blocked, why)
 		}
 	}
-	for _, k := range chaos.Kinds() {
-		if k.Class == chaos.Process && len(blocked) > 0 {
-			if out.Refused == nil {
-				out.Refused = map[string]string{}
-			}
-			out.Refused[k.Name] = strings.Join(blocked, "; ")
-			continue
+	refuse := func(kind, why string) {
+		if out.Refused == nil {
+			out.Refused = map[string]string{}
 		}
-		out.Possible = append(out.Possible, k.Name)
+		out.Refused[kind] = why
+	}
+	for _, k := range chaos.Kinds() {
+		switch {
+		case k.Topology && c.Provider == ProviderExternal:
+			refuse(k.Name, "acts on replication, and faultline does not own your servers' replication")
+		case k.Topology && c.Topology == "":
+			refuse(k.Name, "needs a replicated topology (--topology)")
+		case k.Class == chaos.Process && len(blocked) > 0:
+			refuse(k.Name, strings.Join(blocked, "; "))
+		default:
+			out.Possible = append(out.Possible, k.Name)
+		}
 	}
 	if c.Provider == ProviderExternal {
 		for _, t := range c.External {
 			out.Targets = append(out.Targets, t.Public())
 		}
-		out.KeyPrefix, out.Schema = infra.KeyPrefix(c.Namespace), infra.Schema(c.Namespace)
+		out.KeyPrefix = infra.KeyPrefix(c.Namespace)
+		if slices.ContainsFunc(nodes, func(n infra.NodeSpec) bool { return n.Kind == infra.Postgres }) {
+			out.Schema = infra.Schema(c.Namespace)
+		}
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -189,8 +190,10 @@ func TestExternalTargets(t *testing.T) {
 			t.Errorf("fault windows %v, want a latency and a partition per implementation", kinds)
 		}
 		c := res.Capabilities
-		if c == nil || c.Refused["kill"] == "" || c.Refused["pause"] == "" || !strings.HasPrefix(c.KeyPrefix, "faultline:") {
-			t.Fatalf("capabilities %+v: want kill and pause refused and the key prefix", c)
+		if c == nil || c.Refused["kill"] == "" || c.Refused["pause"] == "" || c.Refused["replication-lag"] == "" ||
+			!slices.Contains(c.Possible, "partition") || slices.Contains(c.Possible, "kill") ||
+			!strings.HasPrefix(c.KeyPrefix, "faultline:") || c.Schema == "" {
+			t.Fatalf("capabilities %+v: want partition possible, kill, pause and replication faults refused, the key prefix and schema", c)
 		}
 		// redis-benchmark takes the password on its command line: not
 		// with the user's password; the Go client's reference still runs.
