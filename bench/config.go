@@ -109,7 +109,12 @@ const (
 	DefaultDuration = 10 * time.Second
 	DefaultKeys     = 8
 	DefaultTTL      = time.Second
-	DefaultWorkload = "counter"
+	// DefaultTopologyTTL is the ttl of a run on a replicated topology when
+	// --ttl is not given: longer than a failover (about 2.3 s with the
+	// Sentinel timings faultline starts), else every lease expires before
+	// the promotion and no failover can break mutual exclusion.
+	DefaultTopologyTTL = 5 * time.Second
+	DefaultWorkload    = "counter"
 	// MaxShare bounds Share.
 	MaxShare = 64
 )
@@ -134,6 +139,10 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Keys == 0 {
 		c.Keys = DefaultKeys
+	}
+	if c.TTL == 0 && c.Topology != "" {
+		c.TTL = DefaultTopologyTTL
+		c.Notes = append(c.Notes, fmt.Sprintf("--ttl not given: %v on a replicated topology (a lease must outlive the failover, or no failover can break it)", DefaultTopologyTTL))
 	}
 	if c.TTL == 0 {
 		c.TTL = DefaultTTL

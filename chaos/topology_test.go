@@ -19,8 +19,23 @@ type fakeTopo struct {
 	promote time.Duration
 }
 
-func (f *fakeTopo) Topology() infra.Topology          { return infra.TopologyRedisSentinel }
-func (f *fakeTopo) Link(to string) (infra.Link, bool) { return nil, false }
+func (f *fakeTopo) Topology() infra.Topology { return infra.TopologyRedisSentinel }
+func (f *fakeTopo) Link(to string) (infra.Link, bool) {
+	n, ok := f.Node(to)
+	if !ok {
+		return nil, false
+	}
+	return fakeLink{n}, true
+}
+
+// fakeLink is a node's peer link on its fake proxy (toxics land in the
+// fake's call log as on a client proxy).
+type fakeLink struct{ n infra.Node }
+
+func (l fakeLink) Name() string       { return "peer:" + l.n.Name() }
+func (l fakeLink) From() string       { return "*" }
+func (l fakeLink) To() string         { return l.n.Name() }
+func (l fakeLink) Proxy() infra.Proxy { return l.n.Proxy() }
 func (f *fakeTopo) Primary(context.Context) (infra.Node, error) {
 	n, _ := f.Node(f.primary)
 	return n, nil
@@ -47,10 +62,14 @@ func TestReplicationKindsGrammar(t *testing.T) {
 		want string // canonical form, or "error: substring"
 	}{
 		{"failover@2s", "failover@2s"},
+		{"failover=lossy@2s", "failover=lossy@2s"},
+		{"failover=800ms@2s", "failover=800ms@2s"},
 		{"failover=force@2s+3s", "failover=force@2s+3s"},
 		{"failover=kill@1s", "failover=kill@1s"},
 		{"failover:redis-2@1s", "error: takes no target"},
-		{"failover=maybe@1s", "error: want kill or force"},
+		{"failover=maybe@1s", "error: want lossy, a lag such as 800ms (lossy with that lag), kill or force"},
+		{"failover=0s@1s", "error: lag 0s: want a duration in (0, 1m]"},
+		{"failover=2m@1s", "error: lag 2m: want a duration in (0, 1m]"},
 		{"replication-lag@1s+2s", "replication-lag@1s+2s"},
 		{"replication-lag:replicas=300ms@1s+2s", "replication-lag:replicas=300ms@1s+2s"},
 		{"replication-partition:primary@1s+2s", "replication-partition:primary@1s+2s"},
@@ -90,7 +109,7 @@ func TestReplicationKindsGrammar(t *testing.T) {
 // promotion in history time; heal restarts the old primary.
 func TestFailoverEventDatedAtLoss(t *testing.T) {
 	env := &fakeTopo{fakeEnv: newFakeEnv("redis-1", "redis-2", "redis-3"), primary: "redis-1", promote: 80 * time.Millisecond}
-	sched, _ := ParseSchedule([]string{"failover@10ms+200ms"})
+	sched, _ := ParseSchedule([]string{"failover=kill@10ms+200ms"})
 	var evs []Event
 	origin := time.Now()
 	_, err := Run(context.Background(), sched, env, nil, func(e Event) { evs = append(evs, e) }, RunOptions{Origin: origin})
@@ -117,5 +136,37 @@ func TestFailoverEventDatedAtLoss(t *testing.T) {
 	}
 	if got := env.calls(); strings.Join(got, ";") != "kill redis-1;start redis-1" {
 		t.Errorf("calls %v: want the old primary killed, then restarted", got)
+	}
+}
+
+// A lossy failover (the default) cuts the primary's replication link, lets
+// it acknowledge writes for the lag, kills it, waits for the promotion and
+// only then restores the link; heal restarts the old primary. The event is
+// dated at the kill, the lag recorded.
+func TestLossyFailoverOrder(t *testing.T) {
+	env := &fakeTopo{fakeEnv: newFakeEnv("redis-1", "redis-2", "redis-3"), primary: "redis-1", promote: 20 * time.Millisecond}
+	sched, _ := ParseSchedule([]string{"failover=60ms@10ms+200ms"})
+	var evs []Event
+	origin := time.Now()
+	if _, err := Run(context.Background(), sched, env, nil, func(e Event) { evs = append(evs, e) }, RunOptions{Origin: origin}); err != nil {
+		t.Fatal(err)
+	}
+	env.mu.Lock()
+	log := append([]string(nil), env.log...) // in order (calls() sorts)
+	env.mu.Unlock()
+	var calls []string
+	for _, c := range log {
+		calls = append(calls, strings.Fields(c)[0]+" "+strings.Fields(c)[len(strings.Fields(c))-1])
+	}
+	want := "toxic redis-1;toxic redis-1;kill redis-1;untoxic redis-1;untoxic redis-1;start redis-1"
+	if got := strings.Join(calls, ";"); got != want {
+		t.Errorf("calls %s\nwant  %s", got, want)
+	}
+	if len(evs) != 2 || evs[0].Attrs["mode"] != "lossy" || evs[0].Attrs["lag"] != "60ms" || evs[0].Attrs["old"] != "redis-1" {
+		t.Fatalf("events %+v: want a lossy start (lag 60ms, old redis-1) and a heal", evs)
+	}
+	// Dated at the kill: the cut began at 10 ms, the kill at least 60 ms later.
+	if evs[0].Time < int64(70*time.Millisecond) {
+		t.Errorf("start dated at %v: want at the kill, after the 60 ms lag", time.Duration(evs[0].Time))
 	}
 }

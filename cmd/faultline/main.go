@@ -182,7 +182,7 @@ func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) 
 	fs.Int64Var(&cfg.Ops, "ops", 0, "stop an implementation's phase after this many measured iterations (0 = no limit)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "start of each phase excluded from the statistics")
 	fs.IntVar(&cfg.Keys, "keys", bench.DefaultKeys, "number of lock keys (fewer keys = more contention)")
-	fs.DurationVar(&cfg.TTL, "ttl", bench.DefaultTTL, "lock lease")
+	fs.DurationVar(&cfg.TTL, "ttl", bench.DefaultTTL, fmt.Sprintf("lock lease (%v on a replicated --topology unless given)", bench.DefaultTopologyTTL))
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", 0, "deadline of every call (default min(ttl,1s), at least 100ms)")
 	fs.DurationVar(&cfg.AcquireTimeout, "acquire-timeout", 0, "deadline of a blocking acquire (default 2×ttl)")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "random seed (default: random, recorded in results.json)")
@@ -227,6 +227,9 @@ func parseRun(args []string, stderr io.Writer) (rf runFlags, code int, ok bool) 
 	if err := checkFlags(*cfg, given); err != nil {
 		fmt.Fprintf(stderr, "faultline run: %v\n", err)
 		return rf, exitUsage, false
+	}
+	if cfg.Topology != "" && !given("ttl") {
+		cfg.TTL = 0 // the topology's default (bench.Config.WithDefaults)
 	}
 	if len(nemesis.vals) == 0 {
 		cfg.NemesisInterval = 0
