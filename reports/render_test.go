@@ -3,14 +3,15 @@ package reports
 import (
 	"bytes"
 	"errors"
-	"github.com/faultline-dev/faultline/bench/history"
-	"github.com/faultline-dev/faultline/bench/results"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/faultline-dev/faultline/bench/history"
+	"github.com/faultline-dev/faultline/bench/results"
 )
 
 var (
