@@ -27,18 +27,30 @@ var failoverEnv struct {
 
 // failoverScripts are the scripted rows of the topology implementations.
 var failoverScripts = map[string]script{
-	"failover": {failoverTTL, splitFailoverScenario, nil},
+	"failover":       {failoverTTL, splitFailoverScenario, nil},
+	"failover-async": {failoverTTL, standbyFailoverScenario, nil},
+	"failover-sync":  {failoverTTL, standbyFailoverScenario, nil},
 }
 
 // failoverTTL outlives a Sentinel failover (kill to promotion took ~2.3 s
 // locally with down-after 1 s) with margin for A's write after it.
 const failoverTTL = 5 * time.Second
 
-// topologyRow says whether a row's implementation needs a topology.
-func topologyRow(row chaos.Row) bool {
-	info, err := lock.Lookup(row.Impl)
-	return err == nil && info.Topology != ""
+// rowTopology is the topology a row runs on: its implementation's own
+// (redis-sentinel), pg-standby for a row with the setting standby=async or
+// standby=sync (TestChaosPGStandby), else none.
+func rowTopology(row chaos.Row) infra.Topology {
+	if info, err := lock.Lookup(row.Impl); err == nil && info.Topology != "" {
+		return infra.Topology(info.Topology)
+	}
+	if _, ok := row.Settings()["standby"]; ok {
+		return infra.TopologyPGStandby
+	}
+	return infra.TopologyNone
 }
+
+// topologyRow says whether a row runs on a replicated topology.
+func topologyRow(row chaos.Row) bool { return rowTopology(row) != infra.TopologyNone }
 
 func needFailoverEnv(t *testing.T) *infra.Env {
 	t.Helper()
@@ -73,7 +85,7 @@ func TestChaosFailover(t *testing.T) {
 	t.Logf("environment: %s %s (%s), started in %v", env.Topology(), env.Provider(), env.ProviderReason(), failoverEnv.took.Round(time.Millisecond))
 	ran := 0
 	for _, row := range m.Rows {
-		if !topologyRow(row) {
+		if rowTopology(row) != infra.TopologyRedisSentinel {
 			continue
 		}
 		ran++

@@ -146,8 +146,12 @@ func rowSettings(row chaos.Row, def time.Duration) (ttl time.Duration, share int
 				return 0, 0, fmt.Errorf("row %s (line %d): share=%s: want 1 to %d", row.Name(), row.Line, v, bench.MaxShare)
 			}
 			share = n
+		case "standby": // the row's topology (rowTopology), not a phase setting
+			if v != "async" && v != "sync" {
+				return 0, 0, fmt.Errorf("row %s (line %d): standby=%s: want async or sync", row.Name(), row.Line, v)
+			}
 		default:
-			return 0, 0, fmt.Errorf("row %s (line %d): unknown setting %s=%s (known: ttl, share)", row.Name(), row.Line, k, v)
+			return 0, 0, fmt.Errorf("row %s (line %d): unknown setting %s=%s (known: ttl, share, standby)", row.Name(), row.Line, k, v)
 		}
 	}
 	return ttl, share, nil
