@@ -50,6 +50,9 @@ func (c Config) Capabilities(nodes []infra.NodeSpec) *results.Capabilities {
 	out := &results.Capabilities{Possible: []string{}}
 	var blocked []string
 	for _, n := range nodes {
+		if t, err := infra.ExternalTargetOf(spec, n.Name); err == nil && t.Shares != "" && t.Container != "" {
+			continue // its server's own target takes process faults; only this node refuses them
+		}
 		if ok, why := infra.ProcessControl(spec, n.Name); !ok && !slices.Contains(blocked, why) {
 			blocked = append(blocked, why)
 		}
@@ -95,21 +98,8 @@ func DryRun(cfg Config) (string, error) {
 	if cfg.Provider != ProviderExternal {
 		return "", usagef("--dry-run is for --provider external (it says what a run would create on servers faultline does not own)")
 	}
-	wl, _ := workload.Lookup(cfg.Workload)
-	cfg.Impls, _ = WithBaseline(wl, cfg.Impls)
-	nodes, _ := wl.Nodes(cfg.Impls)
-	scheds := map[string]chaos.Schedule{}
-	for _, impl := range cfg.Impls {
-		sched, err := PhaseSchedule(cfg, wl, impl)
-		if err == nil {
-			err = chaos.CheckTargets(sched, nodes, cfg.TTL)
-		}
-		if err != nil {
-			return "", &UsageError{Msg: fmt.Sprintf("%s: %v", impl, err)}
-		}
-		scheds[impl] = sched
-	}
-	if err := cfg.checkExternal(nodes, scheds); err != nil {
+	nodes, err := cfg.preflight()
+	if err != nil {
 		return "", err
 	}
 	var b strings.Builder
@@ -120,4 +110,40 @@ func DryRun(cfg Config) (string, error) {
 		fmt.Fprintf(&b, "fault %s refused: %s\n", k, capa.Refused[k])
 	}
 	return b.String(), nil
+}
+
+// CheckExternal refuses, before a run prints or starts anything, the
+// faults a run of cfg on external servers could not inject (process
+// faults on a server without container=, or on a node sharing another's
+// server): a *UsageError, as Run would return. Other providers pass.
+func CheckExternal(cfg Config) error {
+	cfg = cfg.WithDefaults().RaiseQuiet().RouteOptions()
+	if cfg.Provider != ProviderExternal {
+		return nil
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	_, err := cfg.preflight()
+	return err
+}
+
+// preflight resolves every phase's schedule against the run's nodes and
+// applies checkExternal; cfg has its defaults.
+func (c Config) preflight() ([]infra.NodeSpec, error) {
+	wl, _ := workload.Lookup(c.Workload)
+	c.Impls, _ = WithBaseline(wl, c.Impls)
+	nodes, _ := wl.Nodes(c.Impls)
+	scheds := map[string]chaos.Schedule{}
+	for _, impl := range c.Impls {
+		sched, err := PhaseSchedule(c, wl, impl)
+		if err == nil {
+			err = chaos.CheckTargets(sched, nodes, c.TTL)
+		}
+		if err != nil {
+			return nil, &UsageError{Msg: fmt.Sprintf("%s: %v", impl, err)}
+		}
+		scheds[impl] = sched
+	}
+	return nodes, c.checkExternal(nodes, scheds)
 }

@@ -245,6 +245,7 @@ func (e *Env) startNode(ctx context.Context, ns NodeSpec) (*node, error) {
 	n := &node{name: ns.Name, kind: ns.Kind, password: cfg.Password, srv: srv}
 	if ext, ok := srv.(*externalServer); ok {
 		n.password = ext.password()
+		n.sharers = e.repointSharers
 	}
 	e.mu.Lock()
 	if e.closed {
@@ -262,6 +263,29 @@ func (e *Env) startNode(ctx context.Context, ns NodeSpec) (*node, error) {
 	n.px = px
 	n.mu.Unlock()
 	return n, nil
+}
+
+// repointSharers points the proxy of every external node other than
+// except at its server's address now (a no-op for a proxy already there):
+// a node sharing except's server follows it when a restart moved it. A
+// node busy with a lifecycle operation of its own is skipped: it runs on
+// a server of its own (a sharing node gets no process faults) and
+// re-points its own proxy.
+func (e *Env) repointSharers(ctx context.Context, except *node) error {
+	e.mu.Lock()
+	nodes := slices.Clone(e.nodes)
+	e.mu.Unlock()
+	var errs []error
+	for _, m := range nodes {
+		if m == except || !m.mu.TryLock() {
+			continue
+		}
+		if ext, ok := m.srv.(*externalServer); ok && m.px != nil && ext.t.Shares != "" {
+			errs = append(errs, m.px.setUpstream(ctx, m.srv.addr()))
+		}
+		m.mu.Unlock()
+	}
+	return errors.Join(errs...)
 }
 
 // Node returns the node called name.
@@ -327,17 +351,22 @@ func ProcessControl(spec Spec, node string) (bool, string) {
 	if spec.Provider != "external" {
 		return true, spec.Provider + " provider owns the process"
 	}
-	for _, ns := range spec.Nodes {
-		if ns.Name != node {
-			continue
-		}
-		t, err := (&externalProvider{targets: spec.External}).target(ns.Name, ns.Kind)
-		if err != nil {
-			return false, err.Error()
-		}
-		return t.ProcessControl()
+	t, err := ExternalTargetOf(spec, node)
+	if err != nil {
+		return false, err.Error()
 	}
-	return false, "no node " + node
+	return t.ProcessControl()
+}
+
+// ExternalTargetOf is the external target node runs on in spec (its Shares
+// set when it shares another target's server).
+func ExternalTargetOf(spec Spec, node string) (ExternalTarget, error) {
+	for _, ns := range spec.Nodes {
+		if ns.Name == node {
+			return (&externalProvider{targets: spec.External}).target(ns.Name, ns.Kind)
+		}
+	}
+	return ExternalTarget{}, errors.New("no node " + node)
 }
 
 // ID is the environment's random id (it names external proxies and labels).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
@@ -36,6 +37,11 @@ type ExternalTarget struct {
 	// faultline may kill, pause and restart with the Docker API; "" =
 	// process faults on this target are refused.
 	Container string
+	// Shares names the target whose server this node runs on when it has
+	// none of its own (the workload's "resource" nodes share the first
+	// target of their kind); "" = its own server. A node that shares
+	// never gets process faults: they would hit the other node's server.
+	Shares string
 }
 
 // Public is the target without secrets, for headers, results and logs:
@@ -68,11 +74,28 @@ func RedactDSN(dsn string) string {
 
 // ProcessControl says whether faultline can kill, pause and restart
 // target's server, and if not, why.
+// A node sharing another's server is refused with the reason of that
+// server, so one server gives one reason whichever nodes run on it.
 func (t ExternalTarget) ProcessControl() (bool, string) {
-	if t.Container != "" {
+	switch {
+	case t.Shares != "" && t.Container != "":
+		return false, fmt.Sprintf("%s runs on %s's server (container %s): a process fault on %s would kill %s too; aim it at %s", t.Name, t.Shares, t.Container, t.Name, t.Shares, t.Shares)
+	case t.Container != "":
 		return true, "docker container " + t.Container
 	}
-	return false, "faultline does not own the process of external target " + t.Name + " (give container=NAME to let it use the Docker API)"
+	owner := t.Name
+	if t.Shares != "" {
+		owner = t.Shares
+	}
+	return false, "faultline does not own the process of external target " + owner + " (give container=NAME to let it use the Docker API)"
+}
+
+// server is the name of the target whose server t runs on.
+func (t ExternalTarget) server() string {
+	if t.Shares != "" {
+		return t.Shares
+	}
+	return t.Name
 }
 
 var namespaceRE = regexp.MustCompile(`^[a-z0-9_]{1,40}$`)
@@ -115,10 +138,14 @@ type externalProvider struct {
 	mu      sync.Mutex
 	cli     client.APIClient // docker, on first use
 	schemas map[string]bool  // "db/schema" this provider created
+	// moved holds a container's server's address after a restart
+	// published its port anew (docker picks a new ephemeral port), by
+	// target name; every node on that server follows it.
+	moved map[string]string
 }
 
 func newExternalProvider(spec Spec) *externalProvider {
-	return &externalProvider{targets: spec.External, ns: spec.Namespace, schemas: map[string]bool{}}
+	return &externalProvider{targets: spec.External, ns: spec.Namespace, schemas: map[string]bool{}, moved: map[string]string{}}
 }
 
 func (p *externalProvider) name() string { return "external" }
@@ -174,7 +201,7 @@ func (p *externalProvider) target(name string, kind Kind) (ExternalTarget, error
 	numbered := regexp.MustCompile(`^(redis|pg)-[0-9]+$`).MatchString(name)
 	if first != nil && !numbered {
 		t := *first
-		t.Name = name
+		t.Name, t.Shares = name, first.Name
 		return t, nil
 	}
 	flag := "--redis ADDR[,ADDR…]"
@@ -192,6 +219,9 @@ func (p *externalProvider) startRedis(ctx context.Context, cfg serverConfig) (se
 	s := &externalServer{p: p, t: t, ns: p.ns, readyTimeout: cfg.ReadyTimeout}
 	ctx, cancel := context.WithTimeout(ctx, externalCallTimeout)
 	defer cancel()
+	if err := s.bindContainer(ctx); err != nil {
+		return nil, err
+	}
 	c := s.redisClient()
 	defer c.Close()
 	info, err := c.InfoMap(ctx, "server").Result()
@@ -220,6 +250,9 @@ func (p *externalProvider) startPostgres(ctx context.Context, cfg serverConfig) 
 	s := &externalServer{p: p, t: t, ns: p.ns, readyTimeout: cfg.ReadyTimeout}
 	ctx, cancel := context.WithTimeout(ctx, externalCallTimeout)
 	defer cancel()
+	if err := s.bindContainer(ctx); err != nil {
+		return nil, err
+	}
 	c, err := pgx.Connect(ctx, t.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("external %s at %s: %w", t.Name, RedactDSN(t.DSN), err)
@@ -257,11 +290,17 @@ type externalServer struct {
 	ver          string
 	readyTimeout time.Duration
 
+	// cport is the container port ("6379/tcp") published on the target's
+	// address, when the container publishes it; "" = the address is fixed
+	// (host networking, or a port faultline could not match).
+	cport string
+
 	mu             sync.Mutex
 	killed, paused bool
 }
 
-func (s *externalServer) addr() string {
+// givenAddr is the host:port the target was given with.
+func (s *externalServer) givenAddr() string {
 	if s.t.Kind == Postgres {
 		u, err := url.Parse(s.t.DSN)
 		if err == nil {
@@ -269,6 +308,109 @@ func (s *externalServer) addr() string {
 		}
 	}
 	return s.t.Addr
+}
+
+// addr is the server's address now: the given one, or the one its
+// container published when it last restarted.
+func (s *externalServer) addr() string {
+	s.p.mu.Lock()
+	a, ok := s.p.moved[s.t.server()]
+	s.p.mu.Unlock()
+	if ok {
+		return a
+	}
+	return s.givenAddr()
+}
+
+// current is the target pointed at the server's address now.
+func (s *externalServer) current() ExternalTarget {
+	t := s.t
+	if t.Kind == Redis {
+		t.Addr = s.addr()
+		return t
+	}
+	if u, err := url.Parse(t.DSN); err == nil {
+		u.Host = s.addr()
+		t.DSN = u.String()
+	}
+	return t
+}
+
+// bindContainer checks that the target's container runs and, when it
+// publishes ports, that one of them is the target's: a container= that
+// names the wrong container would have faultline kill a server it does
+// not measure. It remembers that port to follow it across restarts.
+func (s *externalServer) bindContainer(ctx context.Context) error {
+	if s.t.Container == "" || s.t.Shares != "" {
+		return nil
+	}
+	cli, err := s.p.docker(ctx)
+	if err != nil {
+		return fmt.Errorf("external %s: container %s: %w", s.t.Name, s.t.Container, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	in, err := cli.ContainerInspect(ctx, s.t.Container, client.ContainerInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("external %s: container %s: %w (container=NAME must name a container of the docker engine faultline reaches)", s.t.Name, s.t.Container, err)
+	}
+	if st := in.Container.State; st == nil || !st.Running || st.Paused {
+		status := "not running"
+		if st != nil {
+			status = string(st.Status)
+		}
+		return fmt.Errorf("external %s: container %s is %s: start it (faultline leaves it as it finds it, and wants it running)", s.t.Name, s.t.Container, status)
+	}
+	_, port, _ := net.SplitHostPort(s.givenAddr())
+	var published []string
+	if ns := in.Container.NetworkSettings; ns != nil {
+		for cp, bs := range ns.Ports {
+			for _, b := range bs {
+				published = append(published, b.HostPort)
+				if b.HostPort == port {
+					s.cport = cp.String()
+				}
+			}
+		}
+	}
+	if s.cport == "" && len(published) > 0 {
+		return fmt.Errorf("external %s at %s: container %s publishes host ports %s, not %s: is container= the container of this server?", s.t.Name, s.givenAddr(), s.t.Container, strings.Join(published, ", "), port)
+	}
+	return nil
+}
+
+// follow reads the host port the container publishes cport on after a
+// restart and points every node of this server at it.
+func (s *externalServer) follow(ctx context.Context, cli client.APIClient) error {
+	if s.cport == "" {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(s.givenAddr())
+	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
+	defer cancel()
+	return pollEvery(ctx, 50*time.Millisecond, nil, func(ctx context.Context) error {
+		in, err := cli.ContainerInspect(ctx, s.t.Container, client.ContainerInspectOptions{})
+		if err != nil {
+			return err
+		}
+		if ns := in.Container.NetworkSettings; ns != nil {
+			for cp, bs := range ns.Ports {
+				for _, b := range bs {
+					if cp.String() == s.cport && b.HostPort != "" && b.HostPort != "0" {
+						a := net.JoinHostPort(host, b.HostPort)
+						if a != s.addr() {
+							slog.Info("infra: external container published its port anew", "node", s.t.Name, "container", s.t.Container, "addr", a)
+						}
+						s.p.mu.Lock()
+						s.p.moved[s.t.server()] = a
+						s.p.mu.Unlock()
+						return nil
+					}
+				}
+			}
+		}
+		return fmt.Errorf("container %s publishes no host port for %s yet", s.t.Container, s.cport)
+	})
 }
 
 func (s *externalServer) version() string { return s.ver }
@@ -294,9 +436,12 @@ func (s *externalServer) dsnFor(addr string) string {
 	return u.String()
 }
 
-func (s *externalServer) redisClient() *redis.Client {
+func (s *externalServer) redisClient() *redis.Client { return externalRedis(s.current()) }
+
+// externalRedis is a small client of Redis target t, every call bounded.
+func externalRedis(t ExternalTarget) *redis.Client {
 	return redis.NewClient(&redis.Options{
-		Addr: s.t.Addr, Password: s.t.Password, MaxRetries: -1,
+		Addr: t.Addr, Password: t.Password, MaxRetries: -1,
 		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
 		ContextTimeoutEnabled: true, PoolSize: 2,
 	})
@@ -305,7 +450,7 @@ func (s *externalServer) redisClient() *redis.Client {
 var errNotOwned = errors.New("not owned")
 
 func (s *externalServer) container(ctx context.Context, what string) (client.APIClient, error) {
-	if s.t.Container == "" {
+	if s.t.Container == "" || s.t.Shares != "" {
 		_, why := s.t.ProcessControl()
 		return nil, fmt.Errorf("%s %s: %w: %s", what, s.t.Name, errNotOwned, why)
 	}
@@ -345,8 +490,8 @@ func (s *externalServer) stop(ctx context.Context) error {
 	return nil
 }
 
-// start starts the container again and waits until the server answers on
-// the target's address (the container must publish a fixed port).
+// start starts the container again, follows the port it publishes (docker
+// gives an ephemeral port anew) and waits until the server answers there.
 func (s *externalServer) start(ctx context.Context) error {
 	cli, err := s.container(ctx, "restart")
 	if err != nil {
@@ -357,6 +502,9 @@ func (s *externalServer) start(ctx context.Context) error {
 	cancel()
 	if err != nil {
 		return fmt.Errorf("start container %s (%s): %w", s.t.Container, s.t.Name, err)
+	}
+	if err := s.follow(ctx, cli); err != nil {
+		return fmt.Errorf("container %s (%s) restarted: its published port: %w", s.t.Container, s.t.Name, err)
 	}
 	s.mu.Lock()
 	s.killed = false
@@ -378,7 +526,7 @@ func (s *externalServer) ping(ctx context.Context) error {
 		defer c.Close()
 		return c.Ping(ctx).Err()
 	}
-	c, err := pgx.Connect(ctx, s.t.DSN)
+	c, err := pgx.Connect(ctx, s.current().DSN)
 	if err != nil {
 		return err
 	}
@@ -431,6 +579,17 @@ func (s *externalServer) destroy(ctx context.Context) error {
 	if killed {
 		errs = append(errs, s.start(ctx))
 	}
+	if s.t.Shares != "" && s.t.Container != "" {
+		// Its server's own node may be restarting the container right
+		// now (destroys run in parallel): clean once it answers.
+		rt := s.readyTimeout
+		if rt <= 0 {
+			rt = 30 * time.Second
+		}
+		rctx, cancel := context.WithTimeout(ctx, rt)
+		defer cancel()
+		return pollEvery(rctx, 100*time.Millisecond, nil, s.clean)
+	}
 	errs = append(errs, s.clean(ctx))
 	return errors.Join(errs...)
 }
@@ -442,9 +601,9 @@ func (s *externalServer) clean(ctx context.Context) error {
 		err error
 	)
 	if s.t.Kind == Redis {
-		n, err = cleanRedis(ctx, s.t, KeyPrefix(s.ns)+"*")
+		n, err = cleanRedis(ctx, s.current(), KeyPrefix(s.ns)+"*")
 	} else {
-		n, err = cleanPostgres(ctx, s.t, Schema(s.ns))
+		n, err = cleanPostgres(ctx, s.current(), Schema(s.ns))
 	}
 	slog.Debug("infra: external target cleaned", "node", s.t.Name, "removed", n, "err", err)
 	return err
@@ -474,8 +633,7 @@ func scanAll(ctx context.Context, c *redis.Client, pattern string, limit int) ([
 func cleanRedis(ctx context.Context, t ExternalTarget, pattern string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*externalCallTimeout)
 	defer cancel()
-	s := &externalServer{t: t}
-	c := s.redisClient()
+	c := externalRedis(t)
 	defer c.Close()
 	keys, err := scanAll(ctx, c, pattern, 0)
 	if err != nil {

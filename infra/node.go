@@ -25,6 +25,11 @@ type node struct {
 	announce    string
 	peerFollows bool
 
+	// sharers re-points the proxies of the other nodes on this node's
+	// server after a restart moved it (external: "resource" shares
+	// redis-1's server); nil = no node shares it.
+	sharers func(ctx context.Context, except *node) error
+
 	mu sync.Mutex // serialises lifecycle operations on this node
 }
 
@@ -73,7 +78,13 @@ func (n *node) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	return n.px.setUpstream(ctx, n.srv.addr())
+	if err := n.px.setUpstream(ctx, n.srv.addr()); err != nil {
+		return err
+	}
+	if n.sharers != nil {
+		return n.sharers(ctx, n)
+	}
+	return nil
 }
 
 func (n *node) Pause(ctx context.Context) error {

@@ -292,6 +292,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "faultline run: note: %s\n", n)
 	}
 
+	if err := bench.CheckExternal(cfg); err != nil { // refusals come before the start line
+		fmt.Fprintf(stderr, "faultline run: %v\n", err)
+		return exitUsage
+	}
 	fmt.Fprintf(stderr, "faultline %s: %s on %s, %d clients, %v each, seed %d → %s\n",
 		bench.Version, cfg.Workload, strings.Join(cfg.Impls, ","), cfg.Clients, cfg.Duration, cfg.Seed, cfg.Out)
 	res, err := bench.Run(ctx, cfg)

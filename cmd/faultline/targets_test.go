@@ -40,18 +40,27 @@ func TestExternalRefusesProcessFaults(t *testing.T) {
 		args   []string
 		code   int
 		output []string
+		absent []string // e.g. the start line: a refusal comes before it
 	}{
 		{"kill refused", []string{"--redis", addr, "--fault", "kill:redis-1@1s"}, exitUsage,
-			[]string{`fault "kill:redis-1@1s" refused`, "process fault", "does not own the process of external target redis-1"}},
+			[]string{`fault "kill:redis-1@1s" refused`, "process fault", "does not own the process of external target redis-1"},
+			[]string{"counter on redis-setnx"}},
+		{"kill of the node sharing a container's server refused", []string{"--redis", addr + "#container=cache", "--fault", "kill:resource@1s"}, exitUsage,
+			[]string{`fault "kill:resource@1s" refused`, "resource runs on redis-1's server (container cache)", "aim it at redis-1"},
+			[]string{"counter on redis-setnx"}},
+		{"pause of the sharing node refused, dry run", []string{"--redis", addr + "#container=cache", "--fault", "pause:resource@1s", "--dry-run"}, exitUsage,
+			[]string{`fault "pause:resource@1s" refused`, "would kill redis-1 too"}, nil},
 		{"pause through nemesis refused", []string{"--redis", addr, "--nemesis", "pause", "--nemesis-interval", "1s"}, exitUsage,
-			[]string{"refused", "pause is a process fault"}},
+			[]string{"refused", "pause is a process fault"}, nil},
 		{"kill with a container accepted", []string{"--redis", addr + "#container=cache", "--fault", "kill:redis-1@1s", "--dry-run"}, exitOK,
-			[]string{"kill/pause/restart through docker container cache", "faults possible: bandwidth"}},
+			[]string{"kill/pause/restart through docker container cache", "faults possible: bandwidth", "kill", "resource -> proxy", "would kill redis-1 too"},
+			[]string{"fault kill refused"}},
 		{"bank's kill-after-prepare refused", []string{"--workload", "bank", "--postgres", "postgres://u@" + addr + "/a,postgres://u@" + addr + "/b",
 			"--opt", "kill-after-prepare=pg-2"}, exitUsage,
-			[]string{"kill-after-prepare=pg-2 refused", "does not own the process of external target pg-2"}},
+			[]string{"kill-after-prepare=pg-2 refused", "does not own the process of external target pg-2"}, nil},
 		{"latency accepted, kill listed as refused", []string{"--redis", addr, "--fault", "latency:redis-1=50ms@1s+1s", "--dry-run"}, exitOK,
-			[]string{"keys under \"faultline:", "fault kill refused: faultline does not own the process"}},
+			[]string{"keys under \"faultline:", "fault kill refused: faultline does not own the process of external target redis-1 (give container=NAME to let it use the Docker API)\n"},
+			[]string{"external target resource"}}, // one reason per server: resource runs on redis-1's
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -67,6 +76,11 @@ func TestExternalRefusesProcessFaults(t *testing.T) {
 			for _, w := range c.output {
 				if !strings.Contains(stdout.String()+stderr.String(), w) {
 					t.Errorf("output lacks %q:\n%s%s", w, stdout.String(), stderr.String())
+				}
+			}
+			for _, w := range c.absent {
+				if strings.Contains(stdout.String()+stderr.String(), w) {
+					t.Errorf("output has %q:\n%s%s", w, stdout.String(), stderr.String())
 				}
 			}
 		})
