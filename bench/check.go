@@ -63,6 +63,7 @@ func ConfigFromResults(res *results.Results) (Config, error) {
 		AcquireTimeout  string `json:"acquire_timeout"`
 		NemesisInterval string `json:"nemesis_interval"`
 		Quiet           string `json:"quiet"`
+		Checkpoint      string `json:"checkpoint"`
 	}
 	if err := json.Unmarshal(b, &f); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
@@ -76,6 +77,7 @@ func ConfigFromResults(res *results.Results) (Config, error) {
 		{"duration", f.Duration, &c.Duration}, {"warmup", f.Warmup, &c.Warmup}, {"ttl", f.TTL, &c.TTL},
 		{"op_timeout", f.OpTimeout, &c.OpTimeout}, {"acquire_timeout", f.AcquireTimeout, &c.AcquireTimeout},
 		{"nemesis_interval", f.NemesisInterval, &c.NemesisInterval}, {"quiet", f.Quiet, &c.Quiet},
+		{"checkpoint", f.Checkpoint, &c.Checkpoint},
 	} {
 		if d.s == "" {
 			continue

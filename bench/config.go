@@ -80,6 +80,10 @@ type Config struct {
 	// Quiet is the wait after the load and the heal of every fault, before
 	// the final probes (default 2×ttl).
 	Quiet time.Duration `json:"quiet"`
+	// Checkpoint is how often results.json is rewritten during a phase
+	// with the running phase's figures so far (0: only before each phase).
+	// A process that dies loses at most this much of a phase's statistics.
+	Checkpoint time.Duration `json:"checkpoint,omitempty"`
 	// Rate is the total target rate of iterations per second: 0 is a
 	// closed loop; > 0 an open loop whose latencies count from each
 	// iteration's intended start (coordinated-omission correction, as wrk2).
@@ -358,6 +362,7 @@ func (c Config) CommandLine() string {
 	flag("op-timeout", c.OpTimeout, max(min(c.TTL, time.Second), 100*time.Millisecond))
 	flag("acquire-timeout", c.AcquireTimeout, 2*c.TTL)
 	flag("quiet", c.Quiet, 2*c.TTL)
+	flag("checkpoint", c.Checkpoint, DefaultCheckpoint(c.Duration))
 	flag("provider", c.Provider, d.Provider)
 	flag("path", c.Path, d.Path)
 	flag("rate", c.Rate, 0.0)
@@ -390,6 +395,7 @@ func (c Config) Map() map[string]any {
 		AcquireTimeout  string `json:"acquire_timeout"`
 		NemesisInterval string `json:"nemesis_interval,omitempty"`
 		Quiet           string `json:"quiet"`
+		Checkpoint      string `json:"checkpoint,omitempty"`
 		ResolvedPath    string `json:"resolved_path"`
 	}
 	ds := func(d time.Duration) string {
@@ -399,7 +405,7 @@ func (c Config) Map() map[string]any {
 		return d.String()
 	}
 	f := flat{Config: c, Duration: ds(c.Duration), Warmup: ds(c.Warmup), TTL: ds(c.TTL), OpTimeout: ds(c.OpTimeout),
-		AcquireTimeout: ds(c.AcquireTimeout), NemesisInterval: ds(c.NemesisInterval), Quiet: ds(c.Quiet), ResolvedPath: c.ResolvedPath()}
+		AcquireTimeout: ds(c.AcquireTimeout), NemesisInterval: ds(c.NemesisInterval), Quiet: ds(c.Quiet), Checkpoint: ds(c.Checkpoint), ResolvedPath: c.ResolvedPath()}
 	b, err := json.Marshal(f)
 	if err != nil {
 		panic(err) // only plain types: cannot fail

@@ -17,7 +17,9 @@ type Limit struct {
 	MinExclusive bool
 	// Max is the highest valid value (0 = no upper bound).
 	Max float64
-	get func(Config) float64
+	// ZeroOff: 0 is valid too (it turns the setting off), below Min.
+	ZeroOff bool
+	get     func(Config) float64
 }
 
 // MaxKeys is the highest --keys. Each key is a lock name, a counter on the
@@ -35,6 +37,23 @@ const MaxKeys = 10_000
 // MaxClients is the highest --clients: one goroutine and at least one
 // connection per client, on servers sharing the machine.
 const MaxClients = 1024
+
+// MinCheckpoint is the shortest --checkpoint interval: each checkpoint
+// merges every worker's histograms and rewrites results.json (a few ms of
+// CPU and a few hundred KB written); more often than once a second would
+// cost the load for no gain (a crash already loses the history's last
+// 200 ms).
+const MinCheckpoint = time.Second
+
+// DefaultCheckpoint is the --checkpoint interval when none is given: one
+// minute for a phase longer than a minute (a soak), else 0 (off: a short
+// run keeps only the checkpoint before each phase).
+func DefaultCheckpoint(duration time.Duration) time.Duration {
+	if duration > time.Minute {
+		return time.Minute
+	}
+	return 0
+}
 
 // MinTTL is the shortest lock lease: below a millisecond a lease expires
 // within one loopback round trip, and the run only measures expiry.
@@ -59,6 +78,7 @@ func Limits() []Limit {
 		{Flag: "nemesis-interval", Duration: true, MinExclusive: true, get: d(func(c Config) time.Duration { return c.NemesisInterval })},
 		{Flag: "quiet", Duration: true, get: d(func(c Config) time.Duration { return c.Quiet })},
 		{Flag: "rate", get: func(c Config) float64 { return c.Rate }},
+		{Flag: "checkpoint", Duration: true, Min: float64(MinCheckpoint), ZeroOff: true, get: d(func(c Config) time.Duration { return c.Checkpoint })},
 	}
 }
 
@@ -66,6 +86,8 @@ func Limits() []Limit {
 func (l Limit) Range() string {
 	f := l.format
 	switch {
+	case l.ZeroOff:
+		return "0 (off) or >= " + f(l.Min)
 	case l.Max > 0:
 		return f(l.Min) + "–" + f(l.Max)
 	case l.MinExclusive:
@@ -87,6 +109,8 @@ func (l Limit) check(v float64) bool {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
 		return false
+	case l.ZeroOff && v == 0:
+		return true
 	case l.MinExclusive && v <= l.Min, v < l.Min:
 		return false
 	case l.Max > 0 && v > l.Max:

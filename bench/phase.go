@@ -47,6 +47,12 @@ type PhaseSpec struct {
 	// BeforeProbes runs after the quiet period, before the probes (e.g. to
 	// record the lock state as it is then).
 	BeforeProbes func(ctx context.Context)
+	// Checkpoint, when set and Config.Checkpoint > 0, is called every
+	// Config.Checkpoint while the load runs with the phase's figures so
+	// far (End: the checkpoint's history time) and its fault windows so
+	// far (one still open ends at the checkpoint). It runs on its own
+	// goroutine; the load goes on meanwhile.
+	Checkpoint func(ir results.ImplResult, windows []results.FaultWindow)
 }
 
 // PhaseResult is what a phase produced.
@@ -231,13 +237,14 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	var chaosErr error
 	chaosDone := make(chan struct{})
 	roles := p.startRoles(ctx, &ir)
+	seen := &windowLog{}
 	go func() {
 		defer infra.CloseAllOnPanic() // a panic in a goroutine skips Run's defers
 		defer close(chaosDone)
 		if len(p.sched) == 0 {
 			return
 		}
-		windows, chaosErr = chaos.Run(chaosCtx, p.sched, p.env, faults, roles.after(ctx, recordFault(p.h.Log)), chaos.RunOptions{
+		windows, chaosErr = chaos.Run(chaosCtx, p.sched, p.env, faults, seen.record(roles.after(ctx, recordFault(p.h.Log))), chaos.RunOptions{
 			TTL: cfg.TTL, Impl: p.impl, Origin: start, Clock: p.h.Now, Logger: p.log,
 		})
 	}()
@@ -272,6 +279,8 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 		go func() { wg.Wait(); close(workersDone) }()
 	}
 
+	stopCheckpoints := p.checkpoints(stats, ir.Start, warmEnd, seen)
+
 	// Wait for the workers: after the soft stop each finishes its
 	// iteration within its calls' deadlines; past a grace period the hard
 	// stop cancels what is in flight.
@@ -294,6 +303,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	}
 	cancelLoad()
 	stopProgress()
+	stopCheckpoints()
 	end := stopAt
 	if end.Before(warmEnd) { // stopped during the warm-up: nothing measured
 		warmEnd = end
@@ -334,10 +344,21 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	ferr := ph.Finish(fctx, p.h, probe)
 
 	// Statistics of the measured span.
-	span := end.Sub(warmEnd)
+	setStats(&ir, stats, end.Sub(warmEnd), len(windows) > 0)
+	sort.SliceStable(windows, func(i, j int) bool { return windows[i].Start < windows[j].Start })
+	errs := append(werrs, perr, ferr)
+	if chaosErr != nil {
+		errs = append(errs, fmt.Errorf("faults: %w", chaosErr))
+	}
+	return ir, FaultWindows(windows), errors.Join(errs...)
+}
+
+// setStats fills ir's per-kind figures from stats over the measured span,
+// with the inside/outside-fault split when the phase had faults.
+func setStats(ir *results.ImplResult, stats *recorder.Stats, span time.Duration, faulted bool) {
 	for kind, ks := range stats.Merge() {
 		ir.Ops[kind] = recorder.OpStats(ks, span)
-		if len(windows) > 0 {
+		if faulted {
 			if ir.InsideFaults == nil {
 				ir.InsideFaults, ir.OutsideFaults = map[string]results.Percentiles{}, map[string]results.Percentiles{}
 			}
@@ -345,12 +366,83 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 			ir.OutsideFaults[kind] = recorder.Percentiles(ks.Outside)
 		}
 	}
-	sort.SliceStable(windows, func(i, j int) bool { return windows[i].Start < windows[j].Start })
-	errs := append(werrs, perr, ferr)
-	if chaosErr != nil {
-		errs = append(errs, fmt.Errorf("faults: %w", chaosErr))
+}
+
+// checkpoints calls spec.Checkpoint every cfg.Checkpoint with the
+// phase's figures so far, until the returned func is called (which waits
+// for a checkpoint in progress).
+func (p *phaseRun) checkpoints(stats *recorder.Stats, start int64, warmEnd time.Time, seen *windowLog) func() {
+	every, save := p.cfg.Checkpoint, p.spec.Checkpoint
+	if every <= 0 || save == nil {
+		return func() {}
 	}
-	return ir, FaultWindows(windows), errors.Join(errs...)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer infra.CloseAllOnPanic()
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				ir := results.ImplResult{Name: p.impl, Start: start, End: p.h.Since(now), Ops: map[string]results.OpStats{}}
+				if now.Before(warmEnd) {
+					ir.End = start // still warming up: nothing measured yet
+				}
+				ws := seen.windows(ir.End)
+				setStats(&ir, stats, max(now.Sub(warmEnd), 0), len(ws) > 0)
+				save(ir, ws)
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// windowLog keeps the fault windows of a phase as their events arrive,
+// for checkpoints (the fault runner returns its windows only at the end).
+type windowLog struct {
+	mu    sync.Mutex
+	order []string
+	byID  map[string]*results.FaultWindow
+}
+
+// record passes every event on to next, noting it first.
+func (l *windowLog) record(next func(chaos.Event)) func(chaos.Event) {
+	return func(ev chaos.Event) {
+		l.mu.Lock()
+		if l.byID == nil {
+			l.byID = map[string]*results.FaultWindow{}
+		}
+		w, ok := l.byID[ev.ID]
+		if !ok {
+			w = &results.FaultWindow{ID: ev.ID, Fault: ev.Fault, Kind: ev.Kind, Nodes: ev.Nodes, Impl: ev.Impl, Start: ev.Time, End: -1}
+			l.byID[ev.ID] = w
+			l.order = append(l.order, ev.ID)
+		}
+		if ev.Heal {
+			w.End = ev.Time
+		}
+		l.mu.Unlock()
+		next(ev)
+	}
+}
+
+// windows are the windows seen so far, one still open ending at now.
+func (l *windowLog) windows(now int64) []results.FaultWindow {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]results.FaultWindow, 0, len(l.order))
+	for _, id := range l.order {
+		w := *l.byID[id]
+		if w.End < 0 {
+			w.End = now
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 // openClients opens the clients of processes 0..Clients-1, a few at a

@@ -151,11 +151,17 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		if cal != nil {
 			cal.Sample(ctx)
 		}
-		if err := saveCheckpoint(cfg.Out, res, impl, len(cfg.Impls)); err != nil {
+		if err := saveCheckpoint(cfg, res, impl, nil, nil); err != nil {
 			log.Warn("checkpoint", "err", err)
 		}
 		pcfg := cfg.forImpl(wl, impl)
-		pr, err := RunPhase(ctx, env, PhaseSpec{Config: pcfg, Impl: impl, Seed: cfg.Seed + int64(i)*1_000_003, Schedule: scheds[impl], History: h})
+		checkpoint := func(ir results.ImplResult, windows []results.FaultWindow) {
+			ir.Mutant = infos[impl].Mutant
+			if err := saveCheckpoint(cfg, res, impl, &ir, windows); err != nil {
+				log.Warn("checkpoint", "err", err)
+			}
+		}
+		pr, err := RunPhase(ctx, env, PhaseSpec{Config: pcfg, Impl: impl, Seed: cfg.Seed + int64(i)*1_000_003, Schedule: scheds[impl], History: h, Checkpoint: checkpoint})
 		ir, windows := pr.Impl, pr.Windows
 		if info, ok := infos[impl]; ok {
 			ir.Mutant = info.Mutant
@@ -245,19 +251,39 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 	return nil
 }
 
-// saveCheckpoint writes results.json as it stands before the phase of
-// impl: the phases done, impl with no figures, marked interrupted with a
-// note. The run's final save replaces it. If the process dies (OOM, kill
+// saveCheckpoint writes results.json as it stands during the phase of
+// impl: the phases done, then impl's figures so far (running; nil: the
+// phase is about to start, no figures) and its fault windows so far,
+// marked interrupted with a note and Checkpoint saying where the run
+// stood. results.Save writes a temporary file and renames it: a reader
+// (or a crash) sees the previous checkpoint or this one, never half of
+// one. The run's final save replaces it. If the process dies (OOM, kill
 // -9, a crashed machine) the directory is still a saved run: `faultline
 // check DIR` judges every phase's history up to the last flush (the history
 // trails the run by at most 200 ms), the finished phases keep their
-// figures, and only the running phase's statistics are lost.
-func saveCheckpoint(dir string, res *results.Results, impl string, phases int) error {
+// figures, and the running phase keeps those of its last checkpoint.
+func saveCheckpoint(cfg Config, res *results.Results, impl string, running *results.ImplResult, windows []results.FaultWindow) error {
 	cp := *res
-	cp.Impls = append(append([]results.ImplResult(nil), res.Impls...), results.ImplResult{Name: impl})
+	ir := results.ImplResult{Name: impl}
+	if running != nil {
+		ir = *running
+	}
+	cp.Impls = append(append([]results.ImplResult(nil), res.Impls...), ir)
+	cp.Faults = append(append([]results.FaultWindow(nil), res.Faults...), windows...)
 	cp.Interrupted = true
+	at := time.Now().UTC()
+	cp.Checkpoint = &results.Checkpoint{Phase: impl, At: at.Format(time.RFC3339), Done: len(res.Impls), Phases: len(cfg.Impls)}
+	if cfg.Checkpoint > 0 {
+		cp.Checkpoint.Interval = cfg.Checkpoint.String()
+	}
+	figures := fmt.Sprintf("%s's figures are missing", impl)
+	if running != nil {
+		cp.Checkpoint.Time = ir.End
+		cp.Duration += float64(ir.End-ir.Start) / 1e9
+		figures = fmt.Sprintf("%s's figures cover its first %.1f s (measured span)", impl, float64(ir.End-ir.Start)/1e9)
+	}
 	cp.Notes = append(append([]string(nil), res.Notes...), fmt.Sprintf(
-		"checkpoint at %s: phase %s running, %d of %d done; if this note remains, the run stopped without finishing — its history up to then is checked, %s's figures are missing",
-		time.Now().UTC().Format(time.RFC3339), impl, len(res.Impls), phases, impl))
-	return results.Save(filepath.Join(dir, results.FileName), &cp)
+		"checkpoint at %s: phase %s running, %d of %d done; if this note remains, the run stopped without finishing — its history up to then is checked, %s",
+		at.Format(time.RFC3339), impl, len(res.Impls), len(cfg.Impls), figures))
+	return results.Save(filepath.Join(cfg.Out, results.FileName), &cp)
 }

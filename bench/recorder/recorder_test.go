@@ -254,3 +254,50 @@ func TestHistoryBoundsPendingAndKeepsOrder(t *testing.T) {
 		next[op.Process]++
 	}
 }
+
+// A checkpoint merges the workers' figures while they record: each merge
+// sees counts that only grow, histograms that agree with them, and the
+// last merge after the workers return has every operation (go test -race
+// checks the locking).
+func TestMergeWhileRecording(t *testing.T) {
+	h := NewHistory(io.Discard, time.Now())
+	defer h.Close()
+	s := NewStats(h, []string{"acquire"}, time.Time{})
+	const workers, per = 4, 20000
+	var wg sync.WaitGroup
+	for p := range workers {
+		w := s.Worker(p, "x")
+		wg.Go(func() {
+			for i := range per {
+				m := w.Mark()
+				if i%10 == 0 {
+					w.Done(0, m, history.Fail, "not-acquired")
+				} else {
+					w.Observe(0, m, time.Duration(i%1000)*time.Microsecond)
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	var last int64
+	merges := 0
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		k := s.Merge()["acquire"]
+		if k.OK < last || k.All.TotalCount() != k.OK {
+			t.Fatalf("merge %d: ok %d after %d, histogram count %d", merges, k.OK, last, k.All.TotalCount())
+		}
+		last = k.OK
+		merges++
+	}
+	k := s.Merge()["acquire"]
+	if k.OK != workers*per*9/10 || k.Errors["not-acquired"] != workers*per/10 {
+		t.Errorf("after the workers: ok %d, errors %v", k.OK, k.Errors)
+	}
+	t.Logf("%d merges during the load", merges)
+}

@@ -45,13 +45,18 @@ func NewStats(h *History, kinds []string, warmupEnd time.Time) *Stats {
 // Kinds are the operation kinds, in index order.
 func (s *Stats) Kinds() []string { return s.kinds }
 
-// Worker is one goroutine's recorder: its own histograms (not safe for
-// concurrent use), and its process id and implementation for the history.
+// Worker is one goroutine's recorder: its own histograms (one goroutine
+// records; Stats.Merge may read them meanwhile, under mu), and its process
+// id and implementation for the history.
 type Worker struct {
 	s       *Stats
 	h       *History
 	Process int
 	Impl    string
+	// mu guards what follows against a Merge during the load (a
+	// checkpoint): the recording goroutine is its only other user, so it
+	// is uncontended but for one Merge per checkpoint interval.
+	mu sync.Mutex
 	// per kind, [0] outside faults, [1] inside
 	hist [][2]*hdrhistogram.Histogram
 	ok   []int64
@@ -95,7 +100,7 @@ func (w *Worker) Mark() Mark { return Mark{At: time.Now(), Inside: w.h.FaultActi
 func (w *Worker) MarkAt(t time.Time) Mark { return Mark{At: t, Inside: w.h.FaultActive()} }
 
 // Observe records the latency d of an ok operation of kind that started at
-// m. It is the hot path: no allocation, no lock.
+// m. It is the hot path: no allocation, one uncontended lock.
 func (w *Worker) Observe(kind int, m Mark, d time.Duration) {
 	if m.At.Before(w.s.warmup) {
 		return
@@ -110,8 +115,10 @@ func (w *Worker) Observe(kind int, m Mark, d time.Duration) {
 	if m.Inside {
 		in = 1
 	}
+	w.mu.Lock()
 	_ = w.hist[kind][in].RecordValue(us)
 	w.ok[kind]++
+	w.mu.Unlock()
 }
 
 // Count records a failed or indeterminate operation of kind, by error
@@ -122,10 +129,12 @@ func (w *Worker) Count(kind int, m Mark, errMsg string) {
 		return
 	}
 	k := NormalizeError(errMsg)
+	w.mu.Lock()
 	if _, ok := w.examples[kind][k]; !ok && k != errMsg {
 		w.examples[kind][k] = errMsg
 	}
 	w.errs[kind][k]++
+	w.mu.Unlock()
 }
 
 // Done ends the operation started at m: ok operations are observed,
@@ -216,15 +225,20 @@ type KindStats struct {
 	Examples map[string]string
 }
 
-// Merge adds up every worker's histograms and counts, per kind name.
-// Call it after the workers have returned.
+// Merge adds up every worker's histograms and counts, per kind name. It
+// may run while the workers record (a checkpoint: each worker is paused
+// only while its own figures are merged) or after they have returned (the
+// phase's final figures).
 func (s *Stats) Merge() map[string]*KindStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]*KindStats, len(s.kinds))
-	for i, name := range s.kinds {
-		k := &KindStats{All: NewHistogram(), Inside: NewHistogram(), Outside: NewHistogram(), Errors: map[string]int64{}, Examples: map[string]string{}}
-		for _, w := range s.workers {
+	ks := make([]*KindStats, len(s.kinds))
+	for i := range ks {
+		ks[i] = &KindStats{All: NewHistogram(), Inside: NewHistogram(), Outside: NewHistogram(), Errors: map[string]int64{}, Examples: map[string]string{}}
+	}
+	for _, w := range s.workers {
+		w.mu.Lock()
+		for i, k := range ks {
 			k.Outside.Merge(w.hist[i][0])
 			k.Inside.Merge(w.hist[i][1])
 			k.OK += w.ok[i]
@@ -237,6 +251,11 @@ func (s *Stats) Merge() map[string]*KindStats {
 				}
 			}
 		}
+		w.mu.Unlock()
+	}
+	out := make(map[string]*KindStats, len(s.kinds))
+	for i, name := range s.kinds {
+		k := ks[i]
 		k.All.Merge(k.Outside)
 		k.All.Merge(k.Inside)
 		out[name] = k

@@ -78,6 +78,11 @@ type Results struct {
 	// Interrupted: the run was stopped early (Ctrl-C); what was done up to
 	// then is recorded and checked.
 	Interrupted bool `json:"interrupted,omitempty"`
+	// Checkpoint is set in a results.json written while the run was still
+	// going (the run's final save drops it): if it is there, the run died
+	// and the last Impls entry (Checkpoint.Phase) holds that phase's
+	// figures only up to Checkpoint.Time.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 	// Notes are plain-words remarks on the run (skipped phases, errors).
 	Notes []string `json:"notes,omitempty"`
 	// Calibration is the machine reference measured in this run, on the
@@ -222,6 +227,25 @@ type FaultWindow struct {
 	Impl  string   `json:"impl,omitempty"`
 	Start int64    `json:"start"` // ns since run start
 	End   int64    `json:"end"`
+}
+
+// Checkpoint says where a run stood when its results.json was written
+// during the run.
+type Checkpoint struct {
+	// Phase is the implementation whose phase was running ("" when the
+	// checkpoint was written before any phase).
+	Phase string `json:"phase"`
+	// At is the wall-clock time of the checkpoint (RFC 3339, UTC).
+	At string `json:"at"`
+	// Time is the history time (ns since run start) the running phase's
+	// figures go up to (0: the phase had not started: no figures).
+	Time int64 `json:"time,omitempty"`
+	// Interval is the checkpoint interval ("" when checkpoints are only
+	// written before each phase).
+	Interval string `json:"interval,omitempty"`
+	// Done is how many phases had finished, of Phases.
+	Done   int `json:"done"`
+	Phases int `json:"phases"`
 }
 
 // ImplResult is one implementation's measurements.

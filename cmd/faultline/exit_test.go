@@ -196,3 +196,93 @@ func TestKilledRunIsCheckable(t *testing.T) {
 		}
 	}
 }
+
+// A run killed outright during its phase keeps that phase's figures up to
+// its last checkpoint (--checkpoint 1s: operations counted, a latency
+// histogram, throughput), and `faultline check` and `faultline report`
+// work on it. Its twin without checkpoints, killed the same way, has only
+// the checkpoint written before the phase: no figures for it.
+func TestKilledRunKeepsCheckpointFigures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real servers (-short)")
+	}
+	for _, c := range []struct {
+		checkpoint string
+		figures    bool
+	}{{"1s", true}, {"0", false}} {
+		t.Run("checkpoint="+c.checkpoint, func(t *testing.T) {
+			tmp, err := os.MkdirTemp("", "fl-kill-test-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(tmp) })
+			if err := os.Chmod(tmp, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "run")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "run", "--impl", "redis-setnx", "--provider", "local",
+				"--duration", "30s", "--clients", "2", "--checkpoint", c.checkpoint, "--out", out)
+			cmd.Env = append(os.Environ(), "FAULTLINE_CLI_CHILD=1", "TMPDIR="+tmp)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(exited) }()
+			// Kill about 3 s into the phase: the history's first entry
+			// marks its start, then a little over 3 s of load.
+			var loadSince time.Time
+			deadline := time.Now().Add(60 * time.Second)
+			for loadSince.IsZero() || time.Since(loadSince) < 3200*time.Millisecond {
+				if st, err := os.Stat(filepath.Join(out, history.FileName)); loadSince.IsZero() && err == nil && st.Size() > 0 {
+					loadSince = time.Now()
+				}
+				if time.Now().After(deadline) {
+					_ = cmd.Process.Kill()
+					<-exited
+					t.Fatalf("no load 60 s after the start:\n%s", stderr.String())
+				}
+				select {
+				case <-exited:
+					t.Fatalf("exited before the kill (%d):\n%s", cmd.ProcessState.ExitCode(), stderr.String())
+				case <-time.After(50 * time.Millisecond): // polling a file, with a deadline
+				}
+			}
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-exited
+
+			res, err := results.Load(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Interrupted || res.Checkpoint == nil || res.Checkpoint.Phase != "redis-setnx" || len(res.Impls) != 1 {
+				t.Fatalf("checkpoint: interrupted %v, %+v, %d impls", res.Interrupted, res.Checkpoint, len(res.Impls))
+			}
+			ops := res.Impls[0].Ops["acquire"]
+			got := ops.Count > 0 && ops.Histogram != nil && ops.Throughput > 0 && res.Checkpoint.Time > 0
+			if got != c.figures {
+				t.Errorf("phase figures kept %v, want %v: checkpoint %+v, acquire %+v", got, c.figures, res.Checkpoint, ops)
+			}
+
+			code, stdout, errs := cli(t, "check", out)
+			if code != 0 {
+				t.Fatalf("check of the killed run: exit %d\n%s\n%s", code, stdout, errs)
+			}
+			checked, err := results.Load(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(checked.Verdicts) == 0 || checked.Impls[0].Ops["acquire"].Count != ops.Count {
+				t.Errorf("check: %d verdicts, acquire count %d (checkpoint had %d)", len(checked.Verdicts), checked.Impls[0].Ops["acquire"].Count, ops.Count)
+			}
+			if code, stdout, errs := cli(t, "report", out); code != 0 {
+				t.Errorf("report of the killed run: exit %d\n%s\n%s", code, stdout, errs)
+			}
+		})
+	}
+}

@@ -25,12 +25,16 @@ func checkFlags(cfg bench.Config, given func(string) bool) error {
 
 // withDefaults fills the defaults of what the user left unset: an explicit
 // --quiet (even 0) is kept, then raised to the ttl with a note when it is
-// shorter (bench.Config.RaiseQuiet).
+// shorter (bench.Config.RaiseQuiet); an unset --checkpoint is
+// bench.DefaultCheckpoint of the duration.
 func withDefaults(cfg bench.Config, given func(string) bool) bench.Config {
 	quiet := cfg.Quiet
 	cfg = cfg.WithDefaults()
 	if given("quiet") {
 		cfg.Quiet = quiet
+	}
+	if !given("checkpoint") {
+		cfg.Checkpoint = bench.DefaultCheckpoint(cfg.Duration)
 	}
 	return cfg.RaiseQuiet().RouteOptions()
 }

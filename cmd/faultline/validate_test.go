@@ -39,6 +39,10 @@ func TestBadRunFlagsExit2BeforeAnythingStarts(t *testing.T) {
 		{[]string{"--ops", "-5"}, []string{"--ops", ">= 0"}},
 		{[]string{"--rate", "NaN"}, []string{"--rate", ">= 0"}},
 		{[]string{"--rate", "-1"}, []string{"--rate", ">= 0"}},
+		// Issue 15: checkpoints during a phase.
+		{[]string{"--checkpoint", "-1s"}, []string{"--checkpoint -1s", "0 (off) or >= 1s"}},
+		{[]string{"--checkpoint", "500ms"}, []string{"--checkpoint 500ms", "0 (off) or >= 1s"}},
+		{[]string{"--checkpoint", "1ns"}, []string{"--checkpoint 1ns", "0 (off) or >= 1s"}},
 		{[]string{"--lock-opt", "foo"}, []string{"-lock-opt", "key=value"}},
 		{[]string{"--lock-opt", "=x"}, []string{"-lock-opt", "key=value"}},
 		// Issue 12: topologies.
@@ -113,5 +117,34 @@ func TestParseRunDefaultsAndQuietRaise(t *testing.T) {
 	rf, _, ok := parseRun([]string{"--impl", "redis-setnx"}, io.Discard)
 	if !ok || rf.cfg.Duration != 10*time.Second || rf.cfg.Clients != 8 || rf.cfg.Keys != 8 || rf.cfg.TTL != time.Second {
 		t.Errorf("defaults: %+v", rf.cfg)
+	}
+}
+
+// --checkpoint: given, it is kept (0 turns it off); unset, a phase longer
+// than a minute checkpoints every minute and a shorter one not at all.
+func TestCheckpointFlag(t *testing.T) {
+	cases := []struct {
+		args []string
+		want time.Duration
+	}{
+		{[]string{"--duration", "10s"}, 0},
+		{[]string{"--duration", "1m"}, 0},
+		{[]string{"--duration", "1h"}, time.Minute},
+		{[]string{"--duration", "1h", "--checkpoint", "0"}, 0},
+		{[]string{"--duration", "1h", "--checkpoint", "10s"}, 10 * time.Second},
+		{[]string{"--duration", "10s", "--checkpoint", "1s"}, time.Second},
+	}
+	out := t.TempDir()
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			var stderr strings.Builder
+			rf, code, ok := parseRun(append([]string{"--impl", "redis-setnx", "--out", out}, c.args...), &stderr)
+			if !ok {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			if rf.cfg.Checkpoint != c.want {
+				t.Errorf("checkpoint %v, want %v", rf.cfg.Checkpoint, c.want)
+			}
+		})
 	}
 }
