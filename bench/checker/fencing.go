@@ -47,7 +47,8 @@ func Fencing(h []history.Op, opt Options) results.Verdict {
 		sort.Strings(keys)
 		for _, key := range keys {
 			var top history.Op
-			for _, e := range log[key] {
+			for _, ep := range log[key] {
+				e := *ep
 				if e.Fence == 0 {
 					continue
 				}

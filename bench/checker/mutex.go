@@ -18,10 +18,11 @@ const (
 // resourceLog returns the resource-write entries per key in apply order
 // (Attrs "seq" when present, else history order) and whether the history
 // has a resource log at all (any resource-write or final entry).
-func resourceLog(h []history.Op) (map[string][]history.Op, bool) {
-	log := map[string][]history.Op{}
+func resourceLog(h []history.Op) (map[string][]*history.Op, bool) {
+	log := map[string][]*history.Op{}
 	has := false
-	for _, op := range h {
+	for i := range h {
+		op := &h[i] // pointers into h: a copy of each write would double them
 		if op.Process != history.Resource {
 			continue
 		}
@@ -35,8 +36,8 @@ func resourceLog(h []history.Op) (map[string][]history.Op, bool) {
 	}
 	for _, l := range log {
 		sort.SliceStable(l, func(i, j int) bool {
-			a, okA := attrInt(l[i], "seq")
-			b, okB := attrInt(l[j], "seq")
+			a, okA := attrInt(*l[i], "seq")
+			b, okB := attrInt(*l[j], "seq")
 			return okA && okB && a < b
 		})
 	}
@@ -126,7 +127,7 @@ func MutualExclusion(h []history.Op, opt Options) results.Verdict {
 	return mutexFromClients(ops, windows, opt)
 }
 
-func mutexFromResource(ops []Operation, windows []Window, log map[string][]history.Op, opt Options) results.Verdict {
+func mutexFromResource(ops []Operation, windows []Window, log map[string][]*history.Op, opt Options) results.Verdict {
 	// Index the clients' writes by (process, key, value) to find each
 	// resource write's client operations.
 	type wkey struct {
@@ -184,7 +185,8 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]histo
 	total := 0
 	for _, key := range keys {
 		l := log[key]
-		for i, e := range l {
+		for i, ep := range l {
+			e := *ep
 			total++
 			exp, okE := attrInt(e, "expected")
 			cur, okC := attrInt(e, "current")
@@ -199,7 +201,7 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]histo
 				if l[j].Value != nil && *l[j].Value == exp {
 					break
 				}
-				clobbered = append(clobbered, l[j])
+				clobbered = append(clobbered, *l[j])
 			}
 			for a, b := 0, len(clobbered)-1; a < b; a, b = a+1, b-1 {
 				clobbered[a], clobbered[b] = clobbered[b], clobbered[a]

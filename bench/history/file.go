@@ -151,12 +151,44 @@ func Load(path string) ([]Op, error) {
 // implementation's phase at a time. Every line is checked: one that is not
 // valid JSON is a *LineError even when it is not impl's.
 func LoadImpl(path, impl string) ([]Op, error) {
+	n, err := countImpl(path, impl)
+	if err != nil {
+		return nil, err
+	}
 	f, err := Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return f.impl(impl, true)
+	return f.impl(impl, true, n)
+}
+
+// countImpl is an upper bound of how many lines of the history at path are
+// implementation impl's (those that hold its name as a JSON string), read
+// without decoding any: the slice of impl's Ops is then allocated once, at
+// its size, instead of growing by copies (which, for a long run, allocated
+// several times the phase's size and held two copies at each growth). A
+// read error is left to the decoding pass, which reports it with its line.
+func countImpl(path, impl string) (int, error) {
+	needle := appendString(nil, impl)
+	if bytes.ContainsRune(needle, '\\') {
+		return 0, nil // an escaped name: impl finds its lines by decoding
+	}
+	f, err := Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n := 0
+	for {
+		b, err := f.Line()
+		if err != nil {
+			return n, nil
+		}
+		if bytes.Contains(b, needle) {
+			n++
+		}
+	}
 }
 
 // EachImpl streams a history file once per implementation of impls and
@@ -167,11 +199,15 @@ func LoadImpl(path, impl string) ([]Op, error) {
 // inside its last frame (File.Truncated): the run died before closing it.
 func EachImpl(path string, impls []string, fn func(impl string, ops []Op) error) (truncated bool, err error) {
 	for i, impl := range impls {
+		n, err := countImpl(path, impl)
+		if err != nil {
+			return truncated, err
+		}
 		f, err := Open(path)
 		if err != nil {
 			return truncated, err
 		}
-		ops, err := f.impl(impl, i == 0)
+		ops, err := f.impl(impl, i == 0, n)
 		truncated = truncated || f.Truncated()
 		f.Close()
 		if err != nil {
@@ -188,14 +224,18 @@ func EachImpl(path string, impls []string, fn func(impl string, ops []Op) error)
 // returns those read before. With validate, lines of other implementations
 // are decoded too (a malformed one is an error); without, they are skipped unread. Strings repeated
 // across entries (impl, operation, key, type, error) are shared, not copied
-// per entry.
-func (r *Reader) impl(impl string, validate bool) ([]Op, error) {
+// per entry. size, when known, is the capacity to allocate (countImpl).
+func (r *Reader) impl(impl string, validate bool, size int) ([]Op, error) {
 	// A line of impl holds its name as a JSON string; a line without those
 	// bytes cannot be one of impl's (an escaped name is decoded below).
 	needle := appendString(nil, impl)
 	plain := !bytes.ContainsRune(needle, '\\')
-	var ops []Op
+	var ops []Op // nil when there are none, as before
+	if size > 0 {
+		ops = make([]Op, 0, size)
+	}
 	in := newInterner()
+	tokens := map[int]string{} // process → its last token, shared by the entries repeating it
 	for {
 		b, err := r.Line()
 		if errors.Is(err, io.EOF) {
@@ -220,6 +260,13 @@ func (r *Reader) impl(impl string, validate bool) ([]Op, error) {
 			continue
 		}
 		in.op(&op)
+		if op.Token != "" { // an operation's token recurs in its process's next entries
+			if t := tokens[op.Process]; t == op.Token {
+				op.Token = t
+			} else {
+				tokens[op.Process] = op.Token
+			}
+		}
 		ops = append(ops, op)
 	}
 }
