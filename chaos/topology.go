@@ -174,20 +174,40 @@ func (f *linkFault) Start(ctx context.Context) error {
 	return nil
 }
 
+// linkHealTimeout bounds each toxic removal of a link fault's heal, and
+// the reset that follows a failed one. Toxiproxy's removal can block for
+// good (Shopify/toxiproxy#558: a latency toxic holding WAL for a standby's
+// receiver that exited on promotion); a run must not hang on it.
+const linkHealTimeout = 5 * time.Second
+
+// Heal removes the fault's toxics, each within linkHealTimeout. A removal
+// that fails or times out is recorded as an error and the link's proxy is
+// reset (every toxic removed; a proxy whose toxics are stuck is replaced
+// by a fresh one on the same address, dropping its connections).
 func (f *linkFault) Heal(ctx context.Context) error {
 	var errs []string
 	var left []infra.Link
 	for _, l := range f.applied {
 		failed := false
 		for _, t := range f.toxics {
-			if err := l.Proxy().RemoveToxic(ctx, t.Name); err != nil && !strings.Contains(err.Error(), "not found") {
+			rctx, cancel := context.WithTimeout(ctx, linkHealTimeout)
+			err := l.Proxy().RemoveToxic(rctx, t.Name)
+			cancel()
+			if err != nil && !strings.Contains(err.Error(), "not found") {
 				errs = append(errs, fmt.Sprintf("%s on %s: remove toxic %s: %v", f.kind, l.Name(), t.Name, err))
 				failed = true
+				break // the toxic list may be stuck: the reset replaces the proxy
 			}
 		}
 		if failed {
-			if err := l.Proxy().Reset(ctx); err == nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), linkHealTimeout)
+			err := l.Proxy().Reset(rctx)
+			cancel()
+			if err == nil {
+				errs = append(errs, fmt.Sprintf("%s on %s: proxy reset instead", f.kind, l.Name()))
 				failed = false
+			} else {
+				errs = append(errs, fmt.Sprintf("%s on %s: reset: %v", f.kind, l.Name(), err))
 			}
 		}
 		if failed {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
@@ -81,37 +83,46 @@ func (h *embeddedHost) create(ctx context.Context, name, upstream string) (nodeP
 		return nil, fmt.Errorf("proxy %s: start listening on 127.0.0.1: %w", name, err)
 	}
 	// Listen now holds the concrete port; Stop/Start re-listen on it.
-	return &embeddedProxy{host: h, p: p, listen: p.Listen, upstream: upstream}, nil
+	e := &embeddedProxy{host: h, name: name, listen: p.Listen, upstream: upstream}
+	e.p.Store(p)
+	return e, nil
 }
 
 func (h *embeddedHost) close(ctx context.Context) error { return h.srv.Collection.Clear() }
 
-// embeddedProxy is one in-process Toxiproxy proxy.
+// embeddedProxy is one in-process Toxiproxy proxy. Its Toxiproxy proxy
+// may be replaced by a fresh one on the same address (Reset, when a toxic
+// removal is stuck: Toxiproxy issue #558).
 type embeddedProxy struct {
 	host     *embeddedHost
-	p        *toxiproxy.Proxy
+	name     string
+	p        atomic.Pointer[toxiproxy.Proxy]
 	listen   string
-	mu       sync.Mutex // serialises enable/disable/upstream changes
+	mu       sync.Mutex // serialises enable/disable/upstream changes and replacement
 	upstream string
 }
 
-func (e *embeddedProxy) Name() string   { return e.p.Name }
+func (e *embeddedProxy) Name() string   { return e.name }
 func (e *embeddedProxy) Listen() string { return e.listen }
 
 func (e *embeddedProxy) AddToxic(ctx context.Context, t Toxic) error {
 	body, err := toxicJSON(t)
 	if err != nil {
-		return fmt.Errorf("proxy %s: %w", e.p.Name, err)
+		return fmt.Errorf("proxy %s: %w", e.name, err)
 	}
-	if _, err := e.p.Toxics.AddToxicJson(bytes.NewReader(body)); err != nil {
-		return fmt.Errorf("proxy %s: add toxic %s: %w", e.p.Name, body, err)
+	if _, err := e.p.Load().Toxics.AddToxicJson(bytes.NewReader(body)); err != nil {
+		return fmt.Errorf("proxy %s: add toxic %s: %w", e.name, body, err)
 	}
 	return nil
 }
 
+// RemoveToxic gives up when ctx ends: Toxiproxy's removal ignores its
+// context and can block for good (issue #558: a latency toxic holding data
+// for a connection whose peer died), holding the proxy's toxic list.
 func (e *embeddedProxy) RemoveToxic(ctx context.Context, name string) error {
-	if err := e.p.Toxics.RemoveToxic(ctx, name); err != nil {
-		return fmt.Errorf("proxy %s: remove toxic %q: %w", e.p.Name, name, err)
+	p := e.p.Load()
+	if err := withCtx(ctx, func() error { return p.Toxics.RemoveToxic(ctx, name) }); err != nil {
+		return fmt.Errorf("proxy %s: remove toxic %q: %w", e.name, name, err)
 	}
 	return nil
 }
@@ -119,28 +130,66 @@ func (e *embeddedProxy) RemoveToxic(ctx context.Context, name string) error {
 func (e *embeddedProxy) Disable(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.p.Stop() // closes the listener and every live connection
+	e.p.Load().Stop() // closes the listener and every live connection
 	return nil
 }
 
 func (e *embeddedProxy) Enable(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.p.Start(); err != nil && !errors.Is(err, toxiproxy.ErrProxyAlreadyStarted) {
-		return fmt.Errorf("proxy %s: re-listen on %s: %w", e.p.Name, e.listen, err)
+	if err := e.p.Load().Start(); err != nil && !errors.Is(err, toxiproxy.ErrProxyAlreadyStarted) {
+		return fmt.Errorf("proxy %s: re-listen on %s: %w", e.name, e.listen, err)
 	}
 	return nil
 }
 
+// Reset removes every toxic and re-enables the proxy. When the removal
+// does not finish by ctx's end (a toxic removal stuck: Toxiproxy #558, the
+// toxic list stays locked), it replaces the proxy by a fresh one on the
+// same address and upstream, without toxics (live connections are dropped;
+// the stuck removal is abandoned), within resetReplaceTimeout.
 func (e *embeddedProxy) Reset(ctx context.Context) error {
-	e.p.Toxics.ResetToxics(ctx)
-	return e.Enable(ctx)
+	p := e.p.Load()
+	if err := withCtx(ctx, func() error { p.Toxics.ResetToxics(ctx); return nil }); err == nil {
+		return e.Enable(ctx)
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resetReplaceTimeout)
+	defer cancel()
+	return e.replace(rctx)
+}
+
+// resetReplaceTimeout bounds the replacement of a proxy whose toxic list
+// is stuck.
+const resetReplaceTimeout = 5 * time.Second
+
+// replace swaps the Toxiproxy proxy for a fresh one on the same listen
+// address and upstream, enabled and without toxics.
+func (e *embeddedProxy) replace(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.p.Load()
+	err := withCtx(ctx, func() error {
+		if err := e.host.srv.Collection.Remove(e.name); err != nil && !errors.Is(err, toxiproxy.ErrProxyNotFound) {
+			return err
+		}
+		p := toxiproxy.NewProxy(e.host.srv, e.name, e.listen, e.upstream)
+		if err := e.host.srv.Collection.Add(p, true); err != nil {
+			return err
+		}
+		e.p.CompareAndSwap(old, p)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("proxy %s: toxics stuck (Toxiproxy #558), replacing it on %s: %w", e.name, e.listen, err)
+	}
+	return nil
 }
 
 func (e *embeddedProxy) enabled() bool {
-	e.p.Lock()
-	defer e.p.Unlock()
-	return e.p.Enabled
+	p := e.p.Load()
+	p.Lock()
+	defer p.Unlock()
+	return p.Enabled
 }
 
 func (e *embeddedProxy) setUpstream(ctx context.Context, upstream string) error {
@@ -151,18 +200,18 @@ func (e *embeddedProxy) setUpstream(ctx context.Context, upstream string) error 
 	}
 	// Update stops the proxy (dropping connections to the dead server),
 	// swaps the upstream and re-listens on the same address if it was enabled.
-	in := &toxiproxy.Proxy{Name: e.p.Name, Listen: e.listen, Upstream: upstream, Enabled: e.enabled()}
-	if err := e.p.Update(in); err != nil {
-		return fmt.Errorf("proxy %s: point upstream to %s: %w", e.p.Name, upstream, err)
+	in := &toxiproxy.Proxy{Name: e.name, Listen: e.listen, Upstream: upstream, Enabled: e.enabled()}
+	if err := e.p.Load().Update(in); err != nil {
+		return fmt.Errorf("proxy %s: point upstream to %s: %w", e.name, upstream, err)
 	}
 	e.upstream = upstream
 	return nil
 }
 
 func (e *embeddedProxy) destroy(ctx context.Context) error {
-	err := e.host.srv.Collection.Remove(e.p.Name)
+	err := e.host.srv.Collection.Remove(e.name)
 	if err != nil && !errors.Is(err, toxiproxy.ErrProxyNotFound) {
-		return fmt.Errorf("proxy %s: remove: %w", e.p.Name, err)
+		return fmt.Errorf("proxy %s: remove: %w", e.name, err)
 	}
 	return nil
 }
@@ -254,7 +303,37 @@ func (x *externalProxy) Enable(ctx context.Context) error {
 	return x.do(ctx, "enable", x.p.Enable)
 }
 
+// Reset removes every toxic and re-enables the proxy. When that does not
+// finish by ctx's end (a toxic removal stuck on the server: Toxiproxy
+// #558), it deletes the proxy and creates it again on the same address and
+// upstream, within resetReplaceTimeout.
 func (x *externalProxy) Reset(ctx context.Context) error {
+	err := x.reset(ctx)
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resetReplaceTimeout)
+	defer cancel()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old := *x.p
+	var p *toxiclient.Proxy
+	rerr := withCtx(rctx, func() error {
+		if err := old.Delete(); err != nil && !strings.Contains(err.Error(), "not found") {
+			return err
+		}
+		var err error
+		p, err = x.host.client.CreateProxy(old.Name, old.Listen, old.Upstream)
+		return err
+	})
+	if rerr != nil {
+		return fmt.Errorf("proxy %s on %s: toxics stuck (Toxiproxy #558), replacing it on %s: %w", old.Name, x.host.addr, old.Listen, errors.Join(err, rerr))
+	}
+	x.p = p
+	return nil
+}
+
+func (x *externalProxy) reset(ctx context.Context) error {
 	return x.do(ctx, "reset", func() error {
 		toxics, err := x.p.Toxics()
 		if err != nil {
