@@ -20,7 +20,9 @@ import (
 // period a fresh process TryAcquires every key once (acquire ops with
 // Attrs "probe" "final"); a probe that fails not-acquired found the key
 // still held by nobody alive — a leak. An indeterminate probe makes the
-// verdict Unknown.
+// verdict Unknown, unless a later probe of the same key and kind (the
+// workload retries one a ttl later) has a definite outcome: the last
+// probe of a key decides.
 //
 // The live probe (Attrs "probe" "live") is the same probe run earlier,
 // after the quiet period but while the workers' lock clients are still
@@ -78,6 +80,19 @@ func LeakedLocks(h []history.Op, opt Options) results.Verdict {
 		}
 		vs = append(vs, v)
 	}
+	// A key's probe of one kind may be retried after an indeterminate
+	// one (the workload tries again a ttl later): its last probe decides.
+	last := map[[2]string]int{}
+	for i, p := range probes {
+		last[[2]string{p.Invoke.Attrs["probe"], p.Key}] = i
+	}
+	kept := probes[:0:0]
+	for i, p := range probes {
+		if !p.Indeterminate() || last[[2]string{p.Invoke.Attrs["probe"], p.Key}] == i {
+			kept = append(kept, p)
+		}
+	}
+	probes = kept
 	indeterminate := 0
 	finalHeld := map[string]bool{} // keys the final probe found held: reported as plain leaks
 	for _, p := range probes {

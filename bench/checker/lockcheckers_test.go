@@ -210,6 +210,18 @@ func TestLeakedLocks(t *testing.T) {
 		{"final probe took every key", (&lockHist{}).op(9, "acquire", "k", 10, 11, history.OK, lkAttr("probe", "final")).build(), results.Valid},
 		{"final probe found the key held", (&lockHist{}).op(9, "acquire", "k", 10, 11, history.Fail, lkErr("not-acquired"), lkAttr("probe", "final")).build(), results.Invalid},
 		{"final probe timed out", (&lockHist{}).op(9, "acquire", "k", 10, 11, history.Info, lkErr("timeout"), lkAttr("probe", "final")).build(), results.Unknown},
+		{"final probe timed out, its retry took the key", (&lockHist{}).
+			op(9, "acquire", "k", 10, 11, history.Info, lkErr("timeout"), lkAttr("probe", "final")).
+			op(9, "acquire", "k", 20, 21, history.OK, lkAttr("probe", "final")).build(), results.Valid},
+		{"final probe timed out, its retry found the key held", (&lockHist{}).
+			op(9, "acquire", "k", 10, 11, history.Info, lkErr("timeout"), lkAttr("probe", "final")).
+			op(9, "acquire", "k", 20, 21, history.Fail, lkErr("not-acquired"), lkAttr("probe", "final")).build(), results.Invalid},
+		{"final probe and its retry timed out", (&lockHist{}).
+			op(9, "acquire", "k", 10, 11, history.Info, lkErr("timeout"), lkAttr("probe", "final")).
+			op(9, "acquire", "k", 20, 21, history.Info, lkErr("timeout"), lkAttr("probe", "final")).build(), results.Unknown},
+		{"another key's probe does not settle a timed-out one", (&lockHist{}).
+			op(9, "acquire", "k", 10, 11, history.Info, lkErr("timeout"), lkAttr("probe", "final")).
+			op(9, "acquire", "j", 20, 21, history.OK, lkAttr("probe", "final")).build(), results.Unknown},
 		{"live probe found the key held, final probe free (leaked on a live session)", (&lockHist{}).
 			op(9, "acquire", "k", 10, 11, history.Fail, lkErr("not-acquired"), lkAttr("probe", "live")).
 			op(10, "acquire", "k", 12, 13, history.OK, lkAttr("probe", "final")).build(), results.Invalid},

@@ -612,9 +612,20 @@ func (c *lockClient) release(ctx context.Context, w *recorder.Worker, l lock.Lea
 // probe tries key once with TryAcquire (and releases it): after the quiet
 // period every key must be free, else a lock leaked. Probe entries carry
 // attrs {"probe": label} (final, or live before the workers' clients close).
+//
+// A probe whose outcome is unknown (timed out: a loaded machine, a slow
+// node) is tried once more after one ttl, when whatever that attempt may
+// have taken has expired; the checker judges a key by its last probe.
 func (c *lockClient) probe(ctx context.Context, w *recorder.Worker, key, label string) {
 	attrs := map[string]string{"probe": label}
-	if lease, out, _ := c.acquire(ctx, w, key, c.p.t.OpTimeout, true, attrs); out.Type == history.OK {
+	lease, out, _ := c.acquire(ctx, w, key, c.p.t.OpTimeout, true, attrs)
+	if out.Type == history.Info {
+		if clock.Sleep(ctx, c.p.t.TTL) != nil {
+			return
+		}
+		lease, out, _ = c.acquire(ctx, w, key, c.p.t.OpTimeout, true, attrs)
+	}
+	if out.Type == history.OK {
 		c.release(ctx, w, lease, attrs)
 	}
 }
