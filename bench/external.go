@@ -48,14 +48,21 @@ func (c Config) checkExternal(nodes []infra.NodeSpec, scheds map[string]chaos.Sc
 func (c Config) Capabilities(nodes []infra.NodeSpec) *results.Capabilities {
 	spec := c.envSpec(nodes)
 	out := &results.Capabilities{Possible: []string{}}
+	// A process fault kind is refused when no node's server takes it (one
+	// reason per server); with some that do, a fault aimed at one that
+	// does not is refused before the run (checkExternal).
 	var blocked []string
+	controlled := false
 	for _, n := range nodes {
-		if t, err := infra.ExternalTargetOf(spec, n.Name); err == nil && t.Shares != "" && t.Container != "" {
-			continue // its server's own target takes process faults; only this node refuses them
-		}
-		if ok, why := infra.ProcessControl(spec, n.Name); !ok && !slices.Contains(blocked, why) {
+		ok, why := infra.ProcessControl(spec, n.Name)
+		if ok {
+			controlled = true
+		} else if !slices.Contains(blocked, why) {
 			blocked = append(blocked, why)
 		}
+	}
+	if controlled {
+		blocked = nil
 	}
 	refuse := func(kind, why string) {
 		if out.Refused == nil {

@@ -363,7 +363,7 @@ func ProcessControl(spec Spec, node string) (bool, string) {
 func ExternalTargetOf(spec Spec, node string) (ExternalTarget, error) {
 	for _, ns := range spec.Nodes {
 		if ns.Name == node {
-			return (&externalProvider{targets: spec.External}).target(ns.Name, ns.Kind)
+			return (&externalProvider{targets: spec.External, nodes: spec.Nodes}).target(ns.Name, ns.Kind)
 		}
 	}
 	return ExternalTarget{}, errors.New("no node " + node)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,9 @@ type ExternalTarget struct {
 	// target of their kind); "" = its own server. A node that shares
 	// never gets process faults: they would hit the other node's server.
 	Shares string
+	// given is the name the target was given as (redis-2) when a node of
+	// another name (resource) runs on it alone.
+	given string
 }
 
 // Public is the target without secrets, for headers, results and logs:
@@ -83,17 +87,16 @@ func (t ExternalTarget) ProcessControl() (bool, string) {
 	case t.Container != "":
 		return true, "docker container " + t.Container
 	}
-	owner := t.Name
-	if t.Shares != "" {
-		owner = t.Shares
-	}
-	return false, "faultline does not own the process of external target " + owner + " (give container=NAME to let it use the Docker API)"
+	return false, "faultline does not own the process of external target " + t.server() + " (give container=NAME to let it use the Docker API)"
 }
 
 // server is the name of the target whose server t runs on.
 func (t ExternalTarget) server() string {
-	if t.Shares != "" {
+	switch {
+	case t.Shares != "":
 		return t.Shares
+	case t.given != "":
+		return t.given
 	}
 	return t.Name
 }
@@ -133,6 +136,7 @@ const externalCallTimeout = 10 * time.Second
 // externalProvider hands out servers that already run.
 type externalProvider struct {
 	targets []ExternalTarget
+	nodes   []NodeSpec // the run's nodes: a target none of them is named after is free
 	ns      string
 
 	mu      sync.Mutex
@@ -145,7 +149,7 @@ type externalProvider struct {
 }
 
 func newExternalProvider(spec Spec) *externalProvider {
-	return &externalProvider{targets: spec.External, ns: spec.Namespace, schemas: map[string]bool{}, moved: map[string]string{}}
+	return &externalProvider{targets: spec.External, nodes: spec.Nodes, ns: spec.Namespace, schemas: map[string]bool{}, moved: map[string]string{}}
 }
 
 func (p *externalProvider) name() string { return "external" }
@@ -181,10 +185,13 @@ func (p *externalProvider) docker(ctx context.Context) (client.APIClient, error)
 
 // target finds the target for node name. A node with no target of its own
 // that is not one of the numbered nodes (the workload's "resource" and
-// "resource-pg") shares the first target of its kind: its keys and tables
-// are apart by name, and it gets a proxy of its own.
+// "resource-pg") takes the first target of its kind no node of the run is
+// named after (a server of its own: given one more target than the
+// implementation needs, a kill of redis-1 leaves the counter alone), else
+// shares the first target of its kind: its keys and tables are apart by
+// name, it gets a proxy of its own, and it refuses process faults.
 func (p *externalProvider) target(name string, kind Kind) (ExternalTarget, error) {
-	var first *ExternalTarget
+	var first, free *ExternalTarget
 	n := 0
 	for i, t := range p.targets {
 		if t.Kind != kind {
@@ -197,8 +204,16 @@ func (p *externalProvider) target(name string, kind Kind) (ExternalTarget, error
 		if t.Name == name {
 			return t, nil
 		}
+		if free == nil && !slices.ContainsFunc(p.nodes, func(ns NodeSpec) bool { return ns.Name == t.Name }) {
+			free = &p.targets[i]
+		}
 	}
 	numbered := regexp.MustCompile(`^(redis|pg)-[0-9]+$`).MatchString(name)
+	if free != nil && !numbered {
+		t := *free
+		t.Name, t.given = name, free.Name
+		return t, nil
+	}
 	if first != nil && !numbered {
 		t := *first
 		t.Name, t.Shares = name, first.Name
@@ -708,7 +723,7 @@ func DescribeExternal(spec Spec) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "provider external, namespace %s\n", spec.Namespace)
 	for _, n := range spec.Nodes {
-		p := &externalProvider{targets: spec.External}
+		p := &externalProvider{targets: spec.External, nodes: spec.Nodes}
 		t, err := p.target(n.Name, n.Kind)
 		if err != nil {
 			fmt.Fprintf(&b, "  %s: %v\n", n.Name, err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -52,9 +53,28 @@ func openRedisResource(_ context.Context, n infra.Node, direct bool, t Target) (
 	}
 	return &redisResource{
 		c:      newRedis(addr, n.Password(), t.OpTimeout, 256),
-		direct: newRedis(n.DirectAddr(), n.Password(), 10*time.Second, 4),
+		direct: followRedis(n, 10*time.Second, 4),
 		prefix: t.KeyPrefix,
 	}, nil
+}
+
+// followRedis is a client of node n's server that dials its direct
+// address anew for each connection: a restart may move it (an external
+// container's ephemeral port, when "resource" shares a killed node's
+// server).
+func followRedis(n infra.Node, timeout time.Duration, pool int) *redis.Client {
+	d := &net.Dialer{Timeout: timeout}
+	return redis.NewClient(&redis.Options{
+		Addr: n.DirectAddr(), Password: n.Password(),
+		Dialer: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, n.DirectAddr())
+		},
+		MaxRetries:  -1,
+		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+		ContextTimeoutEnabled: true,
+		PoolSize:              pool,
+		PoolTimeout:           timeout,
+	})
 }
 
 // counterKey, logKey and seqKey are the resource's keys for lock key k
