@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -209,6 +210,22 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 // faults of each phase hit (Coverage). Every verdict must come from here:
 // `faultline check` (Check, check.go) re-runs exactly this on a saved run.
 func check(res *results.Results, wl workload.Workload, cfg Config, path string) error {
+	// While the checkers run, one phase's decoded history is most of the
+	// heap, and Go's default GOGC=100 lets the heap grow to twice what is
+	// live before collecting: collect at +25% instead (on a 1.48M-entry
+	// counter history: peak RSS 911 -> 566 MB, CPU time about the same, the
+	// collections being of a heap that is mostly live). A GOGC the user set
+	// is left alone. Once done, the histories are garbage: collect them and
+	// give their memory back, or what comes next (the report streams the
+	// history once more) would grow the heap up to twice their size (GOGC
+	// 100 again) before the first collection.
+	if os.Getenv("GOGC") == "" {
+		old := debug.SetGCPercent(checkGCPercent)
+		defer func() {
+			debug.SetGCPercent(old)
+			debug.FreeOSMemory()
+		}()
+	}
 	// One implementation's phase in memory at a time: the file is streamed
 	// once per implementation.
 	names := make([]string, len(res.Impls))
@@ -250,6 +267,9 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 	}
 	return nil
 }
+
+// checkGCPercent is the GOGC of the checks (see check).
+const checkGCPercent = 25
 
 // saveCheckpoint writes results.json as it stands during the phase of
 // impl: the phases done, then impl's figures so far (running; nil: the
