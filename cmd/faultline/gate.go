@@ -97,6 +97,9 @@ func gateAllowed(flag string, cur *results.Results) (func(impl, checker string) 
 	for _, r := range m.Rows {
 		// A scripted interleaving forces what a fault would: not a no-fault row.
 		e := gate.Expectation{Impl: r.Impl, Workload: r.Workload, NoFault: !r.Scripted() && len(r.Specs()) == 0}
+		if r.Settings()["standby"] != "" {
+			e.Topology = "pg-standby"
+		}
 		if r.Expect != chaos.Safe {
 			e.Failing = r.Checkers
 		}

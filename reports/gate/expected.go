@@ -16,6 +16,11 @@ type Expectation struct {
 	// Failing are the checkers the row expects to fail (a violation or
 	// liveness row); empty for a safe row.
 	Failing []string
+	// Topology is the replicated topology the row runs on ("" = the
+	// implementation's own nodes): a row on pg-standby allows nothing in a
+	// run on independent nodes (an asynchronous standby loses leases a
+	// single server keeps).
+	Topology string
 }
 
 // MatrixAllowed returns the allowed function of Gate for the matrix rows
@@ -35,12 +40,14 @@ type Expectation struct {
 func MatrixAllowed(rows []Expectation, cur *results.Results) func(impl, checker string) bool {
 	faulted := len(cur.Faults) > 0
 	mutant := map[string]bool{}
+	topology := map[string]string{}
 	for _, ir := range cur.Impls {
 		mutant[ir.Name] = ir.Mutant
+		topology[ir.Name] = ir.Topology
 	}
 	expects := func(impl, checker string, keep func(Expectation) bool) (allowed, any bool) {
 		for _, r := range rows {
-			if r.Impl != impl || !keep(r) {
+			if r.Impl != impl || !keep(r) || (r.Topology != "" && r.Topology != topology[impl]) {
 				continue
 			}
 			any = true

@@ -394,10 +394,16 @@ func TestMatrixAllowed(t *testing.T) {
 		{Impl: "redis-setnx", Workload: "counter", Failing: []string{"availability"}},
 		{Impl: "unsafe-release", Workload: "counter", Failing: []string{"mutual-exclusion"}},
 		{Impl: "racy-mutant", Workload: "counter", NoFault: true, Failing: []string{"lost-update"}},
+		{Impl: "pg-lease", Workload: "counter", NoFault: true},
+		{Impl: "pg-lease", Workload: "counter", Failing: []string{"availability"}},
+		{Impl: "pg-lease", Workload: "counter", Failing: []string{"mutual-exclusion"}, Topology: "pg-standby"}, // async failover
 	}
 	noFault := &results.Results{Workload: "counter", Impls: []results.ImplResult{{Name: "redis-setnx"}, {Name: "unsafe-release", Mutant: true}, {Name: "racy-mutant", Mutant: true}, {Name: "stranger", Mutant: true}}}
+	noFault.Impls = append(noFault.Impls, results.ImplResult{Name: "pg-lease"})
 	faulted := clone(t, noFault)
 	faulted.Faults = []results.FaultWindow{{Fault: "holder-pause:k0=2xttl@1s", Kind: "holder-pause"}}
+	onStandby := clone(t, faulted)
+	onStandby.Impls[len(onStandby.Impls)-1].Topology = "pg-standby"
 	tests := []struct {
 		run           *results.Results
 		impl, checker string
@@ -412,6 +418,9 @@ func TestMatrixAllowed(t *testing.T) {
 		{noFault, "racy-mutant", "mutual-exclusion", false},
 		{noFault, "stranger", "mutual-exclusion", false}, // not in the matrix: nothing allowed
 		{faulted, "stranger", "mutual-exclusion", false},
+		{faulted, "pg-lease", "availability", true},
+		{faulted, "pg-lease", "mutual-exclusion", false}, // only a pg-standby row allows it
+		{onStandby, "pg-lease", "mutual-exclusion", true},
 	}
 	for _, tt := range tests {
 		allowed := MatrixAllowed(rows, tt.run)
