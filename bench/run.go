@@ -233,9 +233,18 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 		names[i] = ir.Name
 	}
 	i := 0
+	var cutNotes []string
 	truncated, err := history.EachImpl(path, names, func(_ string, mine []history.Op) error {
 		ir := &res.Impls[i]
 		i++
+		if res.Checkpoint != nil && res.Checkpoint.Phase == ir.Name {
+			// The run died in this phase: what was in flight then was cut,
+			// not timed out (the availability check would call it stalled).
+			var n int
+			if mine, n = dropCut(mine, cfg.AcquireTimeout+cfg.OpTimeout); n > 0 {
+				cutNotes = append(cutNotes, fmt.Sprintf("%s: %d operations in flight when the run died (invoked within %v of its history's end, no completion) are left out of the checks: their outcome was cut, not timed out", ir.Name, n, cfg.AcquireTimeout+cfg.OpTimeout))
+			}
+		}
 		if nodes, err := workload.PhaseNodesOn(wl, ir.Name, infra.Topology(cfg.Topology)); err == nil {
 			var windows []results.FaultWindow
 			for _, w := range res.Faults {
@@ -262,6 +271,11 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 	if err != nil {
 		return fmt.Errorf("read history back for the checks: %w", err)
 	}
+	for _, note := range cutNotes {
+		if !slices.Contains(res.Notes, note) {
+			res.Notes = append(res.Notes, note)
+		}
+	}
 	if note := fmt.Sprintf("%s stops inside its last compressed frame: the run died before closing it; checked what it holds up to there", filepath.Base(path)); truncated && !slices.Contains(res.Notes, note) {
 		res.Notes = append(res.Notes, note)
 	}
@@ -270,6 +284,40 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 
 // checkGCPercent is the GOGC of the checks (see check).
 const checkGCPercent = 25
+
+// dropCut leaves out of a phase's history (in order) the invocations of
+// the processes whose last entry is an invocation made within window of
+// the phase's last entry: the run died while they were in flight, so no
+// completion could be recorded. An older one without completion stays (a
+// call that outlived its deadline is the workload's to judge).
+func dropCut(ops []history.Op, window time.Duration) ([]history.Op, int) {
+	if len(ops) == 0 {
+		return ops, 0
+	}
+	end := ops[len(ops)-1].Time
+	last := map[int]int{} // process → index of its last entry
+	for i, op := range ops {
+		if op.Process != history.Nemesis {
+			last[op.Process] = i
+		}
+	}
+	cut := map[int]bool{}
+	for _, i := range last {
+		if ops[i].Type == history.Invoke && end-ops[i].Time <= int64(window) {
+			cut[i] = true
+		}
+	}
+	if len(cut) == 0 {
+		return ops, 0
+	}
+	kept := make([]history.Op, 0, len(ops)-len(cut))
+	for i, op := range ops {
+		if !cut[i] {
+			kept = append(kept, op)
+		}
+	}
+	return kept, len(cut)
+}
 
 // saveCheckpoint writes results.json as it stands during the phase of
 // impl: the phases done, then impl's figures so far (running; nil: the

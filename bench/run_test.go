@@ -184,3 +184,41 @@ func checkPaired(t *testing.T, ops []history.Op) {
 		t.Fatal("no operation in the history")
 	}
 }
+
+// dropCut leaves out only the invocations cut by the run's death: a
+// process's last entry, an invocation, made within the window of the
+// history's end. Completed operations, an older invocation without
+// completion (a hung call: the workload's to judge) and fault events stay.
+func TestDropCut(t *testing.T) {
+	inv := func(p int, at int64) history.Op {
+		return history.Op{Process: p, Type: history.Invoke, F: "acquire", Time: at}
+	}
+	ok := func(p int, at int64) history.Op {
+		return history.Op{Process: p, Type: history.OK, F: "acquire", Time: at}
+	}
+	fault := history.Op{Process: history.Nemesis, Type: history.Info, F: history.FaultStart, Time: 95}
+	cases := []struct {
+		name string
+		ops  []history.Op
+		want []int // indexes kept
+	}{
+		{"empty", nil, nil},
+		{"all completed", []history.Op{inv(0, 1), ok(0, 2), inv(1, 3), ok(1, 4)}, []int{0, 1, 2, 3}},
+		{"in flight at the end", []history.Op{inv(0, 1), ok(0, 2), inv(0, 90), inv(1, 95), ok(1, 99), fault, inv(1, 100)}, []int{0, 1, 3, 4, 5}},
+		{"older than the window stays", []history.Op{inv(0, 10), inv(1, 95), ok(1, 99), inv(1, 100)}, []int{0, 1, 2}},
+		{"a completed op is never cut", []history.Op{inv(0, 98), ok(0, 100)}, []int{0, 1}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, n := dropCut(c.ops, 20)
+			if n != len(c.ops)-len(c.want) || len(got) != len(c.want) {
+				t.Fatalf("kept %d (dropped %d), want %v", len(got), n, c.want)
+			}
+			for i, k := range c.want {
+				if got[i].Time != c.ops[k].Time || got[i].Process != c.ops[k].Process || got[i].Type != c.ops[k].Type {
+					t.Errorf("entry %d: %+v, want %+v", i, got[i], c.ops[k])
+				}
+			}
+		})
+	}
+}

@@ -301,3 +301,23 @@ func TestMergeWhileRecording(t *testing.T) {
 	}
 	t.Logf("%d merges during the load", merges)
 }
+
+// BenchmarkMerge is a checkpoint's merge: 8 workers, 5 operation kinds,
+// latencies spread 50 µs–500 ms (faultline run's default clients on the
+// counter workload).
+func BenchmarkMerge(b *testing.B) {
+	h := NewHistory(io.Discard, time.Now())
+	defer h.Close()
+	s := NewStats(h, []string{"cycle", "acquire", "read", "write", "release"}, time.Time{})
+	for p := range 8 {
+		w := s.Worker(p, "x")
+		m := w.Mark()
+		for i := range 100_000 {
+			w.Observe(i%5, m, time.Duration(50+(i*7919)%500_000)*time.Microsecond)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Merge()
+	}
+}

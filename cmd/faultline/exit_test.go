@@ -280,6 +280,16 @@ func TestKilledRunKeepsCheckpointFigures(t *testing.T) {
 			if len(checked.Verdicts) == 0 || checked.Impls[0].Ops["acquire"].Count != ops.Count {
 				t.Errorf("check: %d verdicts, acquire count %d (checkpoint had %d)", len(checked.Verdicts), checked.Impls[0].Ops["acquire"].Count, ops.Count)
 			}
+			// The acquires in flight at the kill were cut, not timed out:
+			// left out of the checks (noted), no stall reported for them.
+			if notes := strings.Join(checked.Notes, "\n"); !strings.Contains(notes, "in flight when the run died") {
+				t.Errorf("no note on the operations cut by the kill:\n%s", notes)
+			}
+			for _, v := range checked.Verdicts {
+				if (v.Checker == "availability" || v.Checker == "mutual-exclusion") && v.Valid == results.Invalid {
+					t.Errorf("a killed correct run is not a violation: %+v", v)
+				}
+			}
 			if code, stdout, errs := cli(t, "report", out); code != 0 {
 				t.Errorf("report of the killed run: exit %d\n%s\n%s", code, stdout, errs)
 			}
