@@ -133,6 +133,8 @@ func TestCheckpointFlag(t *testing.T) {
 		{[]string{"--duration", "1h", "--checkpoint", "0"}, 0},
 		{[]string{"--duration", "1h", "--checkpoint", "10s"}, 10 * time.Second},
 		{[]string{"--duration", "10s", "--checkpoint", "1s"}, time.Second},
+		// README's soak command.
+		{[]string{"--duration", "1h", "--rate", "500", "--nemesis", "partition,kill,pause", "--nemesis-interval", "2m", "--checkpoint", "1m"}, time.Minute},
 	}
 	out := t.TempDir()
 	for _, c := range cases {
