@@ -2,6 +2,13 @@ package lock_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,4 +86,88 @@ func benchRedis(b *testing.B, ep lock.RedisEndpoint) *redis.Client {
 		DialTimeout: time.Second, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond, PoolSize: 4})
 	b.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// BenchmarkRedlockContended is the counter workload's contended shape for
+// the two Redlocks: 32 clients (one Locker each, as separate processes
+// would have), 4 keys, each cycle acquire a random key, read and write a
+// counter on redis-1 (GET, SET), release. ns/op is wall time per cycle across
+// all clients; commands/cycle counts every command the five nodes served
+// (INFO commandstats before and after: the counter's GET and SET included,
+// and the GET and DEL a release script runs count besides its EVALSHA).
+//
+//	go test -run '^$' -bench RedlockContended -benchtime 3000x ./impl/lock/
+func BenchmarkRedlockContended(b *testing.B) {
+	needEnv(b)
+	const clients, keys = 32, 4
+	for _, name := range []string{"redlock", "redsync"} {
+		b.Run(name, func(b *testing.B) {
+			info, err := lock.Lookup(name)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ep := endpointsFor(info, testEnv.direct)
+			ls := make([]lock.Locker, clients)
+			for i := range ls {
+				ls[i] = newLockerOn(b, info, ep, lock.Options{})
+			}
+			counter := benchRedis(b, ep.Redis[0])
+			base := uniqueKey(b)
+			before := commandCalls(b, ep)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for c := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewPCG(uint64(c), 1))
+					for next.Add(1) <= int64(b.N) {
+						key := fmt.Sprintf("%s-%d", base, rng.IntN(keys))
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						lease, err := ls[c].Acquire(ctx, key, time.Second)
+						if err != nil {
+							cancel()
+							b.Errorf("Acquire: %v", err)
+							return
+						}
+						v, err := counter.Get(ctx, key+"-counter").Int64()
+						if err != nil && !errors.Is(err, redis.Nil) {
+							b.Errorf("counter GET: %v", err)
+						}
+						if err := counter.Set(ctx, key+"-counter", v+1, time.Minute).Err(); err != nil {
+							b.Errorf("counter SET: %v", err)
+						}
+						if err := ls[c].Release(ctx, lease); err != nil {
+							b.Errorf("Release: %v", err)
+						}
+						cancel()
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(commandCalls(b, ep)-before)/float64(b.N), "commands/cycle")
+		})
+	}
+}
+
+// commandCalls is the number of commands the nodes of ep served so far
+// (INFO commandstats, the INFO calls themselves included).
+func commandCalls(b *testing.B, ep lock.Endpoints) int64 {
+	var total int64
+	for _, e := range ep.Redis {
+		c := benchRedis(b, e)
+		s, err := c.Info(context.Background(), "commandstats").Result()
+		if err != nil {
+			b.Fatalf("INFO commandstats on %s: %v", e.Name, err)
+		}
+		for _, line := range strings.Split(s, "\n") {
+			if _, rest, ok := strings.Cut(line, ":calls="); ok {
+				n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
 }
