@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"testing"
 
@@ -116,4 +117,30 @@ func BenchmarkCheckCounter(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(4*iters), "ops")
+}
+
+// gcPercent reads the GOGC in force.
+func gcPercent() int {
+	g := debug.SetGCPercent(100)
+	debug.SetGCPercent(g)
+	return g
+}
+
+// TestCheckGCOverlapping: two checks at once (as tests run them) keep the
+// checks' GOGC until the last one ends, which puts back the GOGC from
+// before; the first one to end does not.
+func TestCheckGCOverlapping(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(77))
+	first, second := checkGC(), checkGC()
+	if g := gcPercent(); g != checkGCPercent {
+		t.Fatalf("GOGC %d during the checks, want %d", g, checkGCPercent)
+	}
+	first()
+	if g := gcPercent(); g != checkGCPercent {
+		t.Fatalf("GOGC %d after the first check ended while the second runs, want %d", g, checkGCPercent)
+	}
+	second()
+	if g := gcPercent(); g != 77 {
+		t.Fatalf("GOGC %d after both checks, want 77 (the one from before)", g)
+	}
 }
