@@ -222,3 +222,25 @@ func TestDropCut(t *testing.T) {
 		})
 	}
 }
+
+// --opt hold=D keeps every holder in its critical section for D: with one
+// key no two holders overlap, so a phase of length L completes at most
+// L/D+2 cycles (one in flight at each end), and still some; without the
+// hold it would be thousands.
+func TestRunHoldKeepsTheLock(t *testing.T) {
+	const hold, phase = 200 * time.Millisecond, 1200 * time.Millisecond
+	res, _, err := runForTest(t, context.Background(), Config{
+		Impls: []string{"redis-setnx"}, Workload: "counter", Clients: 3, Keys: 1,
+		TTL: time.Second, Duration: phase, Opts: map[string]string{"hold": hold.String()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := res.Impl("redis-setnx").Ops["cycle"].Count
+	if n < 1 || n > int64(phase/hold)+2 {
+		t.Errorf("%d cycles in %v with hold %v on one key: want 1..%d", n, phase, hold, phase/hold+2)
+	}
+	if v := verdict(res, "redis-setnx", "mutual-exclusion"); v.Valid != results.Valid {
+		t.Errorf("mutual-exclusion %s: %s", v.Valid, v.Summary)
+	}
+}

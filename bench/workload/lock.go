@@ -75,6 +75,15 @@ type lockWorkload struct {
 	open      func(ctx context.Context, n infra.Node, direct bool, t Target) (resource, error)
 }
 
+// lockOptions are the lock workloads' settings (--opt k=v).
+var lockOptions = option.Set{
+	{Name: "hold", Kind: option.Duration, Max: float64(time.Hour), Default: "0s",
+		Doc: "how long a holder works inside its critical section, between its read and its write (0 = at once): real jobs hold a lock for seconds, and a lock lost in a failover shows only while someone still holds it"},
+}
+
+// Options are the lock workloads' own options (--opt k=v).
+func (*lockWorkload) Options() option.Set { return lockOptions }
+
 func (w *lockWorkload) Name() string    { return w.name }
 func (w *lockWorkload) Doc() string     { return w.doc }
 func (w *lockWorkload) Kinds() []string { return lockKinds }
@@ -142,6 +151,15 @@ func (w *lockWorkload) Start(ctx context.Context, t Target) (Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := lockOptions.Check("workload "+w.name, t.Opts); err != nil {
+		return nil, err
+	}
+	var hold time.Duration
+	if v, ok := t.Opts["hold"]; ok {
+		if hold, err = time.ParseDuration(strings.TrimSpace(v)); err != nil {
+			return nil, fmt.Errorf("workload %s: hold %q: %w", w.name, v, err)
+		}
+	}
 	ep, err := endpoints(t, info)
 	if err != nil {
 		return nil, err
@@ -176,7 +194,7 @@ func (w *lockWorkload) Start(ctx context.Context, t Target) (Session, error) {
 		res.close()
 		return nil, fmt.Errorf("workload %s: reset resource on %s: %w", w.name, w.node.Name, err)
 	}
-	return &lockSession{t: t, info: info, ep: ep, res: res, keys: keys}, nil
+	return &lockSession{t: t, info: info, ep: ep, res: res, keys: keys, hold: hold}, nil
 }
 
 // endpoints are the implementation's servers: redis-1..N and pg-1..M.
@@ -278,6 +296,7 @@ type lockSession struct {
 	ep   lock.Endpoints
 	res  resource
 	keys []string
+	hold time.Duration // a holder's work between its read and its write (--opt hold)
 }
 
 func (p *lockSession) options() lock.Options {
@@ -494,6 +513,11 @@ func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 		if d, pause := t.Faults.take(pauseHolder, holder); pause {
 			if err := c.pause(ctx, osp, d); err != nil {
 				return StepResult{Type: history.Info, Err: "canceled"} // hard stop: the lease expires by itself
+			}
+		}
+		if c.p.hold > 0 { // the holder's work (--opt hold)
+			if err := clock.Sleep(ctx, c.p.hold); err != nil {
+				return StepResult{Type: history.Info, Err: "canceled"}
 			}
 		}
 		out = c.write(ctx, w, holder, v)

@@ -39,6 +39,8 @@ func TestBadRunFlagsExit2BeforeAnythingStarts(t *testing.T) {
 		{[]string{"--ops", "-5"}, []string{"--ops", ">= 0"}},
 		{[]string{"--rate", "NaN"}, []string{"--rate", ">= 0"}},
 		{[]string{"--rate", "-1"}, []string{"--rate", ">= 0"}},
+		{[]string{"--opt", "hold=-1s"}, []string{"hold", "out of range"}},
+		{[]string{"--opt", "hold=soon"}, []string{"hold", "want a duration"}},
 		// Issue 15: checkpoints during a phase.
 		{[]string{"--checkpoint", "-1s"}, []string{"--checkpoint -1s", "0 (off) or >= 1s"}},
 		{[]string{"--checkpoint", "500ms"}, []string{"--checkpoint 500ms", "0 (off) or >= 1s"}},
