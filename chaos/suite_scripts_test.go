@@ -72,12 +72,16 @@ func runScript(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Row)
 	if !ok {
 		t.Fatalf("row %s (line %d): run is script but there is no script named %q", row.Name(), row.Line, row.Fault)
 	}
-	cfg := lockConfig(row, sc.ttl, 1)
+	ttl, _, err := rowSettings(row, sc.ttl) // a row's ttl= overrides the script's
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := lockConfig(row, ttl, 1)
 	cfg.Path = bench.PathProxied // the scripts' faults act on nodes and their proxies
 	r := newPhaseRun(t, row, cfg, nil)
 	var s *scene
 	r.spec.Script = func(ctx context.Context, d *bench.Driver) error {
-		s = &scene{t: t, ctx: ctx, d: d, row: row, ttl: sc.ttl}
+		s = &scene{t: t, ctx: ctx, d: d, row: row, ttl: ttl}
 		sc.run(s)
 		return nil
 	}
