@@ -548,34 +548,31 @@ func (s *externalServer) ping(ctx context.Context) error {
 	return c.Close(ctx)
 }
 
-func (s *externalServer) pause(ctx context.Context) error {
-	cli, err := s.container(ctx, "pause")
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
-	defer cancel()
-	if _, err := cli.ContainerPause(ctx, s.t.Container, client.ContainerPauseOptions{}); err != nil {
-		return fmt.Errorf("pause container %s (%s): %w", s.t.Container, s.t.Name, err)
-	}
-	s.mu.Lock()
-	s.paused = true
-	s.mu.Unlock()
-	return nil
-}
+func (s *externalServer) pause(ctx context.Context) error  { return s.setPaused(ctx, true) }
+func (s *externalServer) resume(ctx context.Context) error { return s.setPaused(ctx, false) }
 
-func (s *externalServer) resume(ctx context.Context) error {
-	cli, err := s.container(ctx, "resume")
+// setPaused pauses or unpauses the target's container (docker pause).
+func (s *externalServer) setPaused(ctx context.Context, pause bool) error {
+	op, verb := "resume", "unpause"
+	if pause {
+		op, verb = "pause", "pause"
+	}
+	cli, err := s.container(ctx, op)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
 	defer cancel()
-	if _, err := cli.ContainerUnpause(ctx, s.t.Container, client.ContainerUnpauseOptions{}); err != nil {
-		return fmt.Errorf("unpause container %s (%s): %w", s.t.Container, s.t.Name, err)
+	if pause {
+		_, err = cli.ContainerPause(ctx, s.t.Container, client.ContainerPauseOptions{})
+	} else {
+		_, err = cli.ContainerUnpause(ctx, s.t.Container, client.ContainerUnpauseOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("%s container %s (%s): %w", verb, s.t.Container, s.t.Name, err)
 	}
 	s.mu.Lock()
-	s.paused = false
+	s.paused = pause
 	s.mu.Unlock()
 	return nil
 }
