@@ -194,6 +194,16 @@ func testRedisSentinel(t *testing.T, provider string) {
 	}
 
 	// Cutting the new primary's peer link stops replication; clients still write.
+	// The cut also hides the primary from the Sentinels, which would promote
+	// another replica after down-after (1 s) and re-point the replicas, racing
+	// the link-down check below (seen in CI: redis-1 "up", replica of redis-3).
+	// This part tests the replication cut, not a second failover, so every
+	// Sentinel first waits ten minutes before calling the primary down.
+	for _, s := range []string{"sentinel-1", "sentinel-2", "sentinel-3"} {
+		if err := client(s).Do(ctx, "SENTINEL", "SET", master, "down-after-milliseconds", "600000").Err(); err != nil {
+			t.Fatalf("SENTINEL SET down-after-milliseconds on %s: %v", s, err)
+		}
+	}
 	l, ok := env.Link(res.New)
 	if !ok {
 		t.Fatalf("no link to %s", res.New)
