@@ -35,63 +35,26 @@ func TestSignalsExitCodesAndCleanup(t *testing.T) {
 		code int
 	}{{syscall.SIGTERM, 143}, {syscall.SIGINT, 130}} {
 		t.Run(c.sig.String(), func(t *testing.T) {
-			// The local servers run as user nobody: their temp dir must be
-			// reachable (t.TempDir's parent is private).
-			tmp, err := os.MkdirTemp("", "fl-signal-test-")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.RemoveAll(tmp) })
-			if err := os.Chmod(tmp, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			out := filepath.Join(t.TempDir(), "run")
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, os.Args[0], "run", "--impl", "redis-setnx", "--provider", "local",
-				"--duration", "60s", "--clients", "2", "--out", out)
-			cmd.Env = append(os.Environ(), "FAULTLINE_CLI_CHILD=1", "TMPDIR="+tmp)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(exited) }()
+			child := startRunChild(t, "--duration", "60s")
 			// The load is running once the history has its first entries.
-			deadline := time.Now().Add(60 * time.Second)
-			for {
-				if st, err := os.Stat(filepath.Join(out, history.FileName)); err == nil && st.Size() > 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					_ = cmd.Process.Kill()
-					<-exited
-					t.Fatalf("no history after 60 s:\n%s", stderr.String())
-				}
-				select {
-				case <-exited:
-					t.Fatalf("exited before the signal (%d):\n%s", cmd.ProcessState.ExitCode(), stderr.String())
-				case <-time.After(50 * time.Millisecond): // polling a file, with a deadline
-				}
-			}
+			child.waitFor(t, "history", func(size int64) bool { return size > 0 })
 			sent := time.Now()
-			if err := cmd.Process.Signal(c.sig); err != nil {
+			if err := child.cmd.Process.Signal(c.sig); err != nil {
 				t.Fatal(err)
 			}
-			<-exited
-			if got := cmd.ProcessState.ExitCode(); got != c.code {
-				t.Fatalf("exit %d after %s, want %d:\n%s", got, c.sig, c.code, stderr.String())
+			<-child.exited
+			if got := child.cmd.ProcessState.ExitCode(); got != c.code {
+				t.Fatalf("exit %d after %s, want %d:\n%s", got, c.sig, c.code, child.stderr.String())
 			}
 			t.Logf("%s: exit %d %v after the signal", c.sig, c.code, time.Since(sent).Round(time.Millisecond))
-			res, err := results.Load(out)
+			res, err := results.Load(child.out)
 			if err != nil {
 				t.Fatalf("no results after %s: %v", c.sig, err)
 			}
 			if !res.Interrupted || len(res.Verdicts) == 0 {
 				t.Errorf("results: interrupted %v, %d verdicts", res.Interrupted, len(res.Verdicts))
 			}
-			if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+			if ents, _ := os.ReadDir(child.tmp); len(ents) != 0 {
 				var names []string
 				for _, e := range ents {
 					names = append(names, e.Name())
@@ -135,48 +98,11 @@ func TestKilledRunIsCheckable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real servers (-short)")
 	}
-	tmp, err := os.MkdirTemp("", "fl-kill-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "run")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "run", "--impl", "redis-setnx", "--provider", "local",
-		"--duration", "60s", "--clients", "2", "--out", out)
-	cmd.Env = append(os.Environ(), "FAULTLINE_CLI_CHILD=1", "TMPDIR="+tmp)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	child := startRunChild(t, "--duration", "60s")
 	// Past the first compressed blocks: the load has run a while.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if st, err := os.Stat(filepath.Join(out, history.FileName)); err == nil && st.Size() > 64<<10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Fatalf("history under 64 KiB after 60 s:\n%s", stderr.String())
-		}
-		select {
-		case <-exited:
-			t.Fatalf("exited before the kill (%d):\n%s", cmd.ProcessState.ExitCode(), stderr.String())
-		case <-time.After(50 * time.Millisecond): // polling a file, with a deadline
-		}
-	}
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
+	child.waitFor(t, "history over 64 KiB", func(size int64) bool { return size > 64<<10 })
+	child.kill(t)
+	out := child.out
 	code, stdout, errs := cli(t, "check", out)
 	if code != 0 {
 		t.Fatalf("check of the killed run: exit %d\n%s\n%s", code, stdout, errs)
@@ -211,50 +137,18 @@ func TestKilledRunKeepsCheckpointFigures(t *testing.T) {
 		figures    bool
 	}{{"1s", true}, {"0", false}} {
 		t.Run("checkpoint="+c.checkpoint, func(t *testing.T) {
-			tmp, err := os.MkdirTemp("", "fl-kill-test-")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.RemoveAll(tmp) })
-			if err := os.Chmod(tmp, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			out := filepath.Join(t.TempDir(), "run")
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, os.Args[0], "run", "--impl", "redis-setnx", "--provider", "local",
-				"--duration", "30s", "--clients", "2", "--checkpoint", c.checkpoint, "--out", out)
-			cmd.Env = append(os.Environ(), "FAULTLINE_CLI_CHILD=1", "TMPDIR="+tmp)
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(exited) }()
+			child := startRunChild(t, "--duration", "30s", "--checkpoint", c.checkpoint)
 			// Kill about 3 s into the phase: the history's first entry
 			// marks its start, then a little over 3 s of load.
 			var loadSince time.Time
-			deadline := time.Now().Add(60 * time.Second)
-			for loadSince.IsZero() || time.Since(loadSince) < 3200*time.Millisecond {
-				if st, err := os.Stat(filepath.Join(out, history.FileName)); loadSince.IsZero() && err == nil && st.Size() > 0 {
+			child.waitFor(t, "3 s of load", func(size int64) bool {
+				if loadSince.IsZero() && size > 0 {
 					loadSince = time.Now()
 				}
-				if time.Now().After(deadline) {
-					_ = cmd.Process.Kill()
-					<-exited
-					t.Fatalf("no load 60 s after the start:\n%s", stderr.String())
-				}
-				select {
-				case <-exited:
-					t.Fatalf("exited before the kill (%d):\n%s", cmd.ProcessState.ExitCode(), stderr.String())
-				case <-time.After(50 * time.Millisecond): // polling a file, with a deadline
-				}
-			}
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			<-exited
+				return !loadSince.IsZero() && time.Since(loadSince) >= 3200*time.Millisecond
+			})
+			child.kill(t)
+			out := child.out
 
 			res, err := results.Load(out)
 			if err != nil {
@@ -295,4 +189,76 @@ func TestKilledRunKeepsCheckpointFigures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runChild is a `faultline run` started as a child process of the test
+// binary (so a test can signal or kill it): local provider, redis-setnx,
+// 2 clients, its servers' temp dir in tmp, its saved run in out.
+type runChild struct {
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	stderr   *strings.Builder
+	out, tmp string
+}
+
+// startRunChild starts the child with extra run flags (e.g. --duration).
+func startRunChild(t *testing.T, args ...string) *runChild {
+	t.Helper()
+	// The local servers run as user nobody: their temp dir must be
+	// reachable (t.TempDir's parent is private).
+	tmp, err := os.MkdirTemp("", "fl-child-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := &runChild{exited: make(chan struct{}), stderr: &strings.Builder{}, out: filepath.Join(t.TempDir(), "run"), tmp: tmp}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	c.cmd = exec.CommandContext(ctx, os.Args[0], append([]string{"run", "--impl", "redis-setnx", "--provider", "local",
+		"--clients", "2", "--out", c.out}, args...)...)
+	c.cmd.Env = append(os.Environ(), "FAULTLINE_CLI_CHILD=1", "TMPDIR="+tmp)
+	c.cmd.Stderr = c.stderr
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.cmd.Wait(); close(c.exited) }()
+	return c
+}
+
+// waitFor polls the child's history size until ready says so; it fails
+// the test if the child exits first or 60 s pass.
+func (c *runChild) waitFor(t *testing.T, what string, ready func(historySize int64) bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var size int64
+		if st, err := os.Stat(filepath.Join(c.out, history.FileName)); err == nil {
+			size = st.Size()
+		}
+		if ready(size) {
+			return
+		}
+		if time.Now().After(deadline) {
+			_ = c.cmd.Process.Kill()
+			<-c.exited
+			t.Fatalf("no %s 60 s after the start:\n%s", what, c.stderr.String())
+		}
+		select {
+		case <-c.exited:
+			t.Fatalf("exited before %s (%d):\n%s", what, c.cmd.ProcessState.ExitCode(), c.stderr.String())
+		case <-time.After(50 * time.Millisecond): // polling a file, with a deadline
+		}
+	}
+}
+
+// kill sends SIGKILL (no graceful stop) and waits for the exit.
+func (c *runChild) kill(t *testing.T) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-c.exited
 }
