@@ -70,13 +70,7 @@ func TestExternalContainer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts containers (-short)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput()
-	cancel()
-	if err != nil {
-		t.Skipf("no docker engine answers: %v %s", err, out)
-	}
-	dockerCLI(t, "image", "inspect", "--format", "{{.Id}}", "faultline/redis:7") // missing: run scripts/build-images.sh
+	requireDockerImage(t, "faultline/redis:7")
 	const password = "s3cret-of-the-team"
 	t.Setenv("FL_TEST_TEAM_REDIS_PW", password)
 	c1, c2 := fmt.Sprintf("fl-ext-cache-%d", os.Getpid()), fmt.Sprintf("fl-ext-counter-%d", os.Getpid())
@@ -217,13 +211,7 @@ func TestExternalContainerPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts containers (-short)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput()
-	cancel()
-	if err != nil {
-		t.Skipf("no docker engine answers: %v %s", err, out)
-	}
-	dockerCLI(t, "image", "inspect", "--format", "{{.Id}}", "faultline/postgres:15") // missing: run scripts/build-images.sh
+	requireDockerImage(t, "faultline/postgres:15")
 	const password = "s3cret-of-the-team"
 	t.Setenv("FL_TEST_TEAM_PG_PW", password)
 	c1, c2 := fmt.Sprintf("fl-ext-db-%d", os.Getpid()), fmt.Sprintf("fl-ext-resource-%d", os.Getpid())
@@ -274,4 +262,17 @@ func TestExternalContainerPostgres(t *testing.T) {
 			t.Errorf("%s after the run: %d faultline schemas (%v), want none", a, n, err)
 		}
 	}
+}
+
+// requireDockerImage skips the test when no docker engine answers and
+// fails it when the engine lacks image (run scripts/build-images.sh).
+func requireDockerImage(t *testing.T, image string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.Version}}").CombinedOutput()
+	cancel()
+	if err != nil {
+		t.Skipf("no docker engine answers: %v %s", err, out)
+	}
+	dockerCLI(t, "image", "inspect", "--format", "{{.Id}}", image) // missing: run scripts/build-images.sh
 }

@@ -120,18 +120,7 @@ func TestGateRegressions(t *testing.T) {
 				t.Fatal(err)
 			}
 			out := table(t, rep)
-			var got []string
-			for _, f := range rep.Failures() {
-				got = append(got, f.Metric)
-			}
-			if strings.Join(got, ";") != strings.Join(tt.failing, ";") {
-				t.Errorf("failures = %q, want %q\n%s", got, tt.failing, out)
-			}
-			for _, m := range tt.failing {
-				if !strings.Contains(out, "FAIL "+m) {
-					t.Errorf("table does not name failing metric %q:\n%s", m, out)
-				}
-			}
+			assertFailing(t, rep, out, tt.failing)
 			if rep.Pass() != (len(tt.failing) == 0) {
 				t.Errorf("Pass() = %v", rep.Pass())
 			}
@@ -347,18 +336,7 @@ func TestGateNormalised(t *testing.T) {
 			if rep.Normalised != tt.normalised {
 				t.Errorf("Normalised = %v, want %v", rep.Normalised, tt.normalised)
 			}
-			var got []string
-			for _, f := range rep.Failures() {
-				got = append(got, f.Metric)
-			}
-			if strings.Join(got, ";") != strings.Join(tt.failing, ";") {
-				t.Errorf("failures = %q, want %q\n%s", got, tt.failing, out)
-			}
-			for _, m := range tt.failing {
-				if !strings.Contains(out, "FAIL "+m) {
-					t.Errorf("table does not name failing metric %q:\n%s", m, out)
-				}
-			}
+			assertFailing(t, rep, out, tt.failing)
 			for _, w := range tt.tableWants {
 				if !strings.Contains(out, w) {
 					t.Errorf("table lacks %q:\n%s", w, out)
@@ -452,5 +430,23 @@ func TestGateOps(t *testing.T) {
 	cur.Impls[0].Ops["cycle"] = st
 	if rep, _ := GateOps(base, cur, DefaultTolerance(), nil, []string{"cycle"}); rep.Pass() {
 		t.Error("cycle p99 3x worse passed with --ops cycle")
+	}
+}
+
+// assertFailing checks that exactly the metrics failing fail, in order,
+// and that the rendered table names each of them.
+func assertFailing(t *testing.T, rep Report, table string, failing []string) {
+	t.Helper()
+	var got []string
+	for _, f := range rep.Failures() {
+		got = append(got, f.Metric)
+	}
+	if strings.Join(got, ";") != strings.Join(failing, ";") {
+		t.Errorf("failures = %q, want %q\n%s", got, failing, table)
+	}
+	for _, m := range failing {
+		if !strings.Contains(table, "FAIL "+m) {
+			t.Errorf("table does not name failing metric %q:\n%s", m, table)
+		}
 	}
 }
