@@ -62,16 +62,7 @@ func TestRenderReadsWorkloadInfo(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			page := renderString(t, tt.r)
-			for _, w := range tt.want {
-				if !strings.Contains(page, w) {
-					t.Errorf("page lacks %q", w)
-				}
-			}
-			for _, w := range tt.not {
-				if strings.Contains(page, w) {
-					t.Errorf("page has %q", w)
-				}
-			}
+			assertPage(t, page, tt.want, tt.not)
 		})
 	}
 }
@@ -105,16 +96,7 @@ func TestRenderLegacyResults(t *testing.T) {
 				t.Fatal(err)
 			}
 			page := buf.String()
-			for _, w := range tt.want {
-				if !strings.Contains(page, w) {
-					t.Errorf("page lacks %q", w)
-				}
-			}
-			for _, w := range tt.not {
-				if strings.Contains(page, w) {
-					t.Errorf("page has %q", w)
-				}
-			}
+			assertPage(t, page, tt.want, tt.not)
 		})
 	}
 }

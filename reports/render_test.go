@@ -237,16 +237,7 @@ func TestRenderCalibration(t *testing.T) {
 				t.Fatal(err)
 			}
 			page := buf.String()
-			for _, w := range tt.want {
-				if !strings.Contains(page, w) {
-					t.Errorf("page lacks %q", w)
-				}
-			}
-			for _, w := range tt.not {
-				if strings.Contains(page, w) {
-					t.Errorf("page has %q", w)
-				}
-			}
+			assertPage(t, page, tt.want, tt.not)
 		})
 	}
 }
@@ -276,5 +267,20 @@ func TestLoadCorruptHistory(t *testing.T) {
 	var le *history.LineError
 	if !errors.As(err, &le) || le.Path != path || le.Line != lines+1 {
 		t.Fatalf("truncated history: err = %v, want a *history.LineError for %s line %d", err, path, lines+1)
+	}
+}
+
+// assertPage checks that page contains every string of want and none of not.
+func assertPage(t *testing.T, page string, want, not []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(page, w) {
+			t.Errorf("page lacks %q", w)
+		}
+	}
+	for _, w := range not {
+		if strings.Contains(page, w) {
+			t.Errorf("page has %q", w)
+		}
 	}
 }
