@@ -177,6 +177,7 @@ func (p *phaseRun) run(ctx context.Context) (results.ImplResult, []results.Fault
 	}
 	if p.env != nil {
 		p.target.KeyPrefix = p.env.KeyPrefix()
+		p.target.RunToken = p.env.RunToken()
 	}
 	ph, err := p.wl.Start(ctx, p.target)
 	if err != nil {

@@ -339,6 +339,17 @@ func (e *Env) KeyPrefix() string {
 	return KeyPrefix(e.spec.Namespace)
 }
 
+// RunToken names this environment's run among others on the same servers:
+// the namespace on external targets, else a random id drawn at Up. Things
+// that are server-wide whoever owns the server (PostgreSQL's prepared
+// transaction gids: "fl:<token>:", impl/txn.RunGIDPrefix) carry it.
+func (e *Env) RunToken() string {
+	if e.spec.Provider == "external" {
+		return e.spec.Namespace
+	}
+	return e.id
+}
+
 // ProcessControl says whether the run can kill, pause and restart node's
 // server, and if not, why (only external targets without a container
 // cannot).

@@ -119,6 +119,11 @@ func CheckNamespace(ns string) error {
 // on external targets.
 func KeyPrefix(ns string) string { return "faultline:" + ns + ":" }
 
+// runGIDPrefix is the prefix of the prepared-transaction gids of the run
+// whose token (Env.RunToken) is token: impl/txn.RunGIDPrefix, which infra
+// does not import.
+func runGIDPrefix(token string) string { return "fl:" + token + ":" }
+
 // Schema is the PostgreSQL schema every table of a run in namespace ns
 // lives in on external targets.
 func Schema(ns string) string { return "faultline_" + ns }
@@ -615,7 +620,7 @@ func (s *externalServer) clean(ctx context.Context) error {
 	if s.t.Kind == Redis {
 		n, err = cleanRedis(ctx, s.current(), KeyPrefix(s.ns)+"*")
 	} else {
-		n, err = cleanPostgres(ctx, s.current(), Schema(s.ns))
+		n, err = cleanPostgres(ctx, s.current(), Schema(s.ns), runGIDPrefix(s.ns))
 	}
 	slog.Debug("infra: external target cleaned", "node", s.t.Name, "removed", n, "err", err)
 	return err
@@ -660,9 +665,10 @@ func cleanRedis(ctx context.Context, t ExternalTarget, pattern string) (int, err
 }
 
 // cleanPostgres drops the schemas named like (LIKE) pattern on t's
-// database, and rolls back the transactions prepared there under them;
+// database, after rolling back the transactions prepared there with a gid
+// starting with gids (a run's "fl:<namespace>:", or "fl:" for every run);
 // it returns how many schemas it dropped.
-func cleanPostgres(ctx context.Context, t ExternalTarget, like string) (int, error) {
+func cleanPostgres(ctx context.Context, t ExternalTarget, like, gids string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*externalCallTimeout)
 	defer cancel()
 	c, err := pgx.Connect(ctx, t.DSN)
@@ -673,7 +679,19 @@ func cleanPostgres(ctx context.Context, t ExternalTarget, like string) (int, err
 	if _, err := c.Exec(ctx, `SET lock_timeout = '5s'`); err != nil {
 		return 0, err
 	}
-	rows, _ := c.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname LIKE $1`, like)
+	// The run's prepared transactions first: they hold locks on its
+	// tables, which DROP SCHEMA would wait for.
+	rows, _ := c.Query(ctx, `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND left(gid, length($1)) = $1`, gids)
+	prepared, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("external %s: list prepared transactions %s*: %w", t.Name, gids, err)
+	}
+	for _, g := range prepared {
+		if _, err := c.Exec(ctx, `ROLLBACK PREPARED '`+strings.ReplaceAll(g, "'", "''")+`'`); err != nil {
+			return 0, fmt.Errorf("external %s: roll back prepared transaction %s: %w", t.Name, g, err)
+		}
+	}
+	rows, _ = c.Query(ctx, `SELECT nspname FROM pg_namespace WHERE nspname LIKE $1`, like)
 	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return 0, fmt.Errorf("external %s: list schemas %s: %w", t.Name, like, err)
@@ -691,12 +709,12 @@ func cleanPostgres(ctx context.Context, t ExternalTarget, like string) (int, err
 // matching faultline:* and every schema named faultline_* (so run it when
 // no other run uses these servers). removed lists what it removed.
 func GCExternal(ctx context.Context, targets []ExternalTarget, ns string) (removed []string, err error) {
-	pattern, like := ExternalGCPattern, externalGCSchemas
+	pattern, like, gids := ExternalGCPattern, externalGCSchemas, "fl:"
 	if ns != "" {
 		if err := CheckNamespace(ns); err != nil {
 			return nil, err
 		}
-		pattern, like = KeyPrefix(ns)+"*", Schema(ns)
+		pattern, like, gids = KeyPrefix(ns)+"*", Schema(ns), runGIDPrefix(ns)
 	}
 	var errs []error
 	for _, t := range targets {
@@ -706,7 +724,7 @@ func GCExternal(ctx context.Context, targets []ExternalTarget, ns string) (remov
 			n, err = cleanRedis(ctx, t, pattern)
 			removed = append(removed, fmt.Sprintf("%s: %d keys matching %s", t.Public(), n, pattern))
 		} else {
-			n, err = cleanPostgres(ctx, t, like)
+			n, err = cleanPostgres(ctx, t, like, gids)
 			removed = append(removed, fmt.Sprintf("%s: %d schemas like %s", t.Public(), n, like))
 		}
 		errs = append(errs, err)

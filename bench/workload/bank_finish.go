@@ -40,7 +40,7 @@ func (p *bankSession) Finish(ctx context.Context, h *recorder.History, _ int) er
 	p.mon.poll(ctx)
 	p.mon.markOpen()
 
-	ep, err := bankEndpoints(p.t.Env, p.t.KeyPrefix, p.info, p.t.Direct)
+	ep, err := bankEndpoints(p.t, p.info, p.t.Direct)
 	if err != nil {
 		return err
 	}
@@ -60,7 +60,7 @@ func (p *bankSession) Finish(ctx context.Context, h *recorder.History, _ int) er
 		errs = append(errs, fmt.Errorf("txn %s: recover: %w", p.info.Name, recErr))
 	}
 
-	direct, err := bankEndpoints(p.t.Env, p.t.KeyPrefix, p.info, true)
+	direct, err := bankEndpoints(p.t, p.info, true)
 	if err != nil {
 		return err
 	}
@@ -129,7 +129,7 @@ func budget(ctx context.Context, share float64) (context.Context, context.Cancel
 // its consumer cannot make the next one re-apply a credit. It reads
 // counts directly, never through a fault, and costs the service little.
 func (p *bankSession) drainOutbox(ctx context.Context) error {
-	ep, err := bankEndpoints(p.t.Env, p.t.KeyPrefix, p.info, true)
+	ep, err := bankEndpoints(p.t, p.info, true)
 	if err != nil {
 		return err
 	}

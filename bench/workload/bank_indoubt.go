@@ -3,7 +3,6 @@ package workload
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"strconv"
 	"sync"
@@ -21,9 +20,12 @@ import (
 // starts, or prepared longer than a bound no live coordinator reaches, is
 // in doubt.
 type inDoubtMonitor struct {
-	env      Env
-	nodes    int
-	interval time.Duration
+	// endpoints resolves the participants' direct DSNs now (a restarted
+	// node may have a new address; pg-standby's A follows the primary).
+	endpoints func() (txn.Endpoints, error)
+	nodes     int
+	prefix    string // the run's prepared-transaction gid prefix
+	interval  time.Duration
 
 	mu    sync.Mutex
 	conns []*pgx.Conn
@@ -50,8 +52,9 @@ func (d prepSeen) duration() time.Duration {
 	return d.gone.Sub(d.prepared)
 }
 
-func newInDoubtMonitor(env Env, nodes int, interval time.Duration) *inDoubtMonitor {
-	return &inDoubtMonitor{env: env, nodes: nodes, interval: interval, conns: make([]*pgx.Conn, nodes),
+func newInDoubtMonitor(endpoints func() (txn.Endpoints, error), ep txn.Endpoints, interval time.Duration) *inDoubtMonitor {
+	nodes := len(ep.Participants)
+	return &inDoubtMonitor{endpoints: endpoints, nodes: nodes, prefix: ep.PreparedPrefix(), interval: interval, conns: make([]*pgx.Conn, nodes),
 		seen: map[string]*prepSeen{}, stop: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -121,11 +124,14 @@ type prepRow struct {
 func (m *inDoubtMonitor) query(ctx context.Context, node int) ([]prepRow, error) {
 	c := m.conns[node]
 	if c == nil || c.IsClosed() {
-		n, ok := m.env.Node(fmt.Sprintf("pg-%d", node+1))
-		if !ok {
-			return nil, errors.New("no such node")
+		ep, err := m.endpoints()
+		if err != nil {
+			return nil, err
 		}
-		cfg, err := pgx.ParseConfig(n.DirectDSN())
+		if node >= len(ep.Participants) {
+			return nil, errors.New("no such participant")
+		}
+		cfg, err := pgx.ParseConfig(ep.Participants[node].DSN)
 		if err != nil {
 			return nil, err
 		}
@@ -136,7 +142,7 @@ func (m *inDoubtMonitor) query(ctx context.Context, node int) ([]prepRow, error)
 		m.conns[node] = c
 	}
 	rows, _ := c.Query(ctx, `SELECT gid, extract(epoch FROM now() - prepared)::float8 * 1000 FROM pg_prepared_xacts
-		WHERE database = current_database() AND left(gid, length($1)) = $1`, txn.GIDPrefix)
+		WHERE database = current_database() AND left(gid, length($1)) = $1`, m.prefix)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (prepRow, error) {
 		var x prepRow
 		return x, r.Scan(&x.gid, &x.age)

@@ -20,11 +20,16 @@ import (
 // now (a restarted node may have a new direct address). With a key prefix
 // (external targets) the Redis keys carry it and the coordinator's tables
 // live in participant A's database (its DSN's search_path is the run's
-// schema) instead of a database faultline would have to create.
-func bankEndpoints(env Env, prefix string, info txn.Info, direct bool) (txn.Endpoints, error) {
+// schema) instead of a database faultline would have to create. Prepared
+// transactions carry the run's gid prefix (t.RunToken).
+func bankEndpoints(t Target, info txn.Info, direct bool) (txn.Endpoints, error) {
+	prefix := t.KeyPrefix
 	ep := txn.Endpoints{KeyPrefix: prefix}
+	if t.RunToken != "" {
+		ep.GIDPrefix = txn.RunGIDPrefix(t.RunToken)
+	}
 	for _, ns := range infra.Nodes(info.RedisNodes, max(info.PostgresNodes, 2)) {
-		n, ok := env.Node(ns.Name)
+		n, ok := t.Env.Node(ns.Name)
 		if !ok {
 			return ep, fmt.Errorf("txn %s needs node %s, which the environment lacks (start it with the workload's Nodes)", info.Name, ns.Name)
 		}
@@ -61,11 +66,11 @@ func (w *bankWorkload) Start(ctx context.Context, t Target) (Session, error) {
 	if t.OpTimeout <= 0 {
 		t.OpTimeout = time.Second
 	}
-	ep, err := bankEndpoints(t.Env, t.KeyPrefix, info, t.Direct)
+	ep, err := bankEndpoints(t, info, t.Direct)
 	if err != nil {
 		return nil, err
 	}
-	direct, err := bankEndpoints(t.Env, t.KeyPrefix, info, true)
+	direct, err := bankEndpoints(t, info, true)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +80,7 @@ func (w *bankWorkload) Start(ctx context.Context, t Target) (Session, error) {
 	}
 	p := &bankSession{t: t, info: info, prm: prm, ep: ep, lay: lay, stop: make(chan struct{}),
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	p.mon = newInDoubtMonitor(t.Env, len(direct.Participants), prm.poll)
+	p.mon = newInDoubtMonitor(func() (txn.Endpoints, error) { return bankEndpoints(t, info, true) }, direct, prm.poll)
 	p.readers = &bankReaders{p: p, nudge: make(chan struct{}, max(prm.readers, 1))}
 	if prm.readers > 0 && prm.readEvery > 0 {
 		if err := p.readers.open(ctx, ep); err != nil {

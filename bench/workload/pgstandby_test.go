@@ -194,7 +194,7 @@ func TestTwoPCStandbyFailover(t *testing.T) {
 				t.Fatal(err)
 			}
 			pg2, _ := env.Node("pg-2")
-			if gids := preparedOn(t, pg2.DirectDSN()); len(gids) != 1 || gids[0] != txn.GID2PC(tc.impl == "2pc", "t1") {
+			if gids := preparedOn(t, pg2.DirectDSN()); len(gids) != 1 || gids[0] != txn.GID2PC(ep, tc.impl == "2pc", "t1") {
 				t.Fatalf("pg_prepared_xacts on the promoted pg-2: %v, want the credit branch of t1", gids)
 			}
 			rec, err := info.New(ctx, ep, txn.Options{})

@@ -120,6 +120,10 @@ type Target struct {
 	// infra.KeyPrefix: lock keys, resource keys and the keys the
 	// implementations derive from them all carry it.
 	KeyPrefix string
+	// RunToken names the run among others on the same servers
+	// (infra.Env.RunToken): the bank's prepared-transaction gids start
+	// with txn.RunGIDPrefix(RunToken) ("" = txn.GIDPrefix).
+	RunToken string
 	// LogDir is the run directory: implementations that run processes of
 	// their own (exec:) write their stderr logs below it ("" = none).
 	LogDir string

@@ -19,7 +19,6 @@ import psycopg2
 
 import faultline_adapter as fl
 
-PREFIX = "fl:py2pc:"
 
 
 class TwoPC:
@@ -30,6 +29,8 @@ class TwoPC:
         ms = int(options.get("lock-timeout-ms", "1000"))
         op = int(options.get("op-timeout-ms", "2000"))
         opts = "-c lock_timeout=%d -c statement_timeout=%d" % (ms, op)
+        # gids are server-wide: every one starts with the run's prefix.
+        self.prefix = endpoints.get("gid_prefix", "fl:") + "py2pc:"
         self.dsns = [p["dsn"] for p in endpoints["postgres"]]
         self.parts = [self._connect(d, opts) for d in self.dsns]
         self.coord = self._connect(endpoints["coordinator"]["dsn"], opts)
@@ -44,7 +45,7 @@ class TwoPC:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def transfer(self, transfer, crash_at=None, **_):
-        gid, amount = PREFIX + transfer["id"], transfer["amount"]
+        gid, amount = self.prefix + transfer["id"], transfer["amount"]
         ops = {}  # node -> [(account, delta)]
         ops.setdefault(transfer["from"]["node"], []).append((transfer["from"]["id"], -amount))
         ops.setdefault(transfer["to"]["node"], []).append((transfer["to"]["id"], amount))
@@ -108,7 +109,7 @@ class TwoPC:
             conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute("SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE %s",
-                            (PREFIX + "%",))
+                            (self.prefix + "%",))
                 gids = [r[0] for r in cur.fetchall()]
             conn.autocommit = False
             for gid in gids:

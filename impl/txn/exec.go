@@ -91,6 +91,7 @@ func execFactory(spec execproc.Spec) Factory {
 		}
 		in.Endpoints.Coordinator = &execproc.Endpoint{Name: "coordinator", DSN: coord}
 		in.Endpoints.KeyPrefix = ep.KeyPrefix
+		in.Endpoints.GIDPrefix = ep.PreparedPrefix()
 		for _, r := range ep.Redis {
 			in.Endpoints.Redis = append(in.Endpoints.Redis, execproc.Endpoint{Name: r.Name, Addr: r.Addr, Password: r.Password})
 		}

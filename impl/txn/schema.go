@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -20,11 +21,33 @@ import (
 const CoordDatabase = "faultline_coord"
 
 // GIDPrefix starts every global transaction id (prepared-xact gid, barrier
-// gid, message id) this package creates. Setup rolls back and Snapshot
-// reports only prepared transactions whose gid starts with it (exec:
-// adapters must use it too; see docs/protocol.md), so another
-// application's in-doubt transactions on a shared server are left alone.
+// gid, message id) this package creates. Prepared-transaction gids are
+// server-wide (one namespace for every database and schema of a
+// PostgreSQL cluster), so they start with the run's own prefix
+// (Endpoints.GIDPrefix, RunGIDPrefix: "fl:<run>:"), itself starting with
+// GIDPrefix. Setup rolls back and Snapshot reports only prepared
+// transactions under the run's prefix (exec: adapters get it as
+// endpoints.gid_prefix; see docs/protocol.md), so neither another
+// application's in-doubt transactions nor those of another faultline run
+// on the same server are touched.
 const GIDPrefix = "fl:"
+
+// runGIDPrefixRE is what a run's gid prefix looks like.
+var runGIDPrefixRE = regexp.MustCompile(`^fl:[a-z0-9_]{1,40}:$`)
+
+// RunGIDPrefix is the prepared-transaction gid prefix of the run named
+// token (a-z, 0-9, _; at most 40): "fl:<token>:".
+func RunGIDPrefix(token string) string { return GIDPrefix + token + ":" }
+
+// PreparedPrefix is the prefix of every prepared-transaction gid on ep:
+// ep.GIDPrefix, or GIDPrefix when it is empty (a library user's own
+// servers).
+func (ep Endpoints) PreparedPrefix() string {
+	if ep.GIDPrefix == "" {
+		return GIDPrefix
+	}
+	return ep.GIDPrefix
+}
 
 // Outbox stream, consumer group and stream epoch.
 const (
@@ -259,6 +282,9 @@ func (ep Endpoints) check() error {
 	if len(ep.Participants) < 2 {
 		return fmt.Errorf("txn: need 2 participant databases, got %d", len(ep.Participants))
 	}
+	if ep.GIDPrefix != "" && !runGIDPrefixRE.MatchString(ep.GIDPrefix) {
+		return fmt.Errorf("txn: gid prefix %q: want fl:<1-40 of a-z, 0-9, _>: (RunGIDPrefix)", ep.GIDPrefix)
+	}
 	return nil
 }
 
@@ -348,7 +374,7 @@ func Setup(ctx context.Context, ep Endpoints, accountsPerNode int, initialBalanc
 	defer cancel()
 	lay := Layout{Initial: map[Account]int64{}}
 	for i, e := range ep.Participants {
-		if err := setupParticipant(ctx, e.DSN, timeout, accountsPerNode, initialBalance); err != nil {
+		if err := setupParticipant(ctx, e.DSN, ep.PreparedPrefix(), timeout, accountsPerNode, initialBalance); err != nil {
 			return Layout{}, fmt.Errorf("txn: setup participant %s (%s): %w", NodeName(i), e.Name, err)
 		}
 		for id := 1; id <= accountsPerNode; id++ {
@@ -412,7 +438,7 @@ func createCoordDB(ctx context.Context, dsn string, timeout time.Duration) error
 	return nil
 }
 
-func setupParticipant(ctx context.Context, dsn string, timeout time.Duration, n int, initial int64) error {
+func setupParticipant(ctx context.Context, dsn, prefix string, timeout time.Duration, n int, initial int64) error {
 	c, err := connect(ctx, dsn, timeout)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -421,9 +447,9 @@ func setupParticipant(ctx context.Context, dsn string, timeout time.Duration, n 
 	if _, err := c.Exec(ctx, participantDDL); err != nil {
 		return fmt.Errorf("create tables: %w", err)
 	}
-	// Only faultline's (GIDPrefix): on a shared server another
-	// application's in-doubt transactions are none of ours.
-	rows, err := c.Query(ctx, `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND left(gid, length($1)) = $1`, GIDPrefix)
+	// Only this run's (prefix): on a shared server another application's
+	// or another run's in-doubt transactions are none of ours.
+	rows, err := c.Query(ctx, `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND left(gid, length($1)) = $1`, prefix)
 	if err != nil {
 		return fmt.Errorf("list prepared xacts: %w", err)
 	}
@@ -558,7 +584,7 @@ func TakeSnapshot(ctx context.Context, ep Endpoints) (Snapshot, error) {
 	defer cancel()
 	var s Snapshot
 	for i, e := range ep.Participants {
-		if err := snapParticipant(ctx, i, e.DSN, timeout, &s); err != nil {
+		if err := snapParticipant(ctx, i, e.DSN, ep.PreparedPrefix(), timeout, &s); err != nil {
 			return Snapshot{}, fmt.Errorf("txn: snapshot participant %s (%s): %w", NodeName(i), e.Name, err)
 		}
 	}
@@ -588,7 +614,7 @@ func TakeSnapshot(ctx context.Context, ep Endpoints) (Snapshot, error) {
 	return s, nil
 }
 
-func snapParticipant(ctx context.Context, node int, dsn string, timeout time.Duration, s *Snapshot) error {
+func snapParticipant(ctx context.Context, node int, dsn, prefix string, timeout time.Duration, s *Snapshot) error {
 	c, err := connect(ctx, dsn, timeout)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -615,7 +641,7 @@ func snapParticipant(ctx context.Context, node int, dsn string, timeout time.Dur
 	}
 	s.Accounts = append(s.Accounts, acc...)
 	rows, _ = tx.Query(ctx, `SELECT gid, prepared, database FROM pg_prepared_xacts
-		WHERE database = current_database() AND left(gid, length($1)) = $1 ORDER BY prepared`, GIDPrefix)
+		WHERE database = current_database() AND left(gid, length($1)) = $1 ORDER BY prepared`, prefix)
 	px, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PreparedXact, error) {
 		p := PreparedXact{Node: node}
 		return p, r.Scan(&p.GID, &p.Prepared, &p.Database)

@@ -37,21 +37,17 @@ func new2PC(durable bool) Factory {
 		if err != nil {
 			return nil, err
 		}
-		prefix := GIDPrefix + "2pc:"
-		if !durable {
-			prefix = GIDPrefix + "2pcnl:"
-		}
-		return &twoPC{p: p, opt: opt, durable: durable, prefix: prefix}, nil
+		return &twoPC{p: p, opt: opt, durable: durable, prefix: GID2PC(ep, durable, "")}, nil
 	}
 }
 
 // GID2PC returns the prepared-transaction gid 2pc (durable) or 2pc-nolog
-// uses for transfer id.
-func GID2PC(durable bool, id string) string {
+// uses for transfer id on ep (under ep.PreparedPrefix()).
+func GID2PC(ep Endpoints, durable bool, id string) string {
 	if durable {
-		return GIDPrefix + "2pc:" + id
+		return ep.PreparedPrefix() + "2pc:" + id
 	}
-	return GIDPrefix + "2pcnl:" + id
+	return ep.PreparedPrefix() + "2pcnl:" + id
 }
 
 // branch is one participant's share of a transfer.

@@ -186,6 +186,11 @@ type Endpoints struct {
 	// KeyPrefix starts every Redis key the implementation writes ("" on
 	// servers faultline owns; the run's prefix on external ones).
 	KeyPrefix string
+	// GIDPrefix starts every prepared-transaction gid of the run
+	// (RunGIDPrefix; "" = GIDPrefix, shared by every run): PostgreSQL's
+	// gids are server-wide, and Setup, Snapshot and Recover touch only
+	// the gids under it, so two runs on one server stay apart.
+	GIDPrefix string
 }
 
 // CrashPoint names a moment where the 2PC coordinator can crash.

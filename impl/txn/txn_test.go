@@ -265,7 +265,7 @@ func TestChaos2PCParticipantKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := preparedOn(t, snap, 1); len(got) != 1 || got[0] != txn.GID2PC(true, "kill") {
+	if got := preparedOn(t, snap, 1); len(got) != 1 || got[0] != txn.GID2PC(ep, true, "kill") {
 		t.Fatalf("after restart, prepared on B = %v, want the transfer's gid (it must survive the restart)", got)
 	}
 	_, vs := check(t, "2pc", tr, ep, lay, &l)
@@ -538,5 +538,72 @@ func TestLostFinalState(t *testing.T) {
 				t.Errorf("%s: conservation %s, want invalid (a repeated confirm applied twice): %s", c.impl, v.Valid, v.Summary)
 			}
 		})
+	}
+}
+
+// TestGIDPrefixPerRun: prepared-transaction gids are server-wide, so two
+// runs on one server (external targets) must not touch each other's. A
+// transaction prepared under run b's prefix survives run a's Setup, is
+// absent from a's Snapshot and untouched by a's Recover (which does
+// resolve a's own in-doubt transfer); b's Recover resolves it. A bad
+// prefix is refused.
+func TestGIDPrefixPerRun(t *testing.T) {
+	needEnv(t)
+	ctx := ctxFor(t, 60*time.Second)
+	epA, epB := testEnv.direct, testEnv.direct
+	epA.GIDPrefix, epB.GIDPrefix = txn.RunGIDPrefix("runa"), txn.RunGIDPrefix("runb")
+	other := txn.GID2PC(epB, true, "x")
+	c, err := pgx.Connect(ctx, epA.Participants[1].DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, `CREATE TABLE IF NOT EXISTS other_run (id int); BEGIN; INSERT INTO other_run VALUES (1); PREPARE TRANSACTION '`+other+`'`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = c.Exec(context.Background(), `ROLLBACK PREPARED '`+other+`'`) })
+	preparedB := func() bool {
+		var n int
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_xacts WHERE gid = $1`, other).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+
+	bank(t, epA)
+	if !preparedB() {
+		t.Fatalf("run a's Setup rolled back run b's %s", other)
+	}
+	crashing := newTransferer(t, "2pc", epA, txn.Options{CrashAt: txn.CrashAfterPrepare})
+	if _, err := crashing.Transfer(ctx, txn.Transfer{ID: "y", From: txn.Account{Node: 0, ID: 1}, To: txn.Account{Node: 1, ID: 1}, Amount: 5}); !errors.Is(err, txn.ErrCrashed) {
+		t.Fatalf("transfer: %v, want ErrCrashed", err)
+	}
+	snap, err := txn.TakeSnapshot(ctx, epA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := preparedOn(t, snap, 1); len(got) != 1 || got[0] != txn.GID2PC(epA, true, "y") {
+		t.Errorf("run a's snapshot lists %v on B, want only its own %s", got, txn.GID2PC(epA, true, "y"))
+	}
+	if err := newTransferer(t, "2pc", epA, txn.Options{}).Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err = txn.TakeSnapshot(ctx, epA); err != nil || len(snap.Prepared) != 0 {
+		t.Errorf("after run a's Recover: prepared %v (%v), want none of a's", snap.Prepared, err)
+	}
+	if !preparedB() {
+		t.Fatalf("run a's Recover resolved run b's %s", other)
+	}
+	if err := newTransferer(t, "2pc", epB, txn.Options{}).Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if preparedB() {
+		t.Errorf("run b's Recover left its own %s prepared", other)
+	}
+
+	bad := testEnv.direct
+	bad.GIDPrefix = "app:"
+	if _, err := txn.Setup(ctx, bad, 1, 1); err == nil || !strings.Contains(err.Error(), "gid prefix") {
+		t.Errorf("Setup with gid prefix %q: %v, want a refusal", bad.GIDPrefix, err)
 	}
 }

@@ -168,6 +168,10 @@ type Endpoints struct {
 	// lock keys it is given (which carry it already); "" on servers
 	// faultline owns (see docs/protocol.md, external servers).
 	KeyPrefix string `json:"key_prefix,omitempty"`
+	// GIDPrefix must start every prepared-transaction gid a transaction
+	// adapter creates ("fl:<run>:"; txn only): faultline rolls back and
+	// reports only the gids under it.
+	GIDPrefix string `json:"gid_prefix,omitempty"`
 }
 
 // InitRequest is the init message's content.
