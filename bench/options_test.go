@@ -28,7 +28,7 @@ func TestOptionsValidated(t *testing.T) {
 		{"lock ok", "counter", []string{"redsync"}, nil, nil, map[string]string{"reentrant": "true", "tries": "3"}, ""},
 		{"lock unknown", "counter", []string{"redis-setnx"}, nil, nil, map[string]string{"foo": "bar"}, `redis-setnx has no option "foo"`},
 		{"lock bad bool", "counter", []string{"redis-setnx"}, nil, nil, map[string]string{"reentrant": "maybe"}, "want true or false"},
-		{"lock workload: unknown --opt", "counter", []string{"redis-setnx"}, map[string]string{"accounts": "1"}, nil, nil, `workload counter has no option "accounts" (valid: hold)`},
+		{"lock workload: unknown --opt", "counter", []string{"redis-setnx"}, map[string]string{"accounts": "1"}, nil, nil, `workload counter has no option "accounts" (valid: failover-holder, hold)`},
 		{"lock workload: hold", "counter", []string{"redis-setnx"}, map[string]string{"hold": "2s"}, nil, nil, ""},
 		{"lock workload: bad hold", "fenced-counter", []string{"redis-setnx"}, map[string]string{"hold": "-2s"}, nil, nil, "out of range"},
 		{"--txn-opt on locks", "counter", []string{"redis-setnx"}, nil, map[string]string{"x": "1"}, nil, "use --lock-opt"},

@@ -158,6 +158,9 @@ func writeFailovers(w io.Writer, r *results.Results) {
 			} else {
 				line += "; no write got through before the phase ended"
 			}
+			if f.Held != "" {
+				line += "; holder held across the failover: " + f.Held
+			}
 			fmt.Fprintln(w, line)
 		}
 	}

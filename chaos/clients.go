@@ -44,3 +44,28 @@ type Holder struct {
 	// own (exec:), which the fault stopped or killed for real; 0 = none.
 	OSPid int
 }
+
+// HolderKeeper is an optional part of Clients (the lock workloads have it):
+// a lossy failover keeps one lock holder working across it, so that a lock
+// acknowledged inside its window is still held when the primary is lost.
+type HolderKeeper interface {
+	// KeepHolder arms a keep: the first worker granted a lock whose acquire
+	// was invoked after this call, on a key nobody held at this call (a key
+	// held then may come back on the promoted replica, its release never
+	// replicated, until its own lease ends), stays inside its critical
+	// section — after its read, before its write — until the keep is
+	// released and another process has written that key, or until its lease
+	// is about to expire (a tenth of the ttl before it, at least 100 ms),
+	// whichever comes first. nil when the workload has keeping turned off.
+	KeepHolder() Keep
+}
+
+// Keep is one armed HolderKeeper request.
+type Keep interface {
+	// Close stops the keep from taking a holder (the lossy window is over)
+	// and returns the holder it took, if any.
+	Close() (Holder, bool)
+	// Release lets the holder go on (the failover is over): it writes once
+	// another process has written its key, or its lease is about to expire.
+	Release()
+}

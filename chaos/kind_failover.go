@@ -26,7 +26,10 @@ func init() {
 			"asynchronous replication, made deterministic), then it is SIGKILLed and a replica promoted " +
 			"(Sentinel / pg_promote) and the link restored; kill: SIGKILL and promotion only (on loopback " +
 			"replication is sub-millisecond, so little is lost); force: SENTINEL FAILOVER / promote without " +
-			"killing. Heal restarts a killed primary (it comes back empty and rejoins as a replica)",
+			"killing. Heal restarts a killed primary (it comes back empty and rejoins as a replica). On a lock workload a " +
+			"lossy failover keeps a holder working across it: the first lock granted inside the lossy window, on a key " +
+			"nobody held when the link was cut, stays held until the promotion and another client's write of that key (or " +
+			"until just before its lease expires); --opt failover-holder=false turns that off",
 		parse: func(p string) (params, error) {
 			switch p {
 			case "", failoverLossy:
@@ -60,7 +63,9 @@ func init() {
 				return err
 			}
 			if b.params.stream == failoverLossy {
-				p.Fault = NewLossyFailover(env, b.params.d.D, b.id)
+				f := NewLossyFailover(env, b.params.d.D, b.id)
+				f.keeper, _ = b.clients.(HolderKeeper)
+				p.Fault = f
 			} else {
 				p.Fault = NewFailover(env, infra.FailoverMode(b.params.stream))
 			}
@@ -84,10 +89,22 @@ type Failover struct {
 	mode string // lossy, or an infra.FailoverMode
 	lag  time.Duration
 	cut  *linkFault // lossy: the primary's replication link, cut for lag
+	// keeper, when the workload has one, keeps the first holder granted
+	// inside the lossy window working across the failover (lossy only).
+	keeper HolderKeeper
 
 	mu     sync.Mutex
 	res    infra.FailoverResult
 	killed infra.Node // the old primary, killed and not restarted yet
+	keep   keepState
+}
+
+// keepState is what a lossy failover's holder keep did.
+type keepState struct {
+	armed  bool   // a keep was armed (the workload keeps holders)
+	off    bool   // the workload can keep holders but was told not to
+	holder Holder // the holder kept across the failover
+	ok     bool   // one was kept
 }
 
 // NewFailover returns a failover of env's topology in mode how.
@@ -136,12 +153,37 @@ func (f *Failover) Nodes() []infra.Node {
 // waits the lag, then fails over and restores the link).
 func (f *Failover) Start(ctx context.Context) error {
 	how := infra.FailoverMode(f.mode)
+	var keep Keep
 	if f.cut != nil {
 		if err := f.cut.Start(ctx); err != nil {
 			return errors.Join(fmt.Errorf("failover: cut replication: %w", err), f.cut.Heal(context.WithoutCancel(ctx)))
 		}
+		// Armed once the link is cut: a lock granted from now on never
+		// reaches a replica.
+		if f.keeper != nil {
+			keep = f.keeper.KeepHolder()
+			f.mu.Lock()
+			f.keep.off, f.keep.armed = keep == nil, keep != nil
+			f.mu.Unlock()
+		}
+		if keep != nil {
+			defer keep.Release() // once promoted (or failed): the holder goes on
+			defer func() {
+				if h, ok := keep.Close(); ok { // nothing is taken after the first Close
+					f.mu.Lock()
+					f.keep.holder, f.keep.ok = h, true
+					f.mu.Unlock()
+				}
+			}()
+		}
 		if err := clock.Sleep(ctx, f.lag); err != nil {
 			return errors.Join(fmt.Errorf("failover: %w", err), f.cut.Heal(context.WithoutCancel(ctx)))
+		}
+		if keep != nil { // the lossy window ends with the kill: no holder is taken after it
+			h, ok := keep.Close()
+			f.mu.Lock()
+			f.keep.holder, f.keep.ok = h, ok
+			f.mu.Unlock()
 		}
 		how = infra.FailoverKill
 	}
@@ -181,14 +223,35 @@ func (f *Failover) Heal(ctx context.Context) error {
 	return nil
 }
 
+// Holder is the holder kept across a lossy failover (HolderFault): the
+// start event records its process, key and token.
+func (f *Failover) Holder() (Holder, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.keep.holder, f.keep.ok
+}
+
+// AttrHeld is the failover start event's account of the holder kept across
+// it: "p3 k5" (process and key), or why there is none.
+const AttrHeld = "held"
+
 // Report dates the fault at the primary's loss and names both primaries;
-// mark promoted_ns is when the new one was seen promoted.
+// mark promoted_ns is when the new one was seen promoted; attr held the
+// holder kept across a lossy failover.
 func (f *Failover) Report() Report {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := Report{Began: f.res.Started, Attrs: map[string]string{"mode": f.mode, "old": f.res.Old, "new": f.res.New}}
 	if f.cut != nil {
 		r.Attrs["lag"] = f.lag.String()
+		switch {
+		case f.keep.ok:
+			r.Attrs[AttrHeld] = fmt.Sprintf("p%d %s", f.keep.holder.Process, f.keep.holder.Key)
+		case f.keep.armed:
+			r.Attrs[AttrHeld] = "none: no lock was granted inside the lossy window on a key free when the link was cut"
+		case f.keep.off:
+			r.Attrs[AttrHeld] = "off (--opt failover-holder=false)"
+		}
 	}
 	if !f.res.Promoted.IsZero() {
 		r.Marks = map[string]time.Time{"promoted_ns": f.res.Promoted}

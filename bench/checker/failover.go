@@ -22,6 +22,7 @@ const (
 	AttrOldPrimary = "old"         // the primary lost
 	AttrNewPrimary = "new"         // the node promoted
 	AttrPromoted   = "promoted_ns" // history time the new primary was seen promoted
+	AttrHeld       = "held"        // the holder kept across a lossy failover (chaos.AttrHeld)
 )
 
 // Failovers lists the failovers of h (fault windows of kind failover), each
@@ -37,7 +38,7 @@ func Failovers(h []history.Op) []results.Failover {
 		if w.Kind != FailoverKind {
 			continue
 		}
-		f := results.Failover{ID: w.ID, Fault: w.Fault, Impl: w.Impl, Old: w.Attrs[AttrOldPrimary], New: w.Attrs[AttrNewPrimary], Lost: w.Start, End: w.End}
+		f := results.Failover{ID: w.ID, Fault: w.Fault, Impl: w.Impl, Old: w.Attrs[AttrOldPrimary], New: w.Attrs[AttrNewPrimary], Lost: w.Start, End: w.End, Held: w.Attrs[AttrHeld]}
 		if p, err := strconv.ParseInt(w.Attrs[AttrPromoted], 10, 64); err == nil && p >= w.Start {
 			f.Promoted = p
 			f.PromotionMs = float64(p-w.Start) / 1e6

@@ -305,6 +305,9 @@ type Failover struct {
 	// failover time clients saw); 0 when unknown.
 	PromotionMs float64 `json:"promotion_ms,omitempty"`
 	FailoverMs  float64 `json:"failover_ms,omitempty"`
+	// Held is the lock holder a lossy failover kept working across it
+	// ("p3 k5"), or why none ("none: …", "off …"); empty for other modes.
+	Held string `json:"held,omitempty"`
 }
 
 // FaultCoverage is what the faults of a run did to one implementation's

@@ -26,7 +26,15 @@ type Faults struct {
 	// keyPrefix is the phase's Target.KeyPrefix: a fault armed for key
 	// "k0" hits the holder of keyPrefix+"k0".
 	keyPrefix string
+	// keepEpoch counts the keeps armed (KeepHolder); a worker reads it
+	// before each acquire. keep is the current one, until its holder is done.
+	keepEpoch atomic.Int64
+	keep      atomic.Pointer[keep]
+	// noKeep turns KeepHolder off (--opt failover-holder=false).
+	noKeep bool
 }
+
+var _ chaos.HolderKeeper = (*Faults)(nil)
 
 var _ chaos.Clients = (*Faults)(nil)
 
@@ -163,6 +171,120 @@ func (f *Faults) CrashHolder(ctx context.Context, key string) (chaos.Holder, err
 // invocation is recorded; it returns when the write is being held back.
 func (f *Faults) DelayWrite(ctx context.Context, key string, d time.Duration) (chaos.Holder, error) {
 	return f.arm(ctx, &faultReq{kind: delayWrite, key: key, d: d})
+}
+
+// keep is one KeepHolder request (see chaos.HolderKeeper).
+type keep struct {
+	f        *Faults
+	epoch    int64         // keepEpoch once armed: acquires invoked later see at least this
+	released chan struct{} // closed by Release: the failover is over
+	written  chan struct{} // closed when another process wrote the holder's key
+	relOnce  sync.Once
+
+	mu      sync.Mutex
+	closed  bool // no holder is taken any more
+	taken   bool
+	holder  chaos.Holder
+	wrote   bool
+	tainted map[string]bool // keys held when it was armed
+}
+
+// KeepHolder arms a keep (chaos.HolderKeeper); nil when turned off.
+func (f *Faults) KeepHolder() chaos.Keep {
+	if f.noKeep {
+		return nil
+	}
+	k := &keep{f: f, released: make(chan struct{}), written: make(chan struct{}), tainted: map[string]bool{}}
+	k.epoch = f.keepEpoch.Load() + 1
+	f.keep.Store(k) // before the epoch moves: a worker that sees the new epoch sees k
+	f.keepEpoch.Store(k.epoch)
+	return k
+}
+
+// Close implements chaos.Keep.
+func (k *keep) Close() (chaos.Holder, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.closed = true
+	if !k.taken {
+		k.f.keep.CompareAndSwap(k, nil)
+	}
+	return k.holder, k.taken
+}
+
+// Release implements chaos.Keep.
+func (k *keep) Release() { k.relOnce.Do(func() { close(k.released) }) }
+
+// takeKeep hands the armed keep to holder h if h's acquire was invoked
+// after it was armed (epoch: keepEpoch read before the acquire) and nobody
+// held h's key then; nil otherwise.
+func (f *Faults) takeKeep(h chaos.Holder, epoch int64) *keep {
+	k := f.keep.Load()
+	if k == nil || epoch < k.epoch {
+		return nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed || k.taken || k.tainted[h.Key] {
+		return nil
+	}
+	k.taken, k.holder = true, h
+	return k
+}
+
+// noteRelease is called before a worker releases key, which it acquired
+// with keepEpoch at epoch: if a keep was armed since, key was held when it
+// was, and its release may never reach the replica promoted.
+func (f *Faults) noteRelease(key string, epoch int64) {
+	if f.keepEpoch.Load() == epoch {
+		return
+	}
+	if k := f.keep.Load(); k != nil && epoch < k.epoch {
+		k.mu.Lock()
+		k.tainted[key] = true
+		k.mu.Unlock()
+	}
+}
+
+// noteWrite is called after process wrote key: it frees a kept holder of
+// key waiting for another process's write.
+func (f *Faults) noteWrite(key string, process int) {
+	k := f.keep.Load()
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.taken && !k.wrote && k.holder.Key == key && k.holder.Process != process {
+		k.wrote = true
+		close(k.written)
+	}
+}
+
+// keepMargin is how long before its lease could expire a kept holder
+// writes at the latest: a tenth of the ttl, at least 100 ms, at most half.
+func keepMargin(ttl time.Duration) time.Duration {
+	return min(max(ttl/10, 100*time.Millisecond), ttl/2)
+}
+
+// wait keeps the holder whose acquire was invoked at start: until the
+// failover is over and another process wrote its key, or until
+// keepMargin before start+ttl, or ctx ends. It reports whether another
+// process wrote the key meanwhile.
+func (k *keep) wait(ctx context.Context, start time.Time, ttl time.Duration) (bool, error) {
+	defer k.f.keep.CompareAndSwap(k, nil)
+	t := time.NewTimer(time.Until(start.Add(ttl - keepMargin(ttl))))
+	defer t.Stop()
+	for _, ch := range []chan struct{}{k.released, k.written} {
+		select {
+		case <-ch:
+		case <-t.C:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	return true, nil
 }
 
 // skew is a clock running at rate from since, offset by offset.

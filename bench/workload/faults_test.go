@@ -162,3 +162,68 @@ func TestReservedFaultGoesToOneWorker(t *testing.T) {
 		t.Error("still armed after the crash was taken")
 	}
 }
+
+// TestKeepHolderTakesAFreshGrantOnAFreeKey: a failover's keep goes to the
+// first holder whose acquire was invoked after it was armed, on a key
+// nobody held then; that holder waits for the release and another
+// process's write of its key, bounded by its lease.
+func TestKeepHolderTakesAFreshGrantOnAFreeKey(t *testing.T) {
+	f := NewFaults()
+	before := f.keepEpoch.Load() // p1 invoked its acquire of k1 before the cut
+	k := f.KeepHolder()
+	after := f.keepEpoch.Load()
+	if got := f.takeKeep(chaos.Holder{Process: 1, Key: "k1"}, before); got != nil {
+		t.Fatal("a grant invoked before the keep was armed was kept")
+	}
+	f.noteRelease("k1", before) // p1 held k1 at the cut: its release may be lost
+	if got := f.takeKeep(chaos.Holder{Process: 2, Key: "k1"}, after); got != nil {
+		t.Fatal("a grant of a key held at the cut was kept (it may come back on the promoted replica)")
+	}
+	got := f.takeKeep(chaos.Holder{Process: 3, Key: "k2"}, after)
+	if got == nil {
+		t.Fatal("the first fresh grant of a free key was not kept")
+	}
+	if again := f.takeKeep(chaos.Holder{Process: 4, Key: "k3"}, after); again != nil {
+		t.Fatal("a second holder was kept")
+	}
+	if h, ok := k.Close(); !ok || h.Process != 3 || h.Key != "k2" {
+		t.Fatalf("Close = %+v, %v; want p3 k2", h, ok)
+	}
+	done := make(chan bool, 1)
+	go func() {
+		wrote, err := got.wait(context.Background(), time.Now(), 10*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- wrote
+	}()
+	f.noteWrite("k2", 5) // before the release: waited for too
+	f.noteWrite("k2", 3) // its own write does not count
+	k.Release()
+	select {
+	case wrote := <-done:
+		if !wrote {
+			t.Fatal("the holder did not see p5's write")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the kept holder still waits after the release and another process's write")
+	}
+	if f.keep.Load() != nil {
+		t.Fatal("the keep outlived its holder")
+	}
+	// Bounded by the lease: nobody writes, the holder goes on keepMargin
+	// before start+ttl.
+	k2 := f.KeepHolder()
+	h := f.takeKeep(chaos.Holder{Process: 1, Key: "k0"}, f.keepEpoch.Load())
+	k2.Close()
+	k2.Release()
+	start := time.Now()
+	wrote, err := h.wait(context.Background(), start, 400*time.Millisecond)
+	if took := time.Since(start); wrote || err != nil || took < 290*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("wait = %v, %v after %v; want false, nil at 300ms (ttl 400ms - margin 100ms)", wrote, err, took)
+	}
+	f.noKeep = true
+	if f.KeepHolder() != nil {
+		t.Fatal("KeepHolder armed with failover-holder=false")
+	}
+}

@@ -79,6 +79,8 @@ type lockWorkload struct {
 var lockOptions = option.Set{
 	{Name: "hold", Kind: option.Duration, Max: float64(time.Hour), Default: "0s",
 		Doc: "how long a holder works inside its critical section, between its read and its write (0 = at once): real jobs hold a lock for seconds, and a lock lost in a failover shows only while someone still holds it"},
+	{Name: "failover-holder", Kind: option.Bool, Default: "true",
+		Doc: "a lossy failover keeps the first holder granted inside its window (on a key nobody held when the link was cut) working across it, until another client wrote that key or just before its lease expires: false turns that off"},
 }
 
 // Options are the lock workloads' own options (--opt k=v).
@@ -160,6 +162,12 @@ func (w *lockWorkload) Start(ctx context.Context, t Target) (Session, error) {
 			return nil, fmt.Errorf("workload %s: hold %q: %w", w.name, v, err)
 		}
 	}
+	keepHolder := true
+	if v, ok := t.Opts["failover-holder"]; ok {
+		if keepHolder, err = strconv.ParseBool(strings.TrimSpace(v)); err != nil {
+			return nil, fmt.Errorf("workload %s: failover-holder %q: %w", w.name, v, err)
+		}
+	}
 	ep, err := endpoints(t, info)
 	if err != nil {
 		return nil, err
@@ -188,6 +196,7 @@ func (w *lockWorkload) Start(ctx context.Context, t Target) (Session, error) {
 		keys[i] = t.KeyPrefix + keys[i]
 	}
 	t.Faults.keyPrefix = t.KeyPrefix
+	t.Faults.noKeep = !keepHolder
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := res.reset(rctx, keys); err != nil {
@@ -483,6 +492,7 @@ func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 			cr.CrashInNextAcquire()
 		}
 	}
+	epoch, invoked := t.Faults.keepEpoch.Load(), time.Now() // a failover's holder keep (KeepHolder)
 	lease, out, _ := c.acquire(ctx, w, key, t.AcquireTimeout, false, nil)
 	if reserved != nil {
 		if out.Crashed {
@@ -515,13 +525,22 @@ func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 				return StepResult{Type: history.Info, Err: "canceled"} // hard stop: the lease expires by itself
 			}
 		}
-		if c.p.hold > 0 { // the holder's work (--opt hold)
+		if k := t.Faults.takeKeep(holder, epoch); k != nil {
+			// Kept working across a failover (chaos.HolderKeeper).
+			if _, err := k.wait(ctx, invoked, t.TTL); err != nil {
+				return StepResult{Type: history.Info, Err: "canceled"}
+			}
+		} else if c.p.hold > 0 { // the holder's work (--opt hold)
 			if err := clock.Sleep(ctx, c.p.hold); err != nil {
 				return StepResult{Type: history.Info, Err: "canceled"}
 			}
 		}
 		out = c.write(ctx, w, holder, v)
+		if out.Type == history.OK {
+			t.Faults.noteWrite(key, c.process)
+		}
 	}
+	t.Faults.noteRelease(key, epoch)
 	if rel, _ := c.release(ctx, w, lease, nil); out.Type == history.OK {
 		out = rel
 	}
