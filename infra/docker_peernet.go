@@ -54,6 +54,8 @@ type dockerPeerNet struct {
 	mu   sync.Mutex
 	made []nodeProxy
 	next int
+
+	cuts cutState // per-pair cut rules in place (paircut_docker.go)
 }
 
 // toxiproxyImage is the in-network proxy's image ($FAULTLINE_TOXIPROXY_IMAGE
@@ -182,7 +184,7 @@ func (pn *dockerPeerNet) serverConfig(cfg *serverConfig) {
 // close removes the proxy container (and with it every peer proxy) and the
 // network. Env.Close calls it after destroying the nodes' containers.
 func (pn *dockerPeerNet) close(ctx context.Context) error {
-	var errs []error
+	errs := []error{pn.healCuts(ctx)}
 	if pn.proxy != nil {
 		errs = append(errs, pn.proxy.destroy(ctx))
 	}
