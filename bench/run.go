@@ -100,6 +100,11 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 			panic(p)
 		}
 	}()
+	for _, impl := range cfg.Impls { // --provider auto chose (paircut.go)
+		if err := checkPairCut(env.Provider(), scheds[impl], nil); err != nil {
+			return nil, err
+		}
+	}
 	log.Info("environment up", "provider", env.Provider(), "reason", env.ProviderReason(), "took", time.Since(started).Round(time.Millisecond))
 
 	h := recorder.NewHistory(hz, time.Now())

@@ -44,6 +44,9 @@ type Kind struct {
 	// Topology says the kind needs a replicated topology (TopologyEnv):
 	// failover, replication-lag, replication-partition.
 	Topology bool
+	// PairCut says the kind cuts pairs of topology nodes from each other
+	// (infra.Env.CutPairs): the docker provider only (NeedsPairCut).
+	PairCut bool
 	// needsProxy says whether s needs the clients on Toxiproxy, given the
 	// run's node names (nil: every kind but client faults does: network
 	// faults act on the proxies, and a killed node may come back on a new

@@ -143,8 +143,9 @@ const (
 // that replica from the Sentinels only; it still replicates (its
 // replication stream is a connection it opens to the primary's peer link).
 // There are no per-pair links (a replica's replication alone cannot be
-// cut): after a failover Sentinel tells every replica the new primary's one
-// announced address, so a per-pair address would not survive.
+// cut through them): after a failover Sentinel tells every replica the new
+// primary's one announced address, so a per-pair address would not
+// survive. Env.CutPairs cuts one pair by its packets instead (docker).
 type Link interface {
 	Name() string // "peer:<node>"
 	From() string // "*": every other node of the topology

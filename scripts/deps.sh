@@ -10,7 +10,10 @@ set -euo pipefail
 # zstd: zstdcat reads a run's history.jsonl.zst; jq: make perf's table.
 # python3-redis and python3-psycopg2: the Python example adapters
 # (examples/python, docs/protocol.md), run by /usr/bin/python3.
-packages=(redis-server postgresql busybox-static chromium ca-certificates python3-redis python3-psycopg2 zstd jq)
+# iptables (nsenter is in util-linux, always there): the docker provider's
+# per-pair partitions (partition-pair, isolate) drop packets in a container's
+# network namespace.
+packages=(redis-server postgresql busybox-static chromium ca-certificates python3-redis python3-psycopg2 zstd jq iptables)
 
 installed() { # package name
   dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed
