@@ -60,7 +60,7 @@ var suiteEnv struct {
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
-	for _, env := range []*infra.Env{suiteEnv.env, failoverEnv.env} {
+	for _, env := range []*infra.Env{suiteEnv.env, failoverEnv.env, pairEnv.env} {
 		if env == nil {
 			continue
 		}
@@ -150,8 +150,12 @@ func rowSettings(row chaos.Row, def time.Duration) (ttl time.Duration, share int
 			if v != "async" && v != "sync" {
 				return 0, 0, fmt.Errorf("row %s (line %d): standby=%s: want async or sync", row.Name(), row.Line, v)
 			}
+		case "provider": // the row's environment (dockerRow, chaos_pairs_test.go), not a phase setting
+			if v != "docker" {
+				return 0, 0, fmt.Errorf("row %s (line %d): provider=%s: want docker", row.Name(), row.Line, v)
+			}
 		default:
-			return 0, 0, fmt.Errorf("row %s (line %d): unknown setting %s=%s (known: ttl, share, standby)", row.Name(), row.Line, k, v)
+			return 0, 0, fmt.Errorf("row %s (line %d): unknown setting %s=%s (known: ttl, share, standby, provider)", row.Name(), row.Line, k, v)
 		}
 	}
 	return ttl, share, nil
