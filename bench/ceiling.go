@@ -175,13 +175,22 @@ func faultlineRaw(ctx context.Context, node infra.Node, op string, clients, requ
 	}
 	h := recorder.NewHistory(z, time.Now())
 	stats := recorder.NewStats(h, []string{op}, time.Time{})
-	rcs := make([]*redis.Client, clients)
+	// One go-redis connection per worker, held for the whole loop
+	// (Client.Conn), speaking RESP2 as redis-benchmark does: a pooled
+	// Client, even of size 1, health-checks the connection on every Get
+	// with a non-blocking MSG_PEEK recvfrom, and on RESP3 (go-redis'
+	// default) a connection not recently put back to the pool is peeked for
+	// push notifications before each command — one or two extra syscalls
+	// per request on top of the write and the reads (strace -f).
+	rcs := make([]*redis.Conn, clients)
 	for i := range rcs {
-		rcs[i] = redis.NewClient(&redis.Options{
-			Addr: node.DirectAddr(), Password: node.Password(), MaxRetries: -1, PoolSize: 1, MinIdleConns: 1,
+		rc := redis.NewClient(&redis.Options{
+			Addr: node.DirectAddr(), Password: node.Password(), MaxRetries: -1, PoolSize: 1, Protocol: 2,
 			DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, PoolTimeout: time.Second,
 			ContextTimeoutEnabled: true,
 		})
+		defer rc.Close()
+		rcs[i] = rc.Conn()
 		defer rcs[i].Close()
 		if err := rcs[i].Ping(ctx).Err(); err != nil {
 			return 0, 0, fmt.Errorf("ceiling: connect to %s: %w", node.DirectAddr(), err)

@@ -70,7 +70,7 @@ table() {
 	  "\(if .baseline then r(.ratio.p50) else "1" end) | \(if .baseline then r(.ratio.p99) else "1" end) |"
 	' "$out/txns/results.json"
 	echo
-	echo "Harness ceiling (\`faultline ceiling\`: raw commands, no lock; each faultline request logged to a compressed history and timed, as in a run; go-redis alone: the same loop unrecorded; best of 3 alternating rounds of 20,000 requests per tool):"
+	echo "Harness ceiling (\`faultline ceiling\`: raw commands, no lock; each faultline request logged to a compressed history and timed, as in a run, one go-redis connection per client speaking RESP2 as redis-benchmark does; go-redis alone: the same loop unrecorded; best of 3 alternating rounds of 20,000 requests per tool):"
 	echo
 	echo "| command | clients | faultline req/s | redis-benchmark req/s | faultline ÷ redis-benchmark | go-redis alone req/s | history bytes/request |"
 	echo "|---|---|---|---|---|---|---|"

@@ -95,7 +95,11 @@ func (h *History) FaultActive() bool { return h.active.Load() > 0 }
 // Log records op. Time 0 is replaced by Now; empty Impl by the current
 // phase's. Nemesis entries (fault-start / fault-heal) update FaultActive.
 // After Close, entries are dropped (and counted in Dropped).
-func (h *History) Log(op history.Op) {
+func (h *History) Log(op history.Op) { h.log(&op) }
+
+// log is Log without copying op twice (a 200-byte struct). It reports
+// whether it had to wait for the writer (a full batch).
+func (h *History) log(op *history.Op) (waited bool) {
 	if op.Time == 0 {
 		op.Time = h.Now()
 	}
@@ -103,23 +107,25 @@ func (h *History) Log(op history.Op) {
 		op.Impl = *h.impl.Load()
 	}
 	if op.Process == history.Nemesis {
-		h.trackFault(op)
+		h.trackFault(*op)
 	}
 	h.mu.Lock()
 	for len(h.pending) >= maxPending && !h.closed {
 		h.space.Wait()
+		waited = true
 	}
 	if h.closed {
 		h.mu.Unlock()
 		h.dropped.Add(1)
-		return
+		return waited
 	}
-	h.pending = append(h.pending, op)
+	h.pending = append(h.pending, *op)
 	n := len(h.pending)
 	h.mu.Unlock()
 	if n == batchKick {
 		h.wake()
 	}
+	return waited
 }
 
 // wake tells the writer to take the batch now.
