@@ -2,21 +2,23 @@ package txn
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
 
 // finishInterval is how often a finisher writes the final states gathered
-// since its last write.
-const finishInterval = 10 * time.Millisecond
+// since its last write, when no new transaction carried them (begin).
+const finishInterval = 50 * time.Millisecond
 
 // finisher writes the final state of finished global transactions (tcc:
 // confirming → confirmed, saga: running → done) in batches, off the
-// transfer's path: one UPDATE per interval instead of one round trip per
-// transfer. The final state needs no durability of its own: a transaction
-// whose mark is lost (a crash, a failed write) stays confirming / running,
-// and Recover finishes it again, which the barrier (tcc) or the step log
-// (saga) turns into a no-op. Recover and Close write what is pending first.
+// transfer's path: the next transaction's begin carries them in its own
+// statement (begin), else one UPDATE per interval. The final state needs
+// no durability of its own: a transaction whose mark is lost (a crash, a
+// failed write) stays confirming / running, and Recover finishes it again,
+// which the barrier (tcc) or the step log (saga) turns into a no-op.
+// Recover and Close write what is pending first.
 type finisher struct {
 	p        *pools
 	opt      Options
@@ -45,6 +47,36 @@ func (f *finisher) add(gid string) {
 	f.mu.Lock()
 	f.pending = append(f.pending, gid)
 	f.mu.Unlock()
+}
+
+// begin records a new global transaction (gid in state, for transfer t)
+// and, in the same statement, the final state of every finished one
+// pending: one round trip and one commit for both. Pending marks are taken
+// only when no flush is under way (Recover's flush then waits for this
+// write); if the statement fails they stay pending.
+func (f *finisher) begin(ctx context.Context, gid, proto, state string, t Transfer) error {
+	ctx, cancel := context.WithTimeout(ctx, f.opt.OpTimeout)
+	defer cancel()
+	var gids []string
+	if f.flushing.TryLock() {
+		defer f.flushing.Unlock()
+		f.mu.Lock()
+		gids, f.pending = f.pending, nil
+		f.mu.Unlock()
+	}
+	_, err := f.p.coord.Exec(ctx, `WITH done AS (UPDATE global_txn SET state = $11, updated_at = clock_timestamp() WHERE gid = ANY($12) AND state = $10)
+		INSERT INTO global_txn(gid, protocol, state, transfer_id, from_node, from_id, to_node, to_id, amount)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, gid, proto, state, t.ID, t.From.Node, t.From.ID, t.To.Node, t.To.ID, t.Amount,
+		f.from, f.to, gids)
+	if err != nil {
+		if len(gids) > 0 {
+			f.mu.Lock()
+			f.pending = append(gids, f.pending...)
+			f.mu.Unlock()
+		}
+		return fmt.Errorf("%s: record global transaction %s: %w", proto, gid, err)
+	}
+	return nil
 }
 
 func (f *finisher) run() {

@@ -42,7 +42,7 @@ func (s *saga) Transfer(ctx context.Context, t Transfer) (out Outcome, err error
 		return out, err
 	}
 	gid := GIDSaga(t.ID)
-	if err := beginGlobal(ctx, s.p, s.opt, gid, "saga", stateRunning, t); err != nil {
+	if err := s.done.begin(ctx, gid, "saga", stateRunning, t); err != nil {
 		// The row may have landed (a timeout after the INSERT applied), and
 		// Recover drives a running saga forward: the outcome is unknown.
 		return out, fmt.Errorf("%w: %v", ErrIndeterminate, err)

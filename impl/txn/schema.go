@@ -85,6 +85,12 @@ CREATE TABLE IF NOT EXISTS journal (  -- every TCC/saga branch call, written in 
 	applied boolean NOT NULL,          -- false: the barrier neutralised it
 	at      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+-- A barrier row with a seq is also the journal entry of the call that
+-- inserted it (an applied try, confirm or saga action: one insert instead
+-- of two on the common path); the journal holds every other call.
+ALTER TABLE barrier ADD COLUMN IF NOT EXISTS seq bigint;        -- tables of an older faultline
+ALTER TABLE barrier ADD COLUMN IF NOT EXISTS account int;
+ALTER TABLE barrier ADD COLUMN IF NOT EXISTS amount bigint;
 CREATE TABLE IF NOT EXISTS outbox (
 	id          bigserial PRIMARY KEY,
 	msg_id      text NOT NULL UNIQUE,
@@ -147,8 +153,9 @@ END $f$;
 -- whether it applied (false for a try the barrier rejected).
 CREATE OR REPLACE FUNCTION fl_tcc(g text, br text, o text, acc int, amt bigint, with_barrier boolean) RETURNS boolean LANGUAGE plpgsql AS $f$
 DECLARE
-	applied boolean := true;
-	no_try  boolean;
+	applied   boolean := true;
+	no_try    boolean;
+	journaled boolean := false;
 BEGIN
 	IF o NOT IN ('try', 'confirm', 'cancel') THEN
 		RAISE EXCEPTION 'fl_tcc: unknown op %', o;
@@ -162,8 +169,12 @@ BEGIN
 		INSERT INTO barrier(gid, branch, op) VALUES (g, br, 'cancel') ON CONFLICT DO NOTHING;
 		applied := FOUND AND NOT no_try; -- not an empty nor a repeated cancel
 	ELSIF with_barrier THEN
-		INSERT INTO barrier(gid, branch, op) VALUES (g, br, o) ON CONFLICT DO NOTHING;
+		-- the barrier row is this call's journal entry if it applies (a
+		-- refused try raises and rolls it back)
+		INSERT INTO barrier(gid, branch, op, seq, account, amount)
+			VALUES (g, br, o, nextval('journal_seq_seq'), acc, amt) ON CONFLICT DO NOTHING;
 		applied := FOUND; -- not a repeated confirm nor a try after its cancel
+		journaled := applied;
 	END IF;
 	IF applied THEN
 		IF o = 'try' AND br = 'debit' THEN
@@ -191,7 +202,9 @@ BEGIN
 			applied := FOUND;
 		END IF;
 	END IF;
-	INSERT INTO journal(gid, branch, op, account, amount, applied) VALUES (g, br, o, acc, amt, applied);
+	IF NOT journaled THEN
+		INSERT INTO journal(gid, branch, op, account, amount, applied) VALUES (g, br, o, acc, amt, applied);
+	END IF;
 	RETURN applied;
 END $f$;
 -- fl_saga is one saga step (op action | compensate) with its step log and
@@ -203,12 +216,18 @@ DECLARE
 	never   boolean;
 BEGIN
 	IF o = 'action' THEN
-		INSERT INTO barrier(gid, branch, op) VALUES (g, br, 'action') ON CONFLICT DO NOTHING;
+		-- the step-log row is this call's journal entry if it applies (a
+		-- refused step raises and rolls it back)
+		INSERT INTO barrier(gid, branch, op, seq, account, amount)
+			VALUES (g, br, 'action', nextval('journal_seq_seq'), acc, amt) ON CONFLICT DO NOTHING;
 		applied := FOUND; -- not done before, nor compensated before it ran
 		IF applied AND br = 'debit' THEN
 			PERFORM fl_debit(acc, amt);
 		ELSIF applied THEN
 			PERFORM fl_credit(acc, amt);
+		END IF;
+		IF applied THEN
+			RETURN true;
 		END IF;
 	ELSIF o = 'compensate' THEN
 		INSERT INTO barrier(gid, branch, op) VALUES (g, br, 'action') ON CONFLICT DO NOTHING;
@@ -650,7 +669,10 @@ func snapParticipant(ctx context.Context, node int, dsn, prefix string, timeout 
 		return fmt.Errorf("pg_prepared_xacts: %w", err)
 	}
 	s.Prepared = append(s.Prepared, px...)
-	rows, _ = tx.Query(ctx, `SELECT seq, gid, branch, op, account, amount, applied, at FROM journal ORDER BY seq`)
+	// The journal: its own rows and the barrier rows that journal the call
+	// that inserted them (see participantDDL).
+	rows, _ = tx.Query(ctx, `SELECT seq, gid, branch, op, account, amount, applied, at FROM journal
+		UNION ALL SELECT seq, gid, branch, op, account, amount, true, at FROM barrier WHERE seq IS NOT NULL ORDER BY seq`)
 	j, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (JournalEntry, error) {
 		e := JournalEntry{Node: node}
 		return e, r.Scan(&e.Seq, &e.GID, &e.Branch, &e.Op, &e.Account, &e.Amount, &e.Applied, &e.At)

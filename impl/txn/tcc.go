@@ -190,21 +190,10 @@ func (c *tcc) each(ctx context.Context, bs []tccBranch, fn func(tccBranch) (int,
 
 // begin records the global transaction (state trying) before any try.
 func (c *tcc) begin(ctx context.Context, gid string, t Transfer) error {
-	if err := beginGlobal(ctx, c.p, c.opt, gid, c.proto, stateTrying, t); err != nil {
+	if err := c.done.begin(ctx, gid, c.proto, stateTrying, t); err != nil {
 		// No branch ran yet: even if the row was written, Recover cancels a
 		// trying transaction, which undoes (empty) branches.
 		return fmt.Errorf("%w: %v", ErrAborted, err)
-	}
-	return nil
-}
-
-func beginGlobal(ctx context.Context, p *pools, opt Options, gid, proto, state string, t Transfer) error {
-	ctx, cancel := context.WithTimeout(ctx, opt.OpTimeout)
-	defer cancel()
-	_, err := p.coord.Exec(ctx, `INSERT INTO global_txn(gid, protocol, state, transfer_id, from_node, from_id, to_node, to_id, amount)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, gid, proto, state, t.ID, t.From.Node, t.From.ID, t.To.Node, t.To.ID, t.Amount)
-	if err != nil {
-		return fmt.Errorf("%s: record global transaction %s: %w", proto, gid, err)
 	}
 	return nil
 }
