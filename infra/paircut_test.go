@@ -14,7 +14,8 @@ import (
 // TestPairCutDocker: cutting redis-3|redis-1 stops redis-3's replication
 // while redis-2 still replicates (WAIT counts one acknowledging replica),
 // four tagged rules sit in the peer proxy's namespace, Heal removes exactly
-// them and replication resumes; the close path removes a cut left in place.
+// them and replication resumes; an isolated Sentinel loses the primary
+// while the others keep it; the close path removes a cut left in place.
 func TestPairCutDocker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts 7 containers")
@@ -95,13 +96,37 @@ func TestPairCutDocker(t *testing.T) {
 		t.Fatalf("WAIT 2 after the heal = %d, %v; want 2", n, err)
 	}
 
-	// A cut left in place is removed by the close path (Env.Close runs
-	// healCuts before it destroys the proxy container).
-	if _, err := env.CutPairs(ctx, [2]string{"sentinel-1", "redis-2"}, [2]string{"sentinel-1", "sentinel-2"}); err != nil {
+	// sentinel-1 cut from every other node (isolate): it calls the primary
+	// subjectively down, the other Sentinels do not. The cut is left in
+	// place for the close path (Env.Close runs healCuts before it destroys
+	// the proxy container), which removes it.
+	var isolate [][2]string
+	for _, n := range []string{"redis-1", "redis-2", "redis-3", "sentinel-2", "sentinel-3"} {
+		isolate = append(isolate, [2]string{"sentinel-1", n})
+	}
+	if _, err := env.CutPairs(ctx, isolate...); err != nil {
 		t.Fatal(err)
 	}
-	if rules, err := env.CutRules(ctx); err != nil || len(rules) != 8 {
-		t.Fatalf("CutRules with 2 pairs cut = %d rules, %v; want 8", len(rules), err)
+	if rules, err := env.CutRules(ctx); err != nil || len(rules) != 20 {
+		t.Fatalf("CutRules with sentinel-1 isolated = %d rules, %v; want 20", len(rules), err)
+	}
+	masterFlags := func(name string) (string, error) {
+		c := client(name)
+		m, err := c.Do(ctx, "SENTINEL", "MASTER", SentinelMaster).Result()
+		if err != nil {
+			return "", err
+		}
+		return pairs(m)["flags"], nil
+	}
+	eventually(t, 10*time.Second, "isolated sentinel-1 calls the primary down", func(ctx context.Context) error {
+		f, err := masterFlags("sentinel-1")
+		if err != nil || !strings.Contains(f, "s_down") {
+			return fmt.Errorf("sentinel-1 flags %q, %v", f, err)
+		}
+		return nil
+	})
+	if f, err := masterFlags("sentinel-2"); err != nil || f != "master" {
+		t.Fatalf("sentinel-2 (not isolated) flags %q, %v; want master", f, err)
 	}
 	pn := env.peers.(*dockerPeerNet)
 	if err := pn.healCuts(ctx); err != nil {
@@ -110,6 +135,13 @@ func TestPairCutDocker(t *testing.T) {
 	if rules, err := env.CutRules(ctx); err != nil || len(rules) != 0 {
 		t.Fatalf("after healCuts CutRules = %q, %v; want none", rules, err)
 	}
+	eventually(t, 10*time.Second, "sentinel-1 sees the primary again", func(ctx context.Context) error {
+		f, err := masterFlags("sentinel-1")
+		if err != nil || f != "master" {
+			return fmt.Errorf("sentinel-1 flags %q, %v", f, err)
+		}
+		return nil
+	})
 
 	// Bad pairs are refused before any rule is made.
 	for _, p := range [][2]string{{"redis-1", "redis-1"}, {"redis-1", "nope"}} {
