@@ -77,12 +77,12 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 	var acquires []Operation
 	okByKey := map[string][]grant{} // successful acquires, by completion time
 	for _, o := range ops {
-		if o.F != "acquire" || o.Invoke.Attrs["probe"] != "" || o.Complete.Attrs["probe"] != "" {
+		if o.F() != "acquire" || o.InvokeAttr("probe") != "" || o.CompleteAttr("probe") != "" {
 			continue
 		}
 		acquires = append(acquires, o)
 		if o.OK() {
-			okByKey[o.Key] = append(okByKey[o.Key], grant{o.Invoke.Time, o.Complete.Time})
+			okByKey[o.Key()] = append(okByKey[o.Key()], grant{o.Invoke.Time, o.Complete.Time})
 		}
 	}
 	for _, ts := range okByKey {
@@ -100,7 +100,7 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 	var firstUnknown string
 	for _, a := range acquires {
 		end := a.Complete.Time
-		if a.Complete.Type == "" {
+		if !a.Completed() {
 			end = runEnd
 		}
 		var inService []int
@@ -122,20 +122,20 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 		for _, i := range inService {
 			stats[i].failed++
 		}
-		try := a.Complete.Attrs[AttrTry] == "true"
+		try := a.CompleteAttr(AttrTry) == "true"
 		if try && a.Failed() {
 			continue // a TryAcquire that found the key held: the contract
 		}
 		timeout := int64(0)
-		if ms, err := strconv.ParseInt(a.Complete.Attrs[AttrTimeoutMs], 10, 64); err == nil && ms > 0 {
+		if ms, err := strconv.ParseInt(a.CompleteAttr(AttrTimeoutMs), 10, 64); err == nil && ms > 0 {
 			timeout = ms * 1e6
 		}
 		anyFault := ActiveFault(windows, a.Invoke.Time, end) != ""
 		if !anyFault && a.Failed() && !try && timeout > 0 && (end-a.Invoke.Time)*4 < timeout*3 {
 			vs = append(vs, results.Violation{
-				Kind: "gave-up-early", Keys: []string{a.Key}, Processes: []int{a.Process}, Time: a.Invoke.Time, Indexes: a.Indexes(),
+				Kind: "gave-up-early", Keys: []string{a.Key()}, Processes: []int{a.Process}, Time: a.Invoke.Time, Indexes: a.Indexes(),
 				Description: fmt.Sprintf("p%d's acquire of %s, invoked at %s with a %v timeout, gave up (%s) after %.1f ms with no fault active: the implementation stopped trying with time left",
-					a.Process, a.Key, secs(a.Invoke.Time), msDur(timeout), a.Complete.Error, float64(end-a.Invoke.Time)/1e6),
+					a.Process, a.Key(), secs(a.Invoke.Time), msDur(timeout), a.Error(), float64(end-a.Invoke.Time)/1e6),
 			})
 			continue
 		}
@@ -145,7 +145,7 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 		if len(inService) == 0 && !anyFault {
 			to = max(end, a.Invoke.Time+timeout)
 		}
-		isServed := servedIn(okByKey[a.Key], a.Invoke.Time, to, math.MinInt64)
+		isServed := servedIn(okByKey[a.Key()], a.Invoke.Time, to, math.MinInt64)
 		if len(inService) > 0 {
 			// Served by the faulted service: a success asked for and
 			// granted inside a window, not at its edges (a reply already
@@ -158,7 +158,7 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 			for _, i := range inService {
 				w := service[i]
 				m := min(healMargin, (w.End-w.Start)/10)
-				isServed = isServed || servedIn(okByKey[a.Key], max(a.Invoke.Time, w.Start+m), min(to, w.End-m), w.Start+m)
+				isServed = isServed || servedIn(okByKey[a.Key()], max(a.Invoke.Time, w.Start+m), min(to, w.End-m), w.Start+m)
 			}
 		}
 		if isServed {
@@ -166,7 +166,7 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 			continue
 		}
 		wait := to - a.Invoke.Time
-		free := wait - covered(holdsByKey[a.Key], a.Process, a.Invoke.Time, to, len(inService) > 0)
+		free := wait - covered(holdsByKey[a.Key()], a.Process, a.Invoke.Time, to, len(inService) > 0)
 		// Outside faults the key must have been free for half the wait;
 		// inside a fault window, for a quarter of it or half a ttl.
 		need := wait / 2
@@ -191,16 +191,16 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 			}
 		case anyFault:
 			// a client fault (a paused or crashed holder) explains it
-		case orphanIn(orphansByKey[a.Key], a.Process, a.Invoke.Time-int64(opt.TTL+opt.slack()), to):
+		case orphanIn(orphansByKey[a.Key()], a.Process, a.Invoke.Time-int64(opt.TTL+opt.slack()), to):
 			unknownStalls++
 			if firstUnknown == "" {
-				firstUnknown = fmt.Sprintf("p%d's acquire of %s at %s (an indeterminate acquire or release may have left a lease)", a.Process, a.Key, secs(a.Invoke.Time))
+				firstUnknown = fmt.Sprintf("p%d's acquire of %s at %s (an indeterminate acquire or release may have left a lease)", a.Process, a.Key(), secs(a.Invoke.Time))
 			}
 		default:
 			vs = append(vs, results.Violation{
-				Kind: "stalled", Keys: []string{a.Key}, Processes: []int{a.Process}, Time: a.Invoke.Time, Indexes: a.Indexes(),
+				Kind: "stalled", Keys: []string{a.Key()}, Processes: []int{a.Process}, Time: a.Invoke.Time, Indexes: a.Indexes(),
 				Description: fmt.Sprintf("p%d's acquire of %s, invoked at %s, %s at %s with no fault active, and nobody acquired %s from its invocation until %s though no holder held it for most of that time",
-					a.Process, a.Key, secs(a.Invoke.Time), failWord(a), secs(end), a.Key, secs(to)),
+					a.Process, a.Key(), secs(a.Invoke.Time), failWord(a), secs(end), a.Key(), secs(to)),
 			})
 		}
 	}
@@ -227,10 +227,10 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 		}
 		f := st.first
 		vs = append(vs, results.Violation{
-			Kind: "unavailable", Keys: []string{f.Key}, Processes: []int{f.Process}, Time: w.Start, Fault: windowName(w),
+			Kind: "unavailable", Keys: []string{f.Key()}, Processes: []int{f.Process}, Time: w.Start, Fault: windowName(w),
 			Indexes: append([]int64{w.StartIndex}, f.Indexes()...),
 			Description: desc + fmt.Sprintf("; %d of them while nobody could get the key and no holder held it, the first p%d's acquire of %s invoked at %s (%s at %s)",
-				st.unavailable, f.Process, f.Key, secs(f.Invoke.Time), failWord(*f), secs(f.Complete.Time)),
+				st.unavailable, f.Process, f.Key(), secs(f.Invoke.Time), failWord(*f), secs(f.Complete.Time)),
 		})
 	}
 	sort.SliceStable(vs, func(i, j int) bool { return vs[i].Time < vs[j].Time })
@@ -319,14 +319,14 @@ func leases(ops []Operation, opt Options) (holds, orphans map[string][]span) {
 		if release != nil {
 			end = min(end, release.Invoke.Time)
 		}
-		holds[a.Key] = append(holds[a.Key], span{p, from, end, true})
+		holds[a.Key()] = append(holds[a.Key()], span{p, from, end, true})
 		if release == nil || !release.OK() {
-			holds[a.Key] = append(holds[a.Key], span{p, from, expiry(from), false})
-			orphans[a.Key] = append(orphans[a.Key], span{p, from, expiry(from), false})
+			holds[a.Key()] = append(holds[a.Key()], span{p, from, expiry(from), false})
+			orphans[a.Key()] = append(orphans[a.Key()], span{p, from, expiry(from), false})
 		}
 	}
 	for _, o := range ops {
-		switch o.F {
+		switch o.F() {
 		case "acquire":
 			closeLease(o.Process, nil)
 			switch {
@@ -334,13 +334,13 @@ func leases(ops []Operation, opt Options) (holds, orphans map[string][]span) {
 				open[o.Process] = o
 			case o.Indeterminate():
 				end := o.Complete.Time
-				if o.Complete.Type == "" {
+				if !o.Completed() {
 					end = Never
 				}
-				orphans[o.Key] = append(orphans[o.Key], span{o.Process, o.Invoke.Time, expiry(end), false})
+				orphans[o.Key()] = append(orphans[o.Key()], span{o.Process, o.Invoke.Time, expiry(end), false})
 			}
 		case "release":
-			if a, ok := open[o.Process]; ok && a.Key == o.Key {
+			if a, ok := open[o.Process]; ok && a.Key() == o.Key() {
 				o := o
 				closeLease(o.Process, &o)
 			}
@@ -410,11 +410,11 @@ func windowName(w Window) string {
 func failWord(o Operation) string {
 	switch {
 	case o.Failed():
-		return "failed (" + o.Complete.Error + ")"
-	case o.Complete.Type == "":
+		return "failed (" + o.Error() + ")"
+	case !o.Completed():
 		return "never completed"
 	}
-	return "timed out (" + o.Complete.Error + ")"
+	return "timed out (" + o.Error() + ")"
 }
 
 // msDur renders ns as a duration string.

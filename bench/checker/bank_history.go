@@ -158,26 +158,26 @@ type bankOp struct {
 func bankTransfers(ops []history.Op) ([]bankOp, error) {
 	var out []bankOp
 	for _, o := range Operations(ops) {
-		if o.F != "transfer" {
+		if o.F() != "transfer" {
 			continue
 		}
-		from, err1 := ParseAccount(o.Invoke.Attrs["from"])
-		to, err2 := ParseAccount(o.Invoke.Attrs["to"])
-		amount, err3 := strconv.ParseInt(o.Invoke.Attrs["amount"], 10, 64)
+		from, err1 := ParseAccount(o.InvokeAttr("from"))
+		to, err2 := ParseAccount(o.InvokeAttr("to"))
+		amount, err3 := strconv.ParseInt(o.InvokeAttr("amount"), 10, 64)
 		if err := errors.Join(err1, err2, err3); err != nil {
-			return nil, fmt.Errorf("transfer %s (history entry %d): %w", o.Invoke.Token, o.Invoke.Index, err)
+			return nil, fmt.Errorf("transfer %s (history entry %d): %w", o.InvokeToken(), o.Invoke.Index, err)
 		}
-		bt := BankTransfer{Transfer: Transfer{ID: o.Invoke.Token, From: from, To: to, Amount: amount},
+		bt := BankTransfer{Transfer: Transfer{ID: o.InvokeToken(), From: from, To: to, Amount: amount},
 			Status: StatusInfo, Time: o.Invoke.Time, Index: -1}
 		b := bankOp{invoke: o.Invoke.Time, end: o.Invoke.Time}
-		if o.Complete.Type != "" {
+		if o.Completed() {
 			b.done = true
 			b.end = o.Complete.Time
-			bt.Time, bt.Index, bt.Error = o.Complete.Time, o.Complete.Index, o.Complete.Error
-			if d := o.Complete.Attrs["detail"]; d != "" {
+			bt.Time, bt.Index, bt.Error = o.Complete.Time, o.Complete.Index, o.Error()
+			if d := o.CompleteAttr("detail"); d != "" {
 				bt.Error += ": " + d
 			}
-			switch o.Complete.Type {
+			switch o.Type() {
 			case history.OK:
 				bt.Status = StatusOK
 			case history.Fail:

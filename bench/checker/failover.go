@@ -45,7 +45,7 @@ func Failovers(h []history.Op) []results.Failover {
 		}
 		first := int64(-1)
 		for _, o := range ops {
-			if o.F != "acquire" || !o.OK() || o.Invoke.Time < w.Start || isProbe(o) {
+			if o.F() != "acquire" || !o.OK() || o.Invoke.Time < w.Start || isProbe(o) {
 				continue
 			}
 			if f.Promoted > 0 && o.Complete.Time < f.Promoted {
@@ -65,7 +65,7 @@ func Failovers(h []history.Op) []results.Failover {
 }
 
 func isProbe(o Operation) bool {
-	return o.Invoke.Attrs["probe"] != "" || o.Complete.Attrs["probe"] != ""
+	return o.InvokeAttr("probe") != "" || o.CompleteAttr("probe") != ""
 }
 
 // LostAckWrite counts acknowledged writes a failover lost: a lock the
@@ -119,7 +119,7 @@ func LostAckWrite(h []history.Op, opt Options) results.Verdict {
 	for _, w := range fws {
 		for p, mine := range byProc {
 			for i, a := range mine {
-				if a.F != "acquire" || !a.OK() || isProbe(a) || a.Complete.Time > w.Start || counted[a.Invoke.Index] {
+				if a.F() != "acquire" || !a.OK() || isProbe(a) || a.Complete.Time > w.Start || counted[a.Invoke.Index] {
 					continue
 				}
 				exp := expiry(a)
@@ -130,14 +130,14 @@ func LostAckWrite(h []history.Op, opt Options) results.Verdict {
 				released := Never // when the holder asked to release
 				var own []Operation
 				for _, o := range mine[i+1:] {
-					if o.F == "acquire" {
+					if o.F() == "acquire" {
 						break
 					}
-					if o.Key != a.Key || (o.F != "release" && o.F != "refresh") {
+					if o.Key() != a.Key() || (o.F() != "release" && o.F() != "refresh") {
 						continue
 					}
 					own = append(own, o)
-					if o.F == "release" && released == Never {
+					if o.F() == "release" && released == Never {
 						released = o.Invoke.Time
 					}
 				}
@@ -150,12 +150,12 @@ func LostAckWrite(h []history.Op, opt Options) results.Verdict {
 				var witness *Operation
 				why := ""
 				for _, o := range ops {
-					if o.Process == p || o.Key != a.Key || o.F != "acquire" || !o.OK() || isProbe(o) {
+					if o.Process == p || o.Key() != a.Key() || o.F() != "acquire" || !o.OK() || isProbe(o) {
 						continue
 					}
 					if o.Complete.Time > w.Start && o.Complete.Time < limit && (witness == nil || o.Complete.Time < witness.Complete.Time) {
 						o := o
-						witness, why = &o, fmt.Sprintf("p%d acquired %s at %s", o.Process, a.Key, secs(o.Complete.Time))
+						witness, why = &o, fmt.Sprintf("p%d acquired %s at %s", o.Process, a.Key(), secs(o.Complete.Time))
 					}
 				}
 				survived := false
@@ -165,7 +165,7 @@ func LostAckWrite(h []history.Op, opt Options) results.Verdict {
 					}
 					if o.Failed() && (witness == nil || o.Complete.Time < witness.Complete.Time) {
 						o := o
-						witness, why = &o, fmt.Sprintf("its own %s at %s found the key not held (%s)", o.F, secs(o.Complete.Time), o.Complete.Error)
+						witness, why = &o, fmt.Sprintf("its own %s at %s found the key not held (%s)", o.F(), secs(o.Complete.Time), o.Error())
 					}
 					survived = survived || o.OK()
 				}
@@ -177,11 +177,11 @@ func LostAckWrite(h []history.Op, opt Options) results.Verdict {
 				}
 				lost++
 				v := results.Violation{
-					Kind: "lost-ack-write", Keys: []string{a.Key}, Processes: []int{p}, Tokens: []string{a.Complete.Token},
+					Kind: "lost-ack-write", Keys: []string{a.Key()}, Processes: []int{p}, Tokens: []string{a.CompleteToken()},
 					Time: witness.Complete.Time, Fault: windowName(Window{Fault: w.Fault, Kind: w.Kind}),
 					Indexes: append(append([]int64{w.StartIndex}, a.Indexes()...), witness.Indexes()...),
 					Description: fmt.Sprintf("p%d's lock on %s, acknowledged at %s, still held when the primary %s was lost at %s, was gone from the new primary %s while it could not have expired (earliest expiry %s): %s",
-						p, a.Key, secs(a.Complete.Time), orUnknown(w.Attrs[AttrOldPrimary]), secs(w.Start), orUnknown(w.Attrs[AttrNewPrimary]), secs(exp), why),
+						p, a.Key(), secs(a.Complete.Time), orUnknown(w.Attrs[AttrOldPrimary]), secs(w.Start), orUnknown(w.Attrs[AttrNewPrimary]), secs(exp), why),
 				}
 				if witness.Process != p {
 					v.Processes = append(v.Processes, witness.Process)

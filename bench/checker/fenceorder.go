@@ -41,7 +41,7 @@ func FenceOrder(h []history.Op, opt Options) results.Verdict {
 	var vs []results.Violation
 	fenced := 0
 	for _, o := range ops {
-		if o.F == "acquire" && o.OK() && o.Complete.Fence > 0 {
+		if o.F() == "acquire" && o.OK() && o.CompleteFence() > 0 {
 			fenced++
 		}
 	}
@@ -72,8 +72,8 @@ func FenceOrder(h []history.Op, opt Options) results.Verdict {
 func fenceRegressions(ops []Operation, windows []Window) []results.Violation {
 	byKey := map[string][]Operation{}
 	for _, o := range ops {
-		if o.F == "acquire" && o.OK() && o.Complete.Fence > 0 {
-			byKey[o.Key] = append(byKey[o.Key], o)
+		if o.F() == "acquire" && o.OK() && o.CompleteFence() > 0 {
+			byKey[o.Key()] = append(byKey[o.Key()], o)
 		}
 	}
 	keys := make([]string, 0, len(byKey))
@@ -84,17 +84,17 @@ func fenceRegressions(ops []Operation, windows []Window) []results.Violation {
 	var vs []results.Violation
 	for _, key := range keys {
 		// top: the highest fence among acquisitions completed before b.
-		sweepHighest(byKey[key], func(o Operation) uint64 { return o.Complete.Fence }, func(b, top Operation) {
-			if top.Complete.Fence == 0 || b.Complete.Fence > top.Complete.Fence || b.Complete.Token == top.Complete.Token {
+		sweepHighest(byKey[key], func(o Operation) uint64 { return o.CompleteFence() }, func(b, top Operation) {
+			if top.CompleteFence() == 0 || b.CompleteFence() > top.CompleteFence() || b.CompleteToken() == top.CompleteToken() {
 				return
 			}
 			v := results.Violation{
 				Kind: "fence-regression", Keys: []string{key}, Processes: []int{top.Process, b.Process},
-				Tokens: []string{top.Complete.Token, b.Complete.Token}, Time: b.Complete.Time,
+				Tokens: []string{top.CompleteToken(), b.CompleteToken()}, Time: b.Complete.Time,
 				Indexes: append(top.Indexes(), b.Indexes()...),
 				Description: fmt.Sprintf("key %s: p%d acquired it with fence %d (token %s, granted at %s); p%d's later acquisition (token %s, invoked at %s, granted at %s) got fence %d, not more than %d",
-					key, top.Process, top.Complete.Fence, top.Complete.Token, secs(top.Complete.Time),
-					b.Process, b.Complete.Token, secs(b.Invoke.Time), secs(b.Complete.Time), b.Complete.Fence, top.Complete.Fence),
+					key, top.Process, top.CompleteFence(), top.CompleteToken(), secs(top.Complete.Time),
+					b.Process, b.CompleteToken(), secs(b.Invoke.Time), secs(b.Complete.Time), b.CompleteFence(), top.CompleteFence()),
 			}
 			if f := ActiveFault(windows, top.Complete.Time, b.Complete.Time); f != "" {
 				v.Fault = f
@@ -116,26 +116,26 @@ func fencedInLease(ops []Operation, windows []Window, opt Options) rejections {
 	var r rejections
 	acqByKey := map[string][]Operation{}
 	for _, o := range ops {
-		if o.F == "acquire" && o.OK() {
-			acqByKey[o.Key] = append(acqByKey[o.Key], o)
+		if o.F() == "acquire" && o.OK() {
+			acqByKey[o.Key()] = append(acqByKey[o.Key()], o)
 		}
 	}
 	lease := map[int]Operation{} // process → its last acquire ok
 	for _, o := range ops {
 		switch {
-		case o.F == "acquire":
+		case o.F() == "acquire":
 			if o.OK() {
 				lease[o.Process] = o
 			} else {
 				delete(lease, o.Process)
 			}
 			continue
-		case o.F != "write" || !o.Failed() || o.Complete.Error != "fenced":
+		case o.F() != "write" || !o.Failed() || o.Error() != "fenced":
 			continue
 		}
 		r.rejected++
 		a, ok := lease[o.Process]
-		if !ok || a.Key != o.Key {
+		if !ok || a.Key() != o.Key() {
 			continue // no lease to judge against: not judged
 		}
 		from, to := a.Invoke.Time, o.Complete.Time
@@ -151,7 +151,7 @@ func fencedInLease(ops []Operation, windows []Window, opt Options) rejections {
 			earliest += int64(opt.TTL - opt.TTL/20)
 		}
 		overtaken := false
-		for _, x := range acqByKey[o.Key] {
+		for _, x := range acqByKey[o.Key()] {
 			if x.Process != o.Process && x.Complete.Time >= earliest && x.Complete.Time <= to {
 				overtaken = true
 				break
@@ -161,16 +161,16 @@ func fencedInLease(ops []Operation, windows []Window, opt Options) rejections {
 			r.overtaken++
 			continue
 		}
-		fence := o.Invoke.Fence
+		fence := o.InvokeFence()
 		if fence == 0 {
-			fence = a.Complete.Fence
+			fence = a.CompleteFence()
 		}
 		r.violations = append(r.violations, results.Violation{
-			Kind: "fenced-in-lease", Keys: []string{o.Key}, Processes: []int{o.Process},
-			Tokens: nonEmpty(a.Complete.Token), Time: o.Complete.Time, Indexes: append(a.Indexes(), o.Indexes()...),
+			Kind: "fenced-in-lease", Keys: []string{o.Key()}, Processes: []int{o.Process},
+			Tokens: nonEmpty(a.CompleteToken()), Time: o.Complete.Time, Indexes: append(a.Indexes(), o.Indexes()...),
 			Description: fmt.Sprintf("key %s: p%d acquired it at %s with fence %d (token %s) and its write was rejected as fenced at %s, "+
 				"though no other process held the key in between and no fault was active: the lock handed out a fence older than one the resource had already seen",
-				o.Key, o.Process, secs(a.Complete.Time), fence, a.Complete.Token, secs(o.Complete.Time)),
+				o.Key(), o.Process, secs(a.Complete.Time), fence, a.CompleteToken(), secs(o.Complete.Time)),
 		})
 	}
 	return r

@@ -25,13 +25,13 @@ func Fencing(h []history.Op, opt Options) results.Verdict {
 	windows := Windows(h)
 	var fenced, fencedWrites int
 	for _, o := range ops {
-		if o.F != "write" {
+		if o.F() != "write" {
 			continue
 		}
-		if o.Failed() && strings.Contains(o.Complete.Error, "fenced") {
+		if o.Failed() && strings.Contains(o.Error(), "fenced") {
 			fenced++
 		}
-		if o.Invoke.Fence > 0 {
+		if o.InvokeFence() > 0 {
 			fencedWrites++
 		}
 	}
@@ -74,8 +74,8 @@ func Fencing(h []history.Op, opt Options) results.Verdict {
 	} else {
 		byKey := map[string][]Operation{}
 		for _, o := range ops {
-			if o.F == "write" && o.OK() && o.Invoke.Fence > 0 {
-				byKey[o.Key] = append(byKey[o.Key], o)
+			if o.F() == "write" && o.OK() && o.InvokeFence() > 0 {
+				byKey[o.Key()] = append(byKey[o.Key()], o)
 				accepted++
 			}
 		}
@@ -86,14 +86,14 @@ func Fencing(h []history.Op, opt Options) results.Verdict {
 		sort.Strings(keys)
 		for _, key := range keys {
 			// top: the highest fence among writes completed before b.
-			sweepHighest(byKey[key], func(o Operation) uint64 { return o.Invoke.Fence }, func(b, top Operation) {
-				if b.Invoke.Fence < top.Invoke.Fence {
+			sweepHighest(byKey[key], func(o Operation) uint64 { return o.InvokeFence() }, func(b, top Operation) {
+				if b.InvokeFence() < top.InvokeFence() {
 					v := results.Violation{
 						Kind: "stale-fence", Keys: []string{key}, Processes: []int{b.Process, top.Process},
-						Tokens: []string{b.Invoke.Token, top.Invoke.Token}, Time: b.Invoke.Time,
+						Tokens: []string{b.InvokeToken(), top.InvokeToken()}, Time: b.Invoke.Time,
 						Indexes: append(b.Indexes(), top.Indexes()...),
 						Description: fmt.Sprintf("key %s: p%d's write with fence %d was accepted at %s after p%d's write with fence %d had been accepted at %s",
-							key, b.Process, b.Invoke.Fence, secs(b.Complete.Time), top.Process, top.Invoke.Fence, secs(top.Complete.Time)),
+							key, b.Process, b.InvokeFence(), secs(b.Complete.Time), top.Process, top.InvokeFence(), secs(top.Complete.Time)),
 					}
 					if f := ActiveFault(windows, b.Invoke.Time, b.Complete.Time); f != "" {
 						v.Fault = f

@@ -42,7 +42,7 @@ func LeakedLocks(h []history.Op, opt Options) results.Verdict {
 	}
 	var probes []Operation
 	for _, o := range Operations(h) {
-		if p := o.Invoke.Attrs["probe"]; o.F == "acquire" && (p == "final" || p == "live") {
+		if p := o.InvokeAttr("probe"); o.F() == "acquire" && (p == "final" || p == "live") {
 			probes = append(probes, o)
 		}
 	}
@@ -84,11 +84,11 @@ func LeakedLocks(h []history.Op, opt Options) results.Verdict {
 	// one (the workload tries again a ttl later): its last probe decides.
 	last := map[[2]string]int{}
 	for i, p := range probes {
-		last[[2]string{p.Invoke.Attrs["probe"], p.Key}] = i
+		last[[2]string{p.InvokeAttr("probe"), p.Key()}] = i
 	}
 	kept := probes[:0:0]
 	for i, p := range probes {
-		if !p.Indeterminate() || last[[2]string{p.Invoke.Attrs["probe"], p.Key}] == i {
+		if !p.Indeterminate() || last[[2]string{p.InvokeAttr("probe"), p.Key()}] == i {
 			kept = append(kept, p)
 		}
 	}
@@ -96,27 +96,27 @@ func LeakedLocks(h []history.Op, opt Options) results.Verdict {
 	indeterminate := 0
 	finalHeld := map[string]bool{} // keys the final probe found held: reported as plain leaks
 	for _, p := range probes {
-		if p.Invoke.Attrs["probe"] == "final" && p.Failed() {
-			finalHeld[p.Key] = true
+		if p.InvokeAttr("probe") == "final" && p.Failed() {
+			finalHeld[p.Key()] = true
 		}
 	}
 	live := 0
 	for _, p := range probes {
 		switch {
-		case p.Invoke.Attrs["probe"] == "live" && p.Failed() && finalHeld[p.Key]:
+		case p.InvokeAttr("probe") == "live" && p.Failed() && finalHeld[p.Key()]:
 			// still held after the close too: the final probe reports it
-		case p.Failed() && p.Invoke.Attrs["probe"] == "live":
+		case p.Failed() && p.InvokeAttr("probe") == "live":
 			live++
 			vs = append(vs, results.Violation{
-				Kind: "leak-live", Keys: []string{p.Key}, Processes: []int{p.Process}, Time: p.Invoke.Time, Indexes: p.Indexes(),
+				Kind: "leak-live", Keys: []string{p.Key()}, Processes: []int{p.Process}, Time: p.Invoke.Time, Indexes: p.Indexes(),
 				Description: fmt.Sprintf("key %s is still held after the quiet period while the workers' lock clients are open but idle: the live probe (p%d) could not acquire it (%s) — a lock leaked on a live session, freed only when its client closes",
-					p.Key, p.Process, p.Complete.Error),
+					p.Key(), p.Process, p.Error()),
 			})
 		case p.Failed():
 			vs = append(vs, results.Violation{
-				Kind: "leak", Keys: []string{p.Key}, Processes: []int{p.Process}, Time: p.Invoke.Time, Indexes: p.Indexes(),
+				Kind: "leak", Keys: []string{p.Key()}, Processes: []int{p.Process}, Time: p.Invoke.Time, Indexes: p.Indexes(),
 				Description: fmt.Sprintf("key %s is still held after the quiet period: the final probe (p%d) could not acquire it (%s) though no worker runs any more",
-					p.Key, p.Process, p.Complete.Error),
+					p.Key(), p.Process, p.Error()),
 			})
 		case p.Indeterminate():
 			indeterminate++

@@ -41,8 +41,8 @@ func Liveness(h []history.Op, opt Options) results.Verdict {
 	}
 	acquires := map[string][]Operation{}
 	for _, o := range Operations(h) {
-		if o.F == "acquire" {
-			acquires[o.Key] = append(acquires[o.Key], o)
+		if o.F() == "acquire" {
+			acquires[o.Key()] = append(acquires[o.Key()], o)
 		}
 	}
 
@@ -92,7 +92,7 @@ func Liveness(h []history.Op, opt Options) results.Verdict {
 			if stuck.OK() {
 				desc += "succeeded only at " + secs(stuck.Complete.Time)
 			} else {
-				desc += "failed at " + secs(stuck.Complete.Time) + " (" + stuck.Complete.Error + ")"
+				desc += "failed at " + secs(stuck.Complete.Time) + " (" + stuck.Error() + ")"
 			}
 			if recovered {
 				desc += fmt.Sprintf("; recovered after %.0f ms", float64(recEnd-c.Start)/1e6)

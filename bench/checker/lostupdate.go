@@ -32,10 +32,10 @@ func LostUpdate(h []history.Op, opt Options) results.Verdict {
 		return t
 	}
 	for _, o := range Operations(h) {
-		if o.F != "write" {
+		if o.F() != "write" {
 			continue
 		}
-		t := get(o.Key)
+		t := get(o.Key())
 		switch {
 		case o.OK():
 			t.acked++
@@ -88,12 +88,12 @@ func LostUpdate(h []history.Op, opt Options) results.Verdict {
 					break
 				}
 				v.Processes = append(v.Processes, o.Process)
-				v.Tokens = append(v.Tokens, o.Invoke.Token)
+				v.Tokens = append(v.Tokens, o.InvokeToken())
 				v.Indexes = append(v.Indexes, o.Invoke.Index)
 			}
 			if len(dups) > 0 {
 				v.Time = dups[0].Invoke.Time
-				v.Description += fmt.Sprintf("; e.g. p%d and p%d both wrote %s", dups[0].Process, dups[1].Process, val(dups[0].Invoke.Value))
+				v.Description += fmt.Sprintf("; e.g. p%d and p%d both wrote %s", dups[0].Process, dups[1].Process, valOf(dups[0].InvokeValue()))
 			}
 			vs = append(vs, v)
 		case final > t.acked+t.indeterminate:
@@ -123,10 +123,10 @@ func duplicateWrites(ops []Operation) []Operation {
 	byValue := map[int64][]Operation{}
 	var values []int64
 	for _, o := range ops {
-		if o.Invoke.Value == nil {
+		v, ok := o.InvokeValue()
+		if !ok {
 			continue
 		}
-		v := *o.Invoke.Value
 		if len(byValue[v]) == 0 {
 			values = append(values, v)
 		}

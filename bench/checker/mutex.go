@@ -65,7 +65,7 @@ func criticalSections(ops []Operation) []criticalSection {
 	lastRead := map[int]Operation{}
 	lastAcquire := map[int]Operation{}
 	for _, o := range ops {
-		switch o.F {
+		switch o.F() {
 		case "acquire":
 			if o.OK() {
 				lastAcquire[o.Process] = o
@@ -79,19 +79,19 @@ func criticalSections(ops []Operation) []criticalSection {
 		case "write":
 			r, ok := lastRead[o.Process]
 			delete(lastRead, o.Process)
-			if !ok || r.Key != o.Key || o.Failed() {
+			if !ok || r.Key() != o.Key() || o.Failed() {
 				continue
 			}
-			cs := criticalSection{process: o.Process, key: o.Key, read: r, write: o,
-				token: o.Invoke.Token, fence: o.Invoke.Fence,
+			cs := criticalSection{process: o.Process, key: o.Key(), read: r, write: o,
+				token: o.InvokeToken(), fence: o.InvokeFence(),
 				readInv: r.Invoke.Time, readOK: r.Complete.Time,
 				writeInv: o.Invoke.Time, wrEnd: o.End(), writeIndeterminate: o.Indeterminate()}
-			if a, ok := lastAcquire[o.Process]; ok && a.Key == o.Key {
+			if a, ok := lastAcquire[o.Process]; ok && a.Key() == o.Key() {
 				if cs.token == "" {
-					cs.token = a.Complete.Token
+					cs.token = a.CompleteToken()
 				}
 				if cs.fence == 0 {
-					cs.fence = a.Complete.Fence
+					cs.fence = a.CompleteFence()
 				}
 			}
 			out = append(out, cs)
@@ -137,8 +137,8 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*hist
 	}
 	writes := map[wkey][]int{}
 	for i, o := range ops {
-		if o.F == "write" && o.Invoke.Value != nil {
-			k := wkey{o.Process, o.Key, *o.Invoke.Value}
+		if v, ok := o.InvokeValue(); ok && o.F() == "write" {
+			k := wkey{o.Process, o.Key(), v}
 			writes[k] = append(writes[k], i)
 		}
 	}
@@ -150,8 +150,8 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*hist
 		cands := writes[wkey{int(p), e.Key, *e.Value}]
 		for _, i := range cands {
 			o := ops[i]
-			if (e.Token == "" || o.Invoke.Token == "" || o.Invoke.Token == e.Token) &&
-				(e.Fence == 0 || o.Invoke.Fence == 0 || o.Invoke.Fence == e.Fence) {
+			if (e.Token == "" || o.InvokeToken() == "" || o.InvokeToken() == e.Token) &&
+				(e.Fence == 0 || o.InvokeFence() == 0 || o.InvokeFence() == e.Fence) {
 				return o, true
 			}
 		}
@@ -163,12 +163,12 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*hist
 	}
 	reads := map[pk][]Operation{}
 	for _, o := range ops {
-		if o.F == "read" && o.OK() {
-			reads[pk{o.Process, o.Key}] = append(reads[pk{o.Process, o.Key}], o)
+		if o.F() == "read" && o.OK() {
+			reads[pk{o.Process, o.Key()}] = append(reads[pk{o.Process, o.Key()}], o)
 		}
 	}
 	readBefore := func(w Operation) (Operation, bool) {
-		l := reads[pk{w.Process, w.Key}]
+		l := reads[pk{w.Process, w.Key()}]
 		i := sort.Search(len(l), func(i int) bool { return l[i].Complete.Time > w.Invoke.Time })
 		if i == 0 {
 			return Operation{}, false
@@ -318,8 +318,8 @@ func overlapViolation(a, b criticalSection, windows []Window) results.Violation 
 	desc := fmt.Sprintf("p%d (token %s, fence %d) and p%d (token %s, fence %d) were both inside the critical section of key %s: "+
 		"p%d read %s at %s and wrote at %s; p%d read %s at %s and wrote at %s",
 		a.process, a.token, a.fence, b.process, b.token, b.fence, a.key,
-		a.process, val(a.read.Complete.Value), secs(a.readOK), secs(a.writeInv),
-		b.process, val(b.read.Complete.Value), secs(b.readOK), secs(b.writeInv))
+		a.process, valOf(a.read.CompleteValue()), secs(a.readOK), secs(a.writeInv),
+		b.process, valOf(b.read.CompleteValue()), secs(b.readOK), secs(b.writeInv))
 	v := results.Violation{
 		Kind: "overlap", Processes: []int{a.process, b.process}, Keys: []string{a.key},
 		Tokens: []string{a.token, b.token}, Time: max(a.readOK, b.readOK),

@@ -25,41 +25,180 @@ import (
 // Never is the completion time of an operation the history never completes.
 const Never = int64(math.MaxInt64)
 
-// Operation is an invocation paired with its completion. Both point into
-// the history it was paired from (an Operation is 56 bytes, not two copies
-// of an Op: the checkers of a long run hold millions), which the checkers
-// only read.
-type Operation struct {
-	Process  int
-	F, Key   string
-	Invoke   *history.Op
-	Complete *history.Op // an Op of Type "" when the history ends before it completes
+// Event is one end of an operation: where it is in the history and when.
+type Event struct {
+	Index int64 // history index
+	Time  int64 // ns since run start
 }
 
-// incomplete is the Complete of every operation the history never
-// completes (and both ends of sweepHighest's "none"). Nothing writes it.
-var incomplete = &history.Op{}
+// Operation is an invocation paired with its completion, in the compact
+// form the checkers of a long run hold by the million (96 bytes, against
+// two 184-byte history entries): function, key and error are interned ids,
+// the token, fence and value are stored once for both ends (an acquire's
+// come with its completion, a write's with its invocation) and whatever
+// else an end carries (attributes, an end that disagrees with the other)
+// goes to a side record most operations do not have.
+type Operation struct {
+	Process          int
+	Invoke, Complete Event // Complete is zero when the history ends before it completes
+	fence            uint64
+	value            int64
+	token            string
+	extra            *opExtra
+	f, key, err      uint32 // names ids; err is the completion's
+	typ              uint8  // completion type: typNone until completed
+	bits             uint8
+}
+
+// What an Operation's bits say: which end carries the token, fence and value.
+const (
+	tokInv uint8 = 1 << iota
+	tokComp
+	fenceInv
+	fenceComp
+	valInv
+	valComp
+)
+
+// Completion types of an Operation.
+const (
+	typNone uint8 = iota
+	typOK
+	typFail
+	typInfo
+)
+
+// opExtra is what few operations carry: attributes, an invocation error,
+// or a completion token, fence or value different from the invocation's.
+type opExtra struct {
+	invAttrs, compAttrs map[string]string
+	invErr              string
+	compToken           string
+	compFence           uint64
+	compValue           int64
+}
+
+// F is the operation's function (acquire, read, write, release, …).
+func (o *Operation) F() string { return names.get(o.f) }
+
+// Key is the operation's key.
+func (o *Operation) Key() string { return names.get(o.key) }
+
+// Error is the completion's error ("" if none or not completed).
+func (o *Operation) Error() string { return names.get(o.err) }
+
+// InvokeToken is the token the invocation carried.
+func (o *Operation) InvokeToken() string {
+	if o.bits&tokInv != 0 {
+		return o.token
+	}
+	return ""
+}
+
+// CompleteToken is the token the completion carried.
+func (o *Operation) CompleteToken() string {
+	if o.extra != nil && o.extra.compToken != "" {
+		return o.extra.compToken
+	}
+	if o.bits&tokComp != 0 {
+		return o.token
+	}
+	return ""
+}
+
+// InvokeFence is the fence the invocation carried (0: none).
+func (o *Operation) InvokeFence() uint64 {
+	if o.bits&fenceInv != 0 {
+		return o.fence
+	}
+	return 0
+}
+
+// CompleteFence is the fence the completion carried (0: none).
+func (o *Operation) CompleteFence() uint64 {
+	if o.extra != nil && o.extra.compFence != 0 {
+		return o.extra.compFence
+	}
+	if o.bits&fenceComp != 0 {
+		return o.fence
+	}
+	return 0
+}
+
+// InvokeValue is the invocation's value (a write's) and whether it has one.
+func (o *Operation) InvokeValue() (int64, bool) {
+	return o.value, o.bits&valInv != 0
+}
+
+// CompleteValue is the completion's value (a read's) and whether it has one.
+func (o *Operation) CompleteValue() (int64, bool) {
+	if o.bits&valComp == 0 {
+		return 0, false
+	}
+	if o.bits&valInv != 0 && o.extra != nil {
+		return o.extra.compValue, true
+	}
+	return o.value, true
+}
+
+// InvokeAttr is an attribute of the invocation ("" if absent).
+func (o *Operation) InvokeAttr(name string) string {
+	if o.extra == nil {
+		return ""
+	}
+	return o.extra.invAttrs[name]
+}
+
+// CompleteAttr is an attribute of the completion ("" if absent).
+func (o *Operation) CompleteAttr(name string) string {
+	if o.extra == nil {
+		return ""
+	}
+	return o.extra.compAttrs[name]
+}
+
+// InvokeAttrs are the invocation's attributes (nil if none); not to be modified.
+func (o *Operation) InvokeAttrs() map[string]string {
+	if o.extra == nil {
+		return nil
+	}
+	return o.extra.invAttrs
+}
+
+// CompleteAttrs are the completion's attributes (nil if none); not to be modified.
+func (o *Operation) CompleteAttrs() map[string]string {
+	if o.extra == nil {
+		return nil
+	}
+	return o.extra.compAttrs
+}
+
+// Completed says whether the history records the operation's completion.
+func (o *Operation) Completed() bool { return o.typ != typNone }
 
 // Type is the completion type; Info when the operation never completed.
-func (o Operation) Type() history.Type {
-	if o.Complete.Type == "" {
-		return history.Info
+func (o *Operation) Type() history.Type {
+	switch o.typ {
+	case typOK:
+		return history.OK
+	case typFail:
+		return history.Fail
 	}
-	return o.Complete.Type
+	return history.Info
 }
 
 // OK says whether the operation definitely took effect.
-func (o Operation) OK() bool { return o.Complete.Type == history.OK }
+func (o *Operation) OK() bool { return o.typ == typOK }
 
 // Failed says whether the operation definitely did not take effect.
-func (o Operation) Failed() bool { return o.Complete.Type == history.Fail }
+func (o *Operation) Failed() bool { return o.typ == typFail }
 
 // Indeterminate says whether the operation may or may not have taken effect.
-func (o Operation) Indeterminate() bool { return o.Type() == history.Info }
+func (o *Operation) Indeterminate() bool { return o.typ == typInfo || o.typ == typNone }
 
 // End is the completion time, or Never for an indeterminate operation
 // (it may take effect at any later time).
-func (o Operation) End() int64 {
+func (o *Operation) End() int64 {
 	if o.Indeterminate() {
 		return Never
 	}
@@ -67,11 +206,78 @@ func (o Operation) End() int64 {
 }
 
 // Indexes are the history indexes of the invocation and completion.
-func (o Operation) Indexes() []int64 {
-	if o.Complete.Type == "" {
+func (o *Operation) Indexes() []int64 {
+	if !o.Completed() {
 		return []int64{o.Invoke.Index}
 	}
 	return []int64{o.Invoke.Index, o.Complete.Index}
+}
+
+// invoke starts an operation from its invocation entry.
+func newOperation(op *history.Op) Operation {
+	o := Operation{Process: op.Process, Invoke: Event{op.Index, op.Time}, f: names.id(op.F), key: names.id(op.Key)}
+	if op.Token != "" {
+		o.token, o.bits = op.Token, o.bits|tokInv
+	}
+	if op.Fence != 0 {
+		o.fence, o.bits = op.Fence, o.bits|fenceInv
+	}
+	if op.Value != nil {
+		o.value, o.bits = *op.Value, o.bits|valInv
+	}
+	if len(op.Attrs) > 0 || op.Error != "" {
+		o.extra = &opExtra{invAttrs: op.Attrs, invErr: op.Error}
+	}
+	return o
+}
+
+// complete records the operation's completion entry.
+func (o *Operation) complete(op *history.Op) {
+	o.Complete = Event{op.Index, op.Time}
+	switch op.Type {
+	case history.OK:
+		o.typ = typOK
+	case history.Fail:
+		o.typ = typFail
+	default:
+		o.typ = typInfo
+	}
+	o.err = names.id(op.Error)
+	ex := func() *opExtra {
+		if o.extra == nil {
+			o.extra = &opExtra{}
+		}
+		return o.extra
+	}
+	if op.Token != "" {
+		switch {
+		case o.bits&tokInv == 0:
+			o.token = op.Token
+		case o.token != op.Token:
+			ex().compToken = op.Token
+		}
+		o.bits |= tokComp
+	}
+	if op.Fence != 0 {
+		switch {
+		case o.bits&fenceInv == 0:
+			o.fence = op.Fence
+		case o.fence != op.Fence:
+			ex().compFence = op.Fence
+		}
+		o.bits |= fenceComp
+	}
+	if op.Value != nil {
+		if o.bits&valInv == 0 {
+			o.value = *op.Value
+		} else {
+			ex().compValue = *op.Value
+		}
+		o.bits |= valComp
+	}
+	if len(op.Attrs) > 0 {
+		ex().compAttrs = op.Attrs
+	}
 }
 
 // Operations pairs each client invocation with the next completion of the
@@ -79,33 +285,13 @@ func (o Operation) Indexes() []int64 {
 // are skipped; a completion without an invocation is ignored; an invocation
 // followed by another invocation of the same process is left incomplete.
 func Operations(h []history.Op) []Operation {
-	n := 0
+	var b PhaseBuilder
 	for i := range h {
-		if h[i].Process >= 0 && h[i].Type == history.Invoke {
-			n++
+		if h[i].Process >= 0 {
+			b.Add(&h[i])
 		}
 	}
-	out := make([]Operation, 0, n)
-	pending := map[int]int{} // process → index in out
-	for i := range h {
-		op := &h[i]
-		if op.Process < 0 {
-			continue
-		}
-		switch op.Type {
-		case history.Invoke:
-			out = append(out, Operation{Process: op.Process, F: op.F, Key: op.Key, Invoke: op, Complete: incomplete})
-			pending[op.Process] = len(out) - 1
-		case history.OK, history.Fail, history.Info:
-			i, ok := pending[op.Process]
-			if !ok {
-				continue
-			}
-			out[i].Complete = op
-			delete(pending, op.Process)
-		}
-	}
-	return out
+	return b.Phase().Ops
 }
 
 // ByImpl splits a history by Op.Impl, in sorted implementation order.
@@ -243,6 +429,14 @@ func val(v *int64) string {
 	return strconv.FormatInt(*v, 10)
 }
 
+// valOf renders an optional value given as (value, present).
+func valOf(v int64, ok bool) string {
+	if !ok {
+		return "?"
+	}
+	return strconv.FormatInt(v, 10)
+}
+
 // sweepHighest visits ops in invocation order, each with the op of highest
 // fence among those that completed before it was invoked (an Operation of
 // empty Invoke and Complete when none had). It sorts ops in place.
@@ -250,7 +444,7 @@ func sweepHighest(ops []Operation, fence func(Operation) uint64, visit func(b, t
 	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Invoke.Time < ops[j].Invoke.Time })
 	byEnd := append([]Operation(nil), ops...)
 	sort.SliceStable(byEnd, func(i, j int) bool { return byEnd[i].Complete.Time < byEnd[j].Complete.Time })
-	top := Operation{Invoke: incomplete, Complete: incomplete}
+	var top Operation
 	j := 0
 	for _, b := range ops {
 		for j < len(byEnd) && byEnd[j].Complete.Time < b.Invoke.Time {

@@ -1,0 +1,142 @@
+package checker
+
+import (
+	"slices"
+
+	"github.com/faultline-dev/faultline/bench/history"
+)
+
+// Phase is one implementation's history as the lock checkers read it,
+// built in one pass (PhaseBuilder) so that a long run's history is never
+// held entry by entry: its client operations, paired and compact; the
+// resource's writes, compact; and its other entries (fault events, the
+// resource's final counters and lock states), which are few, as they are.
+type Phase struct {
+	// Ops are the client operations in invocation order (Operations).
+	Ops []Operation
+	// Writes are the resource-write entries, in history order.
+	Writes []ResWrite
+	// Events are the nemesis and resource entries but the resource
+	// writes, in history order.
+	Events []history.Op
+	// End is the latest time of any entry; Last the time of the last entry
+	// added (history order); Entries how many were added.
+	End, Last int64
+	Entries   int
+}
+
+// ResWrite is one resource-write entry (mutex.go): a write the
+// resource accepted, with the attributes the checkers read.
+type ResWrite struct {
+	Index, Time int64
+	Fence       uint64
+	Token       string
+	Value       *int64
+	key         uint32
+	// Attrs "seq", "expected", "current", "writer" as attrInt reads them.
+	seq, expected, current, writer int64
+	has                            uint8 // hasSeq, hasExpected, …
+}
+
+const (
+	hasSeq uint8 = 1 << iota
+	hasExpected
+	hasCurrent
+	hasWriter
+)
+
+// Key is the key written.
+func (w *ResWrite) Key() string { return names.get(w.key) }
+
+func (w *ResWrite) attr(bit uint8, v int64) (int64, bool) {
+	if w.has&bit == 0 {
+		return 0, false
+	}
+	return v, true
+}
+
+// Seq, Expected, Current and Writer are the write's attributes of those
+// names (apply order, the value its writer read, the value before it, the
+// writer's process), and whether it has them.
+func (w *ResWrite) Seq() (int64, bool)      { return w.attr(hasSeq, w.seq) }
+func (w *ResWrite) Expected() (int64, bool) { return w.attr(hasExpected, w.expected) }
+func (w *ResWrite) Current() (int64, bool)  { return w.attr(hasCurrent, w.current) }
+func (w *ResWrite) Writer() (int64, bool)   { return w.attr(hasWriter, w.writer) }
+
+// PhaseBuilder builds a Phase from history entries given in order. The
+// zero PhaseBuilder is ready.
+type PhaseBuilder struct {
+	p       Phase
+	pending map[int]int // process → index in p.Ops of its operation in flight
+}
+
+// Add takes the next entry. It keeps nothing of op but copies (op may be
+// reused by the caller).
+func (b *PhaseBuilder) Add(op *history.Op) {
+	if b.pending == nil {
+		b.pending = map[int]int{}
+	}
+	p := &b.p
+	p.Entries++
+	p.Last = op.Time
+	p.End = max(p.End, op.Time)
+	if op.Process < 0 {
+		if op.Process == history.Resource && op.F == ResourceWrite {
+			p.Writes = append(p.Writes, newResourceWrite(op))
+			return
+		}
+		p.Events = append(p.Events, *op)
+		return
+	}
+	switch op.Type {
+	case history.Invoke:
+		p.Ops = append(p.Ops, newOperation(op))
+		b.pending[op.Process] = len(p.Ops) - 1
+	case history.OK, history.Fail, history.Info:
+		i, ok := b.pending[op.Process]
+		if !ok {
+			return
+		}
+		p.Ops[i].complete(op)
+		delete(b.pending, op.Process)
+	}
+}
+
+// Phase returns what was added. The builder is not to be used after.
+func (b *PhaseBuilder) Phase() *Phase {
+	p := b.p
+	b.p, b.pending = Phase{}, nil
+	return &p
+}
+
+// Grow makes room for n more operations at once: a long run's slice of
+// operations grown by copies would allocate several times its size.
+func (b *PhaseBuilder) Grow(n int) { b.p.Ops = slices.Grow(b.p.Ops, n) }
+
+// NewPhase builds the Phase of h (a hand-made history without indexes is
+// indexed by position, as Indexed does).
+func NewPhase(h []history.Op) *Phase {
+	h = Indexed(h)
+	var b PhaseBuilder
+	for i := range h {
+		b.Add(&h[i])
+	}
+	return b.Phase()
+}
+
+func newResourceWrite(op *history.Op) ResWrite {
+	w := ResWrite{Index: op.Index, Time: op.Time, Fence: op.Fence, Token: op.Token, Value: op.Value, key: names.id(op.Key)}
+	for _, a := range []struct {
+		name string
+		bit  uint8
+		v    *int64
+	}{{"seq", hasSeq, &w.seq}, {"expected", hasExpected, &w.expected}, {"current", hasCurrent, &w.current}, {"writer", hasWriter, &w.writer}} {
+		if n, ok := attrInt(*op, a.name); ok {
+			*a.v, w.has = n, w.has|a.bit
+		}
+	}
+	return w
+}
+
+// Windows are the phase's fault windows (Windows).
+func (p *Phase) Windows() []Window { return Windows(p.Events) }
