@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/bench/workload"
@@ -49,6 +50,33 @@ func PhaseSchedule(cfg Config, wl workload.Workload, impl string) (chaos.Schedul
 // scheduled (a plain benchmark). windows and ops are the implementation's
 // own (Impl == impl).
 func Coverage(nodes workload.PhaseNodes, scheduled int, windows []results.FaultWindow, ops []history.Op) *results.FaultCoverage {
+	return coverage(nodes, scheduled, windows, func(counted []results.FaultWindow) int { return opsDuring(counted, ops) })
+}
+
+// CoverageOf is Coverage of a phase read as a checker.Phase.
+func CoverageOf(nodes workload.PhaseNodes, scheduled int, windows []results.FaultWindow, p *checker.Phase) *results.FaultCoverage {
+	return coverage(nodes, scheduled, windows, func(counted []results.FaultWindow) int {
+		n := 0
+		for i := range p.Ops {
+			o := &p.Ops[i]
+			to := int64(math.MaxInt64)
+			if o.Completed() {
+				to = o.Complete.Time
+			}
+			for _, w := range counted {
+				if o.Invoke.Time <= w.End && to >= w.Start {
+					n++
+					break
+				}
+			}
+		}
+		return n
+	})
+}
+
+// coverage is Coverage, with opsInside counting the operations in flight
+// during the windows that count.
+func coverage(nodes workload.PhaseNodes, scheduled int, windows []results.FaultWindow, opsInside func([]results.FaultWindow) int) *results.FaultCoverage {
 	if scheduled == 0 {
 		return nil
 	}
@@ -78,7 +106,7 @@ func Coverage(nodes workload.PhaseNodes, scheduled int, windows []results.FaultW
 			counted = append(counted, w)
 		}
 	}
-	cov.OpsInside = opsDuring(counted, ops)
+	cov.OpsInside = opsInside(counted)
 	switch {
 	case len(counted) == 0 && len(elsewhere) > 0:
 		cov.Untested = fmt.Sprintf("no fault hit its nodes (%s); %d fault(s) hit only %s, which it does not use",

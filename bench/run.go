@@ -236,6 +236,39 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 	}
 	i := 0
 	var cutNotes []string
+	if pc, ok := wl.(workload.PhaseChecker); ok {
+		// The lock workloads' checks read a compact Phase, built as the
+		// file streams: the entries themselves are never all in memory.
+		truncated := false
+		for i := range res.Impls {
+			ir := &res.Impls[i]
+			n, err := history.CountInvocations(path, ir.Name)
+			if err != nil {
+				return fmt.Errorf("read history back for the checks: %w", err)
+			}
+			var b checker.PhaseBuilder
+			b.Grow(n)
+			cut, err := history.StreamImpl(path, ir.Name, i == 0, b.Add)
+			truncated = truncated || cut
+			if err != nil {
+				return fmt.Errorf("read history back for the checks: %w", err)
+			}
+			p := b.Phase()
+			if res.Checkpoint != nil && res.Checkpoint.Phase == ir.Name {
+				if n := dropCutPhase(p, cfg.AcquireTimeout+cfg.OpTimeout); n > 0 {
+					cutNotes = append(cutNotes, cutNote(ir.Name, n, cfg))
+				}
+			}
+			if nodes, err := workload.PhaseNodesOn(wl, ir.Name, infra.Topology(cfg.Topology)); err == nil {
+				sched, _ := PhaseSchedule(cfg, wl, ir.Name)
+				ir.Faults = CoverageOf(nodes, len(sched), implWindows(res, ir.Name), p)
+			}
+			ir.Failovers = checker.FailoversOf(p)
+			addReport(res, ir, pc.CheckPhase(p, workload.CheckConfig{Impl: ir.Name, TTL: cfg.TTL}))
+		}
+		addNotes(res, cutNotes, truncated, path)
+		return nil
+	}
 	truncated, err := history.EachImpl(path, names, func(_ string, mine []history.Op) error {
 		ir := &res.Impls[i]
 		i++
@@ -244,35 +277,56 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 			// not timed out (the availability check would call it stalled).
 			var n int
 			if mine, n = dropCut(mine, cfg.AcquireTimeout+cfg.OpTimeout); n > 0 {
-				cutNotes = append(cutNotes, fmt.Sprintf("%s: %d operations in flight when the run died (invoked within %v of its history's end, no completion) are left out of the checks: their outcome was cut, not timed out", ir.Name, n, cfg.AcquireTimeout+cfg.OpTimeout))
+				cutNotes = append(cutNotes, cutNote(ir.Name, n, cfg))
 			}
 		}
 		if nodes, err := workload.PhaseNodesOn(wl, ir.Name, infra.Topology(cfg.Topology)); err == nil {
-			var windows []results.FaultWindow
-			for _, w := range res.Faults {
-				if w.Impl == ir.Name {
-					windows = append(windows, w)
-				}
-			}
 			sched, _ := PhaseSchedule(cfg, wl, ir.Name) // what Run ran: the same seed draws the same
-			ir.Faults = Coverage(nodes, len(sched), windows, mine)
+			ir.Faults = Coverage(nodes, len(sched), implWindows(res, ir.Name), mine)
 		}
 		ir.Failovers = checker.Failovers(mine)
-		rep := wl.Check(mine, workload.CheckConfig{Impl: ir.Name, TTL: cfg.TTL})
-		res.Verdicts = append(res.Verdicts, rep.Verdicts...)
-		if len(rep.Counters) > 0 {
-			if ir.Counters == nil {
-				ir.Counters = map[string]int64{}
-			}
-			for k, v := range rep.Counters {
-				ir.Counters[k] = v
-			}
-		}
+		addReport(res, ir, wl.Check(mine, workload.CheckConfig{Impl: ir.Name, TTL: cfg.TTL}))
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("read history back for the checks: %w", err)
 	}
+	addNotes(res, cutNotes, truncated, path)
+	return nil
+}
+
+// implWindows are the fault windows of impl's phase.
+func implWindows(res *results.Results, impl string) []results.FaultWindow {
+	var windows []results.FaultWindow
+	for _, w := range res.Faults {
+		if w.Impl == impl {
+			windows = append(windows, w)
+		}
+	}
+	return windows
+}
+
+// addReport adds a phase's checks to the results.
+func addReport(res *results.Results, ir *results.ImplResult, rep workload.Report) {
+	res.Verdicts = append(res.Verdicts, rep.Verdicts...)
+	if len(rep.Counters) > 0 {
+		if ir.Counters == nil {
+			ir.Counters = map[string]int64{}
+		}
+		for k, v := range rep.Counters {
+			ir.Counters[k] = v
+		}
+	}
+}
+
+// cutNote says what dropCut left out of impl's phase.
+func cutNote(impl string, n int, cfg Config) string {
+	return fmt.Sprintf("%s: %d operations in flight when the run died (invoked within %v of its history's end, no completion) are left out of the checks: their outcome was cut, not timed out", impl, n, cfg.AcquireTimeout+cfg.OpTimeout)
+}
+
+// addNotes adds the checks' notes (cut operations, a truncated history)
+// to the results, each once.
+func addNotes(res *results.Results, cutNotes []string, truncated bool, path string) {
 	for _, note := range cutNotes {
 		if !slices.Contains(res.Notes, note) {
 			res.Notes = append(res.Notes, note)
@@ -281,7 +335,6 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 	if note := fmt.Sprintf("%s stops inside its last compressed frame: the run died before closing it; checked what it holds up to there", filepath.Base(path)); truncated && !slices.Contains(res.Notes, note) {
 		res.Notes = append(res.Notes, note)
 	}
-	return nil
 }
 
 // checkGCPercent is the GOGC of the checks (see check).
@@ -316,6 +369,33 @@ func checkGC() (restore func()) {
 			debug.FreeOSMemory()
 		}
 	}
+}
+
+// dropCutPhase is dropCut of a Phase: it leaves out of p.Ops each
+// process's last operation when it never completed and was invoked within
+// window of the phase's last entry, and says how many.
+func dropCutPhase(p *checker.Phase, window time.Duration) int {
+	last := map[int]int{} // process → index in p.Ops of its last operation
+	for i := range p.Ops {
+		last[p.Ops[i].Process] = i
+	}
+	cut := map[int]bool{}
+	for _, i := range last {
+		if o := &p.Ops[i]; !o.Completed() && p.Last-o.Invoke.Time <= int64(window) {
+			cut[i] = true
+		}
+	}
+	if len(cut) == 0 {
+		return 0
+	}
+	kept := p.Ops[:0]
+	for i := range p.Ops {
+		if !cut[i] {
+			kept = append(kept, p.Ops[i])
+		}
+	}
+	p.Ops = kept
+	return len(cut)
 }
 
 // dropCut leaves out of a phase's history (in order) the invocations of

@@ -61,13 +61,13 @@ const (
 // (Failovers) failover<i>_promotion_ms (primary lost → replica promoted)
 // and failover<i>_unavailable_ms (primary lost → first write through).
 func Availability(h []history.Op, opt Options) results.Verdict {
-	h = Indexed(h)
-	ops := Operations(h)
-	windows := Windows(h)
-	var runEnd int64
-	for _, op := range h {
-		runEnd = max(runEnd, op.Time)
-	}
+	return availabilityPhase(NewPhase(h), opt)
+}
+
+func availabilityPhase(p *Phase, opt Options) results.Verdict {
+	ops := p.Ops
+	windows := p.Windows()
+	runEnd := p.End
 	var service []Window
 	for _, w := range windows {
 		if len(w.Nodes) > 0 && w.Process < 0 {
@@ -249,7 +249,7 @@ func Availability(h []history.Op, opt Options) results.Verdict {
 	// Per failover, the unavailability window clients saw: from the
 	// primary's loss to the first write invoked after it that succeeded.
 	var fparts []string
-	for i, f := range Failovers(h) {
+	for i, f := range FailoversOf(p) {
 		n := strconv.Itoa(i + 1)
 		desc := fmt.Sprintf("failover %s at %s", orUnknown(f.Old)+"→"+orUnknown(f.New), secs(f.Lost))
 		if f.Promoted > 0 {

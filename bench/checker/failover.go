@@ -31,10 +31,13 @@ const (
 // and completed once the new primary was promoted (earlier ones reached the
 // old primary before it was really gone): the client-visible failover time
 // runs from the loss to that write's completion. Probes are not writes of the workload and do not count.
-func Failovers(h []history.Op) []results.Failover {
+func Failovers(h []history.Op) []results.Failover { return FailoversOf(NewPhase(h)) }
+
+// FailoversOf is Failovers of a Phase.
+func FailoversOf(p *Phase) []results.Failover {
 	var out []results.Failover
-	ops := Operations(h)
-	for _, w := range history.Windows(h) {
+	ops := p.Ops
+	for _, w := range history.Windows(p.Events) {
 		if w.Kind != FailoverKind {
 			continue
 		}
@@ -90,10 +93,13 @@ func isProbe(o Operation) bool {
 //
 // Measures: failovers, at_stake, lost, kept, unobserved.
 func LostAckWrite(h []history.Op, opt Options) results.Verdict {
-	h = Indexed(h)
-	ops := Operations(h)
+	return lostAckWritePhase(NewPhase(h), opt)
+}
+
+func lostAckWritePhase(p *Phase, opt Options) results.Verdict {
+	ops := p.Ops
 	var fws []history.Window
-	for _, w := range history.Windows(h) {
+	for _, w := range history.Windows(p.Events) {
 		if w.Kind == FailoverKind {
 			fws = append(fws, w)
 		}

@@ -35,9 +35,12 @@ const FenceOrderName = "fence-order"
 // and never explain a rejection (only a holder that read registers its
 // fence at the resource).
 func FenceOrder(h []history.Op, opt Options) results.Verdict {
-	h = Indexed(h)
-	ops := Operations(h)
-	windows := Windows(h)
+	return fenceOrderPhase(NewPhase(h), opt)
+}
+
+func fenceOrderPhase(p *Phase, opt Options) results.Verdict {
+	ops := p.Ops
+	windows := p.Windows()
 	var vs []results.Violation
 	fenced := 0
 	for _, o := range ops {

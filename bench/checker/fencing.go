@@ -20,9 +20,12 @@ import (
 // when present; otherwise acknowledged writes are ordered by real time (one
 // completed before the other was invoked).
 func Fencing(h []history.Op, opt Options) results.Verdict {
-	h = Indexed(h)
-	ops := Operations(h)
-	windows := Windows(h)
+	return fencingPhase(NewPhase(h), opt)
+}
+
+func fencingPhase(p *Phase, opt Options) results.Verdict {
+	ops := p.Ops
+	windows := p.Windows()
 	var fenced, fencedWrites int
 	for _, o := range ops {
 		if o.F() != "write" {
@@ -38,7 +41,7 @@ func Fencing(h []history.Op, opt Options) results.Verdict {
 	measures := map[string]float64{"fenced": float64(fenced)}
 	var vs []results.Violation
 	var accepted int
-	log, hasLog := resourceLog(h)
+	log, hasLog := resourceLog(p)
 	if hasLog {
 		keys := make([]string, 0, len(log))
 		for k := range log {
@@ -46,7 +49,7 @@ func Fencing(h []history.Op, opt Options) results.Verdict {
 		}
 		sort.Strings(keys)
 		for _, key := range keys {
-			var top history.Op
+			var top ResWrite
 			for _, ep := range log[key] {
 				e := *ep
 				if e.Fence == 0 {
@@ -54,8 +57,8 @@ func Fencing(h []history.Op, opt Options) results.Verdict {
 				}
 				accepted++
 				if e.Fence < top.Fence {
-					w, _ := attrInt(e, "writer")
-					tw, _ := attrInt(top, "writer")
+					w, _ := e.Writer()
+					tw, _ := top.Writer()
 					v := results.Violation{
 						Kind: "stale-fence", Keys: []string{key}, Processes: []int{int(w), int(tw)},
 						Tokens: []string{e.Token, top.Token}, Time: e.Time, Indexes: []int64{e.Index, top.Index},

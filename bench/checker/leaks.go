@@ -33,15 +33,18 @@ import (
 //
 // Without any lock-state entry or probe the verdict is Unknown.
 func LeakedLocks(h []history.Op, opt Options) results.Verdict {
-	h = Indexed(h)
+	return leakedLocksPhase(NewPhase(h), opt)
+}
+
+func leakedLocksPhase(p *Phase, opt Options) results.Verdict {
 	var states []history.Op
-	for _, op := range h {
+	for _, op := range p.Events {
 		if op.Process == history.Resource && op.F == LockState {
 			states = append(states, op)
 		}
 	}
 	var probes []Operation
-	for _, o := range Operations(h) {
+	for _, o := range p.Ops {
 		if p := o.InvokeAttr("probe"); o.F() == "acquire" && (p == "final" || p == "live") {
 			probes = append(probes, o)
 		}

@@ -21,9 +21,12 @@ import (
 // deadline, before any recovery. A key nobody tried again, or a run that
 // ended before the deadline, makes the verdict Unknown, not Invalid.
 func Liveness(h []history.Op, opt Options) results.Verdict {
-	h = Indexed(h)
+	return livenessPhase(NewPhase(h), opt)
+}
+
+func livenessPhase(p *Phase, opt Options) results.Verdict {
 	var crashes []Window
-	for _, w := range Windows(h) {
+	for _, w := range p.Windows() {
 		if w.Kind == "holder-crash" {
 			crashes = append(crashes, w)
 		}
@@ -35,12 +38,9 @@ func Liveness(h []history.Op, opt Options) results.Verdict {
 		return verdict(LivenessName, opt, nil, true, "holder crashes recorded but no ttl given to bound recovery", nil)
 	}
 	bound := int64(opt.TTL + opt.slack())
-	var runEnd int64
-	for _, op := range h {
-		runEnd = max(runEnd, op.Time)
-	}
+	runEnd := p.End
 	acquires := map[string][]Operation{}
-	for _, o := range Operations(h) {
+	for _, o := range p.Ops {
 		if o.F() == "acquire" {
 			acquires[o.Key()] = append(acquires[o.Key()], o)
 		}

@@ -55,19 +55,26 @@ func Locks(h []history.Op, opt Options) []results.Verdict {
 	for _, impl := range impls {
 		o := opt
 		o.Impl = impl
-		g := groups[impl]
-		out = append(out,
-			MutualExclusion(g, o),
-			LostUpdate(g, o),
-			Fencing(g, o),
-			FenceOrder(g, o),
-			Liveness(g, o),
-			LeakedLocks(g, o),
-			Availability(g, o),
-		)
-		if hasFailover(g) {
-			out = append(out, LostAckWrite(g, o))
-		}
+		out = append(out, LocksOf(NewPhase(groups[impl]), o)...)
+	}
+	return out
+}
+
+// LocksOf runs every lock checker on one implementation's Phase (Locks
+// builds it from a history; the runner streams it from the file), named
+// opt.Impl.
+func LocksOf(p *Phase, opt Options) []results.Verdict {
+	out := []results.Verdict{
+		mutualExclusionPhase(p, opt),
+		lostUpdatePhase(p, opt),
+		fencingPhase(p, opt),
+		fenceOrderPhase(p, opt),
+		livenessPhase(p, opt),
+		leakedLocksPhase(p, opt),
+		availabilityPhase(p, opt),
+	}
+	if hasFailover(p.Events) {
+		out = append(out, lostAckWritePhase(p, opt))
 	}
 	return out
 }

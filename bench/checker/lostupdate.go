@@ -17,7 +17,10 @@ import (
 // appeared that no client made (Invalid, kind "phantom-update"). Without a
 // final entry for a key that was written, the verdict is Unknown.
 func LostUpdate(h []history.Op, opt Options) results.Verdict {
-	h = Indexed(h)
+	return lostUpdatePhase(NewPhase(h), opt)
+}
+
+func lostUpdatePhase(p *Phase, opt Options) results.Verdict {
 	type tally struct {
 		acked, indeterminate int64
 		ackedOps             []Operation
@@ -31,7 +34,7 @@ func LostUpdate(h []history.Op, opt Options) results.Verdict {
 		}
 		return t
 	}
-	for _, o := range Operations(h) {
+	for _, o := range p.Ops {
 		if o.F() != "write" {
 			continue
 		}
@@ -45,7 +48,7 @@ func LostUpdate(h []history.Op, opt Options) results.Verdict {
 		}
 	}
 	finals := map[string]history.Op{}
-	for _, op := range h {
+	for _, op := range p.Events {
 		if op.Process == history.Resource && op.F == ResourceFinal && op.Value != nil {
 			finals[op.Key] = op
 			get(op.Key)

@@ -18,26 +18,22 @@ const (
 // resourceLog returns the resource-write entries per key in apply order
 // (Attrs "seq" when present, else history order) and whether the history
 // has a resource log at all (any resource-write or final entry).
-func resourceLog(h []history.Op) (map[string][]*history.Op, bool) {
-	log := map[string][]*history.Op{}
-	has := false
-	for i := range h {
-		op := &h[i] // pointers into h: a copy of each write would double them
-		if op.Process != history.Resource {
-			continue
-		}
-		switch op.F {
-		case ResourceWrite:
-			log[op.Key] = append(log[op.Key], op)
-			has = true
-		case ResourceFinal:
+func resourceLog(p *Phase) (map[string][]*ResWrite, bool) {
+	log := map[string][]*ResWrite{}
+	has := len(p.Writes) > 0
+	for i := range p.Writes {
+		w := &p.Writes[i] // pointers: a copy of each write would double them
+		log[w.Key()] = append(log[w.Key()], w)
+	}
+	for i := range p.Events {
+		if op := &p.Events[i]; op.Process == history.Resource && op.F == ResourceFinal {
 			has = true
 		}
 	}
 	for _, l := range log {
 		sort.SliceStable(l, func(i, j int) bool {
-			a, okA := attrInt(*l[i], "seq")
-			b, okB := attrInt(*l[j], "seq")
+			a, okA := l[i].Seq()
+			b, okB := l[j].Seq()
 			return okA && okB && a < b
 		})
 	}
@@ -118,16 +114,19 @@ func criticalSections(ops []Operation) []criticalSection {
 // overlap only if an indeterminate write landed late, or whose order the
 // history cannot tell, make the verdict Unknown.
 func MutualExclusion(h []history.Op, opt Options) results.Verdict {
-	h = Indexed(h)
-	ops := Operations(h)
-	windows := Windows(h)
-	if log, has := resourceLog(h); has {
+	return mutualExclusionPhase(NewPhase(h), opt)
+}
+
+func mutualExclusionPhase(p *Phase, opt Options) results.Verdict {
+	ops := p.Ops
+	windows := p.Windows()
+	if log, has := resourceLog(p); has {
 		return mutexFromResource(ops, windows, log, opt)
 	}
 	return mutexFromClients(ops, windows, opt)
 }
 
-func mutexFromResource(ops []Operation, windows []Window, log map[string][]*history.Op, opt Options) results.Verdict {
+func mutexFromResource(ops []Operation, windows []Window, log map[string][]*ResWrite, opt Options) results.Verdict {
 	// Index the clients' writes by (process, key, value) to find each
 	// resource write's client operations.
 	type wkey struct {
@@ -142,12 +141,12 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*hist
 			writes[k] = append(writes[k], i)
 		}
 	}
-	clientWrite := func(e history.Op) (Operation, bool) {
-		p, ok := attrInt(e, "writer")
+	clientWrite := func(e *ResWrite) (Operation, bool) {
+		p, ok := e.Writer()
 		if !ok || e.Value == nil {
 			return Operation{}, false
 		}
-		cands := writes[wkey{int(p), e.Key, *e.Value}]
+		cands := writes[wkey{int(p), e.Key(), *e.Value}]
 		for _, i := range cands {
 			o := ops[i]
 			if (e.Token == "" || o.InvokeToken() == "" || o.InvokeToken() == e.Token) &&
@@ -186,22 +185,22 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*hist
 	for _, key := range keys {
 		l := log[key]
 		for i, ep := range l {
-			e := *ep
+			e := ep
 			total++
-			exp, okE := attrInt(e, "expected")
-			cur, okC := attrInt(e, "current")
+			exp, okE := e.Expected()
+			cur, okC := e.Current()
 			if !okE || !okC || exp == cur {
 				continue
 			}
-			writer, _ := attrInt(e, "writer")
+			writer, _ := e.Writer()
 			// Walk back to the write whose value this writer read; every
 			// write after it landed inside this writer's section.
-			var clobbered []history.Op
+			var clobbered []*ResWrite
 			for j := i - 1; j >= 0 && j >= i-1000; j-- {
 				if l[j].Value != nil && *l[j].Value == exp {
 					break
 				}
-				clobbered = append(clobbered, *l[j])
+				clobbered = append(clobbered, l[j])
 			}
 			for a, b := 0, len(clobbered)-1; a < b; a, b = a+1, b-1 {
 				clobbered[a], clobbered[b] = clobbered[b], clobbered[a]
@@ -237,7 +236,7 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*hist
 				desc += ":"
 			}
 			for _, c := range clobbered {
-				cw, _ := attrInt(c, "writer")
+				cw, _ := c.Writer()
 				v.Processes = append(v.Processes, int(cw))
 				v.Tokens = append(v.Tokens, c.Token)
 				v.Indexes = append(v.Indexes, c.Index)

@@ -169,7 +169,11 @@ func LoadImpl(path, impl string) ([]Op, error) {
 // its size, instead of growing by copies (which, for a long run, allocated
 // several times the phase's size and held two copies at each growth). A
 // read error is left to the decoding pass, which reports it with its line.
-func countImpl(path, impl string) (int, error) {
+func countImpl(path, impl string) (int, error) { return countLines(path, impl, nil) }
+
+// countLines counts the lines of the history at path that hold impl's name
+// as a JSON string, and also, when not nil, the bytes of also.
+func countLines(path, impl string, also []byte) (int, error) {
 	needle := appendString(nil, impl)
 	if bytes.ContainsRune(needle, '\\') {
 		return 0, nil // an escaped name: impl finds its lines by decoding
@@ -185,7 +189,7 @@ func countImpl(path, impl string) (int, error) {
 		if err != nil {
 			return n, nil
 		}
-		if bytes.Contains(b, needle) {
+		if bytes.Contains(b, needle) && (also == nil || bytes.Contains(b, also)) {
 			n++
 		}
 	}
@@ -226,35 +230,65 @@ func EachImpl(path string, impls []string, fn func(impl string, ops []Op) error)
 // across entries (impl, operation, key, type, error) are shared, not copied
 // per entry. size, when known, is the capacity to allocate (countImpl).
 func (r *Reader) impl(impl string, validate bool, size int) ([]Op, error) {
-	// A line of impl holds its name as a JSON string; a line without those
-	// bytes cannot be one of impl's (an escaped name is decoded below).
-	needle := appendString(nil, impl)
-	plain := !bytes.ContainsRune(needle, '\\')
 	var ops []Op // nil when there are none, as before
 	if size > 0 {
 		ops = make([]Op, 0, size)
 	}
+	err := r.eachOf(impl, validate, func(op *Op) { ops = append(ops, *op) })
+	return ops, err
+}
+
+// StreamImpl streams the history file at path once and calls visit with
+// each Op of implementation impl, in order, as LoadImpl would return them
+// (strings shared), without holding them: visit gets the same *Op each
+// time and must copy what it keeps. With validate, other implementations'
+// lines are decoded too (a malformed one is a *LineError). truncated is
+// File.Truncated.
+func StreamImpl(path, impl string, validate bool, visit func(*Op)) (truncated bool, err error) {
+	f, err := Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	err = f.eachOf(impl, validate, visit)
+	return f.Truncated(), err
+}
+
+// CountInvocations is an upper bound of the invocations of implementation
+// impl in the history at path (lines holding its name and "type":"invoke"),
+// counted without decoding: what to allocate before StreamImpl.
+func CountInvocations(path, impl string) (int, error) {
+	return countLines(path, impl, []byte(`"type":"invoke"`))
+}
+
+// eachOf calls visit with every remaining Op of implementation impl (see
+// StreamImpl); on an error it stops.
+func (r *Reader) eachOf(impl string, validate bool, visit func(*Op)) error {
+	// A line of impl holds its name as a JSON string; a line without those
+	// bytes cannot be one of impl's (an escaped name is decoded below).
+	needle := appendString(nil, impl)
+	plain := !bytes.ContainsRune(needle, '\\')
 	in := newInterner()
 	tokens := map[int]string{} // process → its last token, shared by the entries repeating it
 	for {
 		b, err := r.Line()
 		if errors.Is(err, io.EOF) {
-			return ops, nil
+			return nil
 		}
 		if err != nil {
-			return ops, err
+			return err
 		}
 		if plain && !bytes.Contains(b, needle) {
 			if validate {
 				if _, err := r.decode(b); err != nil {
-					return ops, err
+					return err
 				}
 			}
 			continue
 		}
 		op, err := r.decode(b)
 		if err != nil {
-			return ops, err
+			return err
 		}
 		if op.Impl != impl {
 			continue
@@ -267,7 +301,7 @@ func (r *Reader) impl(impl string, validate bool, size int) ([]Op, error) {
 				tokens[op.Process] = op.Token
 			}
 		}
-		ops = append(ops, op)
+		visit(&op)
 	}
 }
 

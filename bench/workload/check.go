@@ -30,6 +30,38 @@ func (w *lockWorkload) Check(ops []history.Op, c CheckConfig) Report {
 			rep.Counters["resource-writes"]++
 		}
 	}
+	return dropZero(rep)
+}
+
+// CheckPhase is Check of one implementation's history read as a Phase
+// (what the runner streams from the file: the entries are never all held).
+func (w *lockWorkload) CheckPhase(p *checker.Phase, c CheckConfig) Report {
+	rep := Report{Counters: map[string]int64{}}
+	for _, v := range checker.LocksOf(p, checker.Options{TTL: c.TTL, Impl: c.Impl}) {
+		if v.Checker == checker.FencingName && !w.fences {
+			continue
+		}
+		rep.Verdicts = append(rep.Verdicts, v)
+	}
+	for i := range p.Ops {
+		o := &p.Ops[i]
+		switch {
+		case o.F() == "write" && o.Failed() && o.Error() == "fenced":
+			rep.Counters["fenced"]++
+		case o.Error() == "crashed":
+			rep.Counters["crashed"]++
+		}
+	}
+	for _, op := range p.Events {
+		if op.Error == "crashed" || (op.Process == history.Nemesis && op.F == history.FaultStart && op.Attrs["kind"] == "holder-crash") {
+			rep.Counters["crashed"]++
+		}
+	}
+	rep.Counters["resource-writes"] += int64(len(p.Writes))
+	return dropZero(rep)
+}
+
+func dropZero(rep Report) Report {
 	for k, v := range rep.Counters {
 		if v == 0 {
 			delete(rep.Counters, k)

@@ -13,6 +13,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/recorder"
 	"github.com/faultline-dev/faultline/bench/results"
@@ -80,6 +81,14 @@ type ImplInfo struct {
 	// Options are the implementation options it accepts (--lock-opt,
 	// --txn-opt).
 	Options option.Set
+}
+
+// PhaseChecker is a Workload whose checks read a checker.Phase (the lock
+// workloads): the runner streams the history into one, never holding its
+// entries, instead of loading them for Check.
+type PhaseChecker interface {
+	// CheckPhase is Check of one implementation's history as a Phase.
+	CheckPhase(p *checker.Phase, c CheckConfig) Report
 }
 
 // Optioner is a workload with options of its own (--opt k=v).
