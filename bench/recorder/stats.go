@@ -74,12 +74,12 @@ type Worker struct {
 	h       *History
 	Process int
 	Impl    string
+	shard   *histShard // its latency histograms and ok counts, shared (Stats.shards)
 	// mu guards what follows against a Merge during the load (a
 	// checkpoint): the recording goroutine is its only other user, so it
 	// is uncontended but for one Merge per checkpoint interval.
-	mu    sync.Mutex
-	shard *histShard // its latency histograms and ok counts, shared (Stats.shards)
-	errs  []map[string]int64
+	mu   sync.Mutex
+	errs []map[string]int64
 	// examples keeps the first full message of each error kind.
 	examples []map[string]string
 }
