@@ -127,7 +127,10 @@ func (o *Operation) CompleteFence() uint64 {
 
 // InvokeValue is the invocation's value (a write's) and whether it has one.
 func (o *Operation) InvokeValue() (int64, bool) {
-	return o.value, o.bits&valInv != 0
+	if o.bits&valInv == 0 {
+		return 0, false
+	}
+	return o.value, true
 }
 
 // CompleteValue is the completion's value (a read's) and whether it has one.
