@@ -29,7 +29,7 @@ var (
 		option.Spec{Name: "timeout-factor", Kind: option.Float, Default: "0", Doc: "redsync per-node timeout factor (0: its default)"},
 		option.Spec{Name: "fail-fast", Kind: option.Bool, Default: "false", Doc: "redsync: stop an attempt as soon as a quorum is impossible"},
 		option.Spec{Name: "shuffle", Kind: option.Bool, Default: "false", Doc: "redsync: shuffle the nodes per attempt"})
-	redlockOptions = append(append(option.Set{}, redisClientOptions...),
-		option.Spec{Name: "node-timeout", Kind: option.Duration, Default: "0s", Doc: "per-node timeout of an attempt (0: 0.05×ttl)"})
+	redlockOptions = option.Set{optRetryMin, optRetryMax, optDial, optWrite,
+		option.Spec{Name: "node-timeout", Kind: option.Duration, Default: "0s", Doc: "per-node reply timeout (0: ttl/4 within 50ms..500ms)"}}
 	pgOptions = option.Set{optRetryMin, optRetryMax, optDial}
 )

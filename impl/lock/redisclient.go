@@ -91,11 +91,16 @@ func closeRedis(cs []*redis.Client) error {
 
 // Lua scripts shared by the Redis implementations. KEYS[1] is the lock key,
 // ARGV[1] the owner token.
-var (
+const (
 	// compare-and-delete: 1 deleted, 0 not ours (or gone).
-	scriptRelease = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+	luaRelease = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
 	// compare-and-pexpire (ARGV[2] = ttl ms): 1 extended, 0 not ours.
-	scriptRefresh = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
+	luaRefresh = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`
+)
+
+var (
+	scriptRelease = redis.NewScript(luaRelease)
+	scriptRefresh = redis.NewScript(luaRefresh)
 )
 
 // casRelease deletes key only if it holds token.

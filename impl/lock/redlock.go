@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // redlock is our own Redlock over 5 independent Redis masters: SET NX PX on
@@ -21,17 +20,20 @@ import (
 // nodes complete in the background. A failed attempt deletes its token only
 // where it may have landed (nodes that said yes or did not answer); a "no"
 // needs no clean-up. Release deletes the token from every node and answers
-// once a quorum of nodes replied, the rest again in the background. Every
-// command this Locker sends for a key to a node waits for the previous one
-// it sent there (so a release never overtakes the acquire it undoes, even
-// when that node answered after the quorum was reached). Acquire retries
-// with random back-off, and a retry asks the key's designated node (a hash
-// of the key picks one of the five, passing over nodes that just failed to
-// answer) first, fanning out to the other four
-// only when it said yes (or did not answer): while the key is held a retry
-// costs one command instead of five, and retrying contenders cannot split
-// the nodes 2/2/1 between them, since only one can win that node. A failed
-// round that won it retries after half the minimum back-off.
+// once a quorum of nodes replied, the rest again in the background. Each
+// node is one pipelined connection (rnode): the caller writes its command
+// to the socket itself and the connection's reader hands the reply back,
+// so a command costs one write and one read, with no pool and no hand-off,
+// and commands reach a node in the order this Locker sent them (a release
+// never overtakes the acquire it undoes, even when that node answered after
+// the quorum was reached). Acquire retries with random back-off, and a
+// retry asks the key's designated node (a hash of the key picks one of the
+// five, passing over nodes that just failed to answer) first, fanning out to
+// the other four only when it said yes (or did not answer): while the key
+// is held a retry costs one command instead of five, and retrying
+// contenders cannot split the nodes 2/2/1 between them, since only one can
+// win that node. A failed round that won it retries after half the minimum
+// back-off.
 // Time is Options.Clock(). It promises one holder while clocks advance at
 // about the same rate and holders finish within the validity; it breaks
 // without fencing when a holder pauses past its validity, when a node's clock
@@ -39,7 +41,7 @@ import (
 // later (then another client reaches a quorum).
 //
 // Params: "node-timeout" (default ttl/4 clamped to 50ms..500ms),
-// "retry-min", "retry-max", and the Redis client timeouts.
+// "retry-min", "retry-max", "dial-timeout" (1s), "write-timeout" (500ms).
 func init() {
 	Register(Info{
 		Name:       "redlock",
@@ -62,7 +64,7 @@ const redlockNodes = 5
 type redlock struct {
 	name        string
 	cfg         redlockConfig
-	nodes       []*redis.Client
+	nodes       []*rnode
 	all         []int   // 0..len(nodes)-1
 	others      [][]int // others[i]: every node but i
 	quorum      int
@@ -71,14 +73,7 @@ type redlock struct {
 	nodeTimeout time.Duration // 0: derived from the ttl
 
 	downUntil []atomic.Int64 // per node: wall time (UnixNano) until which it counts as down
-
-	mu    sync.Mutex
-	tails map[string][]chan struct{} // per key, per node: closed when the last command sent there is done
-	bg    sync.WaitGroup             // node commands in flight (Close waits for them)
-
-	work     chan func()   // idle workers take node commands here (run)
-	quit     chan struct{} // closed by Close: idle workers exit
-	quitOnce sync.Once
+	inflight  atomic.Int64   // node commands sent, reply not yet handed over (Close waits for them)
 }
 
 func redlockFactory(name string, cfg redlockConfig) Factory {
@@ -92,19 +87,40 @@ func redlockFactory(name string, cfg redlockConfig) Factory {
 		if err != nil {
 			return nil, fmt.Errorf("lock %s: %w", name, err)
 		}
-		cs, err := newRedisClients(ep, p, redlockNodes, name)
+		dial, err := p.duration("dial-timeout", time.Second)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("lock %s: %w", name, err)
 		}
-		r := &redlock{name: name, cfg: cfg, nodes: cs, quorum: cfg.quorum(len(cs)), clock: opt.Clock(), bo: bo, nodeTimeout: nt,
-			tails: map[string][]chan struct{}{}, work: make(chan func()), quit: make(chan struct{})}
-		r.downUntil = make([]atomic.Int64, len(cs))
-		for i := range cs {
+		write, err := p.duration("write-timeout", 500*time.Millisecond)
+		if err != nil {
+			return nil, fmt.Errorf("lock %s: %w", name, err)
+		}
+		if len(ep.Redis) != redlockNodes {
+			return nil, fmt.Errorf("lock %s: needs exactly %d Redis endpoints (independent masters), got %d", name, redlockNodes, len(ep.Redis))
+		}
+		r := &redlock{name: name, cfg: cfg, quorum: cfg.quorum(len(ep.Redis)), clock: opt.Clock(), bo: bo, nodeTimeout: nt}
+		for i, e := range ep.Redis {
+			if e.Addr == "" {
+				return nil, fmt.Errorf("lock %s: redis endpoint %q has no address: give the factory the nodes' proxied or direct host:port", name, e.Name)
+			}
+			r.nodes = append(r.nodes, &rnode{addr: e.Addr, password: e.Password, dialTimeout: dial, writeTimeout: write, inflight: &r.inflight})
 			r.all = append(r.all, i)
 		}
-		for i := range cs {
+		for i := range r.nodes {
 			r.others = append(r.others, append(append([]int(nil), r.all[:i]...), r.all[i+1:]...))
 		}
+		r.downUntil = make([]atomic.Int64, len(r.nodes))
+		// Connect to every node at once; a node that does not answer now is
+		// dialled again by the first command sent to it.
+		var wg sync.WaitGroup
+		for _, n := range r.nodes {
+			wg.Go(func() {
+				if c, err := n.connect(ctx); err == nil {
+					n.start(c)
+				}
+			})
+		}
+		wg.Wait()
 		return WithOptions(r, opt), nil
 	}
 }
@@ -119,110 +135,57 @@ func (r *redlock) perNode(ttl time.Duration) time.Duration {
 // drift is the clock-drift allowance of the Redlock algorithm.
 func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecond }
 
-// errNotSent: a node command was never sent (the previous command for the
-// key on that node did not finish within the timeout). Nothing happened.
-var errNotSent = errors.New("lock: command not sent: the previous one on this node is still in flight")
+// errNotSent: a node command was never sent. Nothing happened.
+var errNotSent = errors.New("lock: command not sent")
 
-// dispatch runs fn for key on each of the given nodes in the background,
-// each after the previous command this Locker sent for key to that node is
-// done, all bounded by one timeout from now (independent of ctx's
-// cancellation: a command outlives the call that started it). done gets
-// every node's result, from that node's goroutine, before the next command
-// for key on that node may start.
-func (r *redlock) dispatch(ctx context.Context, key string, nodes []int, timeout time.Duration,
-	fn func(ctx context.Context, c *redis.Client) error, done func(node int, err error)) {
-	if len(nodes) == 0 {
-		return
-	}
-	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	prev := make([]chan struct{}, len(nodes))
-	mine := make([]chan struct{}, len(nodes))
-	r.mu.Lock()
-	t := r.tails[key]
-	if t == nil {
-		t = make([]chan struct{}, len(r.nodes))
-		r.tails[key] = t
-	}
-	for j, i := range nodes {
-		prev[j], mine[j] = t[i], make(chan struct{})
-		t[i] = mine[j]
-	}
-	r.mu.Unlock()
-	var left atomic.Int32 // the last node to finish cancels nctx
-	left.Store(int32(len(nodes)))
-	release := cancel
-	r.bg.Add(len(nodes))
-	for j, i := range nodes {
-		r.run(func() {
-			defer r.bg.Done()
-			var err error
-			if p := prev[j]; p != nil {
-				select {
-				case <-p:
-				case <-nctx.Done():
-					err = errNotSent
-				}
-			}
-			if err == nil {
-				err = fn(nctx, r.nodes[i])
-			}
-			done(i, err)
-			r.mu.Lock()
-			close(mine[j])
-			if t[i] == mine[j] {
-				t[i] = nil
-				if !anyOpen(t) {
-					delete(r.tails, key)
-				}
-			}
-			r.mu.Unlock()
-			if left.Add(-1) == 0 {
-				release()
-			}
-		})
+// round is the bookkeeping of commands sent to several nodes at once:
+// which are still pending and on which connection each went out.
+type round struct {
+	pending []bool
+	conns   []*rconn
+	timer   *time.Timer
+}
+
+func (r *redlock) newRound() *round {
+	return &round{pending: make([]bool, len(r.nodes)), conns: make([]*rconn, len(r.nodes))}
+}
+
+// send sends args to node i with a reply deadline d from now; done gets
+// the node's reply.
+func (r *redlock) send(rd *round, i int, d time.Duration, done func(reply, error), args ...string) {
+	rd.pending[i] = true
+	rd.conns[i] = r.nodes[i].send(time.Now().Add(d), done, args...)
+}
+
+// arm (re)starts the round's timer for d.
+func (rd *round) arm(d time.Duration) {
+	if rd.timer == nil {
+		rd.timer = time.NewTimer(d)
+	} else {
+		rd.timer.Reset(d)
 	}
 }
 
-// workerIdle is how long a worker waits for its next node command before
-// it exits.
-const workerIdle = time.Second
-
-// run runs job on its own goroutine: an idle worker's if one is waiting,
-// else a new worker's. Workers outlive their job (up to workerIdle) so that
-// a node command does not pay for a goroutine start and for growing a fresh
-// stack to go-redis's depth: in the contended benchmark stack growth was
-// about a tenth of the client's CPU.
-func (r *redlock) run(job func()) {
-	select {
-	case r.work <- job:
-	default:
-		go r.worker(job)
+func (rd *round) stop() {
+	if rd.timer != nil {
+		rd.timer.Stop()
 	}
 }
 
-func (r *redlock) worker(job func()) {
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for {
-		job()
-		idle.Reset(workerIdle)
-		select {
-		case job = <-r.work:
-		case <-idle.C:
-			return
-		case <-r.quit:
-			return
+// expire closes the connections of the round's pending nodes (their
+// timeout passed): each then answers with an error, outcome unknown.
+func (r *redlock) expire(rd *round, d time.Duration) {
+	for i, p := range rd.pending {
+		if p && rd.conns[i] != nil {
+			r.nodes[i].expire(rd.conns[i], fmt.Errorf("no reply within the node timeout %v", d))
 		}
 	}
 }
 
-func anyOpen(t []chan struct{}) bool {
-	for _, c := range t {
-		if c != nil {
-			return true
-		}
-	}
-	return false
+// cleanup deletes token from node i in the background (after the
+// commands sent there before it).
+func (r *redlock) cleanup(i int, key, token string) {
+	r.nodes[i].send(time.Now().Add(cleanupTimeout), func(reply, error) {}, "EVAL", luaRelease, "1", key, token)
 }
 
 // nodeResult is one node's answer to a command.
@@ -260,6 +223,8 @@ func (r *redlock) noteAnswer(i int, err error) {
 		if r.downUntil[i].Load() != 0 {
 			r.downUntil[i].Store(0)
 		}
+	case errors.Is(err, errNoConn):
+		r.downUntil[i].Store(time.Now().Add(nodeDownFor).UnixNano())
 	case errors.Is(err, errNotSent):
 	default:
 		r.downUntil[i].Store(time.Now().Add(nodeDownFor).UnixNano())
@@ -328,11 +293,6 @@ func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, ga
 	results := make(chan nodeResult, n)
 	var mu sync.Mutex // guards lost; a node's result is sent under it
 	lost := false
-	cleanup := func(ctx context.Context, c *redis.Client) error { return casRelease(ctx, c, key, token) }
-	set := func(ctx context.Context, c *redis.Client) error {
-		_, err := obtainSetNX(ctx, c, key, token, ttl, redisHooks{})
-		return err
-	}
 	report := func(i int, err error) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -340,19 +300,24 @@ func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, ga
 			results <- nodeResult{i, err}
 			return
 		}
-		if mayHold(err) { // late answer of a failed round: delete it here, before the node's next command
-			cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-			_ = cleanup(cctx, r.nodes[i])
-			cancel()
+		if mayHold(err) { // late answer of a failed round: delete it (after the SET, on the same connection)
+			r.cleanup(i, key, token)
 		}
+	}
+	px := strconv.FormatInt(ttl.Milliseconds(), 10)
+	nodeTimeout := r.perNode(ttl)
+	rd := r.newRound()
+	defer rd.stop()
+	set := func(i int) {
+		r.send(rd, i, nodeTimeout, func(rep reply, rerr error) { report(i, setNXResult(rep, rerr)) },
+			"SET", key, token, "NX", "PX", px)
 	}
 	var yes, got int
 	var errs []error
-	held := make([]int, 0, n)  // nodes that may hold our token
-	pending := make([]bool, n) // sent, not yet answered
+	held := make([]int, 0, n) // nodes that may hold our token
 	tally := func(res nodeResult) {
 		got++
-		pending[res.node] = false
+		rd.pending[res.node] = false
 		r.noteAnswer(res.node, res.err)
 		if mayHold(res.err) {
 			held = append(held, res.node)
@@ -364,54 +329,55 @@ func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, ga
 		switch {
 		case res.err == nil:
 			yes++
-		case errors.Is(res.err, ErrNotAcquired), errors.Is(res.err, errNotSent):
+		case errors.Is(res.err, ErrNotAcquired):
 		default:
 			errs = append(errs, res.err)
+		}
+	}
+	// next waits for one node's result; false when ctx ended.
+	next := func() bool {
+		for {
+			select {
+			case res := <-results:
+				tally(res)
+				return true
+			case <-rd.timer.C:
+				r.expire(rd, nodeTimeout) // the expired nodes answer with an error
+			case <-ctx.Done():
+				errs = append(errs, context.Cause(ctx))
+				return false
+			}
 		}
 	}
 	start := r.clock()
 	wave := r.all
 	if gate {
-		pending[des] = true
-		r.dispatch(ctx, key, []int{des}, r.perNode(ttl), set, report)
-		select {
-		case res := <-results:
-			tally(res)
-		case <-ctx.Done():
-			errs = append(errs, context.Cause(ctx))
-		}
+		rd.arm(nodeTimeout)
+		set(des)
 		wave = nil
-		if got == 1 && (yes == 1 || o.designatedFailed) && ctx.Err() == nil {
+		if next() && (yes == 1 || o.designatedFailed) && ctx.Err() == nil {
 			wave = r.others[des]
 		}
 	}
 	if len(wave) > 0 {
-		r.dispatch(ctx, key, wave, r.perNode(ttl), set, report)
-	}
-	for _, i := range wave {
-		pending[i] = true
+		rd.arm(nodeTimeout)
+		for _, i := range wave {
+			set(i)
+		}
 	}
 	// hopeful: how many pending nodes may still say yes in time; a node
 	// that just failed to answer (down, stopped, cut off) is not waited for
 	// (should it say yes after all, report deletes it).
 	hopeful := func() int {
 		now, k := time.Now().UnixNano(), 0
-		for i, p := range pending {
+		for i, p := range rd.pending {
 			if p && r.downUntil[i].Load() <= now {
 				k++
 			}
 		}
 		return k
 	}
-wait:
-	for yes < r.quorum && yes+hopeful() >= r.quorum {
-		select {
-		case res := <-results:
-			tally(res)
-		case <-ctx.Done():
-			errs = append(errs, context.Cause(ctx))
-			break wait
-		}
+	for yes < r.quorum && yes+hopeful() >= r.quorum && next() {
 	}
 	validity := ttl - r.clock().Sub(start) - drift(ttl)
 	if yes >= r.quorum && (validity > 0 || !r.cfg.checkValidity) {
@@ -430,8 +396,8 @@ wait:
 		}
 	}
 	mu.Unlock()
-	if len(held) > 0 {
-		r.dispatch(ctx, key, held, cleanupTimeout, cleanup, func(int, error) {})
+	for _, i := range held {
+		r.cleanup(i, key, token)
 	}
 	o.err = fmt.Errorf("%w: %s %q: %d of %d nodes (quorum %d), validity %v, node errors %v",
 		ErrNotAcquired, r.name, key, yes, n, r.quorum, validity, errors.Join(errs...))
@@ -445,23 +411,29 @@ func mayHold(err error) bool {
 }
 
 // Release deletes the token from every node (each after this Locker's
-// earlier commands for the key on that node, so a late acquire answer is
-// deleted too). It answers once a quorum of nodes replied and one of them
-// still held the token (nil), or when every node replied: nil when at least
-// one node held it, ErrNotHeld when none did, and the node errors otherwise
-// (outcome unknown). The other nodes' deletes complete in the background.
+// earlier commands on that node, so a late acquire answer is deleted too).
+// It answers once a quorum of nodes replied and one of them still held the
+// token (nil), or when every node replied: nil when at least one node held
+// it, ErrNotHeld when none did, and the node errors otherwise (outcome
+// unknown). The other nodes' deletes complete in the background.
 func (r *redlock) Release(ctx context.Context, l Lease) error {
 	n := len(r.nodes)
 	results := make(chan nodeResult, n)
-	r.dispatch(ctx, l.Key, r.all, r.perNode(time.Hour), func(ctx context.Context, c *redis.Client) error {
-		return casRelease(ctx, c, l.Key, l.Token)
-	}, func(i int, err error) { results <- nodeResult{i, err} })
+	nodeTimeout := r.perNode(time.Hour)
+	rd := r.newRound()
+	defer rd.stop()
+	rd.arm(nodeTimeout)
+	for _, i := range r.all {
+		r.send(rd, i, nodeTimeout, func(rep reply, rerr error) { results <- nodeResult{i, scriptResult(rep, rerr)} },
+			"EVAL", luaRelease, "1", l.Key, l.Token)
+	}
 	var yes, got int
 	var errs []error
 	for got < n && (yes == 0 || got < r.quorum) {
 		select {
 		case res := <-results:
 			got++
+			rd.pending[res.node] = false
 			r.noteAnswer(res.node, res.err)
 			switch {
 			case res.err == nil:
@@ -470,6 +442,8 @@ func (r *redlock) Release(ctx context.Context, l Lease) error {
 			default:
 				errs = append(errs, res.err)
 			}
+		case <-rd.timer.C:
+			r.expire(rd, nodeTimeout)
 		case <-ctx.Done():
 			if yes > 0 {
 				return nil
@@ -496,15 +470,23 @@ func (r *redlock) Refresh(ctx context.Context, l Lease, ttl time.Duration) (Leas
 	n := len(r.nodes)
 	results := make(chan nodeResult, n)
 	start := r.clock()
-	r.dispatch(ctx, l.Key, r.all, r.perNode(ttl), func(ctx context.Context, c *redis.Client) error {
-		return casRefresh(ctx, c, l.Key, l.Token, ttl)
-	}, func(i int, err error) { results <- nodeResult{i, err} })
+	nodeTimeout := r.perNode(ttl)
+	px := strconv.FormatInt(ttl.Milliseconds(), 10)
+	rd := r.newRound()
+	defer rd.stop()
+	rd.arm(nodeTimeout)
+	for _, i := range r.all {
+		r.send(rd, i, nodeTimeout, func(rep reply, rerr error) { results <- nodeResult{i, scriptResult(rep, rerr)} },
+			"EVAL", luaRefresh, "1", l.Key, l.Token, px)
+	}
 	var yes int
 	var errs []error
 wait:
-	for got := 0; got < n; got++ {
+	for got := 0; got < n; {
 		select {
 		case res := <-results:
+			got++
+			rd.pending[res.node] = false
 			switch {
 			case res.err == nil:
 				yes++
@@ -512,6 +494,8 @@ wait:
 			default:
 				errs = append(errs, res.err)
 			}
+		case <-rd.timer.C:
+			r.expire(rd, nodeTimeout)
 		case <-ctx.Done():
 			errs = append(errs, context.Cause(ctx))
 			break wait
@@ -526,10 +510,21 @@ wait:
 		ErrNotHeld, r.name, l.Key, yes, n, r.quorum, validity, errors.Join(errs...))
 }
 
-// Close waits for the node commands still in flight (each bounded by its
-// timeout), then closes the connections.
+// Close lets the node commands still in flight finish (each bounded by its
+// deadline: overdue ones have their connection closed), then closes the
+// connections.
 func (r *redlock) Close() error {
-	r.bg.Wait()
-	r.quitOnce.Do(func() { close(r.quit) })
-	return closeRedis(r.nodes)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(r.perNode(time.Hour) + cleanupTimeout)
+	for r.inflight.Load() > 0 && time.Now().Before(deadline) {
+		for _, n := range r.nodes {
+			n.expireOverdue()
+		}
+		<-tick.C
+	}
+	for _, n := range r.nodes {
+		n.close()
+	}
+	return nil
 }
