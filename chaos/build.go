@@ -3,6 +3,7 @@ package chaos
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/faultline-dev/faultline/infra"
@@ -35,7 +36,41 @@ func Plan(s Schedule, env Env, clients Clients, ttl time.Duration) ([]Planned, e
 		}
 		out = append(out, p)
 	}
+	errs = append(errs, chainFailovers(out))
 	return out, errors.Join(errs...)
+}
+
+// chainFailovers lets a schedule fail over more than once: a failover
+// needs a replica to promote, and the old primary of the one before is
+// that replica only once restarted (it rejoins). So a failover with no
+// +duration heals when the next failover is due, and each failover starts
+// once the one before has healed. A failover whose +duration reaches past
+// the next one's start is refused.
+func chainFailovers(plan []Planned) error {
+	var fo []int
+	for i, p := range plan {
+		if _, ok := p.Fault.(*Failover); ok {
+			fo = append(fo, i)
+		}
+	}
+	sort.SliceStable(fo, func(a, b int) bool { return plan[fo[a]].Start < plan[fo[b]].Start })
+	var errs []error
+	for k := 1; k < len(fo); k++ {
+		a, b := &plan[fo[k-1]], &plan[fo[k]]
+		switch {
+		case a.Start == b.Start:
+			errs = append(errs, fmt.Errorf("faults %q and %q: two failovers at once (each needs the replica the other promotes)", a.Spec.String(), b.Spec.String()))
+			continue
+		case a.Length == 0:
+			a.Length = b.Start - a.Start
+		case a.Start+a.Length > b.Start:
+			errs = append(errs, fmt.Errorf("fault %q: its old primary is still down at %v, when failover %q is due (which needs it back as a replica): end it by then or leave its +duration out (it then heals when the next failover is due)",
+				a.Spec.String(), b.Start, b.Spec.String()))
+			continue
+		}
+		b.Fault.(*Failover).after = a.Fault.(*Failover)
+	}
+	return errors.Join(errs...)
 }
 
 // Build resolves one spec into its fault (through its kind's entry); id

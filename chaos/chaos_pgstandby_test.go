@@ -11,8 +11,8 @@ import (
 )
 
 // TestChaosPGStandby runs the pg-standby rows (setting standby=async|sync)
-// apart from the other suites: each row gets a fresh pg-standby (a failover
-// consumes the standby: the old primary comes back fenced) plus the counter
+// apart from the other suites: each row gets a fresh pg-standby (a row's
+// lost writes and sequence values must not reach the next) plus the counter
 // workload's resource node, its standby synchronous or not as the row says.
 func TestChaosPGStandby(t *testing.T) {
 	m := loadMatrix(t)

@@ -26,7 +26,9 @@ func init() {
 			"asynchronous replication, made deterministic), then it is SIGKILLed and a replica promoted " +
 			"(Sentinel / pg_promote) and the link restored; kill: SIGKILL and promotion only (on loopback " +
 			"replication is sub-millisecond, so little is lost); force: SENTINEL FAILOVER / promote without " +
-			"killing. Heal restarts a killed primary (it comes back empty and rejoins as a replica). On a lock workload a " +
+			"killing. Heal restarts a killed primary, which rejoins as a replica (Redis: empty; PostgreSQL: rewound with " +
+			"pg_rewind, losing what its replica never got). Without +duration it heals when the next failover is due " +
+			"(failover@2s,failover@6s fails over and back), else at the run's end. On a lock workload a " +
 			"lossy failover keeps a holder working across it: the first lock granted inside the lossy window, on a key " +
 			"nobody held when the link was cut, stays held until the promotion and another client's write of that key (or " +
 			"until just before its lease expires); --opt failover-holder=false turns that off",
@@ -81,7 +83,10 @@ const failoverLossy = "lossy"
 // Failover fails a replicated topology over (infra.Env.Failover). Start
 // returns once a replica is promoted; its Report dates the fault at the
 // primary's loss and names the old and the new primary. Heal restarts a
-// killed primary (kill, lossy); a forced failover has nothing to heal.
+// killed primary (kill, lossy; pg-standby's force stops it, so there too),
+// which rejoins as a replica; a forced Sentinel failover has nothing to
+// heal. Several failovers in a schedule run one after the other (see
+// chainFailovers).
 // A lossy failover first cuts the primary's peer link for lag, so the
 // writes it acknowledges meanwhile never reach the replica promoted.
 type Failover struct {
@@ -93,9 +98,14 @@ type Failover struct {
 	// inside the lossy window working across the failover (lossy only).
 	keeper HolderKeeper
 
+	// after is the failover before this one in the schedule: Start waits
+	// until it healed (its old primary back, the replica to promote).
+	after  *Failover
+	healed chan struct{} // closed once Heal succeeded
+
 	mu     sync.Mutex
 	res    infra.FailoverResult
-	killed infra.Node // the old primary, killed and not restarted yet
+	killed infra.Node // the old primary, killed (or stopped) and not restarted yet
 	keep   keepState
 }
 
@@ -105,6 +115,16 @@ type keepState struct {
 	off    bool   // the workload can keep holders but was told not to
 	holder Holder // the holder kept across the failover
 	ok     bool   // one was kept
+}
+
+// healedCh is f's healed channel, made on first use.
+func (f *Failover) healedCh() chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.healed == nil {
+		f.healed = make(chan struct{})
+	}
+	return f.healed
 }
 
 // NewFailover returns a failover of env's topology in mode how.
@@ -152,6 +172,13 @@ func (f *Failover) Nodes() []infra.Node {
 // Start fails over and waits for the promotion (lossy: cuts replication,
 // waits the lag, then fails over and restores the link).
 func (f *Failover) Start(ctx context.Context) error {
+	if f.after != nil {
+		select {
+		case <-f.after.healedCh():
+		case <-ctx.Done():
+			return fmt.Errorf("failover: the failover before it has not healed (its old primary is not back as a replica): %w", ctx.Err())
+		}
+	}
 	how := infra.FailoverMode(f.mode)
 	var keep Keep
 	if f.cut != nil {
@@ -198,7 +225,7 @@ func (f *Failover) Start(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.res = res
-	if how == infra.FailoverKill && res.Old != "" {
+	if (how == infra.FailoverKill || res.OldStopped) && res.Old != "" {
 		if n, ok := f.env.Node(res.Old); ok {
 			f.killed = n // killed, or maybe killed: Heal restarts it either way
 		}
@@ -209,17 +236,23 @@ func (f *Failover) Start(ctx context.Context) error {
 	return nil
 }
 
-// Heal restarts the killed primary.
+// Heal restarts the killed (or stopped) primary, which rejoins as a
+// replica of the new one.
 func (f *Failover) Heal(ctx context.Context) error {
+	healed := f.healedCh()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.killed == nil {
-		return nil
+	if f.killed != nil {
+		if err := f.killed.Start(ctx); err != nil {
+			return fmt.Errorf("failover: restart the old primary %s: %w", f.killed.Name(), err)
+		}
+		f.killed = nil
 	}
-	if err := f.killed.Start(ctx); err != nil {
-		return fmt.Errorf("failover: restart the old primary %s: %w", f.killed.Name(), err)
+	select {
+	case <-healed:
+	default:
+		close(healed)
 	}
-	f.killed = nil
 	return nil
 }
 

@@ -84,8 +84,8 @@ func TestChaosLinkHealAfterFailover(t *testing.T) {
 		t.Fatalf("heal after %v: %v", took, herr)
 	}
 
-	// The link forwards again: the old primary restarted (fenced, read-only)
-	// answers through it.
+	// The link forwards again: the old primary, restarted (rewound into a
+	// standby of pg-2), answers through it.
 	if err := p1.Start(ctx); err != nil {
 		t.Fatalf("restart pg-1: %v", err)
 	}

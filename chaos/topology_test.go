@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,8 +52,16 @@ func (f *fakeTopo) Failover(ctx context.Context, how infra.FailoverMode) (infra.
 		}
 	}
 	time.Sleep(f.promote) // the fake's promotion delay, not a wait for a condition
-	f.primary = "redis-2"
-	res.New, res.Promoted = "redis-2", time.Now()
+	next := "redis-2"     // like pg-standby: the other one of redis-1 and redis-2, if it is up
+	if f.primary == next {
+		next = "redis-1"
+	}
+	n, _ := f.Node(next)
+	if fn := n.(*fakeNode); fn.state() != "" {
+		return res, fmt.Errorf("%s is %s: no replica to promote", next, fn.state())
+	}
+	f.primary = next
+	res.New, res.Promoted = next, time.Now()
 	return res, nil
 }
 
@@ -168,5 +177,62 @@ func TestLossyFailoverOrder(t *testing.T) {
 	// Dated at the kill: the cut began at 10 ms, the kill at least 60 ms later.
 	if evs[0].Time < int64(70*time.Millisecond) {
 		t.Errorf("start dated at %v: want at the kill, after the 60 ms lag", time.Duration(evs[0].Time))
+	}
+}
+
+// Two failovers in a schedule run one after the other: the first, with no
+// +duration, heals (its old primary restarts, the replica the second
+// promotes) when the second is due, and the second starts once that heal
+// returned. Overlapping windows and two failovers at once are refused.
+func TestFailoverChain(t *testing.T) {
+	env := &fakeTopo{fakeEnv: newFakeEnv("redis-1", "redis-2", "redis-3"), primary: "redis-1", promote: 10 * time.Millisecond}
+	sched, err := ParseSchedule([]string{"failover=kill@10ms", "failover=kill@150ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := Plan(sched, env, nil, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan[0].Length != 140*time.Millisecond || plan[1].Length != 0 {
+		t.Errorf("lengths %v, %v: want the first to last until the second is due (140ms), the second until the end", plan[0].Length, plan[1].Length)
+	}
+	var evs []Event
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	if _, err := RunPlanned(ctx, plan, func(e Event) { evs = append(evs, e) }, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	env.mu.Lock()
+	calls := strings.Join(env.log, ";")
+	env.mu.Unlock()
+	if want := "kill redis-1;start redis-1;kill redis-2;start redis-2"; calls != want {
+		t.Errorf("calls %s, want %s", calls, want)
+	}
+	var order []string
+	for _, e := range evs {
+		order = append(order, fmt.Sprintf("%s heal=%v old=%s new=%s", e.ID, e.Heal, e.Attrs["old"], e.Attrs["new"]))
+	}
+	want := []string{"f0 heal=false old=redis-1 new=redis-2", "f0 heal=true old= new=", "f1 heal=false old=redis-2 new=redis-1", "f1 heal=true old= new="}
+	if strings.Join(order, "; ") != strings.Join(want, "; ") {
+		t.Errorf("events\n%s\nwant\n%s", strings.Join(order, "\n"), strings.Join(want, "\n"))
+	}
+
+	for _, tc := range []struct {
+		specs []string
+		want  string
+	}{
+		{[]string{"failover@1s+3s", "failover@5s"}, ""},
+		{[]string{"failover@1s+5s", "failover@5s"}, "its old primary is still down at 5s"},
+		{[]string{"failover@2s", "failover=force@2s"}, "two failovers at once"},
+	} {
+		sched, err := ParseSchedule(tc.specs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = CheckTargets(sched, []infra.NodeSpec{{Name: "redis-1", Kind: infra.Redis}}, time.Second)
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: %v, want %q", tc.specs, err, tc.want)
+		}
 	}
 }

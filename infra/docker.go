@@ -292,17 +292,25 @@ func (p *dockerProvider) startPostgres(ctx context.Context, cfg serverConfig) (s
 	if cfg.Fsync {
 		fsync = "on"
 	}
+	env := map[string]string{
+		"POSTGRES_PASSWORD":    cfg.Password,
+		"POSTGRES_USER":        pgUser,
+		"POSTGRES_DB":          pgDatabase,
+		"POSTGRES_INITDB_ARGS": "--locale=C --encoding=UTF8",
+	}
+	cmd := []string{"postgres", "-c", "listen_addresses=*", "-c", "max_prepared_transactions=64",
+		"-c", "jit=off", "-c", "fsync=" + fsync}
+	if cfg.Rewindable {
+		// A pending rewind runs before the image's entrypoint (see
+		// dockerServer.prepareRewind); pg_rewind reads PGPASSWORD.
+		env["PGPASSWORD"] = cfg.Password
+		cmd = []string{"sh", "-c", dockerRewindHook + "\nexec docker-entrypoint.sh " + strings.Join(cmd, " ") + " -c wal_log_hints=on"}
+	}
 	return p.start(ctx, cfg, Postgres, img, testcontainers.ContainerRequest{
 		Image:        img,
 		ExposedPorts: []string{pgContainerPort},
-		Env: map[string]string{
-			"POSTGRES_PASSWORD":    cfg.Password,
-			"POSTGRES_USER":        pgUser,
-			"POSTGRES_DB":          pgDatabase,
-			"POSTGRES_INITDB_ARGS": "--locale=C --encoding=UTF8",
-		},
-		Cmd: []string{"postgres", "-c", "listen_addresses=*", "-c", "max_prepared_transactions=64",
-			"-c", "jit=off", "-c", "fsync=" + fsync},
+		Env:          env,
+		Cmd:          cmd,
 	}, pgContainerPort)
 }
 

@@ -318,6 +318,9 @@ type localServer struct {
 	sockDir   string // PostgreSQL's unix socket dir when s.dir is too long for one
 	paused    bool
 	destroyed bool
+	// preStart runs before the next spawn (pg-standby: the pending rewind
+	// of an old primary into a standby); cleared once it succeeded.
+	preStart func(ctx context.Context) error
 }
 
 func (s *localServer) addr() string {
@@ -440,6 +443,12 @@ func (s *localServer) start(ctx context.Context) error {
 			return s.signalTree(syscall.SIGCONT)
 		}
 		return nil
+	}
+	if s.preStart != nil {
+		if err := s.preStart(ctx); err != nil {
+			return err
+		}
+		s.preStart = nil
 	}
 	port := s.port
 	const attempts = 3

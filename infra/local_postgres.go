@@ -107,12 +107,19 @@ func (p *localProvider) newPostgres(ctx context.Context, cfg serverConfig, binDi
 			"-c", "max_connections=200",
 			"-c", "jit=off",
 		}
+		if cfg.Rewindable {
+			a = append(a, "-c", "wal_log_hints=on")
+		}
 		if !cfg.Fsync {
 			// synchronous_commit stays on: with it off a commit returns
 			// before its WAL reaches the kernel, and a SIGKILL of the
 			// server loses committed transactions. fsync and
-			// full_page_writes off only matter for an OS crash.
-			a = append(a, "-c", "fsync=off", "-c", "full_page_writes=off")
+			// full_page_writes off only matter for an OS crash
+			// (full_page_writes stays on for pg_rewind).
+			a = append(a, "-c", "fsync=off")
+			if !cfg.Rewindable {
+				a = append(a, "-c", "full_page_writes=off")
+			}
 		}
 		return a
 	}
@@ -351,9 +358,22 @@ func pgTool(binDir, name string) string {
 	return p
 }
 
-// fenceAsStandby writes standby.signal into the data directory: the next
-// start runs in recovery (read-only). See pgStandbyTopology.failover.
-func (s *localServer) fenceAsStandby(context.Context) error {
-	_, err := s.writeOwned(filepath.Join("data", "standby.signal"), "")
-	return err
+// prepareRewind fences the stopped old primary (standby.signal: a start
+// comes up read-only) and makes its next start first rewind it into a
+// standby of rw's upstream (rewindScript, run as the server's user). See
+// pgStandbyTopology.failover.
+func (s *localServer) prepareRewind(_ context.Context, rw rewindConfig) error {
+	if _, err := s.writeOwned(filepath.Join("data", "standby.signal"), ""); err != nil {
+		return err
+	}
+	script := rewindScript(s.dataDir(), pgTool(filepath.Dir(s.bin), "pg_rewind"), rw, s.cfg.Fsync)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.preStart = func(ctx context.Context) error {
+		t0 := time.Now()
+		err := s.runOnce(ctx, 2*time.Minute, []string{"/bin/sh", "-c", script}, "PGPASSWORD="+s.cfg.Password)
+		slog.Debug("infra: postgres rewound", "node", s.cfg.Name, "upstream", rw.Upstream, "took", time.Since(t0), "err", err)
+		return err
+	}
+	return nil
 }

@@ -30,7 +30,19 @@ type node struct {
 	// redis-1's server); nil = no node shares it.
 	sharers func(ctx context.Context, except *node) error
 
+	// rejoin, when set, makes the next Start a rejoin of the topology
+	// (pg-standby: an old primary rewound into a standby of the new one);
+	// cleared once a Start has rejoined.
+	rejoin rejoiner
+
 	mu sync.Mutex // serialises lifecycle operations on this node
+}
+
+// rejoiner is a node's pending rejoin: what runs before and after its
+// server starts.
+type rejoiner interface {
+	beforeStart(ctx context.Context, n *node) error
+	afterStart(ctx context.Context, n *node) error
 }
 
 var _ Node = (*node)(nil)
@@ -66,10 +78,17 @@ func (n *node) Kill(ctx context.Context) error {
 	return n.srv.kill(ctx)
 }
 
-// Start restarts the server and re-points the proxy at its address.
+// Start restarts the server and re-points the proxy at its address; a
+// pending rejoin (see rejoiner) runs around the start and Start returns
+// once the node has rejoined.
 func (n *node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.rejoin != nil {
+		if err := n.rejoin.beforeStart(ctx, n); err != nil {
+			return err
+		}
+	}
 	if err := n.srv.start(ctx); err != nil {
 		return err
 	}
@@ -80,6 +99,12 @@ func (n *node) Start(ctx context.Context) error {
 	}
 	if err := n.px.setUpstream(ctx, n.srv.addr()); err != nil {
 		return err
+	}
+	if n.rejoin != nil {
+		if err := n.rejoin.afterStart(ctx, n); err != nil {
+			return err
+		}
+		n.rejoin = nil
 	}
 	if n.sharers != nil {
 		return n.sharers(ctx, n)

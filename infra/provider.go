@@ -49,6 +49,12 @@ type serverConfig struct {
 	Sentinel bool     // run redis-server --sentinel (Conf holds its directives)
 	Network  string   // docker: the user-defined network the container joins
 	Alias    string   // docker: the container's name on Network
+	// Rewindable runs PostgreSQL so pg_rewind can later turn it into a
+	// standby of another node (pg-standby): wal_log_hints=on and
+	// full_page_writes=on (pg_rewind needs both), and on docker a
+	// container command that runs a pending rewind before the server.
+	Rewindable bool
+	PGData     string // docker: PostgreSQL's data directory in the container ("" = the image's)
 }
 
 // provider starts servers one way (local processes or docker containers).

@@ -172,7 +172,9 @@ const (
 	// FailoverKill SIGKILLs the primary and waits until a new one is
 	// promoted (by the Sentinels for redis). The old primary stays down:
 	// Node.Start brings it back (redis: empty, and the Sentinels turn it
-	// into a replica of the new primary a few seconds later).
+	// into a replica of the new primary a few seconds later; pg-standby:
+	// rewound with pg_rewind into a streaming standby of the new primary,
+	// before Start returns).
 	FailoverKill FailoverMode = "kill"
 	// FailoverForce asks for a failover without killing anything (redis:
 	// SENTINEL FAILOVER): the Sentinels promote a replica and turn the old
@@ -191,6 +193,9 @@ type FailoverResult struct {
 	// Took is Promoted - Started: kill (or request) to promotion, as
 	// observed by polling every 20 ms.
 	Took time.Duration
+	// OldStopped says the old primary is down (killed, or pg-standby's
+	// force stopped it): Node.Start brings it back as a replica.
+	OldStopped bool
 }
 
 // topology is what a replicated topology adds to an Env.

@@ -8,21 +8,25 @@ package infra
 // 'pg_2' and synchronous_commit = remote_apply, so a commit returns only
 // once the standby has applied it.
 //
-// peer:pg-1 carries pg-2's WAL receiver connection (and the base backup)
-// and nothing else; WAL flows pg-1 -> pg-2, i.e. "downstream" through it.
-// Cutting it partitions replication while clients still reach both nodes;
-// a latency toxic on it is replication lag. pg-2 has no peer link: nothing
-// connects to it (after a failover the old primary stays down; faultline
-// does not pg_rewind it into a standby).
+// Each node has a peer link; a standby's WAL receiver (and a base backup or
+// a rewind) connects to its primary's, so WAL flows "downstream" through
+// the primary's link and nothing else uses it. Cutting it partitions
+// replication while clients still reach both nodes; a latency toxic on it
+// is replication lag.
 //
 // Failover is driven by faultline itself (PostgreSQL has no Sentinel): kill
 // (or stop) the primary, then pg_promote() on the standby. Clients follow
 // the promoted node with FailoverDSN, a multi-host DSN through both client
-// proxies with target_session_attrs=read-write.
+// proxies with target_session_attrs=read-write. The old primary is fenced
+// (its next start is read-only) and its next start (Node.Start, the
+// failover fault's heal) rewinds it with pg_rewind from the new primary
+// through that one's peer link and brings it back as a streaming standby on
+// a slot of its own, so the topology can fail over again, back to it.
 
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -31,16 +35,18 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Names of the pg-standby nodes and slot.
+// Names of the pg-standby nodes.
 const (
 	pgPrimaryName = "pg-1"
 	pgStandbyName = "pg-2"
-	// pgSlot is the physical replication slot on pg-1 and pg-2's
-	// application_name (its name in synchronous_standby_names).
-	pgSlot = "pg_2"
 	// pgPort is PostgreSQL's port inside a container.
 	pgPort = 5432
 )
+
+// slotOf is the physical replication slot a node streams from when it is
+// the standby ("pg-2" -> "pg_2"), and its application_name (its name in
+// synchronous_standby_names).
+func slotOf(node string) string { return strings.ReplaceAll(node, "-", "_") }
 
 // standbyConfig says where a streaming standby copies from and streams.
 type standbyConfig struct {
@@ -55,6 +61,50 @@ type standbyConfig struct {
 func (sb standbyConfig) conninfo(host, port string) string {
 	return fmt.Sprintf("host=%s port=%s user=%s application_name=%s sslmode=disable connect_timeout=5",
 		host, port, pgUser, sb.AppName)
+}
+
+// rewindConfig is what a stopped old primary needs to rejoin: the new
+// primary (Upstream: its peer link), the slot there and its application_name.
+type rewindConfig struct{ standbyConfig }
+
+// rewindScript is the sh script that turns the stopped old primary in
+// dataDir into a standby of rw.Upstream: pg_rewind (PGPASSWORD from the
+// environment) throws away what the old primary wrote after the two
+// histories diverged — writes its standby never received, lost for good —
+// and copies what changed on the new primary; then primary_conninfo and
+// primary_slot_name point at the new primary, and standby.signal makes the
+// start a standby's. standby.signal is back on every exit: a failed rewind
+// leaves the node fenced, never a second primary.
+func rewindScript(dataDir, pgRewind string, rw rewindConfig, fsync bool) string {
+	host, port, _ := net.SplitHostPort(rw.Upstream)
+	conninfo := rw.conninfo(host, port)
+	sync := " --no-sync"
+	if fsync {
+		sync = ""
+	}
+	auto := `"$D/postgresql.auto.conf"`
+	return strings.Join([]string{
+		"set -e",
+		"D=" + dataDir,
+		`trap 'touch "$D/standby.signal"' EXIT`,
+		// pg_rewind first finishes a killed server's crash recovery in
+		// single-user mode, which refuses to run with standby.signal.
+		`rm -f "$D/standby.signal"`,
+		fmt.Sprintf(`%s -D "$D" --source-server='%s dbname=%s'%s`, pgRewind, conninfo, pgDatabase, sync),
+		// pg_rewind copied the new primary's postgresql.auto.conf: keep
+		// all but the replication settings (a standby that waits for a
+		// synchronous standby of its own would block every commit once
+		// promoted), then follow the new primary on the slot.
+		`grep -v -E '^(primary_conninfo|primary_slot_name|synchronous_standby_names|synchronous_commit) ' ` + auto + ` > "$D/auto.conf.tmp" || true`,
+		fmt.Sprintf(`echo "primary_conninfo = '%s password=$PGPASSWORD'" >> "$D/auto.conf.tmp"`, conninfo),
+		fmt.Sprintf(`echo "primary_slot_name = '%s'" >> "$D/auto.conf.tmp"`, rw.Slot),
+		`mv "$D/auto.conf.tmp" ` + auto,
+	}, "\n") + "\n"
+}
+
+// pgRewinder is a PostgreSQL server that can be rewound into a standby.
+type pgRewinder interface {
+	prepareRewind(ctx context.Context, rw rewindConfig) error
 }
 
 // standbyStarter is a provider that can start a PostgreSQL streaming standby.
@@ -87,10 +137,14 @@ func (t *pgStandbyTopology) start(ctx context.Context, e *Env) error {
 	if err != nil {
 		return fmt.Errorf("peer link of %s: %w", pgPrimaryName, err)
 	}
+	px2, announce2, follows2, err := pn.link(ctx, pgStandbyName, pgPort)
+	if err != nil {
+		return fmt.Errorf("peer link of %s: %w", pgStandbyName, err)
+	}
 	pw := newPassword() // one password: pg-2's cluster is a copy of pg-1's
 	config := func(name string) serverConfig {
 		cfg := serverConfig{Name: name, Password: pw, Fsync: e.spec.PostgresFsync, Image: e.spec.PostgresImage,
-			ReadyTimeout: e.spec.ReadyTimeout, Alias: name}
+			ReadyTimeout: e.spec.ReadyTimeout, Alias: name, Rewindable: true}
 		pn.serverConfig(&cfg)
 		return cfg
 	}
@@ -106,54 +160,73 @@ func (t *pgStandbyTopology) start(ctx context.Context, e *Env) error {
 			return err
 		}
 	}
-	srv, err = ss.startPostgresStandby(ctx, config(pgStandbyName), standbyConfig{Upstream: announce, Slot: pgSlot, AppName: pgSlot})
+	primary, _ := e.Node(pgPrimaryName)
+	// In the configuration file too (pg_basebackup and pg_rewind copy it):
+	// pg_rewind's crash recovery of a killed node runs a single-user
+	// server on it with the file's settings only. The wal_log_hints it
+	// runs with is the one pg_rewind then requires in the control file;
+	// with the default max_prepared_transactions (0) it cannot replay a
+	// PREPARE TRANSACTION.
+	if err := pgExec(ctx, primary.DirectDSN(), "ALTER SYSTEM SET wal_log_hints = on",
+		"ALTER SYSTEM SET max_prepared_transactions = 64"); err != nil {
+		return fmt.Errorf("node %s: %w", pgPrimaryName, err)
+	}
+	slot := slotOf(pgStandbyName)
+	srv, err = ss.startPostgresStandby(ctx, config(pgStandbyName), standbyConfig{Upstream: announce, Slot: slot, AppName: slot})
 	if err != nil {
 		return err
 	}
-	if err := e.addTopoNode(ctx, NodeSpec{Name: pgStandbyName, Kind: Postgres}, srv, pw, nil, "", false); err != nil {
+	if err := e.addTopoNode(ctx, NodeSpec{Name: pgStandbyName, Kind: Postgres}, srv, pw, px2, announce2, follows2); err != nil {
 		return err
 	}
-	primary, _ := e.Node(pgPrimaryName)
+	standby, _ := e.Node(pgStandbyName)
 	sync := e.spec.Replication.SyncStandby
 	if sync {
 		// Only now: pg_basebackup copies postgresql.auto.conf, and a promoted
 		// pg-2 waiting for a standby of its own would block every commit.
-		if err := pgExec(ctx, primary.DirectDSN(), "ALTER SYSTEM SET synchronous_standby_names = '"+pgSlot+"'",
-			"ALTER SYSTEM SET synchronous_commit = 'remote_apply'", "SELECT pg_reload_conf()"); err != nil {
-			return fmt.Errorf("node %s: make %s the synchronous standby: %w", pgPrimaryName, pgStandbyName, err)
+		if err := makeSync(ctx, primary, pgStandbyName); err != nil {
+			return err
 		}
 	}
-	return e.waitStreaming(ctx, primary, sync)
+	return e.waitStreaming(ctx, primary, standby, sync)
 }
 
-// waitStreaming polls pg_stat_replication on the primary until the slot's
-// WAL sender is streaming (and sync_state is sync when sync is set).
-func (e *Env) waitStreaming(ctx context.Context, primary Node, sync bool) error {
+// makeSync makes standby the synchronous standby of primary
+// (remote_apply).
+func makeSync(ctx context.Context, primary Node, standby string) error {
+	if err := pgExec(ctx, primary.DirectDSN(), "ALTER SYSTEM SET synchronous_standby_names = '"+slotOf(standby)+"'",
+		"ALTER SYSTEM SET synchronous_commit = 'remote_apply'", "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("node %s: make %s the synchronous standby: %w", primary.Name(), standby, err)
+	}
+	return nil
+}
+
+// waitStreaming polls pg_stat_replication on the primary until standby's
+// WAL sender is streaming from its slot (and sync_state is sync when sync
+// is set).
+func (e *Env) waitStreaming(ctx context.Context, primary, standby Node, sync bool) error {
 	ctx, cancel := context.WithTimeout(ctx, e.spec.ReadyTimeout)
 	defer cancel()
 	want := "streaming"
 	if sync {
 		want += " (sync_state sync)"
 	}
+	slot := slotOf(standby.Name())
 	err := pollEvery(ctx, 50*time.Millisecond, nil, func(ctx context.Context) error {
 		st, err := ReplicationStatus(ctx, primary.DirectDSN())
 		if err != nil {
 			return err
 		}
 		for _, r := range st {
-			if r.AppName == pgSlot && r.State == "streaming" && (!sync || r.SyncState == "sync") {
+			if r.AppName == slot && r.Slot == slot && r.State == "streaming" && (!sync || r.SyncState == "sync") {
 				return nil
 			}
 		}
 		return fmt.Errorf("pg_stat_replication: %+v", st)
 	})
 	if err != nil {
-		tail := ""
-		if n, ok := e.Node(pgStandbyName); ok {
-			tail = n.(*node).srv.logTail()
-		}
 		return fmt.Errorf("node %s: not %s from %s within %s: %w\n  log tail of %s:\n%s",
-			pgStandbyName, want, pgPrimaryName, e.spec.ReadyTimeout, err, pgStandbyName, indent(tail))
+			standby.Name(), want, primary.Name(), e.spec.ReadyTimeout, err, standby.Name(), indent(standby.(*node).srv.logTail()))
 	}
 	return nil
 }
@@ -258,12 +331,12 @@ func (t *pgStandbyTopology) primary(ctx context.Context, e *Env) (Node, error) {
 }
 
 // failover ends the primary, promotes the standby with pg_promote(wait =>
-// true) and fences the old primary (see below). FailoverKill SIGKILLs the primary: what its standby had not
-// received is lost (asynchronous replication). FailoverForce stops it with
-// a fast shutdown, whose WAL sender streams everything to the standby
-// before the server exits: a switchover that loses no committed write. The
-// old primary stays down; Node.Start brings it back read-only (fenced), not
-// as a standby of the new primary: that needs pg_rewind, not done here.
+// true) and fences the old primary, whose next start rejoins (see
+// pgRejoin). FailoverKill SIGKILLs the primary: what its standby had not
+// received is lost (asynchronous replication), and the rewind at the
+// rejoin throws the old primary's copy away too. FailoverForce stops it
+// with a fast shutdown, whose WAL sender streams everything to the standby
+// before the server exits: a switchover that loses no committed write.
 func (t *pgStandbyTopology) failover(ctx context.Context, e *Env, how FailoverMode) (FailoverResult, error) {
 	old, err := t.primary(ctx, e)
 	if err != nil {
@@ -276,7 +349,7 @@ func (t *pgStandbyTopology) failover(ctx context.Context, e *Env, how FailoverMo
 		}
 	}
 	if !pgFollows(ctx, next) {
-		return FailoverResult{}, fmt.Errorf("pg-standby: cannot fail over from %s: %s is not its standby (a promoted standby has none of its own; a fenced old primary follows nobody)", old.Name(), next.Name())
+		return FailoverResult{}, fmt.Errorf("pg-standby: cannot fail over from %s: %s is not its standby (it is down or fenced: the old primary of the last failover rejoins as the standby when it starts again)", old.Name(), next.Name())
 	}
 	res := FailoverResult{Mode: how, Old: old.Name(), New: next.Name(), Started: time.Now()}
 	if how == FailoverKill {
@@ -284,6 +357,7 @@ func (t *pgStandbyTopology) failover(ctx context.Context, e *Env, how FailoverMo
 	} else {
 		err = old.Stop(ctx)
 	}
+	res.OldStopped = true
 	if err != nil {
 		return res, fmt.Errorf("pg-standby: end primary %s: %w", old.Name(), err)
 	}
@@ -304,16 +378,61 @@ func (t *pgStandbyTopology) failover(ctx context.Context, e *Env, how FailoverMo
 	t.mu.Lock()
 	t.promoted = next.Name()
 	t.mu.Unlock()
-	// Fence the old primary: a standby.signal in its data directory makes
-	// a restart (Node.Start, the failover fault's heal) come up read-only
-	// in recovery, following nobody, so FailoverDSN's read-write clients
-	// skip it and it cannot take writes next to the promoted node.
-	if f, ok := old.(*node).srv.(interface{ fenceAsStandby(context.Context) error }); ok {
-		if err := f.fenceAsStandby(ctx); err != nil {
-			return res, fmt.Errorf("pg-standby: fence the old primary %s: %w", old.Name(), err)
+	// Fence the old primary (standby.signal: a restart comes up read-only,
+	// so FailoverDSN's read-write clients skip it and it cannot take
+	// writes next to the promoted node) and make its next start rewind
+	// it into a standby of the new one.
+	on := old.(*node)
+	rw, ok := on.srv.(pgRewinder)
+	if !ok {
+		return res, fmt.Errorf("pg-standby: the %s provider cannot rewind the old primary %s", e.prov.name(), old.Name())
+	}
+	slot := slotOf(old.Name())
+	if err := rw.prepareRewind(ctx, rewindConfig{standbyConfig{Upstream: next.(*node).announce, Slot: slot, AppName: slot}}); err != nil {
+		return res, fmt.Errorf("pg-standby: fence the old primary %s: %w", old.Name(), err)
+	}
+	on.mu.Lock()
+	on.rejoin = &pgRejoin{e: e, primary: next}
+	on.mu.Unlock()
+	return res, nil
+}
+
+// pgRejoin is the pending rejoin of an old primary as a standby of the
+// node promoted in its place (node.rejoin). Before the start: a
+// checkpoint on the new primary (pg_promote's end-of-recovery checkpoint
+// runs in the background, and until one completes pg_rewind reads the old
+// timeline from its control file and finds nothing to rewind) and the
+// physical slot there (a stale inactive one of an earlier round is
+// dropped first). The start itself runs the rewind (prepareRewind). After
+// it: the node streams from its slot, and with SyncStandby is the new
+// primary's synchronous standby.
+type pgRejoin struct {
+	e       *Env
+	primary Node // the new primary
+}
+
+func (r *pgRejoin) beforeStart(ctx context.Context, n *node) error {
+	slot := slotOf(n.name)
+	err := pgExec(ctx, r.primary.DirectDSN(), "CHECKPOINT",
+		"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '"+slot+"' AND NOT active",
+		"SELECT pg_create_physical_replication_slot('"+slot+"', true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '"+slot+"')")
+	if err != nil {
+		return fmt.Errorf("pg-standby: rejoin %s: prepare the new primary %s: %w", n.name, r.primary.Name(), err)
+	}
+	return nil
+}
+
+func (r *pgRejoin) afterStart(ctx context.Context, n *node) error {
+	sync := r.e.spec.Replication.SyncStandby
+	if sync {
+		if err := makeSync(ctx, r.primary, n.name); err != nil {
+			return err
 		}
 	}
-	return res, nil
+	if err := r.e.waitStreaming(ctx, r.primary, n, sync); err != nil {
+		return fmt.Errorf("pg-standby: rejoin %s: %w", n.name, err)
+	}
+	return nil
 }
 
 // pgFollows says whether n is a standby with a primary to follow (a fenced

@@ -34,13 +34,14 @@ func (p *dockerProvider) startPostgresStandby(ctx context.Context, cfg serverCon
 		fsync = "on"
 	}
 	d := pgStandbyData
+	cfg.PGData = d
 	script := strings.Join([]string{
-		"set -e",
+		dockerRewindHook, // set -e, then a pending rewind
 		fmt.Sprintf(`if [ ! -s %s/PG_VERSION ]; then rm -rf %s.tmp`, d, d),
 		fmt.Sprintf(`pg_basebackup -D %s.tmp -d '%s' -R -X stream -C -S %s --checkpoint=fast --no-sync -w`,
 			d, sb.conninfo(host, port), sb.Slot),
 		fmt.Sprintf(`mv %s.tmp %s; fi`, d, d),
-		fmt.Sprintf(`exec postgres -D %s -c listen_addresses=* -c max_prepared_transactions=64 -c jit=off -c fsync=%s`, d, fsync),
+		fmt.Sprintf(`exec postgres -D %s -c listen_addresses=* -c max_prepared_transactions=64 -c jit=off -c fsync=%s -c wal_log_hints=on`, d, fsync),
 	}, "\n")
 	return p.start(ctx, cfg, Postgres, img, testcontainers.ContainerRequest{
 		Image:        img,
@@ -70,14 +71,35 @@ func (s *dockerServer) allowReplication(ctx context.Context) error {
 	return nil
 }
 
-// fenceAsStandby puts standby.signal into the (stopped) container's data
-// directory: the next start runs in recovery (read-only). See
-// pgStandbyTopology.failover.
-func (s *dockerServer) fenceAsStandby(ctx context.Context) error {
+// dockerRewindScript is where prepareRewind puts the rewind script in a
+// stopped container; dockerRewindHook, the first lines of a pg-standby
+// container's command, runs it before PostgreSQL starts and removes it once
+// it succeeded (a failed rewind exits: the start fails, the node stays
+// fenced, and the next start tries again).
+const (
+	dockerRewindScript = "/var/lib/postgresql/faultline-rewind.sh"
+	dockerRewindHook   = "set -e\nif [ -f " + dockerRewindScript + " ]; then sh " + dockerRewindScript + "; rm -f " + dockerRewindScript + "; fi"
+)
+
+// prepareRewind fences the stopped old primary (standby.signal in its data
+// directory: a start comes up read-only) and puts the rewind script into
+// the container, which its command runs on the next start (see
+// dockerRewindHook and pgStandbyTopology.failover).
+func (s *dockerServer) prepareRewind(ctx context.Context, rw rewindConfig) error {
+	data := s.cfg.PGData
+	if data == "" {
+		data = "/var/lib/postgresql/data"
+	}
 	ctx, cancel := context.WithTimeout(ctx, dockerCallTimeout)
 	defer cancel()
-	if err := s.ctr.CopyToContainer(ctx, nil, "/var/lib/postgresql/data/standby.signal", 0o644); err != nil {
+	if err := s.ctr.CopyToContainer(ctx, nil, data+"/standby.signal", 0o644); err != nil {
 		return s.errorf("write standby.signal: %w", err)
+	}
+	// The container started afresh: PID 1 is this shell, which the
+	// postmaster.pid left by the killed server (PID 1 too) would name.
+	script := "rm -f " + data + "/postmaster.pid\n" + rewindScript(data, "pg_rewind", rw, s.cfg.Fsync)
+	if err := s.ctr.CopyToContainer(ctx, []byte(script), dockerRewindScript, 0o644); err != nil {
+		return s.errorf("write %s: %w", dockerRewindScript, err)
 	}
 	return nil
 }

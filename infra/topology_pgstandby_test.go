@@ -87,7 +87,7 @@ func testPGStandby(t *testing.T, provider string, sync bool) {
 		t.Fatalf("primary %v, %v", prim, err)
 	}
 	links := env.Links()
-	if len(links) != 1 || links[0].Name() != "peer:pg-1" || links[0].To() != "pg-1" {
+	if len(links) != 2 || links[0].Name() != "peer:pg-1" || links[0].To() != "pg-1" || links[1].Name() != "peer:pg-2" {
 		t.Fatalf("links %v", links)
 	}
 	link := links[0].Proxy()
@@ -138,6 +138,8 @@ func testPGStandby(t *testing.T, provider string, sync bool) {
 		t.Fatalf("async: write on the primary with the link cut: %v", werr)
 	case sync && werr == nil:
 		t.Fatal("sync: a commit was acknowledged while no standby received it")
+	case !sync && kvGet(t, p1.DirectDSN(), "b") != "only-on-pg-1":
+		t.Fatal("async: the acknowledged write is not on pg-1")
 	}
 
 	res, err := env.Failover(ctx, FailoverKill)
@@ -187,24 +189,100 @@ func testPGStandby(t *testing.T, provider string, sync bool) {
 	if v := kvGet(t, p2.DirectDSN(), "p"); v != "prepared" {
 		t.Errorf("prepared row after COMMIT PREPARED: %q", v)
 	}
-	// The old primary comes back fenced: read-only, not a second primary,
-	// and no candidate for another failover (it follows nobody).
-	if err := p1.Start(ctx); err != nil {
-		t.Fatalf("restart the old primary: %v", err)
+	// The old primary rejoins as a standby of pg-2 (pg_rewind): what it
+	// wrote after the cut is gone, replication flows pg-2 -> pg-1.
+	if err := link.Enable(ctx); err != nil {
+		t.Fatal(err)
 	}
-	if roles, err := env.Roles(ctx); err != nil || roles["pg-1"] != RoleReplica || roles["pg-2"] != RolePrimary {
-		t.Fatalf("roles after restarting the old primary %v, %v", roles, err)
-	}
-	if err := pgExec(ctx, p1.DirectDSN(), "INSERT INTO kv VALUES ('d', 'on-the-fenced-node')"); err == nil {
-		t.Error("the restarted old primary took a write")
-	}
+	rejoin(t, env, p1, p2, sync, "b")
 	pool.Reset() // new connections: FailoverDSN tries pg-1 first
 	if _, err := pool.Exec(ctx, "INSERT INTO kv VALUES ('e', 'after-restart')"); err != nil || kvGet(t, p2.DirectDSN(), "e") != "after-restart" {
-		t.Errorf("write through FailoverDSN after the old primary's restart: %v (want it on pg-2)", err)
+		t.Errorf("write through FailoverDSN after the old primary's rejoin: %v (want it on pg-2)", err)
 	}
-	if _, err := env.Failover(ctx, FailoverKill); err == nil {
-		t.Error("a second failover with no standby left succeeded")
+
+	// Second failover, back to pg-1, with a write pg-1 never receives:
+	// pg-1's WAL receiver connects through pg-2's peer link.
+	link2 := links[1].Proxy()
+	if err := link2.Disable(ctx); err != nil {
+		t.Fatal(err)
 	}
+	poll(t, 20*time.Second, func() error {
+		st, err := ReplicationStatus(ctx, p2.DirectDSN())
+		if err != nil || len(st) != 0 {
+			return fmt.Errorf("pg_stat_replication on pg-2 %+v, %v", st, err)
+		}
+		return nil
+	})
+	wctx, wcancel = context.WithTimeout(ctx, 2*time.Second)
+	werr = pgExec(wctx, p2.DSN(), "INSERT INTO kv VALUES ('b2', 'only-on-pg-2')")
+	wcancel()
+	if !sync && (werr != nil || kvGet(t, p2.DirectDSN(), "b2") != "only-on-pg-2") {
+		t.Fatalf("async: write on pg-2 with its link cut: %v", werr)
+	} else if sync && werr == nil {
+		t.Fatal("sync: a commit on pg-2 was acknowledged while no standby received it")
+	}
+	res, err = env.Failover(ctx, FailoverKill)
+	if err != nil {
+		t.Fatalf("second Failover: %v", err)
+	}
+	if res.Old != "pg-2" || res.New != "pg-1" {
+		t.Fatalf("second failover result %+v", res)
+	}
+	t.Logf("second promotion (%s, sync=%v): %v", env.Provider(), sync, res.Took.Round(time.Millisecond))
+	if roles, err := env.Roles(ctx); err != nil || roles["pg-1"] != RolePrimary || roles["pg-2"] != RoleDown {
+		t.Fatalf("roles after the second failover %v, %v", roles, err)
+	}
+	for k, want := range map[string]string{"a": "replicated", "c": "after-failover", "e": "after-restart", "b2": ""} {
+		if v := kvGet(t, p1.DirectDSN(), k); v != want {
+			t.Errorf("pg-1 promoted again: kv[%s] = %q, want %q", k, v, want)
+		}
+	}
+	if err := link2.Enable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rejoin(t, env, p2, p1, sync, "b2")
+	if _, err := env.Failover(ctx, FailoverForce); err != nil {
+		t.Errorf("a third failover (forced) after the second rejoin: %v", err)
+	}
+}
+
+// rejoin restarts old, the old primary of the last failover, and checks
+// that it came back as a streaming standby of primary: not writable, the
+// write lost (made on old after its replication was cut) gone, a write on
+// primary replicated to it.
+func rejoin(t *testing.T, env *Env, old, primary Node, sync bool, lost string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	if err := old.Start(ctx); err != nil {
+		t.Fatalf("restart the old primary %s: %v", old.Name(), err)
+	}
+	t.Logf("rejoin of %s (%s, sync=%v): %v from Start to streaming (pg_rewind, start, slot)", old.Name(), env.Provider(), sync, time.Since(t0).Round(time.Millisecond))
+	if roles, err := env.Roles(ctx); err != nil || roles[old.Name()] != RoleReplica || roles[primary.Name()] != RolePrimary {
+		t.Fatalf("roles after %s rejoined: %v, %v", old.Name(), roles, err)
+	}
+	if prim, err := env.Primary(ctx); err != nil || prim.Name() != primary.Name() {
+		t.Fatalf("primary after %s rejoined: %v, %v", old.Name(), prim, err)
+	}
+	wantSync := "async"
+	if sync {
+		wantSync = "sync"
+	}
+	slot := slotOf(old.Name())
+	st, err := ReplicationStatus(ctx, primary.DirectDSN())
+	if err != nil || len(st) != 1 || st[0] != (Replica{AppName: slot, State: "streaming", SyncState: wantSync, Slot: slot}) {
+		t.Fatalf("pg_stat_replication on %s: %+v, %v (want %s streaming %s on slot %s)", primary.Name(), st, err, slot, wantSync, slot)
+	}
+	if v := kvGet(t, old.DirectDSN(), lost); v != "" {
+		t.Errorf("%s kept %q = %q, written after its replication was cut: pg_rewind must drop it", old.Name(), lost, v)
+	}
+	if err := pgExec(ctx, old.DirectDSN(), "INSERT INTO kv VALUES ('x-"+old.Name()+"', 'on-the-standby')"); err == nil {
+		t.Errorf("the rejoined %s took a write", old.Name())
+	}
+	key := "after-rejoin-" + old.Name()
+	mustExec(t, primary.DSN(), "INSERT INTO kv VALUES ('"+key+"', 'flows')")
+	waitKV(t, old.DirectDSN(), key, "flows")
 }
 
 func mustExec(t *testing.T, dsn string, stmts ...string) {
