@@ -109,7 +109,12 @@ func (g *pgLease) TryAcquire(ctx context.Context, key string, ttl time.Duration)
 	// transaction advisory lock: an upsert that draws it first and then
 	// waits on another session's row (a release in progress) would hand
 	// out a fence older than the ones that session drew meanwhile.
-	err = c.QueryRow(ctx, `WITH serial AS (SELECT pg_advisory_xact_lock(hashtext('faultline-pg-lease:' || $1::text)))
+	// A key the statement's snapshot shows held by a live lease is refused
+	// before any of that: no advisory lock, no fence drawn, no row lock,
+	// so the attempt stays read-only (no transaction id, no WAL, no
+	// commit record) — the common case of a contended key.
+	err = c.QueryRow(ctx, `WITH serial AS (SELECT pg_advisory_xact_lock(hashtext('faultline-pg-lease:' || $1::text))
+		  WHERE NOT EXISTS (SELECT 1 FROM `+PgLeaseTable+` WHERE key = $1 AND expires_at >= now()))
 		INSERT INTO `+PgLeaseTable+` AS l (key, token, fence, expires_at)
 		SELECT $1, $2, nextval('`+PgLeaseSequence+`'), now() + $3::float8 * interval '1 millisecond' FROM serial
 		ON CONFLICT (key) DO UPDATE
