@@ -60,10 +60,11 @@ func init() {
 			return nil
 		},
 		draw: func(d *drawer, s *Spec) {
-			if len(d.nodes) < 2 {
-				return // the build says a pair is needed
-			}
 			a := d.one()
+			if len(d.nodes) < 2 {
+				s.Target = a + "|" + rolePrimary // one node: cut it from the primary
+				return
+			}
 			b := a
 			for b == a {
 				b = d.nodes[d.rng.IntN(len(d.nodes))]

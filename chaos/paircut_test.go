@@ -110,6 +110,18 @@ func TestPairCutResolve(t *testing.T) {
 			t.Errorf("%s: Heal: %v", tc.spec, err)
 		}
 	}
+	// The nemesis draws a buildable pair from one node too (FuzzNemesis).
+	for _, nodes := range [][]string{{"redis-1"}, {"redis-1", "redis-2", "redis-3"}} {
+		sched, err := Nemesis(NemesisOptions{Kinds: []string{"partition-pair", "isolate"}, Interval: time.Second, Duration: 5 * time.Second,
+			Seed: 3, Salt: "x", Nodes: nodes, TTL: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		topo := &fakeTopo{fakeEnv: newFakeEnv(nodes...), primary: "redis-1"}
+		if _, err := Plan(sched, topo, nil, time.Second); err != nil {
+			t.Errorf("nemesis on %v drew %v: %v", nodes, sched.Strings(), err)
+		}
+	}
 	s, _ := Parse("isolate:redis-1@0s")
 	local := noCut{&fakeTopo{fakeEnv: newFakeEnv("redis-1", "redis-2"), primary: "redis-1"}}
 	if _, err := Build(s, "f0", local, nil, time.Second); err == nil || !strings.Contains(err.Error(), "docker") {
