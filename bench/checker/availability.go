@@ -74,9 +74,10 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 			service = append(service, w)
 		}
 	}
-	var acquires []Operation
+	var acquires []*Operation // in the phase's operations
 	okByKey := map[string][]grant{} // successful acquires, by completion time
-	for _, o := range ops {
+	for i := range ops {
+		o := &ops[i]
 		if o.F() != "acquire" || o.InvokeAttr("probe") != "" || o.CompleteAttr("probe") != "" {
 			continue
 		}
@@ -185,8 +186,7 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 			for _, i := range inService {
 				stats[i].unavailable++
 				if stats[i].first == nil {
-					a := a
-					stats[i].first = &a
+					stats[i].first = a
 				}
 			}
 		case anyFault:
@@ -200,7 +200,7 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 			vs = append(vs, results.Violation{
 				Kind: "stalled", Keys: []string{a.Key()}, Processes: []int{a.Process}, Time: a.Invoke.Time, Indexes: a.Indexes(),
 				Description: fmt.Sprintf("p%d's acquire of %s, invoked at %s, %s at %s with no fault active, and nobody acquired %s from its invocation until %s though no holder held it for most of that time",
-					a.Process, a.Key(), secs(a.Invoke.Time), failWord(a), secs(end), a.Key(), secs(to)),
+					a.Process, a.Key(), secs(a.Invoke.Time), failWord(*a), secs(end), a.Key(), secs(to)),
 			})
 		}
 	}

@@ -117,12 +117,7 @@ type rejections struct {
 // fencedInLease judges every write the resource rejected as fenced.
 func fencedInLease(ops []Operation, windows []Window, opt Options) rejections {
 	var r rejections
-	acqByKey := map[string][]Operation{}
-	for _, o := range ops {
-		if o.F() == "acquire" && o.OK() {
-			acqByKey[o.Key()] = append(acqByKey[o.Key()], o)
-		}
-	}
+	var acqByKey map[string][]*Operation // built on the first rejection that needs it
 	lease := map[int]Operation{} // process → its last acquire ok
 	for _, o := range ops {
 		switch {
@@ -152,6 +147,14 @@ func fencedInLease(ops []Operation, windows []Window, opt Options) rejections {
 		earliest := from
 		if opt.TTL > 0 {
 			earliest += int64(opt.TTL - opt.TTL/20)
+		}
+		if acqByKey == nil {
+			acqByKey = map[string][]*Operation{}
+			for i := range ops {
+				if x := &ops[i]; x.F() == "acquire" && x.OK() {
+					acqByKey[x.Key()] = append(acqByKey[x.Key()], x)
+				}
+			}
 		}
 		overtaken := false
 		for _, x := range acqByKey[o.Key()] {

@@ -23,7 +23,7 @@ func LostUpdate(h []history.Op, opt Options) results.Verdict {
 func lostUpdatePhase(p *Phase, opt Options) results.Verdict {
 	type tally struct {
 		acked, indeterminate int64
-		ackedOps             []Operation
+		ackedOps             []*Operation // in the phase's operations
 	}
 	tallies := map[string]*tally{}
 	get := func(k string) *tally {
@@ -34,7 +34,8 @@ func lostUpdatePhase(p *Phase, opt Options) results.Verdict {
 		}
 		return t
 	}
-	for _, o := range p.Ops {
+	for i := range p.Ops {
+		o := &p.Ops[i]
 		if o.F() != "write" {
 			continue
 		}
@@ -122,8 +123,8 @@ func lostUpdatePhase(p *Phase, opt Options) results.Verdict {
 
 // duplicateWrites returns the acknowledged writes that wrote a value another
 // acknowledged write also wrote, grouped by value in write order.
-func duplicateWrites(ops []Operation) []Operation {
-	byValue := map[int64][]Operation{}
+func duplicateWrites(ops []*Operation) []*Operation {
+	byValue := map[int64][]*Operation{}
 	var values []int64
 	for _, o := range ops {
 		v, ok := o.InvokeValue()
@@ -135,7 +136,7 @@ func duplicateWrites(ops []Operation) []Operation {
 		}
 		byValue[v] = append(byValue[v], o)
 	}
-	var out []Operation
+	var out []*Operation
 	for _, v := range values {
 		if len(byValue[v]) > 1 {
 			out = append(out, byValue[v]...)

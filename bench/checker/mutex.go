@@ -45,7 +45,7 @@ func resourceLog(p *Phase) (map[string][]*ResWrite, bool) {
 type criticalSection struct {
 	process            int
 	key                string
-	read, write        Operation
+	read, write        *Operation // in the phase's operations
 	token              string
 	fence              uint64
 	readInv, readOK    int64 // read effect lies in [readInv, readOK]
@@ -58,9 +58,10 @@ type criticalSection struct {
 // resource and make no section; reads never followed by a write neither.
 func criticalSections(ops []Operation) []criticalSection {
 	var out []criticalSection
-	lastRead := map[int]Operation{}
-	lastAcquire := map[int]Operation{}
-	for _, o := range ops {
+	lastRead := map[int]*Operation{}
+	lastAcquire := map[int]*Operation{}
+	for i := range ops {
+		o := &ops[i]
 		switch o.F() {
 		case "acquire":
 			if o.OK() {
@@ -134,17 +135,23 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*ResW
 		key string
 		v   int64
 	}
-	writes := map[wkey][]int{}
-	for i, o := range ops {
-		if v, ok := o.InvokeValue(); ok && o.F() == "write" {
-			k := wkey{o.Process, o.Key(), v}
-			writes[k] = append(writes[k], i)
-		}
-	}
+	// Both indexes are built on the first violation that needs them: a
+	// correct run's log needs neither.
+	var writes map[wkey][]int
 	clientWrite := func(e *ResWrite) (Operation, bool) {
 		p, ok := e.Writer()
 		if !ok || e.Value == nil {
 			return Operation{}, false
+		}
+		if writes == nil {
+			writes = map[wkey][]int{}
+			for i := range ops {
+				o := &ops[i]
+				if v, ok := o.InvokeValue(); ok && o.F() == "write" {
+					k := wkey{o.Process, o.Key(), v}
+					writes[k] = append(writes[k], i)
+				}
+			}
 		}
 		cands := writes[wkey{int(p), e.Key(), *e.Value}]
 		for _, i := range cands {
@@ -160,19 +167,22 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*ResW
 		p   int
 		key string
 	}
-	reads := map[pk][]Operation{}
-	for _, o := range ops {
-		if o.F() == "read" && o.OK() {
-			reads[pk{o.Process, o.Key()}] = append(reads[pk{o.Process, o.Key()}], o)
-		}
-	}
+	var reads map[pk][]*Operation
 	readBefore := func(w Operation) (Operation, bool) {
+		if reads == nil {
+			reads = map[pk][]*Operation{}
+			for i := range ops {
+				if o := &ops[i]; o.F() == "read" && o.OK() {
+					reads[pk{o.Process, o.Key()}] = append(reads[pk{o.Process, o.Key()}], o)
+				}
+			}
+		}
 		l := reads[pk{w.Process, w.Key()}]
 		i := sort.Search(len(l), func(i int) bool { return l[i].Complete.Time > w.Invoke.Time })
 		if i == 0 {
 			return Operation{}, false
 		}
-		return l[i-1], true
+		return *l[i-1], true
 	}
 
 	keys := make([]string, 0, len(log))

@@ -126,15 +126,15 @@ func NewPhase(h []history.Op) *Phase {
 
 func newResourceWrite(op *history.Op) ResWrite {
 	w := ResWrite{Index: op.Index, Time: op.Time, Fence: op.Fence, Token: op.Token, Value: op.Value, key: names.id(op.Key)}
-	for _, a := range []struct {
-		name string
-		bit  uint8
-		v    *int64
-	}{{"seq", hasSeq, &w.seq}, {"expected", hasExpected, &w.expected}, {"current", hasCurrent, &w.current}, {"writer", hasWriter, &w.writer}} {
-		if n, ok := attrInt(*op, a.name); ok {
-			*a.v, w.has = n, w.has|a.bit
+	attr := func(name string, bit uint8) int64 {
+		n, ok := attrInt(*op, name)
+		if ok {
+			w.has |= bit
 		}
+		return n
 	}
+	w.seq, w.expected = attr("seq", hasSeq), attr("expected", hasExpected)
+	w.current, w.writer = attr("current", hasCurrent), attr("writer", hasWriter)
 	return w
 }
 

@@ -270,6 +270,7 @@ func (r *Reader) eachOf(impl string, validate bool, visit func(*Op)) error {
 	plain := !bytes.ContainsRune(needle, '\\')
 	in := newInterner()
 	tokens := map[int]string{} // process → its last token, shared by the entries repeating it
+	var op Op // one for every line: visit copies what it keeps
 	for {
 		b, err := r.Line()
 		if errors.Is(err, io.EOF) {
@@ -286,7 +287,7 @@ func (r *Reader) eachOf(impl string, validate bool, visit func(*Op)) error {
 			}
 			continue
 		}
-		op, err := r.decode(b)
+		op, err = r.decode(b)
 		if err != nil {
 			return err
 		}
