@@ -12,8 +12,9 @@ set -euo pipefail
 # (examples/python, docs/protocol.md), run by /usr/bin/python3.
 # iptables (nsenter is in util-linux, always there): the docker provider's
 # per-pair partitions (partition-pair, isolate) drop packets in a container's
-# network namespace.
-packages=(redis-server postgresql busybox-static chromium ca-certificates python3-redis python3-psycopg2 zstd jq iptables)
+# network namespace. time: /usr/bin/time -v measures a run's peak memory
+# (README, History size and memory).
+packages=(redis-server postgresql busybox-static chromium ca-certificates python3-redis python3-psycopg2 zstd jq iptables time)
 
 installed() { # package name
   dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed
