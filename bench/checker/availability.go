@@ -74,7 +74,7 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 			service = append(service, w)
 		}
 	}
-	var acquires []*Operation // in the phase's operations
+	var acquires []*Operation       // in the phase's operations
 	okByKey := map[string][]grant{} // successful acquires, by completion time
 	for i := range ops {
 		o := &ops[i]

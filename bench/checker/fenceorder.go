@@ -118,7 +118,7 @@ type rejections struct {
 func fencedInLease(ops []Operation, windows []Window, opt Options) rejections {
 	var r rejections
 	var acqByKey map[string][]*Operation // built on the first rejection that needs it
-	lease := map[int]Operation{} // process → its last acquire ok
+	lease := map[int]Operation{}         // process → its last acquire ok
 	for _, o := range ops {
 		switch {
 		case o.F() == "acquire":

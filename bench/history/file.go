@@ -270,7 +270,7 @@ func (r *Reader) eachOf(impl string, validate bool, visit func(*Op)) error {
 	plain := !bytes.ContainsRune(needle, '\\')
 	in := newInterner()
 	tokens := map[int]string{} // process → its last token, shared by the entries repeating it
-	var op Op // one for every line: visit copies what it keeps
+	var op Op                  // one for every line: visit copies what it keeps
 	for {
 		b, err := r.Line()
 		if errors.Is(err, io.EOF) {
