@@ -28,7 +28,7 @@ func init() {
 			"replication is sub-millisecond, so little is lost); force: SENTINEL FAILOVER / promote without " +
 			"killing. Heal restarts a killed primary, which rejoins as a replica (Redis: empty; PostgreSQL: rewound with " +
 			"pg_rewind, losing what its replica never got). Without +duration it heals when the next failover is due " +
-			"(failover@2s,failover@6s fails over and back), else at the run's end. On a lock workload a " +
+			"(--fault failover@2s --fault failover@6s fails over and back), else at the run's end. On a lock workload a " +
 			"lossy failover keeps a holder working across it: the first lock granted inside the lossy window, on a key " +
 			"nobody held when the link was cut, stays held until the promotion and another client's write of that key (or " +
 			"until just before its lease expires); --opt failover-holder=false turns that off",

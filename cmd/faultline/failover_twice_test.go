@@ -18,7 +18,7 @@ func TestRunFailoverTwice(t *testing.T) {
 	}
 	// The second failover waits for the first one's heal. On a loaded
 	// 2-core machine (load average 20) the rejoin under load took 5-7 s
-	// local, 11-18 s docker, and docker's pg_promote up to 13 s.
+	// local, 9-18 s docker, and docker's pg_promote up to 13 s.
 	for _, tc := range []struct{ provider, second, duration string }{{"local", "12s", "30s"}, {"docker", "25s", "70s"}} {
 		provider := tc.provider
 		t.Run(provider, func(t *testing.T) {
