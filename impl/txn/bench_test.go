@@ -3,11 +3,16 @@ package txn_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/impl/txn"
@@ -19,11 +24,15 @@ const benchAccounts = 100
 
 // BenchmarkTransfer measures one transfer end to end per implementation,
 // direct to the servers (no proxy), single-db first, with 1 client
-// (latency: round trips on the critical path) and 8 concurrent clients
-// sharing one Transferer (throughput, as the bank workload's default
-// --clients 8): each result reports its time per transfer relative to
-// single-db's with the same clients ("x-single-db", lower is faster) and
-// the p50 of every phase in µs; failed/op counts transfers that failed
+// (latency: round trips on the critical path), 8 concurrent clients
+// sharing one Transferer ("clients=8") and 8 clients with a Transferer
+// (coordinator) each, as the bank workload runs them ("coordinators=8"):
+// each result reports its time per transfer relative to single-db's in the
+// same configuration ("x-single-db", lower is faster), the p50 of every
+// phase in µs, and what a transfer costs the servers: write transactions
+// (commits/op: xids assigned on both servers, the coordinator database
+// included), WAL bytes (wal-B/op) and the client's write syscalls (rt/op:
+// one per request, so round trips). failed/op counts transfers that failed
 // definitely (lock timeouts). For outbox only the local commit is on the
 // path; the credit is asynchronous. Compare commits with
 //
@@ -31,11 +40,18 @@ const benchAccounts = 100
 func BenchmarkTransfer(b *testing.B) {
 	needEnv(b)
 	names := []string{"single-db", "2pc", "tcc", "saga", "outbox"}
-	for _, clients := range []int{1, 8} {
+	for _, cfg := range []struct {
+		clients int
+		own     bool
+	}{{1, false}, {8, false}, {8, true}} {
 		var baseline float64
+		label := "clients"
+		if cfg.own {
+			label = "coordinators"
+		}
 		for _, name := range names {
-			b.Run(fmt.Sprintf("%s/clients=%d", name, clients), func(b *testing.B) {
-				perOp := benchTransfers(b, name, clients)
+			b.Run(fmt.Sprintf("%s/%s=%d", name, label, cfg.clients), func(b *testing.B) {
+				perOp := benchTransfers(b, name, cfg.clients, cfg.own)
 				if name == "single-db" {
 					baseline = perOp
 				} else if baseline > 0 {
@@ -47,8 +63,9 @@ func BenchmarkTransfer(b *testing.B) {
 }
 
 // benchTransfers runs b.N transfers of impl name over clients goroutines
-// and returns the wall time per transfer in ns.
-func benchTransfers(b *testing.B, name string, clients int) float64 {
+// (own: each with its own Transferer) and returns the wall time per
+// transfer in ns.
+func benchTransfers(b *testing.B, name string, clients int, own bool) float64 {
 	info, err := txn.Lookup(name)
 	if err != nil {
 		b.Fatal(err)
@@ -57,8 +74,12 @@ func benchTransfers(b *testing.B, name string, clients int) float64 {
 	if _, err := txn.Setup(ctxFor(b, 60*time.Second), ep, benchAccounts, 1_000_000); err != nil {
 		b.Fatal(err)
 	}
-	tr := newTransferer(b, name, ep, txn.Options{})
+	trs := []txn.Transferer{newTransferer(b, name, ep, txn.Options{})}
+	for own && len(trs) < clients {
+		trs = append(trs, newTransferer(b, name, ep, txn.Options{}))
+	}
 	ctx := ctxFor(b, 10*time.Minute)
+	cost0 := serverCost(b, ep)
 	var (
 		mu     sync.Mutex
 		phases = map[string][]float64{}
@@ -69,6 +90,7 @@ func benchTransfers(b *testing.B, name string, clients int) float64 {
 	b.ResetTimer()
 	start := time.Now()
 	for c := range clients {
+		tr := trs[c%len(trs)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -103,9 +125,18 @@ func benchTransfers(b *testing.B, name string, clients int) float64 {
 		sort.Float64s(xs)
 		b.ReportMetric(xs[len(xs)/2], p+"-p50-µs")
 	}
-	if err := tr.Recover(ctx); err != nil {
-		b.Fatal(err)
+	// Recover first writes the final states still pending (tcc, saga):
+	// part of what the transfers cost.
+	for _, tr := range trs {
+		if err := tr.Recover(ctx); err != nil {
+			b.Fatal(err)
+		}
 	}
+	cost := serverCost(b, ep).minus(cost0)
+	// each read of the counters assigned one xid per server
+	b.ReportMetric(float64(cost.xids-int64(len(ep.Participants)))/float64(b.N), "commits/op")
+	b.ReportMetric(float64(cost.walBytes)/float64(b.N), "wal-B/op")
+	b.ReportMetric(float64(cost.writes)/float64(b.N), "rt/op")
 	if name == "outbox" { // commit-to-apply delay of the asynchronous credit
 		snap, err := txn.TakeSnapshot(ctx, ep)
 		if err != nil {
@@ -130,4 +161,45 @@ func benchTransfer(r *rand.Rand, id string, sameNode bool) txn.Transfer {
 		}
 	}
 	return txn.Transfer{ID: id, From: from, To: to, Amount: 1 + r.Int64N(20)}
+}
+
+// cost is what the servers did so far: xids assigned (write transactions)
+// and WAL bytes written on both participants' servers (the coordinator
+// database is on A's), and write syscalls of this process.
+type cost struct{ xids, walBytes, writes int64 }
+
+func (c cost) minus(o cost) cost {
+	return cost{c.xids - o.xids, c.walBytes - o.walBytes, c.writes - o.writes}
+}
+
+// serverCost reads the counters (txid_current assigns an xid on each
+// server: a difference of two reads counts one of them).
+func serverCost(b *testing.B, ep txn.Endpoints) cost {
+	b.Helper()
+	var c cost
+	for _, p := range ep.Participants {
+		ctx := ctxFor(b, 10*time.Second)
+		conn, err := pgx.Connect(ctx, p.DSN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var xid, wal int64
+		err = conn.QueryRow(ctx, `SELECT txid_current(), (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint`).Scan(&xid, &wal)
+		_ = conn.Close(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.xids += xid
+		c.walBytes += wal
+	}
+	io, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return c // not Linux: rt/op reads 0
+	}
+	for _, l := range strings.Split(string(io), "\n") {
+		if v, ok := strings.CutPrefix(l, "syscw: "); ok {
+			c.writes, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return c
 }
