@@ -30,6 +30,14 @@ func WithBaseline(wl workload.Workload, impls []string) (out []string, added str
 	return impls, ""
 }
 
+// consumesTopology says whether the run's faults may use up its
+// replicated topology: a failover leaves pg-standby without a standby (the
+// old primary comes back fenced), so a baseline phase before the
+// implementation asked for would take the failover from it.
+func (c Config) consumesTopology() bool {
+	return c.Topology != "" && (len(c.Faults) > 0 || len(c.Nemesis) > 0 || c.Opts["inject-failover"] != "")
+}
+
 // AddRatios fills ImplResult.Baseline and Ratio for every implementation
 // whose baseline ran in the same run, on the headline kind: "throughput"
 // (impl ÷ baseline: below 1 is slower) and "p50", "p99", "mean" latency

@@ -41,7 +41,9 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	}
 	log := cfg.Logger
 	wl, _ := workload.Lookup(cfg.Workload)
-	cfg.Impls, _ = WithBaseline(wl, cfg.Impls) // the bank's single-db, for ratios (baseline.go)
+	if !cfg.consumesTopology() {
+		cfg.Impls, _ = WithBaseline(wl, cfg.Impls) // the bank's single-db, for ratios (baseline.go)
+	}
 	topo := infra.Topology(cfg.Topology)
 	nodes, extra, _ := workload.RunNodes(wl, cfg.Impls, topo)
 

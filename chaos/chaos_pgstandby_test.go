@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
 	"github.com/faultline-dev/faultline/infra"
 )
@@ -13,7 +14,8 @@ import (
 // TestChaosPGStandby runs the pg-standby rows (setting standby=async|sync)
 // apart from the other suites: each row gets a fresh pg-standby (a row's
 // lost writes and sequence values must not reach the next) plus the counter
-// workload's resource node, its standby synchronous or not as the row says.
+// workload's resource node, or for a bank row participant B (pg-b), its
+// standby synchronous or not as the row says.
 func TestChaosPGStandby(t *testing.T) {
 	m := loadMatrix(t)
 	if testing.Short() {
@@ -33,8 +35,12 @@ func TestChaosPGStandby(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			start := time.Now()
+			extra := []infra.NodeSpec{{Name: "resource", Kind: infra.Redis}}
+			if row.Workload == workload.BankName {
+				extra = []infra.NodeSpec{{Name: workload.BankNodeB, Kind: infra.Postgres}}
+			}
 			env, err := infra.Up(ctx, infra.Spec{Topology: infra.TopologyPGStandby, Provider: provider,
-				Nodes:       []infra.NodeSpec{{Name: "resource", Kind: infra.Redis}},
+				Nodes:       extra,
 				Replication: infra.ReplicationOptions{SyncStandby: row.Settings()["standby"] == "sync"}})
 			if err != nil {
 				t.Fatalf("pg-standby did not start: %v", err)
@@ -45,6 +51,10 @@ func TestChaosPGStandby(t *testing.T) {
 				}
 			}()
 			t.Logf("environment: pg-standby %s, standby=%s, started in %v", env.Provider(), row.Settings()["standby"], time.Since(start).Round(time.Millisecond))
+			if row.Workload == workload.BankName {
+				assertBankRow(t, row, runBankRow(t, ctx, env, row))
+				return
+			}
 			var o outcome
 			if row.Scripted() {
 				o = runFailoverScript(t, ctx, env, row)

@@ -299,7 +299,7 @@ func pgRole(ctx context.Context, n Node) Role {
 
 func (t *pgStandbyTopology) roles(ctx context.Context, e *Env) (map[string]Role, error) {
 	out := map[string]Role{}
-	for _, n := range e.ByKind(Postgres) {
+	for _, n := range e.standbyPair() {
 		out[n.Name()] = pgRole(ctx, n)
 	}
 	return out, nil
@@ -310,7 +310,7 @@ func (t *pgStandbyTopology) roles(ctx context.Context, e *Env) (map[string]Role,
 func (t *pgStandbyTopology) primary(ctx context.Context, e *Env) (Node, error) {
 	roles, _ := t.roles(ctx, e)
 	var prim []string
-	for _, n := range e.ByKind(Postgres) {
+	for _, n := range e.standbyPair() {
 		if roles[n.Name()] == RolePrimary {
 			prim = append(prim, n.Name())
 		}
@@ -343,7 +343,7 @@ func (t *pgStandbyTopology) failover(ctx context.Context, e *Env, how FailoverMo
 		return FailoverResult{}, err
 	}
 	var next Node
-	for _, n := range e.ByKind(Postgres) {
+	for _, n := range e.standbyPair() {
 		if n.Name() != old.Name() {
 			next = n
 		}
@@ -445,19 +445,42 @@ func pgFollows(ctx context.Context, n Node) bool {
 	return err == nil && follows
 }
 
+// standbyPair is pg-standby's own nodes, pg-1 and pg-2: not the
+// independent PostgreSQL nodes beside them (the bank's participant B).
+func (e *Env) standbyPair() []Node {
+	var out []Node
+	for _, name := range []string{pgPrimaryName, pgStandbyName} {
+		if n, ok := e.Node(name); ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // FailoverDSN is, for pg-standby, a DSN that follows the primary: both
 // nodes' client proxies as hosts, target_session_attrs=read-write. pgx
 // tries them in order on every new connection (connect_timeout applies per
 // host) and keeps the first that accepts writes, so a pool reconnects to
 // the promoted standby after a failover. "" for other topologies.
-func (e *Env) FailoverDSN() string {
+func (e *Env) FailoverDSN() string { return e.failoverDSN(false) }
+
+// FailoverDirectDSN is FailoverDSN through the nodes' own addresses
+// (bypassing their proxies, so no network fault hides the primary): for
+// set-up and audits. "" for other topologies.
+func (e *Env) FailoverDirectDSN() string { return e.failoverDSN(true) }
+
+func (e *Env) failoverDSN(direct bool) string {
 	if e.spec.Topology != TopologyPGStandby {
 		return ""
 	}
 	var hosts []string
 	pw := ""
-	for _, n := range e.ByKind(Postgres) {
-		hosts = append(hosts, n.Addr())
+	for _, n := range e.standbyPair() {
+		if direct {
+			hosts = append(hosts, n.DirectAddr())
+		} else {
+			hosts = append(hosts, n.Addr())
+		}
 		pw = n.Password()
 	}
 	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable&connect_timeout=2&target_session_attrs=read-write",
@@ -480,9 +503,9 @@ func (e *Env) WaitReplayed(ctx context.Context) error {
 	if err := pgQueryRow(ctx, prim.DirectDSN(), "SELECT pg_current_wal_lsn()::text", &lsn); err != nil {
 		return fmt.Errorf("pg-standby: WAL position of %s: %w", prim.Name(), err)
 	}
-	for _, n := range e.ByKind(Postgres) {
-		if n.Name() == prim.Name() || pgRole(ctx, n) != RoleReplica {
-			continue
+	for _, n := range e.standbyPair() {
+		if n.Name() == prim.Name() || !pgFollows(ctx, n) {
+			continue // a fenced old primary follows nobody
 		}
 		err := pollEvery(ctx, 20*time.Millisecond, nil, func(ctx context.Context) error {
 			var done bool

@@ -27,7 +27,7 @@ const (
 
 // Failovers lists the failovers of h (fault windows of kind failover), each
 // with when its primary was lost, when infra saw the new primary promoted,
-// and the first write (an acquire that succeeded) invoked after the loss
+// and the first write (an acquire, or a bank transfer, that succeeded) invoked after the loss
 // and completed once the new primary was promoted (earlier ones reached the
 // old primary before it was really gone): the client-visible failover time
 // runs from the loss to that write's completion. Probes are not writes of the workload and do not count.
@@ -48,7 +48,7 @@ func FailoversOf(p *Phase) []results.Failover {
 		}
 		first := int64(-1)
 		for _, o := range ops {
-			if o.F() != "acquire" || !o.OK() || o.Invoke.Time < w.Start || isProbe(o) {
+			if (o.F() != "acquire" && o.F() != "transfer") || !o.OK() || o.Invoke.Time < w.Start || isProbe(o) {
 				continue
 			}
 			if f.Promoted > 0 && o.Complete.Time < f.Promoted {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/impl/txn"
+	"github.com/faultline-dev/faultline/infra"
 	"github.com/faultline-dev/faultline/internal/option"
 )
 
@@ -34,6 +35,8 @@ var bankOptions = option.Set{
 		Doc: "a transfer on an in-doubt row that took this long or failed counts as blocked"},
 	{Name: "kill-after-prepare", Kind: option.Text,
 		Doc: "kill this participant node (e.g. pg-2) after every participant prepared, before the decision (implementations with a prepare phase); restarted after kill-for"},
+	{Name: "inject-failover", Kind: option.Text,
+		Doc: "--topology pg-standby: fail participant A over when the injected transfer ends (after its crash-at crash, so it is in doubt): kill = SIGKILL the primary, promote the standby; lossy = first cut the primary's replication link before that transfer (what the primary acknowledges then never reaches the standby). The injected transfer moves money from B to A"},
 	{Name: "kill-for", Kind: option.Duration, Max: float64(time.Hour), Default: "500ms", Doc: "how long kill-after-prepare keeps the node down"},
 	{Name: "inject-after", Kind: option.Int, Min: 1, Max: 1e12, Default: "10", Doc: "the injected fault hits transfer number N of the phase (once)"},
 	{Name: "inject-every", Kind: option.Int, Min: 1, Max: 1e12, Doc: "the injected fault hits every Nth transfer (no cap unless inject-max)"},
@@ -59,6 +62,7 @@ type bankParams struct {
 	poll, blockedMin        time.Duration
 	killNode                string
 	killFor                 time.Duration
+	failover                string // inject-failover: kill | lossy ("" = none)
 	after, every, maxInject int64
 	prob                    float64
 	// faults are the implementation's injected faults (--txn-opt).
@@ -150,11 +154,28 @@ func parseBankParams(t Target, info txn.Info) (bankParams, error) {
 		}
 		p.killNode = v
 	}
+	if v, ok := val("inject-failover"); ok {
+		if v != failoverKill && v != failoverLossy {
+			return p, fmt.Errorf("workload bank option inject-failover=%q: want %s or %s", v, failoverKill, failoverLossy)
+		}
+		if bankStandby(t.Env) == nil {
+			return p, fmt.Errorf("workload bank option inject-failover=%s needs --topology %s", v, infra.TopologyPGStandby)
+		}
+		p.failover = v
+	}
 	return p, nil
 }
 
+// The inject-failover modes.
+const (
+	failoverKill  = "kill"
+	failoverLossy = "lossy"
+)
+
 // injecting says whether some fault is injected into chosen transfers.
-func (p bankParams) injecting() bool { return p.faults.Injects() || p.killNode != "" }
+func (p bankParams) injecting() bool {
+	return p.faults.Injects() || p.killNode != "" || p.failover != ""
+}
 
 // describe names the injected faults (for the invoke's "inject" attr).
 func (p bankParams) describe() string {
@@ -177,6 +198,9 @@ func (p bankParams) describe() string {
 	}
 	if p.killNode != "" {
 		s = append(s, "kill-after-prepare="+p.killNode)
+	}
+	if p.failover != "" {
+		s = append(s, "inject-failover="+p.failover)
 	}
 	return strings.Join(s, ",")
 }

@@ -28,6 +28,11 @@ func bankEndpoints(t Target, info txn.Info, direct bool) (txn.Endpoints, error) 
 	if t.RunToken != "" {
 		ep.GIDPrefix = txn.RunGIDPrefix(t.RunToken)
 	}
+	if se := bankStandby(t.Env); se != nil {
+		var err error
+		ep.Participants, err = standbyParticipants(se, direct)
+		return ep, err
+	}
 	for _, ns := range infra.Nodes(info.RedisNodes, max(info.PostgresNodes, 2)) {
 		n, ok := t.Env.Node(ns.Name)
 		if !ok {
@@ -77,6 +82,13 @@ func (w *bankWorkload) Start(ctx context.Context, t Target) (Session, error) {
 	lay, err := txn.Setup(ctx, direct, prm.accounts, prm.balance)
 	if err != nil {
 		return nil, fmt.Errorf("workload bank: reset the bank for %s: %w", t.Impl, err)
+	}
+	if se := bankStandby(t.Env); se != nil {
+		// The bank as set up must be on the standby before the load: a
+		// failover must not lose the accounts themselves.
+		if err := se.WaitReplayed(ctx); err != nil {
+			return nil, fmt.Errorf("workload bank: the standby did not replay the bank's set-up: %w", err)
+		}
 	}
 	p := &bankSession{t: t, info: info, prm: prm, ep: ep, lay: lay, stop: make(chan struct{}),
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -131,6 +143,10 @@ type bankSession struct {
 	once    sync.Once
 	mu      sync.Mutex
 	killed  int // kill-after-prepare faults done
+	// inject-failover: the replication link cut (lossy) and not yet
+	// restored; whether the cut and the failover happened.
+	cutLink         infra.Link
+	cut, failedOver atomic.Bool
 }
 
 // options are the txn options of one client (c nil: the shared service).

@@ -65,6 +65,19 @@ func (c *bankClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 		if p.prm.faults.CrashAt == txn.CrashBeforeRollback || p.prm.faults.CrashAt == txn.CrashAfterRollback {
 			t.Amount = 1 << 40 // more than any balance: the debit votes no, the abort path runs
 		}
+		if p.prm.failover != "" {
+			// From B to A: crash-at=after-commit commits the source's
+			// node first, so A's credit is what stays prepared across
+			// the failover.
+			t.From.Node, t.To.Node = 1, 0
+			if p.info.SingleNode {
+				t.From.Node = 0
+			}
+			if p.prm.failover == failoverLossy {
+				p.cutReplication(ctx)
+			}
+		}
+		attrs["from"], attrs["to"] = t.From.String(), t.To.String()
 		attrs["inject"] = p.prm.describe()
 		p.chosen.Store(t.ID, true)
 		defer p.chosen.Delete(t.ID)
@@ -107,6 +120,9 @@ func (c *bankClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 	}
 	h.Log(history.Op{Type: typ, Process: w.Process, Impl: w.Impl, F: "transfer", Token: t.ID, Error: kind, Attrs: done})
 	crashed := errors.Is(err, txn.ErrCrashed)
+	if p.prm.failover != "" && p.isChosen(t) && (crashed || p.prm.faults.CrashAt == "") {
+		p.failoverNow(ctx, w) // the injected transfer is in doubt now
+	}
 	if p.isChosen(t) && p.prm.faults.CrashAt != "" && !crashed && typ == history.Fail && p.prm.every == 0 && p.prm.prob == 0 {
 		// Aborted before reaching the crash point: no crash happened, so
 		// the fault moves to the next transfer (still exactly one crash).

@@ -336,7 +336,13 @@ type Info struct {
 	Checks []string
 	// Options are the --txn-opt settings it accepts (Options.Apply).
 	Options option.Set
-	New     Factory
+	// Topologies are the replicated topologies it also runs on (besides
+	// independent nodes): "pg-standby" = participant A on a primary and
+	// its streaming standby, reached through one multi-host DSN that
+	// follows the promoted node, its decision log (the coordinator
+	// database on A's server) replicated with it.
+	Topologies []string
+	New        Factory
 }
 
 // HasService says whether info asks for service s.
@@ -366,13 +372,19 @@ func Lookup(name string) (Info, error) {
 // All returns every registered implementation, sorted by name.
 func All() []Info { return impls.All() }
 
+// pgStandby: the implementations whose state is PostgreSQL rows and
+// prepared transactions only, all WAL-logged, run on pg-standby (tcc and
+// saga would too, but have no failover row yet; outbox needs a Redis
+// stream the topology lacks).
+var pgStandby = []string{"pg-standby"}
+
 func init() {
 	Register(Info{Name: "single-db", Doc: "baseline: both accounts on one node, one local transaction",
-		PostgresNodes: 2, SingleNode: true, New: newSingle})
+		PostgresNodes: 2, SingleNode: true, Topologies: pgStandby, New: newSingle})
 	Register(Info{Name: "2pc", Doc: "two-phase commit over PREPARE TRANSACTION, durable decision log, presumed-abort recovery; blocks while in doubt",
-		PostgresNodes: 2, Baseline: "single-db", Options: twoPCOptions, New: new2PC(true)})
+		PostgresNodes: 2, Baseline: "single-db", Options: twoPCOptions, Topologies: pgStandby, New: new2PC(true)})
 	Register(Info{Name: "2pc-nolog", Doc: "MUTANT: 2PC with the decision only in memory; naive recovery rolls back a partially committed transfer",
-		Mutant: true, PostgresNodes: 2, Baseline: "single-db", Options: twoPCOptions, New: new2PC(false)})
+		Mutant: true, PostgresNodes: 2, Baseline: "single-db", Options: twoPCOptions, Topologies: pgStandby, New: new2PC(false)})
 	Register(Info{Name: "tcc", Doc: "try-confirm-cancel with a barrier table: empty cancel, repeated confirm/cancel and hanging try are harmless",
 		PostgresNodes: 2, Baseline: "single-db", Checks: []string{CheckTCCAnomalies}, Options: tccOptions, New: newTCC(true)})
 	Register(Info{Name: "tcc-nobarrier", Doc: "MUTANT: TCC without the barrier: a late try freezes money forever, a repeated confirm applies twice",
