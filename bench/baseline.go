@@ -30,10 +30,10 @@ func WithBaseline(wl workload.Workload, impls []string) (out []string, added str
 	return impls, ""
 }
 
-// consumesTopology says whether the run's faults may use up its
-// replicated topology: a failover leaves pg-standby without a standby (the
-// old primary comes back fenced), so a baseline phase before the
-// implementation asked for would take the failover from it.
+// consumesTopology says whether the run's faults may leave its replicated
+// topology changed for the next phase (a failover swaps the roles; the old
+// primary rejoins only once healed): no baseline phase is added before the
+// implementations asked for, so their phases meet the topology as started.
 func (c Config) consumesTopology() bool {
 	return c.Topology != "" && (len(c.Faults) > 0 || len(c.Nemesis) > 0 || c.Opts["inject-failover"] != "")
 }
