@@ -2,8 +2,11 @@ package chaos_test
 
 import (
 	"context"
+	"fmt"
+	"github.com/faultline-dev/faultline/bench/checker"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,7 +81,8 @@ func needFailoverEnv(t *testing.T) *infra.Env {
 // TestChaosFailover runs the rows of the implementations that need a
 // replicated topology (redis-sentinel-setnx, redis-sentinel-wait), apart
 // from TestChaosLocks: their environment is a Sentinel set, and a failover
-// takes seconds.
+// takes seconds. A row that runs a failover through the runner also has
+// its kept holder asserted (assertKeptHolder).
 func TestChaosFailover(t *testing.T) {
 	m := loadMatrix(t)
 	env := needFailoverEnv(t)
@@ -97,6 +101,7 @@ func TestChaosFailover(t *testing.T) {
 				o = runFailoverScript(t, ctx, env, row)
 			} else {
 				o = runWorkload(t, ctx, env, row)
+				assertKeptHolder(t, row, o)
 			}
 			assertRow(t, row, o)
 		})
@@ -202,4 +207,56 @@ func splitFailoverScenario(s *scene) {
 		_ = a.Release(s.ctx, la)
 	}
 	healFailover()
+}
+
+// assertKeptHolder checks the holder a runner's lossy failover kept across
+// it (the failover's held attr): off with failover-holder=false; none for
+// redis-sentinel-wait, whose acquires inside the cut get no WAIT
+// acknowledgement and give their key back; else one holder, whose write
+// (the stale one the violation names) completed within its lease, so the
+// violation is the failover's and not a ttl expiry.
+func assertKeptHolder(t *testing.T, row chaos.Row, o outcome) {
+	t.Helper()
+	fos := checker.Failovers(o.ops)
+	if len(fos) == 0 {
+		return // a row without a failover
+	}
+	held := fos[0].Held
+	switch {
+	case row.Settings()["failover-holder"] == "false":
+		if !strings.HasPrefix(held, "off") {
+			t.Errorf("failover-holder=false, yet the failover says held %q", held)
+		}
+		return
+	case row.Impl == "redis-sentinel-wait":
+		if !strings.HasPrefix(held, "none") {
+			t.Errorf("redis-sentinel-wait: a lock was granted inside the lossy window (held %q): WAIT 1 should get no acknowledgement while the link is cut", held)
+		}
+		return
+	}
+	var p int
+	var key string
+	if _, err := fmt.Sscanf(held, "p%d %s", &p, &key); err != nil {
+		t.Fatalf("no holder kept across the failover (held %q)", held)
+	}
+	ops := checker.Operations(o.ops)
+	var acq, write checker.Operation // its last acquire before the loss, its first write after
+	for _, op := range ops {
+		switch {
+		case op.Process != p || op.Key() != key:
+		case op.F() == "acquire" && op.OK() && op.Invoke.Time < fos[0].Lost:
+			acq = op
+		case op.F() == "write" && op.Invoke.Time > fos[0].Lost && write.F() == "":
+			write = op
+		}
+	}
+	if acq.F() == "" || write.F() == "" || !write.OK() {
+		t.Fatalf("kept holder p%d on %s: acquire %+v, write %+v: want an acquire before the loss and an ok write after", p, key, acq, write)
+	}
+	lease := acq.Invoke.Time + int64(o.ttl)
+	t.Logf("kept holder p%d on %s: acquired at %.3fs, primary lost at %.3fs, wrote at %.3fs, lease valid until at least %.3fs",
+		p, key, float64(acq.Complete.Time)/1e9, float64(fos[0].Lost)/1e9, float64(write.Complete.Time)/1e9, float64(lease)/1e9)
+	if write.Complete.Time >= lease {
+		t.Errorf("the kept holder's write completed at %.3fs, after its lease could expire (%.3fs): a ttl expiry, not the failover", float64(write.Complete.Time)/1e9, float64(lease)/1e9)
+	}
 }

@@ -56,7 +56,10 @@ type HolderKeeper interface {
 	// section — after its read, before its write — until the keep is
 	// released and another process has written that key, or until its lease
 	// is about to expire (a tenth of the ttl before it, at least 100 ms),
-	// whichever comes first. nil when the workload has keeping turned off.
+	// whichever comes first. From Close until another process wrote the
+	// kept key, every worker's next cycle asks for that key: the contender
+	// is scripted, not left to chance. nil when the workload has keeping
+	// turned off.
 	KeepHolder() Keep
 }
 

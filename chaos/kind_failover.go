@@ -31,7 +31,8 @@ func init() {
 			"(--fault failover@2s --fault failover@6s fails over and back), else at the run's end. On a lock workload a " +
 			"lossy failover keeps a holder working across it: the first lock granted inside the lossy window, on a key " +
 			"nobody held when the link was cut, stays held until the promotion and another client's write of that key (or " +
-			"until just before its lease expires); --opt failover-holder=false turns that off",
+			"until just before its lease expires), and from the kill every client's next cycle asks for that key; " +
+			"--opt failover-holder=false turns that off",
 		parse: func(p string) (params, error) {
 			switch p {
 			case "", failoverLossy:

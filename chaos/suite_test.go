@@ -12,6 +12,7 @@ package chaos_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -154,8 +155,27 @@ func rowSettings(row chaos.Row, def time.Duration) (ttl time.Duration, share int
 			if v != "docker" {
 				return 0, 0, fmt.Errorf("row %s (line %d): provider=%s: want docker", row.Name(), row.Line, v)
 			}
+		case "keys", "load", "failover-holder": // phaseSettings
+			var err error
+			switch k {
+			case "keys":
+				var n int
+				if n, err = strconv.Atoi(v); err == nil && (n < 1 || n > 64) {
+					err = errors.New("want 1 to 64")
+				}
+			case "load":
+				var d time.Duration
+				if d, err = time.ParseDuration(v); err == nil && (d <= 0 || d > 30*time.Second) {
+					err = errors.New("want a duration in (0, 30s]")
+				}
+			default:
+				_, err = strconv.ParseBool(v)
+			}
+			if err != nil {
+				return 0, 0, fmt.Errorf("row %s (line %d): %s=%s: %w", row.Name(), row.Line, k, v, err)
+			}
 		default:
-			return 0, 0, fmt.Errorf("row %s (line %d): unknown setting %s=%s (known: ttl, share, standby, provider)", row.Name(), row.Line, k, v)
+			return 0, 0, fmt.Errorf("row %s (line %d): unknown setting %s=%s (known: ttl, share, standby, provider, keys, load, failover-holder)", row.Name(), row.Line, k, v)
 		}
 	}
 	return ttl, share, nil
@@ -169,6 +189,26 @@ func lockConfig(row chaos.Row, ttl time.Duration, share int) bench.Config {
 		Workload: row.Workload, Impls: []string{row.Impl}, Clients: suiteClients, Share: share, Keys: suiteKeys,
 		Duration: suiteLoad, TTL: ttl, OpTimeout: suiteOpTimeout, AcquireTimeout: 2 * ttl,
 		Quiet: min(2*ttl, ttl+time.Second), Seed: suiteSeed,
+	}
+}
+
+// phaseSettings applies a row's settings that change the phase itself
+// (validated by rowSettings): keys=N lock keys instead of suiteKeys,
+// load=DUR of load instead of suiteLoad, and failover-holder=BOOL (the lock
+// workloads' --opt failover-holder).
+func phaseSettings(cfg *bench.Config, row chaos.Row) {
+	for k, v := range row.Settings() {
+		switch k {
+		case "keys":
+			cfg.Keys, _ = strconv.Atoi(v)
+		case "load":
+			cfg.Duration, _ = time.ParseDuration(v)
+		case "failover-holder":
+			if cfg.Opts == nil {
+				cfg.Opts = map[string]string{}
+			}
+			cfg.Opts[k] = v
+		}
 	}
 }
 
@@ -232,7 +272,9 @@ func runWorkload(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Ro
 	if err != nil {
 		t.Fatalf("row %s (line %d): %v", row.Name(), row.Line, err)
 	}
-	return newPhaseRun(t, row, lockConfig(row, ttl, share), sched).run(t, ctx, env)
+	cfg := lockConfig(row, ttl, share)
+	phaseSettings(&cfg, row)
+	return newPhaseRun(t, row, cfg, sched).run(t, ctx, env)
 }
 
 // elapse lets d pass (a fixed period: quiet time, pacing), or until ctx ends.

@@ -180,6 +180,9 @@ type keep struct {
 	released chan struct{} // closed by Release: the failover is over
 	written  chan struct{} // closed when another process wrote the holder's key
 	relOnce  sync.Once
+	// steer: from the kill (Close) until another process wrote the kept
+	// key, every worker's next cycle asks for that key (steerKey).
+	steer atomic.Bool
 
 	mu      sync.Mutex
 	closed  bool // no holder is taken any more
@@ -208,8 +211,24 @@ func (k *keep) Close() (chaos.Holder, bool) {
 	k.closed = true
 	if !k.taken {
 		k.f.keep.CompareAndSwap(k, nil)
+	} else if !k.wrote {
+		k.steer.Store(true)
 	}
 	return k.holder, k.taken
+}
+
+// steerKey is the key a worker's next cycle asks for when a kept holder
+// waits for a contender (its key), else "". Every worker goes for it from
+// the primary's loss until one wrote it, so the promoted replica's first
+// grant of it never waits on chance.
+func (f *Faults) steerKey() string {
+	k := f.keep.Load()
+	if k == nil || !k.steer.Load() {
+		return ""
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.holder.Key
 }
 
 // Release implements chaos.Keep.
@@ -257,6 +276,7 @@ func (f *Faults) noteWrite(key string, process int) {
 	defer k.mu.Unlock()
 	if k.taken && !k.wrote && k.holder.Key == key && k.holder.Process != process {
 		k.wrote = true
+		k.steer.Store(false)
 		close(k.written)
 	}
 }

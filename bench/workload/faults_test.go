@@ -186,8 +186,14 @@ func TestKeepHolderTakesAFreshGrantOnAFreeKey(t *testing.T) {
 	if again := f.takeKeep(chaos.Holder{Process: 4, Key: "k3"}, after); again != nil {
 		t.Fatal("a second holder was kept")
 	}
+	if got := f.steerKey(); got != "" {
+		t.Fatalf("workers steered to %q before the kill (Close)", got)
+	}
 	if h, ok := k.Close(); !ok || h.Process != 3 || h.Key != "k2" {
 		t.Fatalf("Close = %+v, %v; want p3 k2", h, ok)
+	}
+	if got := f.steerKey(); got != "k2" {
+		t.Fatalf("after the kill workers ask for %q, want the kept key k2", got)
 	}
 	done := make(chan bool, 1)
 	go func() {
@@ -199,6 +205,9 @@ func TestKeepHolderTakesAFreshGrantOnAFreeKey(t *testing.T) {
 	}()
 	f.noteWrite("k2", 5) // before the release: waited for too
 	f.noteWrite("k2", 3) // its own write does not count
+	if got := f.steerKey(); got != "" {
+		t.Fatalf("workers still steered to %q after p5 wrote k2", got)
+	}
 	k.Release()
 	select {
 	case wrote := <-done:

@@ -480,6 +480,9 @@ func (c *lockClient) call(ctx context.Context, d time.Duration) (context.Context
 func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 	t := c.p.t
 	key := c.p.keys[c.rng.IntN(len(c.p.keys))]
+	if k := t.Faults.steerKey(); k != "" { // a failover's kept holder waits for a contender
+		key = k
+	}
 	osp, real := lock.ProcessOf(c.l)
 	// A holder crash armed for this key, on an implementation with a
 	// process of its own: its next acquire asks the process to die at its
