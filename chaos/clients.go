@@ -49,10 +49,11 @@ type Holder struct {
 // a lossy failover keeps one lock holder working across it, so that a lock
 // acknowledged inside its window is still held when the primary is lost.
 type HolderKeeper interface {
-	// KeepHolder arms a keep: the first worker granted a lock whose acquire
-	// was invoked after this call, on a key nobody held at this call (a key
-	// held then may come back on the promoted replica, its release never
-	// replicated, until its own lease ends), stays inside its critical
+	// KeepHolder arms a keep (before the link is cut): once it is open
+	// (after the cut), the first worker granted a lock whose acquire was
+	// invoked after Open, on a key no lock acquired before Open was released
+	// from since KeepHolder (such a release may never reach the promoted
+	// replica, which then keeps the key until its ttl), stays inside its critical
 	// section — after its read, before its write — until the keep is
 	// released and another process has written that key, or until its lease
 	// is about to expire (a tenth of the ttl before it, at least 100 ms),
@@ -65,6 +66,9 @@ type HolderKeeper interface {
 
 // Keep is one armed HolderKeeper request.
 type Keep interface {
+	// Open starts the window: locks whose acquire is invoked from now on
+	// may be kept (the replication link is cut).
+	Open()
 	// Close stops the keep from taking a holder (the lossy window is over)
 	// and returns the holder it took, if any.
 	Close() (Holder, bool)

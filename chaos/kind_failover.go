@@ -183,11 +183,9 @@ func (f *Failover) Start(ctx context.Context) error {
 	how := infra.FailoverMode(f.mode)
 	var keep Keep
 	if f.cut != nil {
-		if err := f.cut.Start(ctx); err != nil {
-			return errors.Join(fmt.Errorf("failover: cut replication: %w", err), f.cut.Heal(context.WithoutCancel(ctx)))
-		}
-		// Armed once the link is cut: a lock granted from now on never
-		// reaches a replica.
+		// Armed before the cut (a lock released from now on may have its
+		// release lost), open once the link is cut (a lock granted from
+		// then on never reaches a replica).
 		if f.keeper != nil {
 			keep = f.keeper.KeepHolder()
 			f.mu.Lock()
@@ -203,6 +201,12 @@ func (f *Failover) Start(ctx context.Context) error {
 					f.mu.Unlock()
 				}
 			}()
+		}
+		if err := f.cut.Start(ctx); err != nil {
+			return errors.Join(fmt.Errorf("failover: cut replication: %w", err), f.cut.Heal(context.WithoutCancel(ctx)))
+		}
+		if keep != nil {
+			keep.Open()
 		}
 		if err := clock.Sleep(ctx, f.lag); err != nil {
 			return errors.Join(fmt.Errorf("failover: %w", err), f.cut.Heal(context.WithoutCancel(ctx)))

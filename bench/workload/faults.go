@@ -175,8 +175,10 @@ func (f *Faults) DelayWrite(ctx context.Context, key string, d time.Duration) (c
 
 // keep is one KeepHolder request (see chaos.HolderKeeper).
 type keep struct {
-	f        *Faults
-	epoch    int64         // keepEpoch once armed: acquires invoked later see at least this
+	f *Faults
+	// open is keepEpoch once Open ran (math.MaxInt64 before): acquires
+	// invoked after Open read at least this.
+	open     atomic.Int64
 	released chan struct{} // closed by Release: the failover is over
 	written  chan struct{} // closed when another process wrote the holder's key
 	relOnce  sync.Once
@@ -198,10 +200,15 @@ func (f *Faults) KeepHolder() chaos.Keep {
 		return nil
 	}
 	k := &keep{f: f, released: make(chan struct{}), written: make(chan struct{}), tainted: map[string]bool{}}
-	k.epoch = f.keepEpoch.Load() + 1
-	f.keep.Store(k) // before the epoch moves: a worker that sees the new epoch sees k
-	f.keepEpoch.Store(k.epoch)
+	k.open.Store(math.MaxInt64)
+	f.keep.Store(k)
 	return k
+}
+
+// Open implements chaos.Keep: acquires invoked from now on may be kept.
+func (k *keep) Open() {
+	e := k.f.keepEpoch.Add(1)
+	k.open.Store(e) // a worker that read e before its acquire was invoked after this point
 }
 
 // Close implements chaos.Keep.
@@ -235,11 +242,11 @@ func (f *Faults) steerKey() string {
 func (k *keep) Release() { k.relOnce.Do(func() { close(k.released) }) }
 
 // takeKeep hands the armed keep to holder h if h's acquire was invoked
-// after it was armed (epoch: keepEpoch read before the acquire) and nobody
-// held h's key then; nil otherwise.
+// after the keep opened (epoch: keepEpoch read before the acquire) and h's
+// key is not tainted; nil otherwise.
 func (f *Faults) takeKeep(h chaos.Holder, epoch int64) *keep {
 	k := f.keep.Load()
-	if k == nil || epoch < k.epoch {
+	if k == nil || epoch < k.open.Load() {
 		return nil
 	}
 	k.mu.Lock()
@@ -252,13 +259,12 @@ func (f *Faults) takeKeep(h chaos.Holder, epoch int64) *keep {
 }
 
 // noteRelease is called before a worker releases key, which it acquired
-// with keepEpoch at epoch: if a keep was armed since, key was held when it
-// was, and its release may never reach the replica promoted.
+// with keepEpoch at epoch: a release once a keep is armed (before the link
+// is cut) of a lock acquired before it opened (once the link is cut) may
+// never reach the replica promoted, which then keeps the key until its
+// ttl: key is tainted.
 func (f *Faults) noteRelease(key string, epoch int64) {
-	if f.keepEpoch.Load() == epoch {
-		return
-	}
-	if k := f.keep.Load(); k != nil && epoch < k.epoch {
+	if k := f.keep.Load(); k != nil && epoch < k.open.Load() {
 		k.mu.Lock()
 		k.tainted[key] = true
 		k.mu.Unlock()

@@ -170,14 +170,22 @@ func TestReservedFaultGoesToOneWorker(t *testing.T) {
 func TestKeepHolderTakesAFreshGrantOnAFreeKey(t *testing.T) {
 	f := NewFaults()
 	before := f.keepEpoch.Load() // p1 invoked its acquire of k1 before the cut
+	f.noteRelease("k0", before)  // nothing armed: no taint
 	k := f.KeepHolder()
+	f.noteRelease("k5", f.keepEpoch.Load()) // acquired after the arm, released before the link was cut: maybe lost
+	if got := f.takeKeep(chaos.Holder{Process: 6, Key: "k0"}, f.keepEpoch.Load()); got != nil {
+		t.Fatal("a grant was kept before the keep opened (the link not cut yet)")
+	}
+	k.Open()
 	after := f.keepEpoch.Load()
 	if got := f.takeKeep(chaos.Holder{Process: 1, Key: "k1"}, before); got != nil {
-		t.Fatal("a grant invoked before the keep was armed was kept")
+		t.Fatal("a grant invoked before the keep opened was kept")
 	}
 	f.noteRelease("k1", before) // p1 held k1 at the cut: its release may be lost
-	if got := f.takeKeep(chaos.Holder{Process: 2, Key: "k1"}, after); got != nil {
-		t.Fatal("a grant of a key held at the cut was kept (it may come back on the promoted replica)")
+	for _, key := range []string{"k1", "k5"} {
+		if got := f.takeKeep(chaos.Holder{Process: 2, Key: key}, after); got != nil {
+			t.Fatalf("a grant of %s, released after the arm by a lock acquired before the cut, was kept (it may come back on the promoted replica)", key)
+		}
 	}
 	got := f.takeKeep(chaos.Holder{Process: 3, Key: "k2"}, after)
 	if got == nil {
@@ -223,6 +231,7 @@ func TestKeepHolderTakesAFreshGrantOnAFreeKey(t *testing.T) {
 	// Bounded by the lease: nobody writes, the holder goes on keepMargin
 	// before start+ttl.
 	k2 := f.KeepHolder()
+	k2.Open()
 	h := f.takeKeep(chaos.Holder{Process: 1, Key: "k0"}, f.keepEpoch.Load())
 	k2.Close()
 	k2.Release()
