@@ -193,17 +193,58 @@ func testRedisSentinel(t *testing.T, provider string) {
 		t.Fatalf("redis-1 is %s after rejoining, want replica", r)
 	}
 
-	// Cutting the new primary's peer link stops replication; clients still write.
+	// Cutting the primary's peer link stops replication; clients still write.
 	// The cut also hides the primary from the Sentinels, which would promote
 	// another replica after down-after (1 s) and re-point the replicas, racing
-	// the link-down check below (seen in CI: redis-1 "up", replica of redis-3).
-	// This part tests the replication cut, not a second failover, so every
-	// Sentinel first waits ten minutes before calling the primary down.
+	// the link-down check below. This part tests the replication cut, not a
+	// second failover, so every Sentinel first waits ten minutes before
+	// calling the primary down.
 	for _, s := range []string{"sentinel-1", "sentinel-2", "sentinel-3"} {
 		if err := client(s).Do(ctx, "SENTINEL", "SET", master, "down-after-milliseconds", "600000").Err(); err != nil {
 			t.Fatalf("SENTINEL SET down-after-milliseconds on %s: %v", s, err)
 		}
 	}
+	// Then the set must be settled: all Sentinels name one primary and the
+	// two other data nodes replicate from it, link up. Docker runs in CI saw
+	// Sentinel fail over a second time ~3 s (its failover-timeout) after
+	// the first, while redis-1 restarted (redis-1 -> redis-3 -> redis-2);
+	// the cut goes to the primary the Sentinels settled on.
+	announced := map[string]string{}
+	for _, n := range []string{"redis-1", "redis-2", "redis-3"} {
+		announced[mustNode(t, env, n).(*node).announce] = n
+	}
+	primary := ""
+	eventually(t, 30*time.Second, "the Sentinels and replicas agree on one primary", func(ctx context.Context) error {
+		primary = ""
+		for _, s := range []string{"sentinel-1", "sentinel-2", "sentinel-3"} {
+			hp, err := client(s).Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", master).StringSlice()
+			if err != nil || len(hp) != 2 {
+				return fmt.Errorf("%s: get-master-addr-by-name = %v, %v", s, hp, err)
+			}
+			name := announced[net.JoinHostPort(hp[0], hp[1])]
+			if name == "" || (primary != "" && name != primary) {
+				return fmt.Errorf("%s names %v as primary, others %q", s, hp, primary)
+			}
+			primary = name
+		}
+		for _, r := range []string{"redis-1", "redis-2", "redis-3"} {
+			if r == primary {
+				continue
+			}
+			info, err := directInfo(ctx, mustNode(t, env, r).(*node), "replication")
+			if err != nil {
+				return err
+			}
+			if info["master_link_status"] != "up" || announced[net.JoinHostPort(info["master_host"], info["master_port"])] != primary {
+				return fmt.Errorf("%s: replica of %s:%s, link %q; want %s, up", r, info["master_host"], info["master_port"], info["master_link_status"], primary)
+			}
+		}
+		return nil
+	})
+	if primary != res.New {
+		t.Logf("%s: Sentinel failed over again after the first failover: the primary is now %s", provider, primary)
+	}
+	res.New = primary
 	l, ok := env.Link(res.New)
 	if !ok {
 		t.Fatalf("no link to %s", res.New)
