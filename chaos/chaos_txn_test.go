@@ -293,7 +293,11 @@ func bankProblems(row chaos.Row, o bankOutcome) []string {
 	if n := len(row.Settings()); n > 0 && row.Settings()["relay-crash"] == "" && len(o.injected) == 0 {
 		out = append(out, "the injected fault hit no transfer")
 	}
-	if row.Expect == chaos.ViolationExpected && len(o.injected) > 0 && !namesInjected(row, o) {
+	// A lossy failover loses every transfer pg-1 acknowledged inside the
+	// cut, not only the injected one, so the counterexamples may name any
+	// of them (CI saw 10 violations, none attributed to the injected p2-3).
+	lossy := row.Settings()["inject-failover"] == "lossy"
+	if row.Expect == chaos.ViolationExpected && len(o.injected) > 0 && !lossy && !namesInjected(row, o) {
 		out = append(out, fmt.Sprintf("no counterexample of %v names the injected transfer %v", row.Checkers, o.injected))
 	}
 	if row.Has(chaos.FlagInDoubt) {
