@@ -78,20 +78,7 @@ func (p *bankSession) killAfterPrepare(ctx context.Context, w *recorder.Worker) 
 		ev(history.FaultHeal, nil)
 		return
 	}
-	p.bg.Add(1)
-	go func() {
-		defer p.bg.Done()
-		tm := time.NewTimer(p.prm.killFor)
-		select {
-		case <-tm.C:
-		case <-p.stop:
-			tm.Stop()
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err := n.Start(sctx)
-		cancel()
-		ev(history.FaultHeal, err)
-	}()
+	p.restartLater(n, func(err error) { ev(history.FaultHeal, err) })
 }
 
 // cutReplication (inject-failover=lossy) cuts the current primary's peer
@@ -177,6 +164,13 @@ func (p *bankSession) failoverNow(ctx context.Context, w *recorder.Worker) {
 		h.Log(ev(history.FaultHeal, time.Time{}, nil))
 		return
 	}
+	// old comes back fenced: read-only, following nobody.
+	p.restartLater(old, func(err error) { h.Log(ev(history.FaultHeal, time.Time{}, err)) })
+}
+
+// restartLater starts n again in the background after killFor (or at once
+// when the session stops), within 60 s, and hands healed the outcome.
+func (p *bankSession) restartLater(n interface{ Start(context.Context) error }, healed func(error)) {
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
@@ -187,8 +181,8 @@ func (p *bankSession) failoverNow(ctx context.Context, w *recorder.Worker) {
 			tm.Stop()
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		err := old.Start(sctx) // comes back fenced: read-only, following nobody
+		err := n.Start(sctx)
 		cancel()
-		h.Log(ev(history.FaultHeal, time.Time{}, err))
+		healed(err)
 	}()
 }
