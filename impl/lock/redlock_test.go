@@ -157,9 +157,13 @@ func TestRedlockRetriesAskDesignatedNode(t *testing.T) {
 	des := int(h.Sum32() % 5)
 	raws := make([]*redis.Client, 5)
 	before := make([]int64, 5)
+	// A's key expires at the same instant on every node (PXAT): set one by
+	// one with a relative ttl, under load the designated node's copy expired
+	// first and the winning fan-out met the others' still-live copies (CI).
+	expireAt := time.Now().Add(300 * time.Millisecond)
 	for i := range raws {
 		raws[i] = rawRedis(t, i)
-		if err := raws[i].Set(ctxFor(t, time.Second), key, "A", 300*time.Millisecond).Err(); err != nil {
+		if err := raws[i].SetArgs(ctxFor(t, time.Second), key, "A", redis.SetArgs{ExpireAt: expireAt}).Err(); err != nil {
 			t.Fatal(err)
 		}
 		before[i] = setCalls(t, raws[i])
