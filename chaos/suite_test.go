@@ -151,6 +151,7 @@ func rowSettings(row chaos.Row, def time.Duration) (ttl time.Duration, share int
 			if v != "async" && v != "sync" {
 				return 0, 0, fmt.Errorf("row %s (line %d): standby=%s: want async or sync", row.Name(), row.Line, v)
 			}
+		case chaos.SettingFaults: // what the gate matches (chaos.Row.FaultKinds, validated by ParseExpected), not a phase setting
 		case "provider": // the row's environment (dockerRow, chaos_pairs_test.go), not a phase setting
 			if v != "docker" {
 				return 0, 0, fmt.Errorf("row %s (line %d): provider=%s: want docker", row.Name(), row.Line, v)
@@ -175,7 +176,7 @@ func rowSettings(row chaos.Row, def time.Duration) (ttl time.Duration, share int
 				return 0, 0, fmt.Errorf("row %s (line %d): %s=%s: %w", row.Name(), row.Line, k, v, err)
 			}
 		default:
-			return 0, 0, fmt.Errorf("row %s (line %d): unknown setting %s=%s (known: ttl, share, standby, provider, keys, load, failover-holder)", row.Name(), row.Line, k, v)
+			return 0, 0, fmt.Errorf("row %s (line %d): unknown setting %s=%s (known: ttl, share, standby, provider, faults, keys, load, failover-holder)", row.Name(), row.Line, k, v)
 		}
 	}
 	return ttl, share, nil

@@ -96,7 +96,7 @@ func gateAllowed(flag string, cur *results.Results) (func(impl, checker string) 
 	rows := make([]gate.Expectation, 0, len(m.Rows))
 	for _, r := range m.Rows {
 		// A scripted interleaving forces what a fault would: not a no-fault row.
-		e := gate.Expectation{Impl: r.Impl, Workload: r.Workload, NoFault: !r.Scripted() && len(r.Specs()) == 0}
+		e := gate.Expectation{Impl: r.Impl, Workload: r.Workload, NoFault: !r.Scripted() && len(r.Specs()) == 0, Faults: r.FaultKinds()}
 		if r.Settings()["standby"] != "" {
 			e.Topology = "pg-standby"
 		}

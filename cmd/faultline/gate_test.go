@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,6 +119,66 @@ func TestGateCLIOnCommittedBaseline(t *testing.T) {
 				if !strings.Contains(stderr, w) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr)
 				}
+			}
+		})
+	}
+}
+
+// The gate's allowance matches the implementation and the fault, through
+// the CLI and the committed matrix: redis-sentinel-wait's mutual-exclusion
+// violation is allowed under its failover-unacked row's faults
+// (partition-pair and failover) and fails the gate under any other fault.
+func TestGateAllowanceMatchesFault(t *testing.T) {
+	dir := t.TempDir()
+	expected := filepath.Join("..", "..", "chaos", "expected.md")
+	op := results.OpStats{Count: 1000, OK: 1000, Throughput: 1000, Percentiles: results.Percentiles{Count: 1000, P50: 100, P90: 150, P99: 300, P999: 400, Max: 500, Mean: 110}}
+	mk := func(impl string, kinds ...string) *results.Results {
+		r := &results.Results{Schema: results.Schema, RunID: "r", Workload: "counter",
+			Impls: []results.ImplResult{{Name: impl, Topology: "redis-sentinel", Ops: map[string]results.OpStats{"cycle": op}}}}
+		for i, k := range kinds {
+			r.Faults = append(r.Faults, results.FaultWindow{ID: fmt.Sprint("f", i), Fault: k + "@1s", Kind: k, Impl: impl, Start: 1e9, End: 2e9})
+		}
+		if len(kinds) > 0 {
+			r.Verdicts = []results.Verdict{{Checker: "mutual-exclusion", Impl: impl, Valid: results.Invalid, Violations: []results.Violation{{Kind: "overlap"}}}}
+		}
+		return r
+	}
+	save := func(name string, r *results.Results) string {
+		t.Helper()
+		p := filepath.Join(dir, name+".json")
+		if err := results.Save(p, r); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const wait, setnx = "redis-sentinel-wait", "redis-sentinel-setnx"
+	tests := []struct {
+		name  string
+		impl  string
+		kinds []string
+		code  int
+	}{
+		{"wait: the failover-unacked row's faults", wait, []string{"partition-pair", "failover"}, exitOK},
+		{"wait: latency", wait, []string{"latency"}, exitFail},
+		{"wait: kill", wait, []string{"kill"}, exitFail},
+		{"wait: failover alone", wait, []string{"failover"}, exitFail}, // its failover rows expect availability only
+		{"setnx: failover", setnx, []string{"failover"}, exitOK},       // failover-held
+		{"setnx: latency", setnx, []string{"latency"}, exitFail},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			base := save(tt.impl+"-base", mk(tt.impl))
+			cur := save(strings.NewReplacer(" ", "", ":", "-", ",", "").Replace(tt.name), mk(tt.impl, tt.kinds...))
+			code, stdout, stderr := cli(t, "gate", "--baseline", base, "--expected", expected, cur)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout, stderr)
+			}
+			want := "pass (expected violation)"
+			if tt.code == exitFail {
+				want = "FAIL " + tt.impl + " safety:mutual-exclusion"
+			}
+			if !strings.Contains(stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s", want, stdout)
 			}
 		})
 	}

@@ -13,6 +13,11 @@ type Expectation struct {
 	Impl, Workload string
 	// NoFault: the row runs the workload without any fault.
 	NoFault bool
+	// Faults are the fault kinds the row injects (chaos.Row.FaultKinds):
+	// in a faulted run the row applies only if every one of them ran in
+	// the implementation's phase. A row that is neither NoFault nor has
+	// Faults (a script that declares none) applies to no faulted run.
+	Faults []string
 	// Failing are the checkers the row expects to fail (a violation or
 	// liveness row); empty for a safe row.
 	Failing []string
@@ -25,25 +30,36 @@ type Expectation struct {
 
 // MatrixAllowed returns the allowed function of Gate for the matrix rows
 // and the run cur:
-//   - a run with faults may fail checker c on impl when some row of impl
-//     expects c to fail (under any fault: the gate does not match fault
-//     names);
+//   - a run in which faults hit impl's phase (fault windows of impl, or of
+//     no implementation) may fail checker c on impl when some row of impl
+//     expects c to fail under faults that ran: every fault kind of the row
+//     (Faults) is among the kinds of those windows, or the row is a
+//     no-fault row (what breaks without a fault breaks with one). A
+//     violation under some other fault fails the gate: redis-sentinel-wait
+//     loses mutual exclusion when a partition-pair cut and a failover
+//     meet, so a run with only a latency fault must not;
 //   - a run without any fault is judged by impl's no-fault rows of the
 //     run's workload (else of any workload) only: a safe implementation
 //     that fails with nothing broken is a regression even if some fault
 //     is expected to break it. An implementation without such a row
-//     falls back to the fault rows if it is a mutant, else nothing is
+//     falls back to every row if it is a mutant, else nothing is
 //     allowed.
 //
 // Implementations absent from the matrix are allowed nothing, mutants
 // included: the matrix, once given, is the whole rule.
 func MatrixAllowed(rows []Expectation, cur *results.Results) func(impl, checker string) bool {
-	faulted := len(cur.Faults) > 0
 	mutant := map[string]bool{}
 	topology := map[string]string{}
 	for _, ir := range cur.Impls {
 		mutant[ir.Name] = ir.Mutant
 		topology[ir.Name] = ir.Topology
+	}
+	ran := map[string]map[string]bool{} // impl ("" = every phase) → fault kinds
+	for _, w := range cur.Faults {
+		if ran[w.Impl] == nil {
+			ran[w.Impl] = map[string]bool{}
+		}
+		ran[w.Impl][w.Kind] = true
 	}
 	expects := func(impl, checker string, keep func(Expectation) bool) (allowed, any bool) {
 		for _, r := range rows {
@@ -59,8 +75,11 @@ func MatrixAllowed(rows []Expectation, cur *results.Results) func(impl, checker 
 	}
 	all := func(Expectation) bool { return true }
 	return func(impl, checker string) bool {
-		if faulted {
-			ok, _ := expects(impl, checker, all)
+		kinds := func(k string) bool { return ran[impl][k] || ran[""][k] }
+		if len(ran[impl])+len(ran[""]) > 0 {
+			ok, _ := expects(impl, checker, func(r Expectation) bool {
+				return r.NoFault || (len(r.Faults) > 0 && !slices.ContainsFunc(r.Faults, func(k string) bool { return !kinds(k) }))
+			})
 			return ok
 		}
 		if ok, any := expects(impl, checker, func(r Expectation) bool { return r.NoFault && r.Workload == cur.Workload }); any {

@@ -368,13 +368,13 @@ func TestNormalise(t *testing.T) {
 func TestMatrixAllowed(t *testing.T) {
 	rows := []Expectation{
 		{Impl: "redis-setnx", Workload: "counter", NoFault: true},
-		{Impl: "redis-setnx", Workload: "counter", Failing: []string{"mutual-exclusion"}}, // under holder-pause
-		{Impl: "redis-setnx", Workload: "counter", Failing: []string{"availability"}},
-		{Impl: "unsafe-release", Workload: "counter", Failing: []string{"mutual-exclusion"}},
+		{Impl: "redis-setnx", Workload: "counter", Failing: []string{"mutual-exclusion"}, Faults: []string{"holder-pause"}},
+		{Impl: "redis-setnx", Workload: "counter", Failing: []string{"availability"}, Faults: []string{"holder-pause"}},
+		{Impl: "unsafe-release", Workload: "counter", Failing: []string{"mutual-exclusion"}, Faults: []string{"holder-pause"}},
 		{Impl: "racy-mutant", Workload: "counter", NoFault: true, Failing: []string{"lost-update"}},
 		{Impl: "pg-lease", Workload: "counter", NoFault: true},
-		{Impl: "pg-lease", Workload: "counter", Failing: []string{"availability"}},
-		{Impl: "pg-lease", Workload: "counter", Failing: []string{"mutual-exclusion"}, Topology: "pg-standby"}, // async failover
+		{Impl: "pg-lease", Workload: "counter", Failing: []string{"availability"}, Faults: []string{"holder-pause"}},
+		{Impl: "pg-lease", Workload: "counter", Failing: []string{"mutual-exclusion"}, Topology: "pg-standby", Faults: []string{"holder-pause"}}, // async failover
 	}
 	noFault := &results.Results{Workload: "counter", Impls: []results.ImplResult{{Name: "redis-setnx"}, {Name: "unsafe-release", Mutant: true}, {Name: "racy-mutant", Mutant: true}, {Name: "stranger", Mutant: true}}}
 	noFault.Impls = append(noFault.Impls, results.ImplResult{Name: "pg-lease"})
@@ -405,6 +405,55 @@ func TestMatrixAllowed(t *testing.T) {
 		if got := allowed(tt.impl, tt.checker); got != tt.want {
 			t.Errorf("faults=%d %s %s: allowed = %v, want %v", len(tt.run.Faults), tt.impl, tt.checker, got, tt.want)
 		}
+	}
+}
+
+// An allowance matches the implementation and the fault: a row allows its
+// checkers in a faulted run only when every fault kind of the row ran in
+// that implementation's phase. redis-sentinel-wait loses mutual exclusion
+// when a replica is cut from the primary and the primary fails over
+// (failover-unacked): the same violation under a latency fault, under a
+// failover alone, or under faults of another implementation's phase fails.
+func TestMatrixAllowedMatchesFault(t *testing.T) {
+	rows := []Expectation{
+		{Impl: "redis-sentinel-wait", Workload: "counter", NoFault: true},
+		{Impl: "redis-sentinel-wait", Workload: "counter", Failing: []string{"availability"}, Faults: []string{"failover"}},
+		{Impl: "redis-sentinel-wait", Workload: "counter", Failing: []string{"mutual-exclusion", "lost-update"}, Faults: []string{"failover", "partition-pair"}},
+		{Impl: "redis-sentinel-wait", Workload: "counter", Failing: []string{"mutual-exclusion"}},              // a script that declares no faults
+		{Impl: "redis-fence-per-client", Workload: "counter", NoFault: true, Failing: []string{"fence-order"}}, // breaks with no fault at all
+	}
+	run := func(impl string, windows ...results.FaultWindow) *results.Results {
+		return &results.Results{Workload: "counter", Faults: windows,
+			Impls: []results.ImplResult{{Name: impl}, {Name: "other"}}}
+	}
+	w := func(kind, impl string) results.FaultWindow {
+		return results.FaultWindow{Fault: kind + "@1s", Kind: kind, Impl: impl}
+	}
+	const wait = "redis-sentinel-wait"
+	tests := []struct {
+		name          string
+		run           *results.Results
+		impl, checker string
+		want          bool
+	}{
+		{"the allowed row: partition-pair and failover", run(wait, w("partition-pair", wait), w("failover", wait)), wait, "mutual-exclusion", true},
+		{"the allowed row, faults on every phase", run(wait, w("partition-pair", ""), w("failover", "")), wait, "mutual-exclusion", true},
+		{"the allowed row plus a latency fault", run(wait, w("latency", wait), w("partition-pair", wait), w("failover", wait)), wait, "lost-update", true},
+		{"a different fault: latency", run(wait, w("latency", wait)), wait, "mutual-exclusion", false},
+		{"a different fault: kill", run(wait, w("kill", wait)), wait, "mutual-exclusion", false},
+		{"half the row: failover alone", run(wait, w("failover", wait)), wait, "mutual-exclusion", false},
+		{"failover alone allows its liveness row", run(wait, w("failover", wait)), wait, "availability", true},
+		{"availability under a different fault", run(wait, w("latency", wait)), wait, "availability", false},
+		{"the row's faults hit another phase", run(wait, w("partition-pair", "other"), w("failover", "other")), wait, "mutual-exclusion", false},
+		{"no fault: the safe no-fault row decides", run(wait), wait, "mutual-exclusion", false},
+		{"a no-fault violation row holds under any fault", run("redis-fence-per-client", w("latency", "")), "redis-fence-per-client", "fence-order", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := MatrixAllowed(rows, tt.run)(tt.impl, tt.checker); got != tt.want {
+				t.Errorf("%s %s under %v: allowed = %v, want %v", tt.impl, tt.checker, tt.run.Faults, got, tt.want)
+			}
+		})
 	}
 }
 
