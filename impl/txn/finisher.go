@@ -11,13 +11,13 @@ import (
 // since its last write, when no new transaction carried them (begin).
 const finishInterval = 50 * time.Millisecond
 
-// finisher writes the final state of finished global transactions (tcc:
-// confirming → confirmed, saga: running → done) in batches, off the
+// finisher writes the final state of finished sagas (running → done) in
+// batches, off the
 // transfer's path: the next transaction's begin carries them in its own
 // statement (begin), else one UPDATE per interval. The final state needs
 // no durability of its own: a transaction whose mark is lost (a crash, a
 // failed write) stays confirming / running, and Recover finishes it again,
-// which the barrier (tcc) or the step log (saga) turns into a no-op.
+// which the step log turns into a no-op.
 // Recover and Close write what is pending first.
 type finisher struct {
 	p        *pools

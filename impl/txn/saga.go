@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // saga runs a transfer as two local transactions, debit (on the source's
@@ -154,4 +156,33 @@ func (s *saga) Close() error {
 	s.done.close()
 	s.p.close()
 	return nil
+}
+
+func setGlobalState(ctx context.Context, p *pools, opt Options, gid, from, to string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, opt.OpTimeout)
+	defer cancel()
+	ct, err := p.coord.Exec(ctx, `UPDATE global_txn SET state = $3, updated_at = clock_timestamp() WHERE gid = $1 AND state = $2`, gid, from, to)
+	if err != nil {
+		return false, err
+	}
+	return ct.RowsAffected() == 1, nil
+}
+
+// globalRow is an unfinished global transaction.
+type globalRow struct {
+	gid, state string
+	from, to   Account
+	amount     int64
+}
+
+func unfinished(ctx context.Context, p *pools, opt Options, proto string, states ...string) ([]globalRow, error) {
+	ctx, cancel := context.WithTimeout(ctx, opt.OpTimeout)
+	defer cancel()
+	rows, _ := p.coord.Query(ctx, `SELECT gid, state, from_node, from_id, to_node, to_id, amount FROM global_txn
+		WHERE protocol = $1 AND state = ANY($2) AND updated_at <= clock_timestamp() - $3::interval ORDER BY created_at`,
+		proto, states, minAge(opt))
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (globalRow, error) {
+		var g globalRow
+		return g, r.Scan(&g.gid, &g.state, &g.from.Node, &g.from.ID, &g.to.Node, &g.to.ID, &g.amount)
+	})
 }

@@ -91,6 +91,11 @@ CREATE TABLE IF NOT EXISTS journal (  -- every TCC/saga branch call, written in 
 ALTER TABLE barrier ADD COLUMN IF NOT EXISTS seq bigint;        -- tables of an older faultline
 ALTER TABLE barrier ADD COLUMN IF NOT EXISTS account int;
 ALTER TABLE barrier ADD COLUMN IF NOT EXISTS amount bigint;
+-- An applied TCC try's row also names the other branch's node and account,
+-- so Recover rebuilds an in-doubt transfer from either participant's
+-- barrier alone (tcc keeps no coordinator record).
+ALTER TABLE barrier ADD COLUMN IF NOT EXISTS peer_node int;
+ALTER TABLE barrier ADD COLUMN IF NOT EXISTS peer_account int;
 CREATE TABLE IF NOT EXISTS outbox (
 	id          bigserial PRIMARY KEY,
 	msg_id      text NOT NULL UNIQUE,
@@ -147,32 +152,64 @@ BEGIN
 		RAISE EXCEPTION 'credit account %: no such account', acc USING ERRCODE = 'FL001';
 	END IF;
 END $f$;
--- fl_tcc is one TCC branch call (op try | confirm | cancel): the barrier
--- insert, the business update and the journal row (applied or
+-- fl_tcc is one TCC branch call (op try | confirm | cancel | resolve): the
+-- barrier insert, the business update and the journal row (applied or
 -- neutralised). with_barrier false is the tcc-nobarrier mutant. Returns
 -- whether it applied (false for a try the barrier rejected).
-CREATE OR REPLACE FUNCTION fl_tcc(g text, br text, o text, acc int, amt bigint, with_barrier boolean) RETURNS boolean LANGUAGE plpgsql AS $f$
+--
+-- A try row with a seq is an applied ("real") try; one without is a fence,
+-- inserted by a cancel or a resolve where no try had committed: a try
+-- arriving after it (hanging) finds its row and does nothing. A transfer
+-- confirms if and only if both its branches' try rows are real (see tcc.go),
+-- so a cancel releases only a real try, and resolve (fence the try if it
+-- has not committed, then say whether it is real; no journal row, no money)
+-- is how a coordinator or Recover learns the outcome of a try it has no
+-- answer for. A try still in flight makes the fence insert wait for it.
+DROP FUNCTION IF EXISTS fl_tcc(text, text, text, int, bigint, boolean); -- before the peer columns
+CREATE OR REPLACE FUNCTION fl_tcc(g text, br text, o text, acc int, amt bigint, pnode int, pacc int, with_barrier boolean)
+RETURNS boolean LANGUAGE plpgsql AS $f$
 DECLARE
 	applied   boolean := true;
-	no_try    boolean;
+	real_try  boolean;
 	journaled boolean := false;
 BEGIN
-	IF o NOT IN ('try', 'confirm', 'cancel') THEN
+	IF o NOT IN ('try', 'confirm', 'cancel', 'resolve') THEN
 		RAISE EXCEPTION 'fl_tcc: unknown op %', o;
 	END IF;
-	IF with_barrier AND o = 'cancel' THEN
-		-- cancel inserts the try row too (both rows, always): an empty
-		-- cancel does nothing and a try arriving after it (hanging) finds
-		-- its row.
+	IF with_barrier AND o = 'confirm' THEN
+		-- The only commit that need not be durable: a confirm lost in a
+		-- server crash leaves its try open (the barrier row goes with the
+		-- update), and Recover's barrier scan confirms it again, as the
+		-- two durable tries decided. Tries, fences and cancels must stay:
+		-- the decision is read from them. A later durable commit on this
+		-- server flushes this one's WAL first.
+		PERFORM set_config('synchronous_commit', 'off', true);
+	END IF;
+	IF with_barrier AND o IN ('cancel', 'resolve') THEN
+		-- the fence: a try that has not committed never will
 		INSERT INTO barrier(gid, branch, op) VALUES (g, br, 'try') ON CONFLICT DO NOTHING;
-		no_try := FOUND;
+		IF FOUND THEN
+			real_try := false;
+		ELSE
+			SELECT seq IS NOT NULL INTO real_try FROM barrier WHERE gid = g AND branch = br AND op = 'try';
+		END IF;
+		IF o = 'resolve' THEN
+			RETURN real_try;
+		END IF;
 		INSERT INTO barrier(gid, branch, op) VALUES (g, br, 'cancel') ON CONFLICT DO NOTHING;
-		applied := FOUND AND NOT no_try; -- not an empty nor a repeated cancel
+		applied := FOUND AND real_try; -- not an empty nor a repeated cancel
+	ELSIF o = 'resolve' THEN
+		RAISE EXCEPTION 'fl_tcc: resolve needs the barrier';
 	ELSIF with_barrier THEN
 		-- the barrier row is this call's journal entry if it applies (a
 		-- refused try raises and rolls it back)
-		INSERT INTO barrier(gid, branch, op, seq, account, amount)
-			VALUES (g, br, o, nextval('journal_seq_seq'), acc, amt) ON CONFLICT DO NOTHING;
+		IF o = 'try' THEN
+			INSERT INTO barrier(gid, branch, op, seq, account, amount, peer_node, peer_account)
+				VALUES (g, br, o, nextval('journal_seq_seq'), acc, amt, pnode, pacc) ON CONFLICT DO NOTHING;
+		ELSE
+			INSERT INTO barrier(gid, branch, op, seq, account, amount)
+				VALUES (g, br, o, nextval('journal_seq_seq'), acc, amt) ON CONFLICT DO NOTHING;
+		END IF;
 		applied := FOUND; -- not a repeated confirm nor a try after its cancel
 		journaled := applied;
 	END IF;
@@ -252,7 +289,7 @@ CREATE TABLE IF NOT EXISTS twopc_decisions (
 	participants text NOT NULL,        -- e.g. "0,1"
 	at           timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-CREATE TABLE IF NOT EXISTS global_txn (   -- TCC and saga transactions
+CREATE TABLE IF NOT EXISTS global_txn (   -- saga transactions (tcc keeps no coordinator record)
 	gid         text PRIMARY KEY,
 	protocol    text NOT NULL,
 	state       text NOT NULL,
@@ -562,7 +599,8 @@ type InboxEntry struct {
 	At         time.Time `json:"at"`
 }
 
-// GlobalTxn is a TCC or saga transaction in the coordinator's table.
+// GlobalTxn is a saga transaction in the coordinator's table (tcc keeps
+// none: an unfinished tcc transfer shows as an open reservation).
 type GlobalTxn struct {
 	GID        string    `json:"gid"`
 	Protocol   string    `json:"protocol"`

@@ -10,10 +10,11 @@
 //
 // The bank: accounts live on two PostgreSQL servers, participant A
 // (Endpoints.Participants[0]) and B (Participants[1]). Every participant
-// database holds the same tables (see schema.go). Coordinators keep their
-// durable log in a third database, by default "faultline_coord" on A's
-// server (Endpoints.Coordinator overrides it, e.g. with a separate node);
-// see CoordinatorDSN.
+// database holds the same tables (see schema.go). The 2pc and saga
+// coordinators keep their durable log in a third database, by default
+// "faultline_coord" on A's server (Endpoints.Coordinator overrides it, e.g.
+// with a separate node; see CoordinatorDSN); tcc keeps none, its decision
+// is read from the participants' barrier rows (tcc.go).
 package txn
 
 import (
@@ -154,7 +155,8 @@ type Transferer interface {
 	Transfer(ctx context.Context, t Transfer) (Outcome, error)
 	// Recover resolves everything a crash, a fault or a timeout left
 	// half-done (in-doubt prepared transactions, unfinished TCC/saga
-	// transactions, undelivered messages), bounded by ctx. Run it after the
+	// transactions — tcc finds its in-doubt transfers by scanning the
+	// participants' barrier tables — undelivered messages), bounded by ctx. Run it after the
 	// faults heal; it is idempotent.
 	Recover(ctx context.Context) error
 	// Close stops background work and frees connections.
