@@ -30,9 +30,9 @@ var failoverEnv struct {
 
 // failoverScripts are the scripted rows of the topology implementations.
 var failoverScripts = map[string]script{
-	"failover":       {failoverTTL, splitFailoverScenario, nil},
-	"failover-async": {failoverTTL, standbyFailoverScenario, nil},
-	"failover-sync":  {failoverTTL, standbyFailoverScenario, nil},
+	"failover":       {ttl: failoverTTL, run: splitFailoverScenario},
+	"failover-async": {ttl: failoverTTL, run: standbyFailoverScenario},
+	"failover-sync":  {ttl: failoverTTL, run: standbyFailoverScenario},
 }
 
 // failoverTTL outlives a Sentinel failover (kill to promotion took ~2.3 s

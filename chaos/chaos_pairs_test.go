@@ -32,8 +32,8 @@ var pairEnv struct {
 // pairScripts are the scripted rows run by TestChaosFailoverPairs (run
 // settings "script; provider=docker").
 var pairScripts = map[string]script{
-	"failover-unacked": {pairTTL, func(s *scene) { waitFailoverScenario(s, false) }, nil},
-	"failover-acked":   {pairTTL, func(s *scene) { waitFailoverScenario(s, true) }, nil},
+	"failover-unacked": {ttl: pairTTL, run: func(s *scene) { waitFailoverScenario(s, false) }},
+	"failover-acked":   {ttl: pairTTL, run: func(s *scene) { waitFailoverScenario(s, true) }},
 }
 
 // pairTTL outlives a docker Sentinel failover (2.3–3.6 s measured on a

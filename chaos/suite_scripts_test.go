@@ -27,31 +27,39 @@ import (
 )
 
 // script is one scripted scenario; ttl is its lock ttl; beforeProbes
-// (optional) runs after the quiet period, before the probes.
+// (optional) runs after the quiet period, before the probes; opTimeout
+// (optional) replaces the suite's operation timeout when it is longer.
 type script struct {
 	ttl          time.Duration
 	run          func(s *scene)
 	beforeProbes func(s *scene, ctx context.Context)
+	opTimeout    time.Duration
 }
 
 // scripts are the scripted faults of the matrix, by fault name. The
 // quorum scenarios use a 2.5 s ttl: A's lease must outlive three node
 // restarts, which took up to ~1 s on a 2-core machine at load 9.
 var scripts = map[string]script{
-	"restart-majority":           {quorumTTL, func(s *scene) { restartScenario(s, "majority", false) }, nil},
-	"restart-majority-delayed":   {quorumTTL, func(s *scene) { restartScenario(s, "majority", true) }, nil},
-	"restart-minority":           {quorumTTL, func(s *scene) { restartScenario(s, "minority", false) }, nil},
-	"partition-minority-acquire": {quorumTTL, partitionAcquireScenario, nil},
-	"conn-cut":                   {suiteTTL, connCutScenario, nil},
-	"stale-release":              {suiteTTL, staleReleaseScenario, nil},
-	"crash-after-setnx":          {suiteTTL, crashAfterSetNXScenario, (*scene).lockState},
-	"release-race":               {time.Second, releaseRaceScenario, nil},
+	"restart-majority":           {ttl: quorumTTL, run: func(s *scene) { restartScenario(s, "majority", false) }},
+	"restart-majority-delayed":   {ttl: quorumTTL, run: func(s *scene) { restartScenario(s, "majority", true) }},
+	"restart-minority":           {ttl: quorumTTL, run: func(s *scene) { restartScenario(s, "minority", false) }},
+	"partition-minority-acquire": {ttl: quorumTTL, run: partitionAcquireScenario},
+	"conn-cut":                   {ttl: suiteTTL, run: connCutScenario},
+	"stale-release":              {ttl: suiteTTL, run: staleReleaseScenario},
+	"crash-after-setnx":          {ttl: suiteTTL, run: crashAfterSetNXScenario, beforeProbes: (*scene).lockState},
+	"release-race":               {ttl: releaseRaceTTL, run: releaseRaceScenario, opTimeout: 2 * releaseRaceTTL}, // A's release waits 1.3×ttl
 }
 
 const key = "k0"
 
 // quorumTTL is the lock ttl of the quorum scenarios.
 const quorumTTL = 2500 * time.Millisecond
+
+// releaseRaceTTL is the release race's ttl: B's lease must outlive A's
+// gapped release (1.3×ttl after A's GET) and C's whole cycle, about 0.7×ttl
+// of margin; at 1 s a Python adapter at load 15-20 used it all (B's lease
+// had -231 ms left).
+const releaseRaceTTL = 2 * time.Second
 
 // scene is a scripted scenario in progress: a PhaseSpec.Script of
 // bench.RunPhase.
@@ -78,6 +86,7 @@ func runScript(t *testing.T, ctx context.Context, env *infra.Env, row chaos.Row)
 	}
 	cfg := lockConfig(row, ttl, 1)
 	cfg.Path = bench.PathProxied // the scripts' faults act on nodes and their proxies
+	cfg.OpTimeout = max(cfg.OpTimeout, sc.opTimeout)
 	r := newPhaseRun(t, row, cfg, nil)
 	var s *scene
 	r.spec.Script = func(ctx context.Context, d *bench.Driver) error {
