@@ -377,7 +377,7 @@ func checkGC() (restore func()) {
 // process's last operation when it never completed and was invoked within
 // window of the phase's last entry, and says how many.
 func dropCutPhase(p *checker.Phase, window time.Duration) int {
-	last := map[int]int{} // process → index in p.Ops of its last operation
+	last := map[int32]int{} // process → index in p.Ops of its last operation
 	for i := range p.Ops {
 		last[p.Ops[i].Process] = i
 	}

@@ -243,7 +243,7 @@ func assertKeptHolder(t *testing.T, row chaos.Row, o outcome) {
 	var acq, write checker.Operation // its last acquire before the loss, its first write after
 	for _, op := range ops {
 		switch {
-		case op.Process != p || op.Key() != key:
+		case int(op.Process) != p || op.Key() != key:
 		case op.F() == "acquire" && op.OK() && op.Invoke.Time < fos[0].Lost:
 			acq = op
 		case op.F() == "write" && op.Invoke.Time > fos[0].Lost && write.F() == "":

@@ -3,6 +3,7 @@ package checker
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,16 +75,34 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 			service = append(service, w)
 		}
 	}
-	var acquires []*Operation       // in the phase's operations
-	okByKey := map[string][]grant{} // successful acquires, by completion time
+	// Every list below is sized once, counted first: grown by appends, a
+	// long run's would allocate about twice their size.
+	isAcquire := func(o *Operation) bool {
+		return o.F() == "acquire" && o.InvokeAttr("probe") == "" && o.CompleteAttr("probe") == ""
+	}
+	nAcquires := 0
+	okCount := map[uint32]int{}
+	for i := range ops {
+		if o := &ops[i]; isAcquire(o) {
+			nAcquires++
+			if o.OK() {
+				okCount[o.key]++
+			}
+		}
+	}
+	acquires := make([]*Operation, 0, nAcquires)      // in the phase's operations
+	okByKey := make(map[uint32][]grant, len(okCount)) // successful acquires, by completion time
+	for k, n := range okCount {
+		okByKey[k] = make([]grant, 0, n)
+	}
 	for i := range ops {
 		o := &ops[i]
-		if o.F() != "acquire" || o.InvokeAttr("probe") != "" || o.CompleteAttr("probe") != "" {
+		if !isAcquire(o) {
 			continue
 		}
 		acquires = append(acquires, o)
 		if o.OK() {
-			okByKey[o.Key()] = append(okByKey[o.Key()], grant{o.Invoke.Time, o.Complete.Time})
+			okByKey[o.key] = append(okByKey[o.key], grant{o.Invoke.Time, o.Complete.Time})
 		}
 	}
 	for _, ts := range okByKey {
@@ -134,7 +153,7 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 		anyFault := ActiveFault(windows, a.Invoke.Time, end) != ""
 		if !anyFault && a.Failed() && !try && timeout > 0 && (end-a.Invoke.Time)*4 < timeout*3 {
 			vs = append(vs, results.Violation{
-				Kind: "gave-up-early", Keys: []string{a.Key()}, Processes: []int{a.Process}, Time: a.Invoke.Time, Indexes: a.Indexes(),
+				Kind: "gave-up-early", Keys: []string{a.Key()}, Processes: []int{int(a.Process)}, Time: a.Invoke.Time, Indexes: a.Indexes(),
 				Description: fmt.Sprintf("p%d's acquire of %s, invoked at %s with a %v timeout, gave up (%s) after %.1f ms with no fault active: the implementation stopped trying with time left",
 					a.Process, a.Key(), secs(a.Invoke.Time), msDur(timeout), a.Error(), float64(end-a.Invoke.Time)/1e6),
 			})
@@ -146,7 +165,7 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 		if len(inService) == 0 && !anyFault {
 			to = max(end, a.Invoke.Time+timeout)
 		}
-		isServed := servedIn(okByKey[a.Key()], a.Invoke.Time, to, math.MinInt64)
+		isServed := servedIn(okByKey[a.key], a.Invoke.Time, to, math.MinInt64)
 		if len(inService) > 0 {
 			// Served by the faulted service: a success asked for and
 			// granted inside a window, not at its edges (a reply already
@@ -159,7 +178,7 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 			for _, i := range inService {
 				w := service[i]
 				m := min(healMargin, (w.End-w.Start)/10)
-				isServed = isServed || servedIn(okByKey[a.Key()], max(a.Invoke.Time, w.Start+m), min(to, w.End-m), w.Start+m)
+				isServed = isServed || servedIn(okByKey[a.key], max(a.Invoke.Time, w.Start+m), min(to, w.End-m), w.Start+m)
 			}
 		}
 		if isServed {
@@ -167,7 +186,7 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 			continue
 		}
 		wait := to - a.Invoke.Time
-		free := wait - covered(holdsByKey[a.Key()], a.Process, a.Invoke.Time, to, len(inService) > 0)
+		free := wait - covered(holdsByKey[a.key], a.Process, a.Invoke.Time, to, len(inService) > 0)
 		// Outside faults the key must have been free for half the wait;
 		// inside a fault window, for a quarter of it or half a ttl.
 		need := wait / 2
@@ -191,14 +210,14 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 			}
 		case anyFault:
 			// a client fault (a paused or crashed holder) explains it
-		case orphanIn(orphansByKey[a.Key()], a.Process, a.Invoke.Time-int64(opt.TTL+opt.slack()), to):
+		case orphanIn(orphansByKey[a.key], a.Process, a.Invoke.Time-int64(opt.TTL+opt.slack()), to):
 			unknownStalls++
 			if firstUnknown == "" {
 				firstUnknown = fmt.Sprintf("p%d's acquire of %s at %s (an indeterminate acquire or release may have left a lease)", a.Process, a.Key(), secs(a.Invoke.Time))
 			}
 		default:
 			vs = append(vs, results.Violation{
-				Kind: "stalled", Keys: []string{a.Key()}, Processes: []int{a.Process}, Time: a.Invoke.Time, Indexes: a.Indexes(),
+				Kind: "stalled", Keys: []string{a.Key()}, Processes: []int{int(a.Process)}, Time: a.Invoke.Time, Indexes: a.Indexes(),
 				Description: fmt.Sprintf("p%d's acquire of %s, invoked at %s, %s at %s with no fault active, and nobody acquired %s from its invocation until %s though no holder held it for most of that time",
 					a.Process, a.Key(), secs(a.Invoke.Time), failWord(*a), secs(end), a.Key(), secs(to)),
 			})
@@ -227,7 +246,7 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 		}
 		f := st.first
 		vs = append(vs, results.Violation{
-			Kind: "unavailable", Keys: []string{f.Key()}, Processes: []int{f.Process}, Time: w.Start, Fault: windowName(w),
+			Kind: "unavailable", Keys: []string{f.Key()}, Processes: []int{int(f.Process)}, Time: w.Start, Fault: windowName(w),
 			Indexes: append([]int64{w.StartIndex}, f.Indexes()...),
 			Description: desc + fmt.Sprintf("; %d of them while nobody could get the key and no holder held it, the first p%d's acquire of %s invoked at %s (%s at %s)",
 				st.unavailable, f.Process, f.Key(), secs(f.Invoke.Time), failWord(*f), secs(f.Complete.Time)),
@@ -278,15 +297,16 @@ func availabilityPhase(p *Phase, opt Options) results.Verdict {
 // not counted as served during the fault.
 const healMargin = int64(20e6)
 
-// span is a time interval of the history.
+// span is a time interval of the history (24 bytes: a long run has one
+// or two per successful acquire).
 type span struct {
-	process  int
 	from, to int64
+	process  int32
 	definite bool // the holder's own lease, not a lease left to expire after a failed release
 }
 
-// leases returns, per key, the spans in which a process held it, and the
-// spans in which an orphan lease may have been left.
+// leases returns, per key (names id), the spans in which a process held
+// it, and the spans in which an orphan lease may have been left.
 //
 // A hold (acquire ok) is definite from the acquire's completion until the
 // holder asked to release (its release's invocation: a release the service
@@ -296,16 +316,45 @@ type span struct {
 // slack; Never without a ttl): not definite, and also an orphan span. An
 // indeterminate acquire is an orphan span from its invocation to its
 // completion + ttl + slack.
-func leases(ops []Operation, opt Options) (holds, orphans map[string][]span) {
-	holds, orphans = map[string][]span{}, map[string][]span{}
+func leases(ops []Operation, opt Options) (holds, orphans map[uint32][]span) {
+	// Two passes over the same sweep: the first counts the spans of each
+	// key, the second fills lists of exactly that size.
+	nHolds, nOrphans := map[uint32]int{}, map[uint32]int{}
+	sweepLeases(ops, opt, func(key uint32, orphan bool, _ span) {
+		if orphan {
+			nOrphans[key]++
+		} else {
+			nHolds[key]++
+		}
+	})
+	holds, orphans = make(map[uint32][]span, len(nHolds)), make(map[uint32][]span, len(nOrphans))
+	for k, n := range nHolds {
+		holds[k] = make([]span, 0, n)
+	}
+	for k, n := range nOrphans {
+		orphans[k] = make([]span, 0, n)
+	}
+	sweepLeases(ops, opt, func(key uint32, orphan bool, s span) {
+		if orphan {
+			orphans[key] = append(orphans[key], s)
+		} else {
+			holds[key] = append(holds[key], s)
+		}
+	})
+	return holds, orphans
+}
+
+// sweepLeases calls emit with each hold and orphan span of ops, per key
+// (leases), in the order leases lists them.
+func sweepLeases(ops []Operation, opt Options, emit func(key uint32, orphan bool, s span)) {
 	expiry := func(t int64) int64 {
 		if opt.TTL <= 0 || t == Never {
 			return Never
 		}
 		return t + int64(opt.TTL+opt.slack())
 	}
-	open := map[int]Operation{} // process → its acquire ok not yet released
-	closeLease := func(p int, release *Operation) {
+	open := map[int32]*Operation{} // process → its acquire ok not yet released
+	closeLease := func(p int32, release *Operation) {
 		a, ok := open[p]
 		if !ok {
 			return
@@ -319,13 +368,14 @@ func leases(ops []Operation, opt Options) (holds, orphans map[string][]span) {
 		if release != nil {
 			end = min(end, release.Invoke.Time)
 		}
-		holds[a.Key()] = append(holds[a.Key()], span{p, from, end, true})
+		emit(a.key, false, span{from, end, p, true})
 		if release == nil || !release.OK() {
-			holds[a.Key()] = append(holds[a.Key()], span{p, from, expiry(from), false})
-			orphans[a.Key()] = append(orphans[a.Key()], span{p, from, expiry(from), false})
+			emit(a.key, false, span{from, expiry(from), p, false})
+			emit(a.key, true, span{from, expiry(from), p, false})
 		}
 	}
-	for _, o := range ops {
+	for i := range ops {
+		o := &ops[i]
 		switch o.F() {
 		case "acquire":
 			closeLease(o.Process, nil)
@@ -337,19 +387,24 @@ func leases(ops []Operation, opt Options) (holds, orphans map[string][]span) {
 				if !o.Completed() {
 					end = Never
 				}
-				orphans[o.Key()] = append(orphans[o.Key()], span{o.Process, o.Invoke.Time, expiry(end), false})
+				emit(o.key, true, span{o.Invoke.Time, expiry(end), o.Process, false})
 			}
 		case "release":
-			if a, ok := open[o.Process]; ok && a.Key() == o.Key() {
-				o := o
-				closeLease(o.Process, &o)
+			if a, ok := open[o.Process]; ok && a.key == o.key {
+				closeLease(o.Process, o)
 			}
 		}
 	}
+	// The leases never released, in process order: the order of the
+	// spans must not depend on the map's.
+	var left []int32
 	for p := range open {
+		left = append(left, p)
+	}
+	slices.Sort(left)
+	for _, p := range left {
 		closeLease(p, nil)
 	}
-	return holds, orphans
 }
 
 // grant is a successful acquire: when it was asked for and when it completed.
@@ -369,7 +424,7 @@ func servedIn(sorted []grant, from, to, invokedFrom int64) bool {
 
 // covered is how much of [from, to] other processes' holds cover (only
 // the definite ones when definiteOnly).
-func covered(hs []span, self int, from, to int64, definiteOnly bool) int64 {
+func covered(hs []span, self int32, from, to int64, definiteOnly bool) int64 {
 	var in []span
 	for _, s := range hs {
 		if s.process != self && s.from < to && s.to > from && (s.definite || !definiteOnly) {
@@ -391,7 +446,7 @@ func covered(hs []span, self int, from, to int64, definiteOnly bool) int64 {
 
 // orphanIn says whether another process may have left a lease overlapping
 // [from, to].
-func orphanIn(os []span, self int, from, to int64) bool {
+func orphanIn(os []span, self int32, from, to int64) bool {
 	for _, s := range os {
 		if s.process != self && s.from <= to && s.to >= from {
 			return true

@@ -108,8 +108,10 @@ func lostAckWritePhase(p *Phase, opt Options) results.Verdict {
 		return verdict(LostAckWriteName, opt, nil, true, "no failover in the history: nothing to judge (untested)", map[string]float64{"failovers": 0})
 	}
 	// Per process, its operations in order (a lease's later release).
-	byProc := map[int][]Operation{}
-	for _, o := range ops {
+	// Pointers into ops: a copy of each would double the phase.
+	byProc := map[int32][]*Operation{}
+	for i := range ops {
+		o := &ops[i]
 		byProc[o.Process] = append(byProc[o.Process], o)
 	}
 	ttl := int64(opt.TTL)
@@ -124,7 +126,8 @@ func lostAckWritePhase(p *Phase, opt Options) results.Verdict {
 	counted := map[int64]bool{} // acquire invocation index → already judged
 	for _, w := range fws {
 		for p, mine := range byProc {
-			for i, a := range mine {
+			for i, ap := range mine {
+				a := *ap
 				if a.F() != "acquire" || !a.OK() || isProbe(a) || a.Complete.Time > w.Start || counted[a.Invoke.Index] {
 					continue
 				}
@@ -135,7 +138,8 @@ func lostAckWritePhase(p *Phase, opt Options) results.Verdict {
 				// The holder's next operations on the key, up to its next acquire.
 				released := Never // when the holder asked to release
 				var own []Operation
-				for _, o := range mine[i+1:] {
+				for _, op := range mine[i+1:] {
+					o := *op
 					if o.F() == "acquire" {
 						break
 					}
@@ -183,14 +187,14 @@ func lostAckWritePhase(p *Phase, opt Options) results.Verdict {
 				}
 				lost++
 				v := results.Violation{
-					Kind: "lost-ack-write", Keys: []string{a.Key()}, Processes: []int{p}, Tokens: []string{a.CompleteToken()},
+					Kind: "lost-ack-write", Keys: []string{a.Key()}, Processes: []int{int(p)}, Tokens: []string{a.CompleteToken()},
 					Time: witness.Complete.Time, Fault: windowName(Window{Fault: w.Fault, Kind: w.Kind}),
 					Indexes: append(append([]int64{w.StartIndex}, a.Indexes()...), witness.Indexes()...),
 					Description: fmt.Sprintf("p%d's lock on %s, acknowledged at %s, still held when the primary %s was lost at %s, was gone from the new primary %s while it could not have expired (earliest expiry %s): %s",
 						p, a.Key(), secs(a.Complete.Time), orUnknown(w.Attrs[AttrOldPrimary]), secs(w.Start), orUnknown(w.Attrs[AttrNewPrimary]), secs(exp), why),
 				}
 				if witness.Process != p {
-					v.Processes = append(v.Processes, witness.Process)
+					v.Processes = append(v.Processes, int(witness.Process))
 				}
 				vs = append(vs, v)
 			}

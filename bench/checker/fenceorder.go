@@ -73,9 +73,9 @@ func fenceOrderPhase(p *Phase, opt Options) results.Verdict {
 // fenceRegressions compares, per key, each acquisition's fence with the
 // highest fence of the acquisitions that completed before it was invoked.
 func fenceRegressions(ops []Operation, windows []Window) []results.Violation {
-	byKey := map[string][]Operation{}
-	for _, o := range ops {
-		if o.F() == "acquire" && o.OK() && o.CompleteFence() > 0 {
+	byKey := map[string][]*Operation{} // pointers into ops, not copies
+	for i := range ops {
+		if o := &ops[i]; o.F() == "acquire" && o.OK() && o.CompleteFence() > 0 {
 			byKey[o.Key()] = append(byKey[o.Key()], o)
 		}
 	}
@@ -87,12 +87,12 @@ func fenceRegressions(ops []Operation, windows []Window) []results.Violation {
 	var vs []results.Violation
 	for _, key := range keys {
 		// top: the highest fence among acquisitions completed before b.
-		sweepHighest(byKey[key], func(o Operation) uint64 { return o.CompleteFence() }, func(b, top Operation) {
+		sweepHighest(byKey[key], func(o *Operation) uint64 { return o.CompleteFence() }, func(b, top *Operation) {
 			if top.CompleteFence() == 0 || b.CompleteFence() > top.CompleteFence() || b.CompleteToken() == top.CompleteToken() {
 				return
 			}
 			v := results.Violation{
-				Kind: "fence-regression", Keys: []string{key}, Processes: []int{top.Process, b.Process},
+				Kind: "fence-regression", Keys: []string{key}, Processes: []int{int(top.Process), int(b.Process)},
 				Tokens: []string{top.CompleteToken(), b.CompleteToken()}, Time: b.Complete.Time,
 				Indexes: append(top.Indexes(), b.Indexes()...),
 				Description: fmt.Sprintf("key %s: p%d acquired it with fence %d (token %s, granted at %s); p%d's later acquisition (token %s, invoked at %s, granted at %s) got fence %d, not more than %d",
@@ -118,8 +118,9 @@ type rejections struct {
 func fencedInLease(ops []Operation, windows []Window, opt Options) rejections {
 	var r rejections
 	var acqByKey map[string][]*Operation // built on the first rejection that needs it
-	lease := map[int]Operation{}         // process → its last acquire ok
-	for _, o := range ops {
+	lease := map[int32]*Operation{}      // process → its last acquire ok
+	for i := range ops {
+		o := &ops[i]
 		switch {
 		case o.F() == "acquire":
 			if o.OK() {
@@ -172,7 +173,7 @@ func fencedInLease(ops []Operation, windows []Window, opt Options) rejections {
 			fence = a.CompleteFence()
 		}
 		r.violations = append(r.violations, results.Violation{
-			Kind: "fenced-in-lease", Keys: []string{o.Key()}, Processes: []int{o.Process},
+			Kind: "fenced-in-lease", Keys: []string{o.Key()}, Processes: []int{int(o.Process)},
 			Tokens: nonEmpty(a.CompleteToken()), Time: o.Complete.Time, Indexes: append(a.Indexes(), o.Indexes()...),
 			Description: fmt.Sprintf("key %s: p%d acquired it at %s with fence %d (token %s) and its write was rejected as fenced at %s, "+
 				"though no other process held the key in between and no fault was active: the lock handed out a fence older than one the resource had already seen",

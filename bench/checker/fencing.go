@@ -61,9 +61,9 @@ func fencingPhase(p *Phase, opt Options) results.Verdict {
 					tw, _ := top.Writer()
 					v := results.Violation{
 						Kind: "stale-fence", Keys: []string{key}, Processes: []int{int(w), int(tw)},
-						Tokens: []string{e.Token, top.Token}, Time: e.Time, Indexes: []int64{e.Index, top.Index},
+						Tokens: []string{e.Token(), top.Token()}, Time: e.Time, Indexes: []int64{e.Index, top.Index},
 						Description: fmt.Sprintf("key %s: the resource accepted p%d's write of %s with fence %d after p%d's write of %s with fence %d",
-							key, w, val(e.Value), e.Fence, tw, val(top.Value), top.Fence),
+							key, w, valOf(e.Value()), e.Fence, tw, valOf(top.Value()), top.Fence),
 					}
 					if f := ActiveFault(windows, e.Time, e.Time); f != "" {
 						v.Fault = f
@@ -75,9 +75,9 @@ func fencingPhase(p *Phase, opt Options) results.Verdict {
 			}
 		}
 	} else {
-		byKey := map[string][]Operation{}
-		for _, o := range ops {
-			if o.F() == "write" && o.OK() && o.InvokeFence() > 0 {
+		byKey := map[string][]*Operation{} // pointers into ops, not copies
+		for i := range ops {
+			if o := &ops[i]; o.F() == "write" && o.OK() && o.InvokeFence() > 0 {
 				byKey[o.Key()] = append(byKey[o.Key()], o)
 				accepted++
 			}
@@ -89,10 +89,10 @@ func fencingPhase(p *Phase, opt Options) results.Verdict {
 		sort.Strings(keys)
 		for _, key := range keys {
 			// top: the highest fence among writes completed before b.
-			sweepHighest(byKey[key], func(o Operation) uint64 { return o.InvokeFence() }, func(b, top Operation) {
+			sweepHighest(byKey[key], func(o *Operation) uint64 { return o.InvokeFence() }, func(b, top *Operation) {
 				if b.InvokeFence() < top.InvokeFence() {
 					v := results.Violation{
-						Kind: "stale-fence", Keys: []string{key}, Processes: []int{b.Process, top.Process},
+						Kind: "stale-fence", Keys: []string{key}, Processes: []int{int(b.Process), int(top.Process)},
 						Tokens: []string{b.InvokeToken(), top.InvokeToken()}, Time: b.Invoke.Time,
 						Indexes: append(b.Indexes(), top.Indexes()...),
 						Description: fmt.Sprintf("key %s: p%d's write with fence %d was accepted at %s after p%d's write with fence %d had been accepted at %s",

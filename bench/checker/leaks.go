@@ -111,13 +111,13 @@ func leakedLocksPhase(p *Phase, opt Options) results.Verdict {
 		case p.Failed() && p.InvokeAttr("probe") == "live":
 			live++
 			vs = append(vs, results.Violation{
-				Kind: "leak-live", Keys: []string{p.Key()}, Processes: []int{p.Process}, Time: p.Invoke.Time, Indexes: p.Indexes(),
+				Kind: "leak-live", Keys: []string{p.Key()}, Processes: []int{int(p.Process)}, Time: p.Invoke.Time, Indexes: p.Indexes(),
 				Description: fmt.Sprintf("key %s is still held after the quiet period while the workers' lock clients are open but idle: the live probe (p%d) could not acquire it (%s) — a lock leaked on a live session, freed only when its client closes",
 					p.Key(), p.Process, p.Error()),
 			})
 		case p.Failed():
 			vs = append(vs, results.Violation{
-				Kind: "leak", Keys: []string{p.Key()}, Processes: []int{p.Process}, Time: p.Invoke.Time, Indexes: p.Indexes(),
+				Kind: "leak", Keys: []string{p.Key()}, Processes: []int{int(p.Process)}, Time: p.Invoke.Time, Indexes: p.Indexes(),
 				Description: fmt.Sprintf("key %s is still held after the quiet period: the final probe (p%d) could not acquire it (%s) though no worker runs any more",
 					p.Key(), p.Process, p.Error()),
 			})

@@ -39,9 +39,9 @@ func livenessPhase(p *Phase, opt Options) results.Verdict {
 	}
 	bound := int64(opt.TTL + opt.slack())
 	runEnd := p.End
-	acquires := map[string][]Operation{}
-	for _, o := range p.Ops {
-		if o.F() == "acquire" {
+	acquires := map[string][]*Operation{} // pointers into the phase, not copies
+	for i := range p.Ops {
+		if o := &p.Ops[i]; o.F() == "acquire" {
 			acquires[o.Key()] = append(acquires[o.Key()], o)
 		}
 	}
@@ -52,10 +52,10 @@ func livenessPhase(p *Phase, opt Options) results.Verdict {
 	for _, c := range crashes {
 		deadline := c.Start + bound
 		// First acquisition by another process after the crash.
-		var rec Operation
+		var rec *Operation
 		recovered := false
 		for _, a := range acquires[c.Key] {
-			if a.Process != c.Process && a.OK() && a.Complete.Time > c.Start &&
+			if int(a.Process) != c.Process && a.OK() && a.Complete.Time > c.Start &&
 				(!recovered || a.Complete.Time < rec.Complete.Time) {
 				rec, recovered = a, true
 			}
@@ -69,7 +69,7 @@ func livenessPhase(p *Phase, opt Options) results.Verdict {
 		var stuck *Operation
 		tried := false
 		for _, a := range acquires[c.Key] {
-			if a.Process == c.Process || a.Indeterminate() {
+			if int(a.Process) == c.Process || a.Indeterminate() {
 				continue
 			}
 			end := a.Complete.Time
@@ -81,8 +81,7 @@ func livenessPhase(p *Phase, opt Options) results.Verdict {
 			pendingAtDeadline := recEnd > deadline && a.OK() && a.Invoke.Time <= deadline && end > deadline
 			failedLate := a.Failed() && end > deadline && end <= recEnd
 			if (pendingAtDeadline || failedLate) && stuck == nil {
-				a := a
-				stuck = &a
+				stuck = a
 			}
 		}
 		switch {
@@ -100,7 +99,7 @@ func livenessPhase(p *Phase, opt Options) results.Verdict {
 				desc += "; never recovered before the run ended at " + secs(runEnd)
 			}
 			vs = append(vs, results.Violation{
-				Kind: "liveness", Processes: []int{c.Process, stuck.Process}, Keys: []string{c.Key},
+				Kind: "liveness", Processes: []int{c.Process, int(stuck.Process)}, Keys: []string{c.Key},
 				Time: c.Start, Fault: c.Fault, Indexes: append([]int64{c.StartIndex}, stuck.Indexes()...),
 				Description: desc,
 			})

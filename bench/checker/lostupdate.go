@@ -91,7 +91,7 @@ func lostUpdatePhase(p *Phase, opt Options) results.Verdict {
 				if i == 10 {
 					break
 				}
-				v.Processes = append(v.Processes, o.Process)
+				v.Processes = append(v.Processes, int(o.Process))
 				v.Tokens = append(v.Tokens, o.InvokeToken())
 				v.Indexes = append(v.Indexes, o.Invoke.Index)
 			}

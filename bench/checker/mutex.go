@@ -58,8 +58,8 @@ type criticalSection struct {
 // resource and make no section; reads never followed by a write neither.
 func criticalSections(ops []Operation) []criticalSection {
 	var out []criticalSection
-	lastRead := map[int]*Operation{}
-	lastAcquire := map[int]*Operation{}
+	lastRead := map[int32]*Operation{}
+	lastAcquire := map[int32]*Operation{}
 	for i := range ops {
 		o := &ops[i]
 		switch o.F() {
@@ -79,7 +79,7 @@ func criticalSections(ops []Operation) []criticalSection {
 			if !ok || r.Key() != o.Key() || o.Failed() {
 				continue
 			}
-			cs := criticalSection{process: o.Process, key: o.Key(), read: r, write: o,
+			cs := criticalSection{process: int(o.Process), key: o.Key(), read: r, write: o,
 				token: o.InvokeToken(), fence: o.InvokeFence(),
 				readInv: r.Invoke.Time, readOK: r.Complete.Time,
 				writeInv: o.Invoke.Time, wrEnd: o.End(), writeIndeterminate: o.Indeterminate()}
@@ -131,7 +131,7 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*ResW
 	// Index the clients' writes by (process, key, value) to find each
 	// resource write's client operations.
 	type wkey struct {
-		p   int
+		p   int64
 		key string
 		v   int64
 	}
@@ -140,7 +140,8 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*ResW
 	var writes map[wkey][]int
 	clientWrite := func(e *ResWrite) (Operation, bool) {
 		p, ok := e.Writer()
-		if !ok || e.Value == nil {
+		ev, okV := e.Value()
+		if !ok || !okV {
 			return Operation{}, false
 		}
 		if writes == nil {
@@ -148,15 +149,15 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*ResW
 			for i := range ops {
 				o := &ops[i]
 				if v, ok := o.InvokeValue(); ok && o.F() == "write" {
-					k := wkey{o.Process, o.Key(), v}
+					k := wkey{int64(o.Process), o.Key(), v}
 					writes[k] = append(writes[k], i)
 				}
 			}
 		}
-		cands := writes[wkey{int(p), e.Key(), *e.Value}]
+		cands := writes[wkey{p, e.Key(), ev}]
 		for _, i := range cands {
 			o := ops[i]
-			if (e.Token == "" || o.InvokeToken() == "" || o.InvokeToken() == e.Token) &&
+			if (e.Token() == "" || o.InvokeToken() == "" || o.InvokeToken() == e.Token()) &&
 				(e.Fence == 0 || o.InvokeFence() == 0 || o.InvokeFence() == e.Fence) {
 				return o, true
 			}
@@ -164,7 +165,7 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*ResW
 		return Operation{}, false
 	}
 	type pk struct {
-		p   int
+		p   int32
 		key string
 	}
 	var reads map[pk][]*Operation
@@ -207,7 +208,7 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*ResW
 			// write after it landed inside this writer's section.
 			var clobbered []*ResWrite
 			for j := i - 1; j >= 0 && j >= i-1000; j-- {
-				if l[j].Value != nil && *l[j].Value == exp {
+				if v, ok := l[j].Value(); ok && v == exp {
 					break
 				}
 				clobbered = append(clobbered, l[j])
@@ -221,11 +222,11 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*ResW
 			}
 			v := results.Violation{
 				Kind: "overlap", Keys: []string{key},
-				Processes: []int{int(writer)}, Tokens: []string{e.Token}, Time: e.Time,
+				Processes: []int{int(writer)}, Tokens: []string{e.Token()}, Time: e.Time,
 				Indexes: []int64{e.Index},
 			}
 			from, to := e.Time, e.Time
-			desc := fmt.Sprintf("p%d (token %s, fence %d) read %d on key %s", writer, e.Token, e.Fence, exp, key)
+			desc := fmt.Sprintf("p%d (token %s, fence %d) read %d on key %s", writer, e.Token(), e.Fence, exp, key)
 			if w, ok := clientWrite(e); ok {
 				v.Time = w.Invoke.Time
 				from, to = w.Invoke.Time, w.End()
@@ -235,9 +236,9 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*ResW
 					desc += " at " + secs(r.Complete.Time)
 				}
 				v.Indexes = append(v.Indexes, w.Indexes()...)
-				desc += fmt.Sprintf(" and wrote %s (invoked %s)", val(e.Value), secs(w.Invoke.Time))
+				desc += fmt.Sprintf(" and wrote %s (invoked %s)", valOf(e.Value()), secs(w.Invoke.Time))
 			} else {
-				desc += " and wrote " + val(e.Value)
+				desc += " and wrote " + valOf(e.Value())
 			}
 			desc += fmt.Sprintf(", but the resource held %d by then: %d writes landed inside its critical section", cur, inside)
 			if inside > len(clobbered) {
@@ -248,9 +249,9 @@ func mutexFromResource(ops []Operation, windows []Window, log map[string][]*ResW
 			for _, c := range clobbered {
 				cw, _ := c.Writer()
 				v.Processes = append(v.Processes, int(cw))
-				v.Tokens = append(v.Tokens, c.Token)
+				v.Tokens = append(v.Tokens, c.Token())
 				v.Indexes = append(v.Indexes, c.Index)
-				desc += fmt.Sprintf(" p%d (token %s, fence %d) wrote %s", cw, c.Token, c.Fence, val(c.Value))
+				desc += fmt.Sprintf(" p%d (token %s, fence %d) wrote %s", cw, c.Token(), c.Fence, valOf(c.Value()))
 				if w, ok := clientWrite(c); ok {
 					v.Indexes = append(v.Indexes, w.Invoke.Index)
 					desc += " at " + secs(w.Invoke.Time)

@@ -12,6 +12,13 @@ import (
 // keys and errors are few; the checks of one process share it).
 var names = newNameTable()
 
+// funcs interns the operations' functions (acquire, read, …), as uint16
+// ids in an Operation; a history with more distinct functions than that
+// keeps the rest as strings (funcOverflow).
+var funcs = newNameTable()
+
+const funcOverflow = 1<<16 - 1
+
 type nameTable struct {
 	mu   sync.Mutex
 	ids  map[string]uint32

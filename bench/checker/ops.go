@@ -32,20 +32,22 @@ type Event struct {
 }
 
 // Operation is an invocation paired with its completion, in the compact
-// form the checkers of a long run hold by the million (96 bytes, against
+// form the checkers of a long run hold by the million (80 bytes, against
 // two 184-byte history entries): function, key and error are interned ids,
-// the token, fence and value are stored once for both ends (an acquire's
-// come with its completion, a write's with its invocation) and whatever
-// else an end carries (attributes, an end that disagrees with the other)
-// goes to a side record most operations do not have.
+// the token is a pointer into its phase's token arena (tokens.go), the
+// token, fence and value are stored once for both ends (an acquire's come
+// with its completion, a write's with its invocation) and whatever else an
+// end carries (attributes, an end that disagrees with the other) goes to a
+// side record most operations do not have.
 type Operation struct {
-	Process          int
 	Invoke, Complete Event // Complete is zero when the history ends before it completes
 	fence            uint64
 	value            int64
-	token            string
+	token            tokenRef
 	extra            *opExtra
-	f, key, err      uint32 // names ids; err is the completion's
+	Process          int32
+	key, err         uint32 // names ids; err is the completion's
+	f                uint16 // funcs id; funcOverflow: the name is in extra.f
 	typ              uint8  // completion type: typNone until completed
 	bits             uint8
 }
@@ -76,10 +78,16 @@ type opExtra struct {
 	compToken           string
 	compFence           uint64
 	compValue           int64
+	f                   string // the function, when funcs has no uint16 id left for it
 }
 
 // F is the operation's function (acquire, read, write, release, …).
-func (o *Operation) F() string { return names.get(o.f) }
+func (o *Operation) F() string {
+	if o.f == funcOverflow {
+		return o.extra.f
+	}
+	return funcs.get(uint32(o.f))
+}
 
 // Key is the operation's key.
 func (o *Operation) Key() string { return names.get(o.key) }
@@ -90,7 +98,7 @@ func (o *Operation) Error() string { return names.get(o.err) }
 // InvokeToken is the token the invocation carried.
 func (o *Operation) InvokeToken() string {
 	if o.bits&tokInv != 0 {
-		return o.token
+		return o.token.String()
 	}
 	return ""
 }
@@ -101,7 +109,7 @@ func (o *Operation) CompleteToken() string {
 		return o.extra.compToken
 	}
 	if o.bits&tokComp != 0 {
-		return o.token
+		return o.token.String()
 	}
 	return ""
 }
@@ -217,10 +225,15 @@ func (o *Operation) Indexes() []int64 {
 }
 
 // invoke starts an operation from its invocation entry.
-func newOperation(op *history.Op) Operation {
-	o := Operation{Process: op.Process, Invoke: Event{op.Index, op.Time}, f: names.id(op.F), key: names.id(op.Key)}
+func (b *PhaseBuilder) newOperation(op *history.Op) Operation {
+	o := Operation{Process: int32(op.Process), Invoke: Event{op.Index, op.Time}, key: names.id(op.Key)}
+	if id := funcs.id(op.F); id < funcOverflow {
+		o.f = uint16(id)
+	} else {
+		o.f, o.extra = funcOverflow, &opExtra{f: op.F}
+	}
 	if op.Token != "" {
-		o.token, o.bits = op.Token, o.bits|tokInv
+		o.token, o.bits = b.token(op), o.bits|tokInv
 	}
 	if op.Fence != 0 {
 		o.fence, o.bits = op.Fence, o.bits|fenceInv
@@ -229,13 +242,16 @@ func newOperation(op *history.Op) Operation {
 		o.value, o.bits = *op.Value, o.bits|valInv
 	}
 	if len(op.Attrs) > 0 || op.Error != "" {
-		o.extra = &opExtra{invAttrs: op.Attrs, invErr: op.Error}
+		if o.extra == nil {
+			o.extra = &opExtra{}
+		}
+		o.extra.invAttrs, o.extra.invErr = op.Attrs, op.Error
 	}
 	return o
 }
 
-// complete records the operation's completion entry.
-func (o *Operation) complete(op *history.Op) {
+// complete records o's completion entry op.
+func (b *PhaseBuilder) complete(o *Operation, op *history.Op) {
 	o.Complete = Event{op.Index, op.Time}
 	switch op.Type {
 	case history.OK:
@@ -255,8 +271,8 @@ func (o *Operation) complete(op *history.Op) {
 	if op.Token != "" {
 		switch {
 		case o.bits&tokInv == 0:
-			o.token = op.Token
-		case o.token != op.Token:
+			o.token = b.token(op)
+		case o.token.String() != op.Token:
 			ex().compToken = op.Token
 		}
 		o.bits |= tokComp
@@ -424,14 +440,6 @@ func secs(ns int64) string {
 	return strconv.FormatFloat(float64(ns)/1e9, 'f', 3, 64) + "s"
 }
 
-// val renders an optional value.
-func val(v *int64) string {
-	if v == nil {
-		return "?"
-	}
-	return strconv.FormatInt(*v, 10)
-}
-
 // valOf renders an optional value given as (value, present).
 func valOf(v int64, ok bool) string {
 	if !ok {
@@ -443,11 +451,11 @@ func valOf(v int64, ok bool) string {
 // sweepHighest visits ops in invocation order, each with the op of highest
 // fence among those that completed before it was invoked (an Operation of
 // empty Invoke and Complete when none had). It sorts ops in place.
-func sweepHighest(ops []Operation, fence func(Operation) uint64, visit func(b, top Operation)) {
+func sweepHighest(ops []*Operation, fence func(*Operation) uint64, visit func(b, top *Operation)) {
 	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Invoke.Time < ops[j].Invoke.Time })
-	byEnd := append([]Operation(nil), ops...)
+	byEnd := append([]*Operation(nil), ops...)
 	sort.SliceStable(byEnd, func(i, j int) bool { return byEnd[i].Complete.Time < byEnd[j].Complete.Time })
-	var top Operation
+	top := &Operation{}
 	j := 0
 	for _, b := range ops {
 		for j < len(byEnd) && byEnd[j].Complete.Time < b.Invoke.Time {

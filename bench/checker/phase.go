@@ -26,15 +26,15 @@ type Phase struct {
 }
 
 // ResWrite is one resource-write entry (mutex.go): a write the
-// resource accepted, with the attributes the checkers read.
+// resource accepted, with the attributes the checkers read (80 bytes).
 type ResWrite struct {
 	Index, Time int64
 	Fence       uint64
-	Token       string
-	Value       *int64
-	key         uint32
+	value       int64
+	token       tokenRef
 	// Attrs "seq", "expected", "current", "writer" as attrInt reads them.
 	seq, expected, current, writer int64
+	key                            uint32
 	has                            uint8 // hasSeq, hasExpected, …
 }
 
@@ -43,7 +43,14 @@ const (
 	hasExpected
 	hasCurrent
 	hasWriter
+	hasValue
 )
+
+// Token is the writer's token ("" if none).
+func (w *ResWrite) Token() string { return w.token.String() }
+
+// Value is the value written and whether the entry has one.
+func (w *ResWrite) Value() (int64, bool) { return w.attr(hasValue, w.value) }
 
 // Key is the key written.
 func (w *ResWrite) Key() string { return names.get(w.key) }
@@ -67,14 +74,16 @@ func (w *ResWrite) Writer() (int64, bool)   { return w.attr(hasWriter, w.writer)
 // zero PhaseBuilder is ready.
 type PhaseBuilder struct {
 	p       Phase
-	pending map[int]int // process → index in p.Ops of its operation in flight
+	pending map[int32]int // process → index in p.Ops of its operation in flight
+	tokens  tokenArena
+	last    map[int32]tokenRef // process → its last token, which its next entries repeat
 }
 
 // Add takes the next entry. It keeps nothing of op but copies (op may be
 // reused by the caller).
 func (b *PhaseBuilder) Add(op *history.Op) {
 	if b.pending == nil {
-		b.pending = map[int]int{}
+		b.pending, b.last = map[int32]int{}, map[int32]tokenRef{}
 	}
 	p := &b.p
 	p.Entries++
@@ -82,30 +91,44 @@ func (b *PhaseBuilder) Add(op *history.Op) {
 	p.End = max(p.End, op.Time)
 	if op.Process < 0 {
 		if op.Process == history.Resource && op.F == ResourceWrite {
-			p.Writes = append(p.Writes, newResourceWrite(op))
+			p.Writes = append(p.Writes, b.newResourceWrite(op))
 			return
 		}
 		p.Events = append(p.Events, *op)
 		return
 	}
+	proc := int32(op.Process)
 	switch op.Type {
 	case history.Invoke:
-		p.Ops = append(p.Ops, newOperation(op))
-		b.pending[op.Process] = len(p.Ops) - 1
+		p.Ops = append(p.Ops, b.newOperation(op))
+		b.pending[proc] = len(p.Ops) - 1
 	case history.OK, history.Fail, history.Info:
-		i, ok := b.pending[op.Process]
+		i, ok := b.pending[proc]
 		if !ok {
 			return
 		}
-		p.Ops[i].complete(op)
-		delete(b.pending, op.Process)
+		b.complete(&p.Ops[i], op)
+		delete(b.pending, proc)
 	}
+}
+
+// token returns op's token in the arena: the one of the process's previous
+// entry when op repeats it (an acquire's token recurs in the write and
+// release that follow), else a new one.
+func (b *PhaseBuilder) token(op *history.Op) tokenRef {
+	proc := int32(op.Process)
+	if t := b.last[proc]; t.String() == op.Token {
+		return t
+	}
+	t := b.tokens.add(op.Token)
+	b.last[proc] = t
+	return t
 }
 
 // Phase returns what was added. The builder is not to be used after.
 func (b *PhaseBuilder) Phase() *Phase {
 	p := b.p
-	b.p, b.pending = Phase{}, nil
+	*b = PhaseBuilder{}
 	return &p
 }
 
@@ -124,8 +147,14 @@ func NewPhase(h []history.Op) *Phase {
 	return b.Phase()
 }
 
-func newResourceWrite(op *history.Op) ResWrite {
-	w := ResWrite{Index: op.Index, Time: op.Time, Fence: op.Fence, Token: op.Token, Value: op.Value, key: names.id(op.Key)}
+func (b *PhaseBuilder) newResourceWrite(op *history.Op) ResWrite {
+	w := ResWrite{Index: op.Index, Time: op.Time, Fence: op.Fence, key: names.id(op.Key)}
+	if op.Token != "" {
+		w.token = b.tokens.add(op.Token)
+	}
+	if op.Value != nil {
+		w.value, w.has = *op.Value, hasValue
+	}
 	attr := func(name string, bit uint8) int64 {
 		n, ok := attrInt(*op, name)
 		if ok {

@@ -2,16 +2,56 @@ package checker
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"unsafe"
 
 	"github.com/faultline-dev/faultline/bench/history"
 )
 
-// An Operation stays compact: the checks of a long run hold millions.
+// An Operation and a ResWrite stay compact: the checks of a long run
+// hold millions.
 func TestOperationSize(t *testing.T) {
-	if n := unsafe.Sizeof(Operation{}); n > 96 {
-		t.Fatalf("Operation is %d bytes, want at most 96", n)
+	if n := unsafe.Sizeof(Operation{}); n > 80 {
+		t.Errorf("Operation is %d bytes, want at most 80", n)
+	}
+	if n := unsafe.Sizeof(ResWrite{}); n > 80 {
+		t.Errorf("ResWrite is %d bytes, want at most 80", n)
+	}
+	if n := unsafe.Sizeof(span{}); n > 24 {
+		t.Errorf("span is %d bytes, want at most 24", n)
+	}
+}
+
+// Tokens read back from the arena as they were stored, whatever their
+// length (a length of more than one varint byte, one longer than a
+// chunk), and a process's repeated token is stored once.
+func TestTokenArena(t *testing.T) {
+	var a tokenArena
+	long, huge := strings.Repeat("x", 300), strings.Repeat("y", tokenChunk+5)
+	in := []string{"", "t1", long, "t2", huge, "t3"}
+	var refs []tokenRef
+	for _, s := range in {
+		refs = append(refs, a.add(s))
+	}
+	for i, r := range refs {
+		if got := r.String(); got != in[i] {
+			t.Errorf("token %d: got %d bytes %.10q, want %d bytes %.10q", i, len(got), got, len(in[i]), in[i])
+		}
+	}
+	h := []history.Op{
+		{Index: 1, Time: 1, Type: history.Invoke, Process: 1, F: "acquire", Key: "k"},
+		{Index: 2, Time: 2, Type: history.OK, Process: 1, F: "acquire", Key: "k", Token: long},
+		{Index: 3, Time: 3, Type: history.Invoke, Process: 1, F: "release", Key: "k", Token: long},
+		{Index: 4, Time: 4, Type: history.OK, Process: 1, F: "release", Key: "k", Token: long},
+		{Index: 5, Time: 5, Type: history.OK, Process: history.Resource, F: ResourceWrite, Key: "k", Token: long, Value: history.Int(3)},
+	}
+	p := NewPhase(h)
+	if p.Ops[0].token != p.Ops[1].token || p.Ops[1].InvokeToken() != long || p.Ops[1].CompleteToken() != long {
+		t.Errorf("the release's token is not the acquire's, stored once")
+	}
+	if v, ok := p.Writes[0].Value(); p.Writes[0].Token() != long || !ok || v != 3 {
+		t.Errorf("resource write: token %.10q, value %d %v", p.Writes[0].Token(), v, ok)
 	}
 }
 
