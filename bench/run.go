@@ -244,12 +244,22 @@ func check(res *results.Results, wl workload.Workload, cfg Config, path string) 
 		truncated := false
 		for i := range res.Impls {
 			ir := &res.Impls[i]
-			n, err := history.CountInvocations(path, ir.Name)
+			// What the load phase (or the previous phase's checks) left is
+			// garbage now: collect it and give its pages back before the
+			// phase's slices are allocated, so that the check's heap is
+			// not added on top of it (a heap freed by the collector stays
+			// resident until the background scavenger gets to it).
+			debug.FreeOSMemory()
+			// The phase's operations and resource writes, counted first
+			// (a pass that decodes nothing), are allocated once: grown by
+			// copies they would hold two copies at each growth.
+			n, err := history.CountMatching(path, ir.Name, []byte(`"type":"invoke"`), []byte(`"f":"`+checker.ResourceWrite+`"`))
 			if err != nil {
 				return fmt.Errorf("read history back for the checks: %w", err)
 			}
 			var b checker.PhaseBuilder
-			b.Grow(n)
+			b.Grow(n[0])
+			b.GrowWrites(n[1])
 			cut, err := history.StreamImpl(path, ir.Name, i == 0, b.Add)
 			truncated = truncated || cut
 			if err != nil {

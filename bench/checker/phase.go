@@ -136,6 +136,9 @@ func (b *PhaseBuilder) Phase() *Phase {
 // operations grown by copies would allocate several times its size.
 func (b *PhaseBuilder) Grow(n int) { b.p.Ops = slices.Grow(b.p.Ops, n) }
 
+// GrowWrites makes room for n more resource writes at once (as Grow).
+func (b *PhaseBuilder) GrowWrites(n int) { b.p.Writes = slices.Grow(b.p.Writes, n) }
+
 // NewPhase builds the Phase of h (a hand-made history without indexes is
 // indexed by position, as Indexed does).
 func NewPhase(h []history.Op) *Phase {

@@ -261,6 +261,38 @@ func CountInvocations(path, impl string) (int, error) {
 	return countLines(path, impl, []byte(`"type":"invoke"`))
 }
 
+// CountMatching counts, in one pass over the history at path and without
+// decoding, the lines of implementation impl that hold each of needles
+// (n[i]: those holding needles[i]): upper bounds of how many entries of a
+// kind a phase has, to allocate before StreamImpl. An escaped name counts
+// nothing (as countLines).
+func CountMatching(path, impl string, needles ...[]byte) ([]int, error) {
+	n := make([]int, len(needles))
+	needle := appendString(nil, impl)
+	if bytes.ContainsRune(needle, '\\') {
+		return n, nil
+	}
+	f, err := Open(path)
+	if err != nil {
+		return n, err
+	}
+	defer f.Close()
+	for {
+		b, err := f.Line()
+		if err != nil {
+			return n, nil // a read error is the decoding pass's to report
+		}
+		if !bytes.Contains(b, needle) {
+			continue
+		}
+		for i, x := range needles {
+			if bytes.Contains(b, x) {
+				n[i]++
+			}
+		}
+	}
+}
+
 // eachOf calls visit with every remaining Op of implementation impl (see
 // StreamImpl); on an error it stops.
 func (r *Reader) eachOf(impl string, validate bool, visit func(*Op)) error {

@@ -312,3 +312,24 @@ func TestEachImpl(t *testing.T) {
 		t.Fatalf("err = %v, want a *LineError at line %d", err, len(ops)+1)
 	}
 }
+
+// CountMatching counts, per needle, the lines of one implementation that
+// hold it: the sizes the checks allocate before streaming a phase.
+func TestCountMatching(t *testing.T) {
+	ops := []Op{
+		{Index: 0, Type: Invoke, Process: 1, Impl: "a", F: "acquire"},
+		{Index: 1, Type: OK, Process: 1, Impl: "a", F: "acquire"},
+		{Index: 2, Type: Invoke, Process: 2, Impl: "ab", F: "acquire"},
+		{Index: 3, Type: Invoke, Process: 1, Impl: "a", F: "write"},
+		{Index: 4, Type: OK, Process: Resource, Impl: "a", F: "resource-write"},
+		{Index: 5, Type: OK, Process: Resource, Impl: "ab", F: "resource-write"},
+	}
+	path := writeHistory(t, t.TempDir(), "history.jsonl.zst", ops)
+	n, err := CountMatching(path, "a", []byte(`"type":"invoke"`), []byte(`"f":"resource-write"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n[0] != 2 || n[1] != 1 {
+		t.Fatalf("counted %v, want [2 1] (impl ab's lines left out)", n)
+	}
+}
