@@ -2,6 +2,7 @@ package checker
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
@@ -96,7 +97,8 @@ func TestOperationEnds(t *testing.T) {
 
 // BenchmarkLocksPhase: every lock checker on a correct counter history of
 // 100,000 operations (25,000 cycles of 16 processes on 64 keys, with the
-// resource's log), from the entries: the Phase built, then judged.
+// resource's log), from the entries: the Phase built, then judged;
+// phase-B/op is the heap a built phase keeps per operation.
 func BenchmarkLocksPhase(b *testing.B) {
 	h := counterHistory(25_000, 16, 64)
 	b.ReportAllocs()
@@ -109,6 +111,17 @@ func BenchmarkLocksPhase(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(4*25_000), "ops")
+	// What a built phase keeps live (its operations, writes, tokens): the
+	// heap the checks of a long run hold, per operation.
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	p := NewPhase(h)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(p)
+	runtime.KeepAlive(h) // live in both readings: the difference is the phase
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(len(p.Ops)), "phase-B/op")
 }
 
 // counterHistory is a correct counter run: cycles of acquire, read,
