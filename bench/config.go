@@ -237,7 +237,7 @@ func (c Config) Validate() error {
 			return usagef("fault kinds %s need a replicated topology: add --topology %s (or %s)", strings.Join(kinds, ", "), infra.TopologyRedisSentinel, infra.TopologyPGStandby)
 		}
 	}
-	if err := checkPairCut(pairCutProvider(c.Provider), sched, c.Nemesis); err != nil {
+	if err := checkPairCut(pairCutProvider(c.Provider), sched, c.Nemesis, nil); err != nil {
 		return err
 	}
 	if err := chaos.CheckSchedule(sched, c.Duration, c.TTL); err != nil {

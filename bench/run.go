@@ -103,7 +103,7 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 		}
 	}()
 	for _, impl := range cfg.Impls { // --provider auto chose (paircut.go)
-		if err := checkPairCut(env.Provider(), scheds[impl], nil); err != nil {
+		if err := checkPairCut(env.Provider(), scheds[impl], nil, env.CanCutPairs); err != nil {
 			return nil, err
 		}
 	}

@@ -24,9 +24,11 @@ package infra
 // id> and dev.faultline.pid=<owner pid>, and GC (`faultline gc`) removes
 // leftovers.
 //
-// Ports. The container's port is published on 127.0.0.1 only, on an
-// ephemeral host port that changes on every container start: addr() is
-// re-read after each start, and the node's proxy follows it.
+// Ports. The container's port is published on an ephemeral host port that
+// changes on every container start: addr() is re-read after each start, and
+// the node's proxy follows it. On a local engine (unix socket) the port is
+// published on 127.0.0.1 only; with DOCKER_HOST=tcp://HOST:PORT it is
+// published and reached where docker_host.go says (HOST).
 
 import (
 	"bytes"
@@ -36,7 +38,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -202,6 +203,19 @@ func dockerClient(ctx context.Context) (client.APIClient, error) {
 		_ = p.Close()
 		return nil, fmt.Errorf("docker engine health check (is dockerd running?): %w", err)
 	}
+	// testcontainers-go skips a DOCKER_HOST whose engine does not answer
+	// (or whose scheme it cannot speak: ssh://) and silently takes the
+	// next candidate, the local socket: a run meant for a remote engine
+	// would run here. Refuse instead (tc.host in
+	// ~/.testcontainers.properties legitimately comes first).
+	if want := os.Getenv(EnvDockerHost); want != "" && testcontainers.ReadConfig().Config.TestcontainersHost == "" {
+		if got := p.Client().DaemonHost(); got != want {
+			_ = p.Close()
+			return nil, fmt.Errorf("%s=%s does not answer, or testcontainers-go cannot speak to it (unix:// and tcp:// only; "+
+				"for ssh forward the engine's socket: ssh -NL 127.0.0.1:23750:/var/run/docker.sock HOST, then DOCKER_HOST=tcp://127.0.0.1:23750 "+
+				"and %s=HOST): it would fall back to %s; unset %s to use that one", EnvDockerHost, want, EnvDockerHostOverride, got, EnvDockerHost)
+		}
+	}
 	return p.Client(), nil
 }
 
@@ -211,6 +225,7 @@ type dockerProvider struct {
 	instance            string // labelProvider value: this provider's containers
 	redisImage, pgImage string
 	cli                 client.APIClient
+	ep                  dockerEndpoint // where published ports are reached
 	log                 *slog.Logger
 }
 
@@ -225,6 +240,14 @@ func newDockerProvider(ctx context.Context, spec Spec) (provider, error) {
 		return nil, fmt.Errorf("docker provider: %w", err)
 	}
 	p := &dockerProvider{cli: cli, log: slog.Default().With("provider", "docker")}
+	if p.ep, err = resolveDockerEndpoint(cli.DaemonHost(), os.Getenv(EnvDockerHostOverride)); err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("docker provider: %w", err)
+	}
+	if p.ep.remote() {
+		p.log.Info("docker engine on another host: ports published on its interfaces and reached there",
+			"engine", p.ep.daemon, "published on", p.ep.bindIP, "reached at", p.ep.dialHost)
+	}
 	p.redisImage, p.pgImage = dockerImages(spec)
 	p.instance = randomHex(6)
 	p.runID = os.Getenv(EnvRunID)
@@ -356,9 +379,10 @@ func (p *dockerProvider) start(ctx context.Context, cfg serverConfig, kind Kind,
 		}
 	}
 	req.HostConfigModifier = func(hc *container.HostConfig) {
-		// Publish on 127.0.0.1 only, on an ephemeral port.
+		// Publish on an ephemeral port of 127.0.0.1 (local engine) or
+		// of the address the engine's host is reached at (docker_host.go).
 		hc.PortBindings = network.PortMap{
-			network.MustParsePort(port): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: "0"}},
+			network.MustParsePort(port): {{HostIP: p.ep.bindIP, HostPort: "0"}},
 		}
 	}
 	t0 := time.Now()
@@ -409,7 +433,7 @@ type dockerServer struct {
 	ver   string
 
 	mu       sync.Mutex
-	hostAddr string // 127.0.0.1:<mapped port>, changes on each start
+	hostAddr string // <engine's host>:<mapped port>, changes on each start
 }
 
 func (s *dockerServer) addr() string {
@@ -438,7 +462,7 @@ func (s *dockerServer) refreshAddr(ctx context.Context) error {
 			for _, b := range in.Container.NetworkSettings.Ports[network.MustParsePort(s.port)] {
 				if b.HostPort != "" && b.HostPort != "0" {
 					s.mu.Lock()
-					s.hostAddr = net.JoinHostPort("127.0.0.1", b.HostPort)
+					s.hostAddr = s.p.ep.publishAddr(b.HostPort)
 					s.mu.Unlock()
 					return nil
 				}

@@ -9,8 +9,9 @@ package infra
 // network alias, resolved by Docker's DNS at each connection, so it follows a
 // restarted container). Nodes announce <proxy container IP>:<7000+i>, so every
 // node-to-node connection is a real network connection between containers
-// that passes the proxy. The proxy's HTTP API is published on 127.0.0.1 and
-// driven like an external toxiproxy-server. Client proxies are unchanged
+// that passes the proxy. The proxy's HTTP API is published like the nodes'
+// ports (127.0.0.1 on a local engine; see docker_host.go) and driven like an
+// external toxiproxy-server. Client proxies are unchanged
 // (embedded, on the host, to each container's published port).
 
 import (
@@ -18,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"strconv"
 	"sync"
@@ -110,7 +110,7 @@ func (pn *dockerPeerNet) startProxy(ctx context.Context, img string, labels map[
 			NetworkAliases: map[string][]string{pn.netName: {peerProxyAlias}},
 			HostConfigModifier: func(hc *container.HostConfig) {
 				hc.PortBindings = network.PortMap{
-					network.MustParsePort(toxiproxyAPIPort): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: "0"}},
+					network.MustParsePort(toxiproxyAPIPort): {{HostIP: p.ep.bindIP, HostPort: "0"}},
 				}
 			},
 		},

@@ -36,6 +36,8 @@ type pairCutter interface {
 	cutRules(ctx context.Context) ([]string, error)
 	// newTag is a fresh tag for the rules of one Cut.
 	newTag() string
+	// canCut says why cutPair cannot work here (nil: it can).
+	canCut(ctx context.Context) error
 }
 
 // cutRule is one packet filter rule: its chain and match, as iptables
@@ -144,13 +146,22 @@ func (e *Env) CutRules(ctx context.Context) ([]string, error) {
 	return pc.cutRules(ctx)
 }
 
-// CanCutPairs says whether CutPairs can work in this environment, and why not.
+// CanCutPairs says whether CutPairs can work in this environment, and why
+// not: the provider must cut pairs (docker), and on docker faultline must
+// run as root on the engine's host with nsenter and iptables (it probes the
+// peer proxy container's process: a remote DOCKER_HOST fails here).
 func (e *Env) CanCutPairs() (bool, string) {
 	e.mu.Lock()
 	pn := e.peers
 	e.mu.Unlock()
-	if _, ok := pn.(pairCutter); !ok {
+	pc, ok := pn.(pairCutter)
+	if !ok {
 		return false, ErrPairCutUnsupported.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cutCallTimeout)
+	defer cancel()
+	if err := pc.canCut(ctx); err != nil {
+		return false, err.Error()
 	}
 	return true, ""
 }

@@ -99,6 +99,17 @@ func (pn *dockerPeerNet) netnsPid(ctx context.Context) (int, error) {
 	return st.Pid, nil
 }
 
+// canCut probes what cutPair needs: root, nsenter and iptables here, and
+// the peer proxy container's process in this host's pid namespace (the
+// engine runs on this host, not behind a remote DOCKER_HOST).
+func (pn *dockerPeerNet) canCut(ctx context.Context) error {
+	_, err := pn.netnsPid(ctx)
+	if err != nil && pn.p.ep.remote() {
+		err = fmt.Errorf("%w (the docker engine %s runs on another host: per-pair cuts need faultline on the engine's host)", err, pn.p.ep.daemon)
+	}
+	return err
+}
+
 // iptables runs iptables in the network namespace of pid.
 func iptables(ctx context.Context, pid int, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, cutCallTimeout)
