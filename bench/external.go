@@ -28,6 +28,17 @@ func (c Config) checkExternal(nodes []infra.NodeSpec, scheds map[string]chaos.Sc
 		return nil
 	}
 	spec := c.envSpec(nodes)
+	// Every node needs a target (or a free one to share): found out here,
+	// before anything connects, not at the environment's start.
+	var missing []string
+	for _, n := range nodes {
+		if _, err := infra.ExternalTargetOf(spec, n.Name); err != nil {
+			missing = append(missing, err.Error())
+		}
+	}
+	if len(missing) > 0 {
+		return usagef("--provider external: %s", strings.Join(missing, "; "))
+	}
 	control := func(n string) (bool, string) { return infra.ProcessControl(spec, n) }
 	for _, impl := range c.Impls {
 		if err := chaos.CheckProcessControl(scheds[impl], nodes, c.TTL, control); err != nil {

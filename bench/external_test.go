@@ -131,6 +131,26 @@ func TestExternalTargets(t *testing.T) {
 		rc.Del(ctx, infra.KeyPrefix("taken")+"x")
 	})
 
+	t.Run("refuses a schema in use", func(t *testing.T) {
+		// Planted on pg-2: pg-1's schema, created first, must go again.
+		ctx := context.Background()
+		if _, err := pgs[1].Exec(ctx, `CREATE SCHEMA `+infra.Schema("taken2")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Run(ctx, Config{Out: t.TempDir(), Provider: ProviderExternal, External: targets, Namespace: "taken2",
+			Impls: []string{"2pc"}, Workload: "bank", Duration: time.Second, Seed: 1})
+		if err == nil || !strings.Contains(err.Error(), "schema "+infra.Schema("taken2")+" exists already") {
+			t.Fatalf("Run with the schema taken: %v, want a refusal", err)
+		}
+		got := leftovers(t, rc, pgs)
+		if len(got) != 1 || got[0] != "schema "+infra.Schema("taken2") {
+			t.Errorf("after the refusal: %v, want only the planted schema (pg-1's dropped)", got)
+		}
+		if _, err := pgs[1].Exec(ctx, `DROP SCHEMA `+infra.Schema("taken2")); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("gc", func(t *testing.T) {
 		ctx := context.Background()
 		plant := func(ns string) {

@@ -746,7 +746,8 @@ func DescribeExternal(spec Spec) string {
 		}
 		what := fmt.Sprintf("keys under %q (SCAN %s* must find none first)", KeyPrefix(spec.Namespace), KeyPrefix(spec.Namespace))
 		if n.Kind == Postgres {
-			what = fmt.Sprintf("schema %s (must not exist), its tables reached through search_path", Schema(spec.Namespace))
+			what = fmt.Sprintf("schema %s (must not exist), its tables reached through search_path;\n"+
+				"    prepared transactions (two-phase implementations) named %s…, rolled back if left", Schema(spec.Namespace), runGIDPrefix(spec.Namespace))
 		}
 		ctl, why := t.ProcessControl()
 		proc := "process faults refused: " + why

@@ -152,6 +152,7 @@ func TestExternalContainer(t *testing.T) {
 			if st := dockerCLI(t, "inspect", "-f", "{{.State.Running}} {{.State.Paused}}", c1); st != "true false" {
 				t.Errorf("container %s running/paused %q after the run, want it running as found", c1, st)
 			}
+			noSecret(t, dir, stdout.String()+stderr.String(), password)
 			for _, a := range []string{addr1(), addr2()} {
 				cl := rc(a)
 				keys, err := cl.Keys(context.Background(), "faultline:*").Result()
@@ -244,6 +245,15 @@ func TestExternalContainerPostgres(t *testing.T) {
 		t.Errorf("availability %s (%s), want the kill window's failed acquires", v.Valid, v.Summary)
 	}
 	t.Logf("published %s before, %s after the restart", before, addr1())
+	noSecret(t, dir, stdout.String()+stderr.String(), password)
+	// The targets are shown, as user@host:port/db (no password, no parameters).
+	if c := res.Capabilities; c == nil || len(c.Targets) != 2 || !strings.HasPrefix(c.Targets[0], "pg-1=postgres://app@") ||
+		strings.Contains(strings.Join(c.Targets, " "), "sslmode") {
+		t.Errorf("results.json capabilities %+v: want the two targets as postgres://app@host:port/app", c)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "report.html")); err != nil || !strings.Contains(string(b), "postgres://app@") {
+		t.Errorf("report.html does not show the targets (%v)", err)
+	}
 	if st := dockerCLI(t, "inspect", "-f", "{{.State.Running}} {{.State.Paused}}", c1); st != "true false" {
 		t.Errorf("container %s running/paused %q after the run, want it running as found", c1, st)
 	}
@@ -261,6 +271,30 @@ func TestExternalContainerPostgres(t *testing.T) {
 		if err != nil || n != 0 {
 			t.Errorf("%s after the run: %d faultline schemas (%v), want none", a, n, err)
 		}
+	}
+}
+
+// noSecret fails when the run's output or a file of its directory
+// (results.json, report.html) holds the password.
+func noSecret(t *testing.T, dir, output, password string) {
+	t.Helper()
+	if strings.Contains(output, password) {
+		t.Errorf("the run's output shows the password")
+	}
+	found := 0
+	for _, name := range []string{results.FileName, "report.html"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		found++
+		if strings.Contains(string(b), password) {
+			t.Errorf("%s contains the password", name)
+		}
+	}
+	if found != 2 {
+		t.Errorf("%d of results.json and report.html written", found)
 	}
 }
 

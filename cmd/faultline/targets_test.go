@@ -61,6 +61,11 @@ func TestExternalRefusesProcessFaults(t *testing.T) {
 		{"latency accepted, kill listed as refused", []string{"--redis", addr, "--fault", "latency:redis-1=50ms@1s+1s", "--dry-run"}, exitOK,
 			[]string{"keys under \"faultline:", "fault kill refused: faultline does not own the process of external target redis-1 (give container=NAME to let it use the Docker API)\n"},
 			[]string{"external target resource"}}, // one reason per server: resource runs on redis-1's
+		{"a node without a target refused", []string{"--redis", addr, "--impl", "redlock"}, exitUsage,
+			[]string{"node redis-2: no external redis target (1 given)", "node redis-5:"}, []string{"on redlock"}},
+		{"dry run names the bank's gids", []string{"--workload", "bank", "--postgres", "postgres://u@" + addr + "/a,postgres://u@" + addr + "/b",
+			"--namespace", "ns1", "--dry-run"}, exitOK,
+			[]string{"schema faultline_ns1 (must not exist)", "prepared transactions (two-phase implementations) named fl:ns1:…"}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
