@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,8 +34,12 @@ const benchAccounts = 100
 // (xacts/op: xids assigned on both servers, the coordinator database
 // included; a 2pc transfer's two COMMIT PREPARED finish its prepared
 // transactions without a new xid, so it writes xacts/op + 2 commit
-// records), WAL bytes (wal-B/op) and the client's write syscalls (rt/op:
-// one per request, so round trips). failed/op counts transfers that failed
+// records), WAL bytes (wal-B/op), the client's write syscalls (rt/op:
+// one per request, so round trips), and CPU time: the servers' (srv-cpu-µs/op:
+// both postmasters and all their processes) and this process's
+// (cli-cpu-µs/op: the coordinators and the benchmark loop). On a
+// CPU-bound machine throughput follows the CPU a transfer costs, which
+// other load moves less than its time. failed/op counts transfers that failed
 // definitely (lock timeouts). For outbox only the local commit is on the
 // path; the credit is asynchronous. Compare commits with
 //
@@ -93,6 +98,7 @@ func benchTransfers(b *testing.B, name string, clients int, own bool) float64 {
 	}
 	cost0 := serverCost(b, ep)
 	cost0.writes = writeSyscalls()
+	cpu0 := cpuUse(b, ep)
 	var (
 		mu     sync.Mutex
 		phases = map[string][]float64{}
@@ -146,6 +152,7 @@ func benchTransfers(b *testing.B, name string, clients int, own bool) float64 {
 		}
 	}
 	w := writeSyscalls()
+	cpu1 := cpuUse(b, ep)
 	cost1 := serverCost(b, ep)
 	cost1.writes = w
 	cost := cost1.minus(cost0)
@@ -153,6 +160,10 @@ func benchTransfers(b *testing.B, name string, clients int, own bool) float64 {
 	b.ReportMetric(float64(cost.xids-int64(len(ep.Participants)))/float64(b.N), "xacts/op")
 	b.ReportMetric(float64(cost.walBytes)/float64(b.N), "wal-B/op")
 	b.ReportMetric(float64(cost.writes)/float64(b.N), "rt/op")
+	if cpu0.ok && cpu1.ok {
+		b.ReportMetric(float64((cpu1.server-cpu0.server).Microseconds())/float64(b.N), "srv-cpu-µs/op")
+		b.ReportMetric(float64((cpu1.client-cpu0.client).Microseconds())/float64(b.N), "cli-cpu-µs/op")
+	}
 	if name == "outbox" { // commit-to-apply delay of the asynchronous credit
 		snap, err := txn.TakeSnapshot(ctx, ep)
 		if err != nil {
@@ -210,6 +221,91 @@ func serverCost(b *testing.B, ep txn.Endpoints) cost {
 		c.walBytes += wal
 	}
 	return c
+}
+
+// cpu is CPU time used so far: by the PostgreSQL servers of ep (each
+// postmaster, the children it reaped and its live children: backends,
+// WAL writer, checkpointer…) and by this process. ok is false where /proc
+// cannot tell (not Linux). On a CPU-bound machine throughput follows the
+// CPU a transfer costs, which, unlike its time, other load barely moves.
+type cpu struct {
+	server, client time.Duration
+	ok             bool
+}
+
+// cpuUse reads the CPU time of ep's servers and of this process.
+func cpuUse(b *testing.B, ep txn.Endpoints) cpu {
+	b.Helper()
+	var c cpu
+	posts := map[int]bool{}
+	for _, p := range ep.Participants {
+		ctx := ctxFor(b, 10*time.Second)
+		conn, err := pgx.Connect(ctx, p.DSN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var pid int
+		err = conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid)
+		_ = conn.Close(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, ok := procStat(pid)
+		if !ok {
+			return cpu{}
+		}
+		posts[st.ppid] = true
+	}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return cpu{}
+	}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		st, ok := procStat(pid)
+		switch {
+		case !ok:
+		case posts[pid]: // a postmaster: itself and the children it reaped
+			c.server += st.self + st.children
+		case posts[st.ppid]:
+			c.server += st.self
+		}
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return cpu{}
+	}
+	c.client = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	c.ok = true
+	return c
+}
+
+type stat struct {
+	ppid           int
+	self, children time.Duration
+}
+
+// procStat reads /proc/PID/stat: the parent, the CPU time of the process
+// and of its reaped children (USER_HZ = 100 ticks a second).
+func procStat(pid int) (stat, bool) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return stat{}, false
+	}
+	i := strings.LastIndexByte(string(raw), ')')
+	if i < 0 {
+		return stat{}, false
+	}
+	f := strings.Fields(string(raw[i+1:])) // f[0] = state (field 3)
+	if len(f) < 15 {
+		return stat{}, false
+	}
+	n := func(field int) int64 { v, _ := strconv.ParseInt(f[field-3], 10, 64); return v }
+	const tick = 10 * time.Millisecond
+	return stat{ppid: int(n(4)), self: time.Duration(n(14)+n(15)) * tick, children: time.Duration(n(16)+n(17)) * tick}, true
 }
 
 // writeSyscalls is this process's write syscalls so far (0 if unknown:
