@@ -17,11 +17,17 @@ import (
 // start, after every start and heal of a replication fault (failover,
 // replication-lag, replication-partition), and at the end of the load. A
 // nil roleLog (independent nodes) does nothing.
+//
+// The sample after a fault event is taken while the fault runner records
+// the event, before it goes on: a failover's heal returns once the roles
+// have settled (the old primary a replica again, the Sentinels agreeing)
+// and a failover chained after it starts only once its heal was recorded
+// (chaos.HealRecorder), so the sample after a heal shows the settled set,
+// never the next failover's kill.
 type roleLog struct {
 	env *infra.Env
 	now func() int64
 
-	wg      sync.WaitGroup
 	mu      sync.Mutex
 	samples []results.RoleSample
 }
@@ -62,7 +68,7 @@ func (r *roleLog) sample(ctx context.Context, why string) {
 }
 
 // after wraps the fault recorder: after each replication fault event, a
-// sample in the background.
+// sample (roleTimeout at most) before the recorder returns.
 func (r *roleLog) after(ctx context.Context, record func(chaos.Event)) func(chaos.Event) {
 	if r == nil {
 		return record
@@ -76,17 +82,15 @@ func (r *roleLog) after(ctx context.Context, record func(chaos.Event)) func(chao
 		if ev.Heal {
 			why = "after " + ev.Fault + " (" + ev.ID + ") healed"
 		}
-		r.wg.Go(func() { r.sample(ctx, why) })
+		r.sample(ctx, why)
 	}
 }
 
-// finish waits for the background samples, takes the last one and hands
-// them, in time order, to ir.
+// finish takes the last sample and hands them all, in time order, to ir.
 func (r *roleLog) finish(ctx context.Context, ir *results.ImplResult) {
 	if r == nil {
 		return
 	}
-	r.wg.Wait()
 	r.sample(ctx, "load over, faults healed")
 	r.mu.Lock()
 	defer r.mu.Unlock()

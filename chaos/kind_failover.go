@@ -102,7 +102,8 @@ type Failover struct {
 	// after is the failover before this one in the schedule: Start waits
 	// until it healed (its old primary back, the replica to promote).
 	after  *Failover
-	healed chan struct{} // closed once Heal succeeded
+	healed chan struct{} // closed once Heal succeeded and was recorded (HealRecorded)
+	healOK bool          // Heal succeeded
 
 	mu     sync.Mutex
 	res    infra.FailoverResult
@@ -241,24 +242,56 @@ func (f *Failover) Start(ctx context.Context) error {
 	return nil
 }
 
-// Heal restarts the killed (or stopped) primary, which rejoins as a
-// replica of the new one.
+// Heal restarts the killed (or stopped) primary and waits (SettleTimeout
+// at most) until the roles have settled: it is back as a replica of the
+// new primary (Redis: Sentinel re-pointed it; it restarts as a master of
+// its own), and every Sentinel names the new primary. A failover chained
+// after this one starts only once the runner recorded this heal
+// (HealRecorded): what the record function does for the heal (the roles
+// sample) happens before the next failover's kill.
 func (f *Failover) Heal(ctx context.Context) error {
+	f.mu.Lock()
+	killed, env := f.killed, f.env
+	f.mu.Unlock()
+	if killed != nil {
+		if err := killed.Start(ctx); err != nil {
+			return fmt.Errorf("failover: restart the old primary %s: %w", killed.Name(), err)
+		}
+		f.mu.Lock()
+		f.killed = nil
+		f.mu.Unlock()
+	}
+	if env != nil {
+		sctx, cancel := context.WithTimeout(ctx, SettleTimeout)
+		err := env.WaitSettled(sctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("failover: heal: %w", err)
+		}
+	}
+	f.mu.Lock()
+	f.healOK = true
+	f.mu.Unlock()
+	return nil
+}
+
+// SettleTimeout bounds a failover heal's wait for the roles to settle.
+const SettleTimeout = 30 * time.Second
+
+// HealRecorded implements HealRecorder: once the heal succeeded and was
+// recorded, a failover chained after this one may start.
+func (f *Failover) HealRecorded() {
 	healed := f.healedCh()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.killed != nil {
-		if err := f.killed.Start(ctx); err != nil {
-			return fmt.Errorf("failover: restart the old primary %s: %w", f.killed.Name(), err)
-		}
-		f.killed = nil
+	if !f.healOK {
+		return
 	}
 	select {
 	case <-healed:
 	default:
 		close(healed)
 	}
-	return nil
 }
 
 // Holder is the holder kept across a lossy failover (HolderFault): the

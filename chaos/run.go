@@ -133,6 +133,7 @@ func (r *runner) one(ctx context.Context, p Planned) {
 		// The run ended while a client fault waited for a holder: it never
 		// hit anyone, so there is no window; undo anything partial.
 		r.heal(ctx, p, log)
+		healRecorded(p)
 		return
 	}
 	r.emit(ev)
@@ -140,6 +141,7 @@ func (r *runner) one(ctx context.Context, p Planned) {
 		// Undo whatever part applied; a failed fault makes no window.
 		r.heal(ctx, p, log)
 		r.emit(r.event(p, true))
+		healRecorded(p)
 		return
 	}
 	win := Window{ID: p.ID, Fault: p.Spec.What(), Kind: p.Fault.Kind(), Nodes: nodesOf(p), Impl: r.opt.Impl, Start: ev.Time}
@@ -153,10 +155,18 @@ func (r *runner) one(ctx context.Context, p Planned) {
 	r.heal(ctx, p, log)
 	heal := r.event(p, true)
 	r.emit(heal)
+	healRecorded(p)
 	win.End = heal.Time
 	r.mu.Lock()
 	r.windows = append(r.windows, win)
 	r.mu.Unlock()
+}
+
+// healRecorded tells a HealRecorder its heal was recorded.
+func healRecorded(p Planned) {
+	if hr, ok := p.Fault.(HealRecorder); ok {
+		hr.HealRecorded()
+	}
 }
 
 // heal undoes p with a fresh deadline (ctx may be over), trying twice.

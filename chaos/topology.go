@@ -20,6 +20,17 @@ type TopologyEnv interface {
 	Primary(ctx context.Context) (infra.Node, error)
 	Roles(ctx context.Context) (map[string]infra.Role, error)
 	Failover(ctx context.Context, how infra.FailoverMode) (infra.FailoverResult, error)
+	// WaitSettled waits until the roles have settled (infra.Env.WaitSettled).
+	WaitSettled(ctx context.Context) error
+}
+
+// HealRecorder is a fault that wants to know when its heal event was
+// recorded: the runner calls HealRecorded after record returned for the
+// heal (a chained failover starts only then, so nothing recorded for the
+// heal sees the next one).
+type HealRecorder interface {
+	Fault
+	HealRecorded()
 }
 
 // Reporter is a fault whose start has more to say than that it happened:

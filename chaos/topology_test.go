@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,6 +45,7 @@ func (f *fakeTopo) Primary(context.Context) (infra.Node, error) {
 func (f *fakeTopo) Roles(context.Context) (map[string]infra.Role, error) {
 	return map[string]infra.Role{f.primary: infra.RolePrimary}, nil
 }
+func (f *fakeTopo) WaitSettled(context.Context) error { return nil }
 func (f *fakeTopo) Failover(ctx context.Context, how infra.FailoverMode) (infra.FailoverResult, error) {
 	res := infra.FailoverResult{Mode: how, Old: f.primary, Started: time.Now()}
 	if n, ok := f.Node(f.primary); ok && how == infra.FailoverKill {
@@ -234,5 +236,49 @@ func TestFailoverChain(t *testing.T) {
 		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%v: %v, want %q", tc.specs, err, tc.want)
 		}
+	}
+}
+
+// A failover chained after another starts only once the runner recorded
+// the first one's heal: whatever the record function does for the heal
+// (bench samples the node roles there) sees the healed set, never the
+// second failover's kill, although the heal and the second failover are
+// due at the same instant. The record function watches for that kill for
+// 300 ms; the heal itself waits for the roles to settle (WaitSettled).
+func TestFailoverChainHealRecordedFirst(t *testing.T) {
+	env := &fakeTopo{fakeEnv: newFakeEnv("redis-1", "redis-2", "redis-3"), primary: "redis-1", promote: 10 * time.Millisecond}
+	sched, err := ParseSchedule([]string{"failover=kill@10ms", "failover=kill@100ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	killedSecond := func() bool {
+		env.mu.Lock()
+		defer env.mu.Unlock()
+		return slices.Contains(env.log, "kill redis-2")
+	}
+	var seen []string
+	record := func(e Event) {
+		if e.ID != "f0" || !e.Heal {
+			return
+		}
+		deadline := time.Now().Add(300 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if killedSecond() {
+				seen = append(seen, fmt.Sprintf("the second failover killed redis-2 while f0's heal was being recorded (%v before the deadline)", time.Until(deadline).Round(time.Millisecond)))
+				return
+			}
+			time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := Run(ctx, sched, env, nil, record, RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range seen {
+		t.Error(s)
+	}
+	if !killedSecond() {
+		t.Error("the second failover never ran")
 	}
 }

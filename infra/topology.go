@@ -206,6 +206,9 @@ type topology interface {
 	roles(ctx context.Context, e *Env) (map[string]Role, error)
 	primary(ctx context.Context, e *Env) (Node, error)
 	failover(ctx context.Context, e *Env, how FailoverMode) (FailoverResult, error)
+	// settled is one probe of Env.WaitSettled: nil once the roles have
+	// settled, else what has not.
+	settled(ctx context.Context, e *Env) error
 }
 
 func newTopology(t Topology) (topology, error) {
@@ -276,6 +279,29 @@ func (e *Env) Failover(ctx context.Context, how FailoverMode) (FailoverResult, e
 		return FailoverResult{}, fmt.Errorf("infra: unknown failover mode %q (want %q or %q)", how, FailoverKill, FailoverForce)
 	}
 	return e.topo.failover(ctx, e, how)
+}
+
+// WaitSettled waits until the roles of the topology have settled after a
+// change (a failover, the restart of an old primary), or ctx ends:
+// redis-sentinel — every Sentinel names the same primary, which reports
+// role master, and every other Redis node reports role slave with its
+// link up (a restarted old primary runs as a master of its own until
+// Sentinel re-points it); pg-standby — one node of the pair is primary,
+// the other a standby. Give ctx a deadline: a set that never settles
+// returns the last probe's finding with ctx's error.
+func (e *Env) WaitSettled(ctx context.Context) error {
+	if e.topo == nil {
+		return errNoTopology
+	}
+	var last error
+	err := pollEvery(ctx, topoPoll*5, nil, func(ctx context.Context) error {
+		last = e.topo.settled(ctx, e)
+		return last
+	})
+	if err != nil {
+		return fmt.Errorf("%s: roles not settled: %w", e.spec.Topology, errors.Join(last, err))
+	}
+	return nil
 }
 
 // SentinelEndpoints returns the master-set name and the Sentinels' client

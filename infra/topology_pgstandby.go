@@ -305,6 +305,20 @@ func (t *pgStandbyTopology) roles(ctx context.Context, e *Env) (map[string]Role,
 	return out, nil
 }
 
+// settled: one node of the pair is primary, the other a standby (a
+// rejoined old primary streams once Node.Start returned: pgRejoin).
+func (t *pgStandbyTopology) settled(ctx context.Context, e *Env) error {
+	roles, _ := t.roles(ctx, e)
+	n := map[Role]int{}
+	for _, r := range roles {
+		n[r]++
+	}
+	if n[RolePrimary] != 1 || n[RoleReplica] != len(roles)-1 {
+		return fmt.Errorf("pg-standby: roles %v (want one primary, the other a standby)", roles)
+	}
+	return nil
+}
+
 // primary is the node answering pg_is_in_recovery() = false; with two (an
 // old primary restarted next to the promoted one) the promoted one.
 func (t *pgStandbyTopology) primary(ctx context.Context, e *Env) (Node, error) {

@@ -185,7 +185,7 @@ func (t *sentinelTopology) waitSettled(ctx context.Context, e *Env) error {
 	defer cancel()
 	var last error
 	err := pollEvery(ctx, 50*time.Millisecond, nil, func(ctx context.Context) error {
-		last = t.settled(ctx, e)
+		last = t.whole(ctx, e)
 		return last
 	})
 	if err != nil {
@@ -194,7 +194,8 @@ func (t *sentinelTopology) waitSettled(ctx context.Context, e *Env) error {
 	return nil
 }
 
-func (t *sentinelTopology) settled(ctx context.Context, e *Env) error {
+// whole is one probe of waitSettled (at start, redis-1 the primary).
+func (t *sentinelTopology) whole(ctx context.Context, e *Env) error {
 	for _, n := range e.Nodes() {
 		nn := n.(*node)
 		switch {
@@ -216,6 +217,43 @@ func (t *sentinelTopology) settled(ctx context.Context, e *Env) error {
 			f := pairs(m)
 			if f["num-slaves"] != "2" || f["num-other-sentinels"] != "2" {
 				return fmt.Errorf("%s knows %s replicas and %s other sentinels (want 2 and 2)", nn.name, f["num-slaves"], f["num-other-sentinels"])
+			}
+		}
+	}
+	return nil
+}
+
+// settled: every Sentinel names the same primary, which reports role
+// master, and every other Redis node is a replica with its link up.
+func (t *sentinelTopology) settled(ctx context.Context, e *Env) error {
+	p, err := t.primary(ctx, e)
+	if err != nil {
+		return err
+	}
+	prim := p.(*node)
+	if r := nodeRole(ctx, prim); r != RolePrimary {
+		return fmt.Errorf("the Sentinels name %s, which is %s", prim.name, r)
+	}
+	for _, n := range e.Nodes() {
+		nn := n.(*node)
+		switch {
+		case nn.kind == Sentinel:
+			c := directClient(nn)
+			a, err := c.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SentinelMaster).StringSlice()
+			c.Close()
+			if err != nil || len(a) != 2 {
+				return fmt.Errorf("%s: SENTINEL GET-MASTER-ADDR-BY-NAME: %q, %v", nn.name, a, err)
+			}
+			if addr := net.JoinHostPort(a[0], a[1]); addr != prim.announce {
+				return fmt.Errorf("%s names %s, the others %s (%s)", nn.name, addr, prim.announce, prim.name)
+			}
+		case nn.kind == Redis && nn != prim && nn.peer != nil: // the set's nodes, not a workload's resource beside them
+			info, err := directInfo(ctx, nn, "replication")
+			if err != nil {
+				return err
+			}
+			if info["role"] != "slave" || info["master_link_status"] != "up" {
+				return fmt.Errorf("%s: role %s, master_link_status %q (not yet a replica of %s)", nn.name, info["role"], info["master_link_status"], prim.name)
 			}
 		}
 	}
