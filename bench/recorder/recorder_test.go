@@ -366,3 +366,52 @@ func BenchmarkMerge(b *testing.B) {
 		s.Merge()
 	}
 }
+
+// LogPaced holds its producer back at one batch pending (the resource's
+// log of a long run is logged in a row, each entry with its attributes),
+// where Log would let maxPending wait; every entry is written once the
+// writer catches up.
+func TestLogPacedBoundsPendingAtOneBatch(t *testing.T) {
+	g := &gatedWriter{open: make(chan struct{})}
+	h := NewHistory(g, time.Now())
+	const n = 3 * batchKick // more than the batch the writer holds + one pending
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			h.LogPaced(history.Op{Process: history.Resource, F: "resource-write", Value: history.Int(int64(i)), Type: history.OK, Attrs: map[string]string{"seq": "1"}})
+		}
+	}()
+	pending := func() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.pending) }
+	deadline := time.Now().Add(30 * time.Second)
+	for pending() < batchKick {
+		if time.Now().After(deadline) {
+			t.Fatalf("the producer never filled a batch: %d pending", pending())
+		}
+		runtime.Gosched()
+	}
+	// The writer is stuck on its first batch: the producer must stay
+	// blocked with one batch pending, not run on to the end.
+	for watch := time.Now().Add(time.Second); time.Now().Before(watch); runtime.Gosched() {
+		select {
+		case <-done:
+			t.Fatalf("the producer logged all %d entries while the writer was stuck (%d pending)", n, pending())
+		default:
+		}
+		if p := pending(); p > batchKick {
+			t.Fatalf("%d entries pending, want at most %d", p, batchKick)
+		}
+	}
+	close(g.open)
+	<-done
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := history.ReadAll(&g.buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ops) != n {
+		t.Fatalf("got %d ops, want %d", len(ops), n)
+	}
+}

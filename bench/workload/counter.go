@@ -113,7 +113,22 @@ func (r *redisResource) write(ctx context.Context, key string, w logEntry) error
 }
 
 func (r *redisResource) dump(ctx context.Context, keys []string) ([]logEntry, map[string]int64, error) {
-	var log []logEntry
+	// The log's length first, so that it is allocated once: a long run's
+	// (251,000 writes after 1,000,000 operations, 80 bytes each) grown by
+	// appends held two copies at each growth.
+	pipe := r.direct.Pipeline()
+	lens := make([]*redis.IntCmd, len(keys))
+	for i, k := range keys {
+		lens[i] = pipe.LLen(ctx, r.logKey(k))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, nil, fmt.Errorf("read log lengths: %w", err)
+	}
+	n := 0
+	for _, l := range lens {
+		n += int(l.Val())
+	}
+	log := make([]logEntry, 0, n)
 	finals := map[string]int64{}
 	for _, k := range keys {
 		lines, err := r.direct.LRange(ctx, r.logKey(k), 0, -1).Result()
@@ -124,6 +139,9 @@ func (r *redisResource) dump(ctx context.Context, keys []string) ([]logEntry, ma
 			var e logEntry
 			if err := json.Unmarshal([]byte(l), &e); err != nil {
 				return nil, nil, fmt.Errorf("log of %s, entry %d %q: %w", k, i, l, err)
+			}
+			if e.Key == k {
+				e.Key = k // one string for the key's entries, not one each
 			}
 			log = append(log, e)
 		}

@@ -442,7 +442,7 @@ func (p *lockSession) Finish(ctx context.Context, h *recorder.History, probe int
 		return errors.Join(append(errs, fmt.Errorf("dump resource: %w", err))...)
 	}
 	for _, e := range log {
-		h.Log(history.Op{
+		h.LogPaced(history.Op{
 			Type: history.OK, Process: history.Resource, Impl: p.t.Impl, F: "resource-write",
 			Key: e.Key, Value: history.Int(e.New), Token: e.Token, Fence: e.Fence,
 			Attrs: map[string]string{
