@@ -1,6 +1,7 @@
 package checker
 
 import (
+	"math"
 	"slices"
 
 	"github.com/faultline-dev/faultline/bench/history"
@@ -77,6 +78,12 @@ type PhaseBuilder struct {
 	pending map[int32]int // process → index in p.Ops of its operation in flight
 	tokens  tokenArena
 	last    map[int32]tokenRef // process → its last token, which its next entries repeat
+	// writes: per process, the indexes in p.Ops of its writes that carry
+	// a token, made on the first resource write (the resource's log comes
+	// after the clients' entries), and next the first not yet matched: a
+	// resource write takes its writer's token (resourceToken), not a copy.
+	writes map[int32][]int32
+	next   map[int32]int
 }
 
 // Add takes the next entry. It keeps nothing of op but copies (op may be
@@ -152,9 +159,6 @@ func NewPhase(h []history.Op) *Phase {
 
 func (b *PhaseBuilder) newResourceWrite(op *history.Op) ResWrite {
 	w := ResWrite{Index: op.Index, Time: op.Time, Fence: op.Fence, key: names.id(op.Key)}
-	if op.Token != "" {
-		w.token = b.tokens.add(op.Token)
-	}
 	if op.Value != nil {
 		w.value, w.has = *op.Value, hasValue
 	}
@@ -167,7 +171,37 @@ func (b *PhaseBuilder) newResourceWrite(op *history.Op) ResWrite {
 	}
 	w.seq, w.expected = attr("seq", hasSeq), attr("expected", hasExpected)
 	w.current, w.writer = attr("current", hasCurrent), attr("writer", hasWriter)
+	if op.Token != "" {
+		w.token = b.resourceToken(op.Token, w.writer, w.has&hasWriter != 0)
+	}
 	return w
+}
+
+// resourceToken returns a resource write's token: its writer's write
+// that carried it when there is one, else a new one. The log is in apply
+// order, so a process's writes come in the order it made them: each
+// process's are matched from the last one matched, a few ahead at most
+// (a write the resource never applied is skipped).
+func (b *PhaseBuilder) resourceToken(tok string, writer int64, has bool) tokenRef {
+	if has && writer >= 0 && writer <= math.MaxInt32 {
+		if b.writes == nil {
+			b.writes, b.next = map[int32][]int32{}, map[int32]int{}
+			for i := range min(len(b.p.Ops), math.MaxInt32) {
+				if o := &b.p.Ops[i]; o.bits&tokInv != 0 && o.F() == "write" {
+					b.writes[o.Process] = append(b.writes[o.Process], int32(i))
+				}
+			}
+		}
+		p := int32(writer)
+		mine, from := b.writes[p], b.next[p]
+		for j := from; j < len(mine) && j < from+8; j++ {
+			if t := b.p.Ops[mine[j]].token; t.String() == tok {
+				b.next[p] = j + 1
+				return t
+			}
+		}
+	}
+	return b.tokens.add(tok)
 }
 
 // Windows are the phase's fault windows (Windows).

@@ -26,7 +26,8 @@ func TestOperationSize(t *testing.T) {
 
 // Tokens read back from the arena as they were stored, whatever their
 // length (a length of more than one varint byte, one longer than a
-// chunk), and a process's repeated token is stored once.
+// chunk), and a process's repeated token is stored once, shared by the
+// resource write that carries it.
 func TestTokenArena(t *testing.T) {
 	var a tokenArena
 	long, huge := strings.Repeat("x", 300), strings.Repeat("y", tokenChunk+5)
@@ -43,9 +44,10 @@ func TestTokenArena(t *testing.T) {
 	h := []history.Op{
 		{Index: 1, Time: 1, Type: history.Invoke, Process: 1, F: "acquire", Key: "k"},
 		{Index: 2, Time: 2, Type: history.OK, Process: 1, F: "acquire", Key: "k", Token: long},
-		{Index: 3, Time: 3, Type: history.Invoke, Process: 1, F: "release", Key: "k", Token: long},
-		{Index: 4, Time: 4, Type: history.OK, Process: 1, F: "release", Key: "k", Token: long},
-		{Index: 5, Time: 5, Type: history.OK, Process: history.Resource, F: ResourceWrite, Key: "k", Token: long, Value: history.Int(3)},
+		{Index: 3, Time: 3, Type: history.Invoke, Process: 1, F: "write", Key: "k", Token: long, Value: history.Int(3)},
+		{Index: 4, Time: 4, Type: history.OK, Process: 1, F: "write", Key: "k", Token: long},
+		{Index: 5, Time: 5, Type: history.OK, Process: history.Resource, F: ResourceWrite, Key: "k", Token: long, Value: history.Int(3), Attrs: map[string]string{"writer": "1"}},
+		{Index: 6, Time: 6, Type: history.OK, Process: history.Resource, F: ResourceWrite, Key: "k", Token: "t9", Value: history.Int(4), Attrs: map[string]string{"writer": "1"}},
 	}
 	p := NewPhase(h)
 	if p.Ops[0].token != p.Ops[1].token || p.Ops[1].InvokeToken() != long || p.Ops[1].CompleteToken() != long {
@@ -53,6 +55,12 @@ func TestTokenArena(t *testing.T) {
 	}
 	if v, ok := p.Writes[0].Value(); p.Writes[0].Token() != long || !ok || v != 3 {
 		t.Errorf("resource write: token %.10q, value %d %v", p.Writes[0].Token(), v, ok)
+	}
+	if p.Writes[0].token != p.Ops[1].token {
+		t.Errorf("the resource write's token is a copy, not its writer's write's")
+	}
+	if p.Writes[1].Token() != "t9" {
+		t.Errorf("a resource write no client write carried: token %q, want t9", p.Writes[1].Token())
 	}
 }
 
