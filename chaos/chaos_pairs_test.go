@@ -37,8 +37,9 @@ var pairScripts = map[string]script{
 }
 
 // pairTTL outlives a docker Sentinel failover (2.3–3.6 s measured on a
-// loaded machine) plus B's acquire after it, with margin for A's write.
-const pairTTL = 10 * time.Second
+// loaded machine with down-after 1 s; 3.9 s with docker's 3 s) plus B's
+// acquire after it, with margin for A's write.
+const pairTTL = 15 * time.Second
 
 // neverPromoted is the replica given replica-priority 0.
 const neverPromoted = "redis-2"

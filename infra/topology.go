@@ -40,8 +40,9 @@ const SentinelMaster = "faultline"
 // ReplicationOptions tune a replicated topology; zero values take the
 // short, test-friendly defaults below.
 type ReplicationOptions struct {
-	// SentinelDownAfter is Sentinel's down-after-milliseconds (default 1s):
-	// how long a node must not answer before a Sentinel thinks it down.
+	// SentinelDownAfter is Sentinel's down-after-milliseconds: how long a
+	// node must not answer before a Sentinel thinks it down (default 1s;
+	// 3s on the docker provider, see DefaultSentinelDownAfterDocker).
 	SentinelDownAfter time.Duration
 	// SentinelFailoverTimeout is Sentinel's failover-timeout (default 3s).
 	SentinelFailoverTimeout time.Duration
@@ -52,14 +53,32 @@ type ReplicationOptions struct {
 
 // Defaults of ReplicationOptions.
 const (
-	DefaultSentinelDownAfter       = time.Second
+	DefaultSentinelDownAfter = time.Second
+	// DefaultSentinelDownAfterDocker is down-after on the docker provider.
+	// After +switch-master a Sentinel resets its master entry and reaches
+	// the new primary on a fresh connection, reconnecting at most once per
+	// second (its hard-coded ping period); through the docker peer proxy on
+	// a loaded machine the first PONG came 1.28-1.39 s after the switch, so
+	// with down-after 1 s every Sentinel called the new primary down
+	// (+sdown, +odown: quorum) and, the switch having cleared its failover
+	// timer, failed over a second time at once (redis-1 -> redis-3 ->
+	// redis-2 within 2.3 s of the kill). 3 s is more than twice that.
+	DefaultSentinelDownAfterDocker = 3 * time.Second
 	DefaultSentinelFailoverTimeout = 3 * time.Second
 )
 
-func (o ReplicationOptions) withDefaults() ReplicationOptions {
-	if o.SentinelDownAfter <= 0 {
-		o.SentinelDownAfter = DefaultSentinelDownAfter
+// sentinelDownAfter is down-after for provider (the option if set).
+func (o ReplicationOptions) sentinelDownAfter(provider string) time.Duration {
+	switch {
+	case o.SentinelDownAfter > 0:
+		return o.SentinelDownAfter
+	case provider == "docker":
+		return DefaultSentinelDownAfterDocker
 	}
+	return DefaultSentinelDownAfter
+}
+
+func (o ReplicationOptions) withDefaults() ReplicationOptions {
 	if o.SentinelFailoverTimeout <= 0 {
 		o.SentinelFailoverTimeout = DefaultSentinelFailoverTimeout
 	}

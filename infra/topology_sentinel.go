@@ -54,7 +54,7 @@ func sentinelRedisConf(announce, primary, password string, replica bool) []strin
 }
 
 // sentinelConf is a Sentinel's configuration.
-func sentinelConf(announce, primary, password string, o ReplicationOptions) []string {
+func sentinelConf(announce, primary, password string, o ReplicationOptions, downAfter time.Duration) []string {
 	ah, ap, _ := net.SplitHostPort(announce)
 	ph, pp, _ := net.SplitHostPort(primary)
 	m := SentinelMaster
@@ -64,7 +64,7 @@ func sentinelConf(announce, primary, password string, o ReplicationOptions) []st
 		"sentinel sentinel-pass " + password,
 		fmt.Sprintf("sentinel monitor %s %s %s %d", m, ph, pp, sentinelQuorum),
 		fmt.Sprintf("sentinel auth-pass %s %s", m, password),
-		fmt.Sprintf("sentinel down-after-milliseconds %s %d", m, o.SentinelDownAfter.Milliseconds()),
+		fmt.Sprintf("sentinel down-after-milliseconds %s %d", m, downAfter.Milliseconds()),
 		fmt.Sprintf("sentinel failover-timeout %s %d", m, o.SentinelFailoverTimeout.Milliseconds()),
 		fmt.Sprintf("sentinel parallel-syncs %s 2", m),
 	}
@@ -110,7 +110,7 @@ func (t *sentinelTopology) start(ctx context.Context, e *Env) error {
 		}
 		if p.ns.Kind == Sentinel {
 			cfg.Sentinel = true
-			cfg.Conf = sentinelConf(p.announce, primary, password, e.spec.Replication)
+			cfg.Conf = sentinelConf(p.announce, primary, password, e.spec.Replication, e.spec.Replication.sentinelDownAfter(e.prov.name()))
 		} else {
 			cfg.Conf = sentinelRedisConf(p.announce, primary, password, p.ns.Name != "redis-1")
 		}

@@ -206,9 +206,11 @@ func testRedisSentinel(t *testing.T, provider string) {
 	}
 	// Then the set must be settled: all Sentinels name one primary and the
 	// two other data nodes replicate from it, link up. Docker runs in CI saw
-	// Sentinel fail over a second time ~3 s (its failover-timeout) after
-	// the first, while redis-1 restarted (redis-1 -> redis-3 -> redis-2);
-	// the cut goes to the primary the Sentinels settled on.
+	// Sentinel fail over a second time right after the first (redis-1 ->
+	// redis-3 -> redis-2): with down-after 1 s the Sentinels' fresh
+	// connections to a new primary answered too late (README, Failover;
+	// docker now runs down-after 3 s); the cut goes to the primary the
+	// Sentinels settled on.
 	announced := map[string]string{}
 	for _, n := range []string{"redis-1", "redis-2", "redis-3"} {
 		announced[mustNode(t, env, n).(*node).announce] = n
@@ -414,4 +416,28 @@ func TestRedisSentinelForceFailover(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Sentinel's down-after per provider: on docker a freshly promoted primary
+// answered its Sentinels' first PING 1.28-1.39 s after +switch-master (a
+// reset entry reconnects at most once per second, through the peer proxy),
+// so down-after 1 s made every Sentinel call it down and fail over a
+// second time; docker gets 3 s. An explicit option wins everywhere.
+func TestSentinelDownAfterPerProvider(t *testing.T) {
+	for _, tc := range []struct {
+		provider string
+		opt      time.Duration
+		want     string
+	}{
+		{"local", 0, "down-after-milliseconds faultline 1000"},
+		{"docker", 0, "down-after-milliseconds faultline 3000"},
+		{"docker", 1500 * time.Millisecond, "down-after-milliseconds faultline 1500"},
+		{"local", 2 * time.Second, "down-after-milliseconds faultline 2000"},
+	} {
+		o := ReplicationOptions{SentinelDownAfter: tc.opt}.withDefaults()
+		conf := strings.Join(sentinelConf("10.0.0.1:7004", "10.0.0.1:7001", "pw", o, o.sentinelDownAfter(tc.provider)), "\n")
+		if !strings.Contains(conf, "sentinel "+tc.want+"\n") || !strings.Contains(conf, "failover-timeout faultline 3000") {
+			t.Errorf("%s, option %v: conf\n%s\nwant %q", tc.provider, tc.opt, conf, tc.want)
+		}
+	}
 }
