@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/bench/workload"
 	"github.com/faultline-dev/faultline/chaos"
 	"github.com/faultline-dev/faultline/infra"
@@ -146,7 +147,10 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.TTL == 0 && c.Topology != "" {
 		c.TTL = DefaultTopologyTTL
-		c.Notes = append(c.Notes, fmt.Sprintf("--ttl not given: %v on a replicated topology (a lease must outlive the failover, or no failover can break it)", DefaultTopologyTTL))
+		if wl, err := workload.Lookup(c.Workload); err == nil && workload.DescribeWorkload(wl).Kind == results.KindLock {
+			// Leases only: the bank holds none.
+			c.Notes = append(c.Notes, fmt.Sprintf("--ttl not given: %v on a replicated topology (a lease must outlive the failover, or no failover can break it)", DefaultTopologyTTL))
+		}
 	}
 	if c.TTL == 0 {
 		c.TTL = DefaultTTL

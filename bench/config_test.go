@@ -101,3 +101,26 @@ func TestConfigMapHasResolvedValues(t *testing.T) {
 		}
 	}
 }
+
+// The note about the replicated topology's 5 s lease is for lock
+// workloads: the bank holds no lease.
+func TestTopologyTTLNoteOnLockWorkloadsOnly(t *testing.T) {
+	for _, tc := range []struct {
+		workload, topology string
+		note               bool
+	}{
+		{"counter", "redis-sentinel", true},
+		{"fenced-counter", "pg-standby", true},
+		{"bank", "pg-standby", false},
+		{"counter", "", false},
+	} {
+		c := Config{Workload: tc.workload, Topology: tc.topology}.WithDefaults()
+		got := strings.Contains(strings.Join(c.Notes, "\n"), "--ttl not given")
+		if got != tc.note {
+			t.Errorf("%s on %q: note %v, want %v (notes %q)", tc.workload, tc.topology, got, tc.note, c.Notes)
+		}
+		if tc.topology != "" && c.TTL != DefaultTopologyTTL {
+			t.Errorf("%s on %s: ttl %v, want %v", tc.workload, tc.topology, c.TTL, DefaultTopologyTTL)
+		}
+	}
+}
