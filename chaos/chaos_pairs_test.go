@@ -118,7 +118,7 @@ func sentinelReplicas(ctx context.Context, env *infra.Env, sentinel string) (map
 	}
 	out := map[string]map[string]string{}
 	for _, r := range v {
-		f := fields(r)
+		f := infra.Pairs(r)
 		if n, ok := env.ClientAddr(f["name"]); ok {
 			for _, node := range env.Nodes() {
 				if node.Addr() == n {
@@ -128,22 +128,6 @@ func sentinelReplicas(ctx context.Context, env *infra.Env, sentinel string) (map
 		}
 	}
 	return out, nil
-}
-
-// fields turns a RESP2 flat array or a RESP3 map into a map.
-func fields(v any) map[string]string {
-	out := map[string]string{}
-	switch v := v.(type) {
-	case []any:
-		for i := 0; i+1 < len(v); i += 2 {
-			out[fmt.Sprint(v[i])] = fmt.Sprint(v[i+1])
-		}
-	case map[any]any:
-		for k, x := range v {
-			out[fmt.Sprint(k)] = fmt.Sprint(x)
-		}
-	}
-	return out
 }
 
 // pollUntil polls f every 100 ms until it returns nil or d passes.

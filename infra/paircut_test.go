@@ -116,7 +116,7 @@ func TestPairCutDocker(t *testing.T) {
 		if err != nil {
 			return "", err
 		}
-		return pairs(m)["flags"], nil
+		return Pairs(m)["flags"], nil
 	}
 	eventually(t, 10*time.Second, "isolated sentinel-1 calls the primary down", func(ctx context.Context) error {
 		f, err := masterFlags("sentinel-1")

@@ -214,7 +214,7 @@ func (t *sentinelTopology) whole(ctx context.Context, e *Env) error {
 			if err != nil {
 				return fmt.Errorf("%s: SENTINEL MASTER: %w", nn.name, err)
 			}
-			f := pairs(m)
+			f := Pairs(m)
 			if f["num-slaves"] != "2" || f["num-other-sentinels"] != "2" {
 				return fmt.Errorf("%s knows %s replicas and %s other sentinels (want 2 and 2)", nn.name, f["num-slaves"], f["num-other-sentinels"])
 			}
@@ -286,8 +286,10 @@ func directInfo(ctx context.Context, n *node, section string) (map[string]string
 	return out, nil
 }
 
-// pairs turns a RESP2 flat key/value array (or a RESP3 map) into a map.
-func pairs(v any) map[string]string {
+// Pairs turns a Redis reply that lists fields — a RESP2 flat key/value
+// array or a RESP3 map, e.g. SENTINEL MASTER, SENTINEL REPLICAS' entries —
+// into a map of strings (anything else gives an empty map).
+func Pairs(v any) map[string]string {
 	out := map[string]string{}
 	switch v := v.(type) {
 	case []any:

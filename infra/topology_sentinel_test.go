@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -439,5 +440,25 @@ func TestSentinelDownAfterPerProvider(t *testing.T) {
 		if !strings.Contains(conf, "sentinel "+tc.want+"\n") || !strings.Contains(conf, "failover-timeout faultline 3000") {
 			t.Errorf("%s, option %v: conf\n%s\nwant %q", tc.provider, tc.opt, conf, tc.want)
 		}
+	}
+}
+
+// Pairs reads both reply shapes of a field list (chaos' pair tests use it
+// for SENTINEL REPLICAS too).
+func TestPairs(t *testing.T) {
+	want := map[string]string{"name": "10.0.0.1:7002", "flags": "slave", "slave-priority": "0"}
+	for _, v := range []any{
+		[]any{"name", "10.0.0.1:7002", "flags", "slave", "slave-priority", int64(0)},
+		map[any]any{"name": "10.0.0.1:7002", "flags": "slave", "slave-priority": int64(0)},
+	} {
+		if got := Pairs(v); !maps.Equal(got, want) {
+			t.Errorf("Pairs(%T) = %v, want %v", v, got, want)
+		}
+	}
+	if got := Pairs("OK"); len(got) != 0 {
+		t.Errorf("Pairs(a string) = %v, want empty", got)
+	}
+	if got := Pairs([]any{"odd"}); len(got) != 0 {
+		t.Errorf("Pairs(odd array) = %v, want empty", got)
 	}
 }
