@@ -68,10 +68,12 @@ fi
 
 pkgver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo unknown; }
 
-# inputs_hash FILE... — hash of the given files, the package versions and this script.
+# inputs_hash FILE... — hash of the given files, the package versions and this script:
+# of their contents only, not of where the checkout is (worktrees and clones at
+# other paths must find the images up to date, not rebuild and replace them).
 inputs_hash() {
 	{
-		sha256sum "$@" "$SELF" "$BUSYBOX"
+		sha256sum "$@" "$SELF" "$BUSYBOX" | cut -d' ' -f1
 		pkgver libc6
 		pkgver redis-server
 		pkgver postgresql-15
@@ -274,7 +276,7 @@ build_toxiproxy() {
 	hash=$({
 		echo "$version"
 		"$go" version
-		sha256sum "$SELF"
+		sha256sum <"$SELF"
 	} | sha256sum | cut -c1-16)
 	if [ "$force" = 0 ] && [ "$(image_hash "$TOXIPROXY_IMAGE")" = "$hash" ]; then
 		echo "$TOXIPROXY_IMAGE is up to date ($hash)"
