@@ -98,7 +98,7 @@ func MeasureCeiling(ctx context.Context, node infra.Node, opt CeilingOptions) ([
 				}
 				p.RedisBenchmarkRPS = max(p.RedisBenchmarkRPS, rb.rps)
 				rctx, cancel = context.WithTimeout(ctx, opt.Timeout)
-				rps, perOp, err := faultlineRaw(rctx, node, op, n, opt.Requests, true)
+				rps, perOp, err := faultlineRaw(rctx, node.DirectAddr(), node.Password(), op, n, opt.Requests, true)
 				cancel()
 				if err != nil {
 					return out, err
@@ -107,7 +107,7 @@ func MeasureCeiling(ctx context.Context, node infra.Node, opt CeilingOptions) ([
 					p.FaultlineRPS, p.HistoryBytesPerOp = rps, perOp
 				}
 				rctx, cancel = context.WithTimeout(ctx, opt.Timeout)
-				bare, _, err := faultlineRaw(rctx, node, op, n, opt.Requests, false)
+				bare, _, err := faultlineRaw(rctx, node.DirectAddr(), node.Password(), op, n, opt.Requests, false)
 				cancel()
 				if err != nil {
 					return out, err
@@ -167,7 +167,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // history, timed into the worker's histograms (without record: the bare
 // loop). It returns the throughput and the compressed history bytes per
 // request.
-func faultlineRaw(ctx context.Context, node infra.Node, op string, clients, requests int, record bool) (float64, float64, error) {
+func faultlineRaw(ctx context.Context, addr, password, op string, clients, requests int, record bool) (float64, float64, error) {
 	var sink countingWriter
 	z, err := history.NewCompressor(&sink)
 	if err != nil {
@@ -185,7 +185,7 @@ func faultlineRaw(ctx context.Context, node infra.Node, op string, clients, requ
 	rcs := make([]*redis.Conn, clients)
 	for i := range rcs {
 		rc := redis.NewClient(&redis.Options{
-			Addr: node.DirectAddr(), Password: node.Password(), MaxRetries: -1, PoolSize: 1, Protocol: 2,
+			Addr: addr, Password: password, MaxRetries: -1, PoolSize: 1, Protocol: 2,
 			DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, PoolTimeout: time.Second,
 			ContextTimeoutEnabled: true,
 		})
@@ -193,7 +193,7 @@ func faultlineRaw(ctx context.Context, node infra.Node, op string, clients, requ
 		rcs[i] = rc.Conn()
 		defer rcs[i].Close()
 		if err := rcs[i].Ping(ctx).Err(); err != nil {
-			return 0, 0, fmt.Errorf("ceiling: connect to %s: %w", node.DirectAddr(), err)
+			return 0, 0, fmt.Errorf("ceiling: connect to %s: %w", addr, err)
 		}
 	}
 	keys := make([]string, 1000) // redis-benchmark -r 1000: SET over 1000 keys

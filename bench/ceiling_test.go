@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -61,5 +63,44 @@ func TestMeasureCeilingRealRedis(t *testing.T) {
 	var ue *UsageError
 	if _, err := MeasureCeiling(ctx, node, CeilingOptions{Ops: []string{"get"}}); !errors.As(err, &ue) {
 		t.Errorf("op get: err = %v, want a usage error", err)
+	}
+}
+
+// BenchmarkCeilingRaw is faultline ceiling's own loop on a real Redis, each
+// (command, clients) recorded (as faultline ceiling's faultline figure) and
+// bare (its go-redis alone figure); b.N requests in all. req/s is the
+// loop's throughput. With FAULTLINE_BENCH_REDIS=host:port (and
+// FAULTLINE_BENCH_REDIS_PASSWORD) it uses that server instead of starting
+// one, so that `perf stat -e instructions` of the test binary counts the
+// client alone: (instructions at 2N − at N) ÷ N is the client's
+// instructions per request, recorded minus bare what recording costs.
+func BenchmarkCeilingRaw(b *testing.B) {
+	ctx := context.Background()
+	addr, password := os.Getenv("FAULTLINE_BENCH_REDIS"), os.Getenv("FAULTLINE_BENCH_REDIS_PASSWORD")
+	if addr == "" {
+		env, err := infra.Up(ctx, infra.Spec{Nodes: infra.RedisNodes(1), Provider: "local"})
+		if err != nil {
+			b.Skipf("no Redis (set FAULTLINE_BENCH_REDIS): %v", err)
+		}
+		defer env.Close(context.WithoutCancel(ctx))
+		node, _ := env.Node("redis-1")
+		addr, password = node.DirectAddr(), node.Password()
+	}
+	for _, op := range []string{"ping", "set"} {
+		for _, clients := range []int{1, 50} {
+			for _, record := range []bool{true, false} {
+				name := fmt.Sprintf("%s/%d/bare", op, clients)
+				if record {
+					name = fmt.Sprintf("%s/%d/record", op, clients)
+				}
+				b.Run(name, func(b *testing.B) {
+					rps, _, err := faultlineRaw(ctx, addr, password, op, clients, b.N, record)
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.ReportMetric(rps, "req/s")
+				})
+			}
+		}
 	}
 }

@@ -136,3 +136,78 @@ func BenchmarkWriter(b *testing.B) {
 		}
 	}
 }
+
+// WriteTails (the recorder's path: entries encoded by AppendJSONTail on the
+// producers, numbered by the writer) writes the very bytes Write does, a
+// last entry without its '\n' included, and an entry longer than the
+// buffer too.
+func TestWriteTailsMatchesWrite(t *testing.T) {
+	long := strings.Repeat("x", 300<<10)
+	ops := []Op{
+		{Time: 12345, Type: Invoke, Process: 2, Impl: "redis-setnx", F: "acquire", Key: "k1"},
+		{Time: 99, Type: OK, Process: Resource, F: "resource-write", Key: "k", Value: Int(-7), Token: "tok", Fence: 42,
+			Attrs: map[string]string{"seq": "1", "expected": "6"}},
+		{Type: Info, Process: Nemesis, F: FaultStart, Fault: "latency:all=200ms", Nodes: []string{"redis-1"}, Error: "quote \" \n <tag> & \x01"},
+		{Time: 7, Type: Fail, Process: 3, F: "release", Error: long},
+		{Time: 8, Type: OK, Process: 4, F: "read"},
+	}
+	var want, got bytes.Buffer
+	ww, wg := NewWriter(&want), NewWriter(&got)
+	var tails []byte
+	for i, op := range ops {
+		if _, err := ww.Write(op); err != nil {
+			t.Fatal(err)
+		}
+		tails = AppendJSONTail(tails, &ops[i])
+		if i < len(ops)-1 {
+			tails = append(tails, '\n')
+		}
+	}
+	if n, err := wg.WriteTails(tails[:0]); n != 0 || err != nil {
+		t.Fatalf("no tails: %d, %v", n, err)
+	}
+	if n, err := wg.WriteTails(tails); n != len(ops) || err != nil {
+		t.Fatalf("WriteTails = %d, %v; want %d", n, err, len(ops))
+	}
+	if wg.Len() != ww.Len() {
+		t.Errorf("Len %d, want %d", wg.Len(), ww.Len())
+	}
+	if err := errors.Join(ww.Flush(), wg.Flush()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Errorf("WriteTails wrote\n%.300q\nWrite wrote\n%.300q", got.String(), want.String())
+	}
+}
+
+// BenchmarkAppendJSONTail is a producer's encoding of one ceiling entry
+// (everything but the index, which the writer adds).
+func BenchmarkAppendJSONTail(b *testing.B) {
+	op := Op{Time: 123456789, Type: Invoke, Process: 17, Impl: "raw", F: "set", Key: "key:123"}
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendJSONTail(buf[:0], &op)
+	}
+}
+
+// BenchmarkWriteTails is the writer's side of one ceiling entry: numbered
+// and copied into the buffer.
+func BenchmarkWriteTails(b *testing.B) {
+	op := Op{Time: 123456789, Type: OK, Process: 17, Impl: "raw", F: "set", Key: "key:123"}
+	var batch []byte
+	for range 1000 {
+		batch = append(AppendJSONTail(batch, &op), '\n')
+	}
+	w := NewWriter(io.Discard)
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		k, err := w.WriteTails(batch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += k
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/entry")
+}

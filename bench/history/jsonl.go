@@ -38,6 +38,57 @@ func (w *Writer) Write(op Op) (int64, error) {
 	return op.Index, nil
 }
 
+// WriteTails appends entries encoded by AppendJSONTail, each followed by
+// '\n' (tails holds any number of them, in order: what the recorder's
+// workers encoded), giving them the next Indexes; it returns how many it
+// wrote. An encoded entry holds no '\n' (AppendJSONTail escapes it in
+// strings); a last entry without one is ended.
+func (w *Writer) WriteTails(tails []byte) (int, error) {
+	n := 0
+	for len(tails) > 0 {
+		line := tails
+		if i := bytes.IndexByte(tails, '\n'); i >= 0 {
+			line = tails[:i+1]
+		}
+		tails = tails[len(line):]
+		nl := line[len(line)-1] != '\n' // the last entry's end, missing
+		// `{"index":N` then the tail, composed in the buffer's free space
+		// (one copy of the entry, not two), unless it does not fit even
+		// in an empty buffer.
+		room := len(line) + maxIndexLen + 1
+		if w.buf.Available() < room {
+			if err := w.buf.Flush(); err != nil {
+				return n, fmt.Errorf("history: write op %d: %w", w.next, err)
+			}
+		}
+		var err error
+		if w.buf.Available() >= room {
+			b := append(AppendIndex(w.buf.AvailableBuffer(), w.next), line...)
+			if nl {
+				b = append(b, '\n')
+			}
+			_, err = w.buf.Write(b)
+		} else {
+			w.line = AppendIndex(w.line[:0], w.next)
+			if _, err = w.buf.Write(w.line); err == nil {
+				_, err = w.buf.Write(line)
+			}
+			if err == nil && nl {
+				err = w.buf.WriteByte('\n')
+			}
+		}
+		if err != nil {
+			return n, fmt.Errorf("history: write op %d: %w", w.next, err)
+		}
+		w.next++
+		n++
+	}
+	return n, nil
+}
+
+// maxIndexLen is the longest `{"index":N` (N an int64).
+const maxIndexLen = len(`{"index":-9223372036854775808`)
+
 // Len is how many Ops were written.
 func (w *Writer) Len() int64 { return w.next }
 

@@ -268,7 +268,7 @@ func TestHistoryBoundsPendingAndKeepsOrder(t *testing.T) {
 			}
 		})
 	}
-	pending := func() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.pending) }
+	pending := func() int { h.mu.Lock(); defer h.mu.Unlock(); return h.count }
 	deadline := time.Now().Add(30 * time.Second)
 	for pending() < maxPending {
 		if time.Now().After(deadline) {
@@ -382,7 +382,7 @@ func TestLogPacedBoundsPendingAtOneBatch(t *testing.T) {
 			h.LogPaced(history.Op{Process: history.Resource, F: "resource-write", Value: history.Int(int64(i)), Type: history.OK, Attrs: map[string]string{"seq": "1"}})
 		}
 	}()
-	pending := func() int { h.mu.Lock(); defer h.mu.Unlock(); return len(h.pending) }
+	pending := func() int { h.mu.Lock(); defer h.mu.Unlock(); return h.count }
 	deadline := time.Now().Add(30 * time.Second)
 	for pending() < batchKick {
 		if time.Now().After(deadline) {

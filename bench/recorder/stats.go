@@ -196,6 +196,7 @@ func (w *Worker) record(kind int, m Mark, d time.Duration, typ history.Type, err
 type Call struct {
 	Kind int
 	Mark
+	t      int64  // Mark.At in history time (History.Now)
 	f, key string // the invocation's, defaults of the completion
 }
 
@@ -203,26 +204,29 @@ type Call struct {
 // timer. One clock read serves both the entry's time and the timer's start
 // (the latency then includes the log's append, tens of ns against a round
 // trip's tens of µs); only if the log had to wait for the writer (a full
-// batch) is the timer started after it, so the wait is not counted.
+// batch) is the timer started after it, so the wait is not counted. The
+// clock read is History.Now's, monotonic only (one vDSO call where
+// time.Now makes two, for the wall clock too): Mark.At is the run's start
+// plus it.
 func (w *Worker) Invoke(kind int, op history.Op) Call {
-	now := time.Now()
+	t := w.h.Now()
 	op.Type = history.Invoke
 	op.Process = w.Process
 	op.Impl = w.Impl
-	op.Time = w.h.Since(now)
+	op.Time = t
 	if w.h.log(&op) {
-		now = time.Now()
+		t = w.h.Now()
 	}
-	return Call{Kind: kind, Mark: Mark{At: now, Inside: w.h.FaultActive()}, f: op.F, key: op.Key}
+	return Call{Kind: kind, Mark: Mark{At: w.h.start.Add(time.Duration(t)), Inside: w.h.FaultActive()}, t: t, f: op.F, key: op.Key}
 }
 
 // Complete logs the completion of c (typ OK, Fail or Info; op carries the
 // result fields — F and Key default to the invocation's) and records its
-// latency. The stats error kind is op.Error. One clock read gives both the
-// latency and the entry's time.
+// latency. The stats error kind is op.Error. One clock read (History.Now)
+// gives both the latency and the entry's time.
 func (w *Worker) Complete(c Call, typ history.Type, op history.Op) time.Duration {
-	now := time.Now()
-	d := now.Sub(c.At)
+	t := w.h.Now()
+	d := time.Duration(t - c.t)
 	w.record(c.Kind, c.Mark, d, typ, op.Error)
 	if op.F == "" {
 		op.F = c.f
@@ -233,7 +237,7 @@ func (w *Worker) Complete(c Call, typ history.Type, op history.Op) time.Duration
 	op.Type = typ
 	op.Process = w.Process
 	op.Impl = w.Impl
-	op.Time = w.h.Since(now)
+	op.Time = t
 	w.h.log(&op)
 	return d
 }
