@@ -211,3 +211,47 @@ func BenchmarkWriteTails(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/entry")
 }
+
+// WriteTails counts its indexes in decimal (incDecimal): across 9→10,
+// 99→100, 999→1000 and after Write's entries they still read back as
+// their positions.
+func TestWriteTailsIndexesCarry(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(&out)
+	op := Op{Time: 5, Type: OK, Process: 1, F: "read"}
+	tail := append(AppendJSONTail(nil, &op), '\n')
+	for i := 0; i < 1200; {
+		if i%7 == 3 {
+			if _, err := w.Write(op); err != nil {
+				t.Fatal(err)
+			}
+			i++
+			continue
+		}
+		k := 1 + i%5
+		if _, err := w.WriteTails(bytes.Repeat(tail, k)); err != nil {
+			t.Fatal(err)
+		}
+		i += k
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := ReadAll(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(ops)) != w.Len() {
+		t.Fatalf("%d ops, Len %d", len(ops), w.Len())
+	}
+	for i, op := range ops {
+		if op.Index != int64(i) {
+			t.Fatalf("entry %d has index %d", i, op.Index)
+		}
+	}
+	for _, c := range []struct{ in, want string }{{"0", "1"}, {"9", "10"}, {"199", "200"}, {"999", "1000"}, {"1234", "1235"}} {
+		if got := string(incDecimal([]byte(c.in))); got != c.want {
+			t.Errorf("incDecimal(%s) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}

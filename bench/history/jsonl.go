@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 )
 
 // Writer appends Ops to a JSONL stream through a buffer. It is not safe for
@@ -16,6 +17,11 @@ type Writer struct {
 	under io.Writer
 	line  []byte // reused encoding buffer
 	next  int64  // Index of the next Op
+	// dec is next in decimal when decFor == next: WriteTails counts in it
+	// (one digit changed per entry, mostly) rather than formatting every
+	// index anew.
+	dec    []byte
+	decFor int64
 }
 
 // NewWriter returns a Writer on w with a 256 KiB buffer. Index numbering
@@ -61,9 +67,12 @@ func (w *Writer) WriteTails(tails []byte) (int, error) {
 				return n, fmt.Errorf("history: write op %d: %w", w.next, err)
 			}
 		}
+		if w.decFor != w.next || len(w.dec) == 0 {
+			w.dec, w.decFor = strconv.AppendInt(w.dec[:0], w.next, 10), w.next
+		}
 		var err error
 		if w.buf.Available() >= room {
-			b := append(AppendIndex(w.buf.AvailableBuffer(), w.next), line...)
+			b := append(append(append(w.buf.AvailableBuffer(), `{"index":`...), w.dec...), line...)
 			if nl {
 				b = append(b, '\n')
 			}
@@ -81,9 +90,23 @@ func (w *Writer) WriteTails(tails []byte) (int, error) {
 			return n, fmt.Errorf("history: write op %d: %w", w.next, err)
 		}
 		w.next++
+		w.dec, w.decFor = incDecimal(w.dec), w.decFor+1
 		n++
 	}
 	return n, nil
+}
+
+// incDecimal adds one to the non-negative decimal number d, in place
+// unless it gains a digit.
+func incDecimal(d []byte) []byte {
+	for i := len(d) - 1; i >= 0; i-- {
+		if d[i] < '9' {
+			d[i]++
+			return d
+		}
+		d[i] = '0'
+	}
+	return append([]byte{'1'}, d...)
 }
 
 // maxIndexLen is the longest `{"index":N` (N an int64).
