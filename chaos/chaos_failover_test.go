@@ -237,7 +237,7 @@ func assertKeptHolder(t *testing.T, row chaos.Row, o outcome) {
 	var p int
 	var key string
 	if _, err := fmt.Sscanf(held, "p%d %s", &p, &key); err != nil {
-		t.Fatalf("no holder kept across the failover (held %q)", held)
+		t.Fatalf("no holder kept across the failover (held %q); history: %s", held, o.saveHistory(row))
 	}
 	ops := checker.Operations(o.ops)
 	var acq, write checker.Operation // its last acquire before the loss, its first write after

@@ -180,6 +180,11 @@ type keep struct {
 	// invoked after Open read at least this.
 	open     atomic.Int64
 	released chan struct{} // closed by Release: the failover is over
+	// opened is closed by Open (or Close): until then the link is being
+	// cut, and workers hold their next acquire (waitOpen), so that only the
+	// keys held when it was armed can be tainted.
+	opened   chan struct{}
+	openOnce sync.Once
 	written  chan struct{} // closed when another process wrote the holder's key
 	relOnce  sync.Once
 	// steer: from the kill (Close) until another process wrote the kept
@@ -199,7 +204,7 @@ func (f *Faults) KeepHolder() chaos.Keep {
 	if f.noKeep {
 		return nil
 	}
-	k := &keep{f: f, released: make(chan struct{}), written: make(chan struct{}), tainted: map[string]bool{}}
+	k := &keep{f: f, released: make(chan struct{}), written: make(chan struct{}), opened: make(chan struct{}), tainted: map[string]bool{}}
 	k.open.Store(math.MaxInt64)
 	f.keep.Store(k)
 	return k
@@ -209,10 +214,40 @@ func (f *Faults) KeepHolder() chaos.Keep {
 func (k *keep) Open() {
 	e := k.f.keepEpoch.Add(1)
 	k.open.Store(e) // a worker that read e before its acquire was invoked after this point
+	k.openOnce.Do(func() { close(k.opened) })
+}
+
+// keepOpenWait bounds how long a worker holds its next acquire while a
+// keep's link is being cut (waitOpen).
+const keepOpenWait = 2 * time.Second
+
+// waitOpen holds a worker's next acquire while an armed keep's link is
+// being cut (between KeepHolder and Open; keepOpenWait at most). Without
+// it, every cycle in that window taints its key (its release may be lost
+// in the cut): on a fast machine 3 workers cycled through all 8 keys while
+// the cut was applied, and no grant could be kept.
+func (f *Faults) waitOpen(ctx context.Context) {
+	k := f.keep.Load()
+	if k == nil {
+		return
+	}
+	select {
+	case <-k.opened:
+		return
+	default:
+	}
+	t := time.NewTimer(keepOpenWait)
+	defer t.Stop()
+	select {
+	case <-k.opened:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // Close implements chaos.Keep.
 func (k *keep) Close() (chaos.Holder, bool) {
+	k.openOnce.Do(func() { close(k.opened) }) // no worker waits for an Open that will not come
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.closed = true

@@ -245,3 +245,35 @@ func TestKeepHolderTakesAFreshGrantOnAFreeKey(t *testing.T) {
 		t.Fatal("KeepHolder armed with failover-holder=false")
 	}
 }
+
+// TestWaitOpenHoldsAcquiresWhileTheLinkIsCut: between a keep's arm and its
+// Open (the link being cut) a worker's next acquire waits; Open or Close
+// lets it go, and with no keep armed nothing waits.
+func TestWaitOpenHoldsAcquiresWhileTheLinkIsCut(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(chaos.Keep)
+	}{
+		{"open", func(k chaos.Keep) { k.Open() }},
+		{"close", func(k chaos.Keep) { k.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := NewFaults()
+			f.waitOpen(context.Background()) // nothing armed: returns at once
+			k := f.KeepHolder()
+			done := make(chan struct{})
+			go func() { defer close(done); f.waitOpen(context.Background()) }()
+			select {
+			case <-done:
+				t.Fatal("an acquire went ahead while the link was being cut")
+			case <-time.After(50 * time.Millisecond): // it is still held: nothing to poll for
+			}
+			tc.end(k)
+			select {
+			case <-done:
+			case <-time.After(keepOpenWait / 2):
+				t.Fatalf("the acquire was still held after %s", tc.name)
+			}
+		})
+	}
+}

@@ -495,6 +495,7 @@ func (c *lockClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 			cr.CrashInNextAcquire()
 		}
 	}
+	t.Faults.waitOpen(ctx)                                  // a keep's link being cut: hold this acquire
 	epoch, invoked := t.Faults.keepEpoch.Load(), time.Now() // a failover's holder keep (KeepHolder)
 	lease, out, _ := c.acquire(ctx, w, key, t.AcquireTimeout, false, nil)
 	if reserved != nil {
