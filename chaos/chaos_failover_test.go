@@ -31,13 +31,17 @@ var failoverEnv struct {
 // failoverScripts are the scripted rows of the topology implementations.
 var failoverScripts = map[string]script{
 	"failover":       {ttl: failoverTTL, run: splitFailoverScenario},
-	"failover-async": {ttl: failoverTTL, run: standbyFailoverScenario},
-	"failover-sync":  {ttl: failoverTTL, run: standbyFailoverScenario},
+	"failover-async": {ttl: standbyTTL, run: standbyFailoverScenario},
+	"failover-sync":  {ttl: standbyTTL, run: standbyFailoverScenario},
 }
 
 // failoverTTL outlives a Sentinel failover (kill to promotion took ~2.3 s
 // locally with down-after 1 s) with margin for A's write after it.
 const failoverTTL = 5 * time.Second
+
+// standbyTTL outlives A's fence loop, a PostgreSQL kill and promotion and
+// B's cycle: at 5 s, A's lease had -298 ms left once in CI (load ~8).
+const standbyTTL = 10 * time.Second
 
 // rowTopology is the topology a row runs on: its implementation's own
 // (redis-sentinel), pg-standby for a row with the setting standby=async or
