@@ -20,7 +20,12 @@ import (
 // implementation, on the same servers in the same run, both straight to the
 // servers ("direct") and through each node's Toxiproxy proxy ("proxy"), next
 // to baselines of the raw Redis round trips (PING; SET NX PX + DEL) with the
-// same client settings, so results read as ratios:
+// same client settings, so results read as ratios. cli-cpu-µs/op is this
+// process's CPU time per cycle (user and system: on loopback a write's
+// system time includes delivering it to the server), redis-cpu-µs/op the
+// Redis servers' and redis-cmds/op the commands they served (INFO cpu and
+// commandstats; a script's inner commands count besides it); CPU time moves
+// less with other load on the machine than wall time does:
 //
 //	go test -bench . -run '^$' ./impl/lock/
 func BenchmarkAcquireRelease(b *testing.B) {
@@ -59,9 +64,15 @@ func BenchmarkAcquireRelease(b *testing.B) {
 					continue
 				}
 				b.Run(info.Name, func(b *testing.B) {
-					l := newLockerOn(b, info, endpointsFor(info, path.ep), lock.Options{})
+					ep := endpointsFor(info, path.ep)
+					l := newLockerOn(b, info, ep, lock.Options{})
 					key := uniqueKey(b)
 					b.ReportAllocs()
+					var srv0 serverStats
+					if len(ep.Redis) > 0 {
+						srv0 = serverUse(b, ep)
+					}
+					cli0 := processCPU(b)
 					for b.Loop() {
 						ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 						lease, err := l.Acquire(ctx, key, 2*time.Second)
@@ -74,6 +85,12 @@ func BenchmarkAcquireRelease(b *testing.B) {
 							b.Fatalf("Release: %v", err)
 						}
 						cancel()
+					}
+					b.ReportMetric(float64((processCPU(b)-cli0).Microseconds())/float64(b.N), "cli-cpu-µs/op")
+					if len(ep.Redis) > 0 {
+						srv := serverUse(b, ep)
+						b.ReportMetric(float64((srv.cpu-srv0.cpu).Microseconds())/float64(b.N), "redis-cpu-µs/op")
+						b.ReportMetric(float64(srv.calls-srv0.calls-int64(len(ep.Redis)))/float64(b.N), "redis-cmds/op")
 					}
 				})
 			}

@@ -1,0 +1,185 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/faultline-dev/faultline/impl/lock"
+	"github.com/redis/go-redis/v9"
+)
+
+// ratioPair is what BenchmarkRedlockRatio compares: redlock against the
+// library it is measured against, on the same five nodes.
+var ratioPair = [2]string{"redlock", "redsync"}
+
+// BenchmarkRedlockRatio measures redlock's cycles/s against redsync's in
+// the same run, alternating between them in short phases so that both see
+// the same machine load: a cycle is the counter workload's (acquire, GET
+// and SET a counter on redis-1, release). "1-client" is one client on one
+// key; "32-clients-4-keys" the contended shape of make perf (one Locker per
+// client, as separate processes would have). Each iteration is one phase
+// of each (redlock first on even iterations, redsync first on odd ones);
+// the metrics are the totals over all phases: x-redsync is redlock's
+// cycles/s ÷ redsync's, and cmds/cycle counts the commands the five nodes
+// served per cycle (INFO commandstats, the counter's GET and SET included).
+//
+//	go test -run '^$' -bench RedlockRatio -benchtime 10x -count 3 ./impl/lock/
+func BenchmarkRedlockRatio(b *testing.B) {
+	needEnv(b)
+	for _, shape := range []struct {
+		name          string
+		clients, keys int
+		phase         time.Duration
+	}{{"1-client", 1, 1, 300 * time.Millisecond}, {"32-clients-4-keys", 32, 4, 500 * time.Millisecond}} {
+		b.Run(shape.name, func(b *testing.B) {
+			var lockers [2][]lock.Locker
+			var ep lock.Endpoints
+			for k, name := range ratioPair {
+				info, err := lock.Lookup(name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ep = endpointsFor(info, testEnv.direct)
+				for range shape.clients {
+					lockers[k] = append(lockers[k], newLockerOn(b, info, ep, lock.Options{}))
+				}
+			}
+			e := ep.Redis[0]
+			counter := redis.NewClient(&redis.Options{Addr: e.Addr, Password: e.Password, MaxRetries: -1, Protocol: 2, DisableIdentity: true,
+				DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, PoolSize: shape.clients})
+			b.Cleanup(func() { _ = counter.Close() })
+			base := uniqueKey(b)
+			var cycles, cmds [2]int64
+			var took, srvCPU, cliCPU [2]time.Duration
+			n := 0
+			for b.Loop() {
+				for j := range 2 {
+					k := (j + n) % 2
+					before := serverUse(b, ep)
+					cli := processCPU(b)
+					c, d := ratioPhase(b, lockers[k], counter, fmt.Sprintf("%s-%s", base, ratioPair[k]), shape.keys, shape.phase)
+					cliCPU[k] += processCPU(b) - cli
+					after := serverUse(b, ep)
+					cmds[k] += after.calls - before.calls - int64(len(ep.Redis)) // less the INFO calls of before
+					srvCPU[k] += after.cpu - before.cpu
+					cycles[k] += c
+					took[k] += d
+				}
+				n++
+			}
+			rate := func(k int) float64 { return float64(cycles[k]) / took[k].Seconds() }
+			b.ReportMetric(rate(0), ratioPair[0]+"-cycles/s")
+			b.ReportMetric(rate(1), ratioPair[1]+"-cycles/s")
+			b.ReportMetric(rate(0)/rate(1), "x-"+ratioPair[1])
+			b.ReportMetric(float64(cmds[0])/float64(cycles[0]), ratioPair[0]+"-cmds/cycle")
+			b.ReportMetric(float64(cmds[1])/float64(cycles[1]), ratioPair[1]+"-cmds/cycle")
+			for k, name := range ratioPair {
+				b.ReportMetric(float64(srvCPU[k].Microseconds())/float64(cycles[k]), name+"-srv-cpu-µs/cycle")
+				b.ReportMetric(float64(cliCPU[k].Microseconds())/float64(cycles[k]), name+"-cli-cpu-µs/cycle")
+			}
+		})
+	}
+}
+
+// ratioPhase runs counter-workload cycles on every Locker of ls at once
+// (keys keys under base) for d and returns how many completed and how long
+// the phase took until the last cycle ended.
+func ratioPhase(b *testing.B, ls []lock.Locker, counter *redis.Client, base string, keys int, d time.Duration) (int64, time.Duration) {
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	stop := start.Add(d)
+	for c, l := range ls {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(c), uint64(start.UnixNano())))
+			for time.Now().Before(stop) {
+				key := fmt.Sprintf("%s-%d", base, rng.IntN(keys))
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err := counterCycle(ctx, l, counter, key)
+				cancel()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return done.Load(), time.Since(start)
+}
+
+// counterCycle is one cycle of the counter workload: acquire key, read and
+// write its counter, release.
+func counterCycle(ctx context.Context, l lock.Locker, counter *redis.Client, key string) error {
+	lease, err := l.Acquire(ctx, key, time.Second)
+	if err != nil {
+		return fmt.Errorf("acquire: %w", err)
+	}
+	v, err := counter.Get(ctx, key+"-counter").Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("counter GET: %w", err)
+	}
+	if err := counter.Set(ctx, key+"-counter", v+1, time.Minute).Err(); err != nil {
+		return fmt.Errorf("counter SET: %w", err)
+	}
+	if err := l.Release(ctx, lease); err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	return nil
+}
+
+// serverStats is what the five nodes report of themselves: commands served
+// (INFO commandstats, the INFO calls themselves included) and CPU time used
+// (INFO cpu, user and system, main thread and children).
+type serverStats struct {
+	calls int64
+	cpu   time.Duration
+}
+
+func serverUse(b *testing.B, ep lock.Endpoints) serverStats {
+	b.Helper()
+	var st serverStats
+	for _, e := range ep.Redis {
+		c := benchRedis(b, e)
+		s, err := c.Info(context.Background(), "commandstats", "cpu").Result()
+		if err != nil {
+			b.Fatalf("INFO on %s: %v", e.Name, err)
+		}
+		for _, line := range strings.Split(s, "\n") {
+			line = strings.TrimSpace(line)
+			if _, rest, ok := strings.Cut(line, ":calls="); ok {
+				n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+				st.calls += n
+				continue
+			}
+			name, v, ok := strings.Cut(line, ":")
+			if ok && (name == "used_cpu_sys" || name == "used_cpu_user") {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					b.Fatalf("INFO cpu on %s: %q: %v", e.Name, line, err)
+				}
+				st.cpu += time.Duration(f * float64(time.Second))
+			}
+		}
+	}
+	return st
+}
+
+// processCPU is the CPU time (user and system) this process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
