@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,7 +25,11 @@ import (
 // so a command costs one write and one read, with no pool and no hand-off,
 // and commands reach a node in the order this Locker sent them (a release
 // never overtakes the acquire it undoes, even when that node answered after
-// the quorum was reached). Acquire retries with random back-off, and a
+// the quorum was reached). The connections' readers tally a round's
+// replies themselves and wake the waiting caller once, when the round is
+// decided, not at every reply; the release and refresh scripts go by hash
+// (EVALSHA, in full once on a node that answers NOSCRIPT). Acquire retries
+// with random back-off, and a
 // retry asks the key's designated node (a hash of the key picks one of the
 // five, passing over nodes that just failed to answer) first, fanning out to
 // the other four only when it said yes (or did not answer): while the key
@@ -138,60 +141,189 @@ func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecon
 // errNotSent: a node command was never sent. Nothing happened.
 var errNotSent = errors.New("lock: command not sent")
 
-// round is the bookkeeping of commands sent to several nodes at once:
-// which are still pending and on which connection each went out.
-type round struct {
-	pending []bool
-	conns   []*rconn
-	timer   *time.Timer
+// Scripts sent by hash (EVALSHA, EVAL on NOSCRIPT).
+var (
+	rsRelease = newRScript(luaRelease)
+	rsRefresh = newRScript(luaRefresh)
+)
+
+// fanKind is what a fanout's commands are: it says how a reply reads and
+// when the round is decided.
+type fanKind uint8
+
+const (
+	fanAcquire fanKind = iota // SET NX PX: decided at a quorum of yes, or when one can no longer come
+	fanRelease                // compare-and-delete: decided when a quorum answered and one said yes, or all answered
+	fanRefresh                // compare-and-pexpire: decided when every node answered
+)
+
+// fanout is one round of commands sent to several nodes at once. The
+// nodes' reader goroutines tally the replies as they arrive (handle) and
+// wake the caller once, when the round is decided, instead of handing it
+// every reply: the caller sleeps through the answers that decide nothing.
+type fanout struct {
+	r       *redlock
+	kind    fanKind
+	timeout time.Duration // per node
+	timer   *time.Timer   // the round's node timeout
+	wake    chan struct{} // one value when decided
+
+	mu        sync.Mutex
+	pending   [redlockNodes]bool   // sent, not answered
+	conns     [redlockNodes]*rconn // the connection each command went out on
+	answered  int
+	yes       int
+	errs      []error // node errors (not a definite "no")
+	decided   bool    // the caller was woken (or is being)
+	abandoned bool    // the caller read the tally: late answers change nothing (of a failed acquire: they clean up after themselves)
+
+	// acquire only
+	key, token      string
+	des             int                // the key's designated node
+	gate            bool               // only the designated node was asked so far
+	desYes, desFail bool               // the designated node said yes; gave no answer (error)
+	held            [redlockNodes]bool // nodes that may hold the token (yes, or no definite answer)
 }
 
-func (r *redlock) newRound() *round {
-	return &round{pending: make([]bool, len(r.nodes)), conns: make([]*rconn, len(r.nodes))}
+func (r *redlock) newFanout(kind fanKind, timeout time.Duration) *fanout {
+	return &fanout{r: r, kind: kind, timeout: timeout, wake: make(chan struct{}, 1)}
 }
 
-// send sends args to node i with a reply deadline d from now; done gets
-// the node's reply.
-func (r *redlock) send(rd *round, i int, d time.Duration, done func(reply, error), args ...string) {
-	rd.pending[i] = true
-	rd.conns[i] = r.nodes[i].send(time.Now().Add(d), done, args...)
-}
-
-// arm (re)starts the round's timer for d.
-func (rd *round) arm(d time.Duration) {
-	if rd.timer == nil {
-		rd.timer = time.NewTimer(d)
+// send sends a command to each node of nodes (args, or the script sc with
+// args) with the round's node timeout, and (re)starts the round's timer.
+// The caller does not hold f.mu.
+func (f *fanout) send(nodes []int, sc *rscript, args ...string) {
+	f.mu.Lock()
+	for _, i := range nodes {
+		f.pending[i] = true
+	}
+	f.decided = false
+	f.mu.Unlock()
+	if f.timer == nil {
+		f.timer = time.NewTimer(f.timeout)
 	} else {
-		rd.timer.Reset(d)
+		f.timer.Reset(f.timeout)
 	}
-}
-
-func (rd *round) stop() {
-	if rd.timer != nil {
-		rd.timer.Stop()
-	}
-}
-
-// expire closes the connections of the round's pending nodes (their
-// timeout passed): each then answers with an error, outcome unknown.
-func (r *redlock) expire(rd *round, d time.Duration) {
-	for i, p := range rd.pending {
-		if p && rd.conns[i] != nil {
-			r.nodes[i].expire(rd.conns[i], fmt.Errorf("no reply within the node timeout %v", d))
+	deadline := time.Now().Add(f.timeout)
+	var conns [redlockNodes]*rconn
+	for _, i := range nodes {
+		if sc != nil {
+			conns[i] = f.r.nodes[i].sendScript(deadline, f, i, sc, args...)
+		} else {
+			conns[i] = f.r.nodes[i].send(deadline, f, i, args...)
 		}
+	}
+	f.mu.Lock()
+	for _, i := range nodes {
+		f.conns[i] = conns[i]
+	}
+	f.mu.Unlock()
+}
+
+// handle tallies node i's reply (replyHandler); it wakes the caller when
+// this reply decides the round.
+func (f *fanout) handle(i int, rep reply, rerr error) {
+	var err error
+	if f.kind == fanAcquire {
+		err = setNXResult(rep, rerr)
+	} else {
+		err = scriptResult(rep, rerr)
+	}
+	f.r.noteAnswer(i, err)
+	f.mu.Lock()
+	if f.abandoned {
+		f.mu.Unlock()
+		if f.kind == fanAcquire && mayHold(err) { // late answer of a failed acquire: delete it (after the SET, on the same connection)
+			f.r.cleanup(i, f.key, f.token)
+		}
+		return
+	}
+	f.pending[i] = false
+	f.answered++
+	switch {
+	case err == nil:
+		f.yes++
+	case errors.Is(err, ErrNotAcquired), errors.Is(err, ErrNotHeld):
+	default:
+		f.errs = append(f.errs, err)
+	}
+	if f.kind == fanAcquire {
+		f.held[i] = mayHold(err)
+		if i == f.des {
+			f.desYes = err == nil
+			f.desFail = err != nil && !errors.Is(err, ErrNotAcquired)
+		}
+	}
+	if !f.decided && f.isDecided() {
+		f.decided = true
+		f.wake <- struct{}{}
+	}
+	f.mu.Unlock()
+}
+
+// isDecided: the round's outcome no longer depends on the pending nodes.
+// f.mu is held.
+func (f *fanout) isDecided() bool {
+	n, q := len(f.r.nodes), f.r.quorum
+	switch f.kind {
+	case fanAcquire:
+		if f.gate {
+			return !f.pending[f.des]
+		}
+		// A pending node that just failed to answer (down, stopped, cut
+		// off) is not waited for (should it say yes after all, it is
+		// deleted: handle, abandoned).
+		now, hopeful := time.Now().UnixNano(), 0
+		for i, p := range f.pending {
+			if p && f.r.downUntil[i].Load() <= now {
+				hopeful++
+			}
+		}
+		return f.yes >= q || f.yes+hopeful < q
+	case fanRelease:
+		return f.answered == n || f.yes > 0 && f.answered >= q
+	}
+	return f.answered == n
+}
+
+// wait waits until the round is decided (true) or ctx ends (false). Nodes
+// past the node timeout have their connection closed, which makes them
+// answer with an error.
+func (f *fanout) wait(ctx context.Context) bool {
+	for {
+		select {
+		case <-f.wake:
+			return true
+		case <-f.timer.C:
+			f.mu.Lock()
+			var late [redlockNodes]*rconn
+			for i, p := range f.pending {
+				if p {
+					late[i] = f.conns[i]
+				}
+			}
+			f.mu.Unlock()
+			for i, c := range late {
+				if c != nil {
+					f.r.nodes[i].expire(c, fmt.Errorf("no reply within the node timeout %v", f.timeout))
+				}
+			}
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (f *fanout) stop() {
+	if f.timer != nil {
+		f.timer.Stop()
 	}
 }
 
 // cleanup deletes token from node i in the background (after the
 // commands sent there before it).
 func (r *redlock) cleanup(i int, key, token string) {
-	r.nodes[i].send(time.Now().Add(cleanupTimeout), func(reply, error) {}, "EVAL", luaRelease, "1", key, token)
-}
-
-// nodeResult is one node's answer to a command.
-type nodeResult struct {
-	node int
-	err  error
+	r.nodes[i].sendScript(time.Now().Add(cleanupTimeout), ignoreReply{}, i, rsRelease, "1", key, token)
 }
 
 // nodeDownFor is how long a node that failed to answer is passed over as
@@ -199,13 +331,16 @@ type nodeResult struct {
 const nodeDownFor = time.Second
 
 // designated is the node retries of key ask first: the first node, from a
-// hash of the key on, that has not failed to answer within nodeDownFor —
-// the same for every client that sees the same nodes down.
+// hash of the key (FNV-1a) on, that has not failed to answer within
+// nodeDownFor — the same for every client that sees the same nodes down.
 func (r *redlock) designated(key string) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(key))
+	h := uint32(2166136261)
+	for i := range len(key) {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
 	n := len(r.nodes)
-	first := int(h.Sum32() % uint32(n))
+	first := int(h % uint32(n))
 	now := time.Now().UnixNano()
 	for k := range n {
 		if i := (first + k) % n; r.downUntil[i].Load() <= now {
@@ -283,124 +418,58 @@ type outcome struct {
 // a retry costs one command instead of five, and contenders that retry
 // cannot split the nodes, since only one of them can win that node. Either
 // way the validity counts from before the first SET.
-func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, gate bool) (o outcome) {
+func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, gate bool) outcome {
 	if err := checkTTL(ttl); err != nil {
 		return outcome{err: err}
 	}
-	token := newToken()
-	n := len(r.nodes)
-	des := r.designated(key)
-	results := make(chan nodeResult, n)
-	var mu sync.Mutex // guards lost; a node's result is sent under it
-	lost := false
-	report := func(i int, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !lost {
-			results <- nodeResult{i, err}
-			return
-		}
-		if mayHold(err) { // late answer of a failed round: delete it (after the SET, on the same connection)
-			r.cleanup(i, key, token)
-		}
-	}
+	f := r.newFanout(fanAcquire, r.perNode(ttl))
+	defer f.stop()
+	f.key, f.token, f.des, f.gate = key, newToken(), r.designated(key), gate
 	px := strconv.FormatInt(ttl.Milliseconds(), 10)
-	nodeTimeout := r.perNode(ttl)
-	rd := r.newRound()
-	defer rd.stop()
-	set := func(i int) {
-		r.send(rd, i, nodeTimeout, func(rep reply, rerr error) { report(i, setNXResult(rep, rerr)) },
-			"SET", key, token, "NX", "PX", px)
-	}
-	var yes, got int
-	var errs []error
-	held := make([]int, 0, n) // nodes that may hold our token
-	tally := func(res nodeResult) {
-		got++
-		rd.pending[res.node] = false
-		r.noteAnswer(res.node, res.err)
-		if mayHold(res.err) {
-			held = append(held, res.node)
-		}
-		if res.node == des {
-			o.designatedYes = res.err == nil
-			o.designatedFailed = res.err != nil && !errors.Is(res.err, ErrNotAcquired)
-		}
-		switch {
-		case res.err == nil:
-			yes++
-		case errors.Is(res.err, ErrNotAcquired):
-		default:
-			errs = append(errs, res.err)
-		}
-	}
-	// next waits for one node's result; false when ctx ended.
-	next := func() bool {
-		for {
-			select {
-			case res := <-results:
-				tally(res)
-				return true
-			case <-rd.timer.C:
-				r.expire(rd, nodeTimeout) // the expired nodes answer with an error
-			case <-ctx.Done():
-				errs = append(errs, context.Cause(ctx))
-				return false
-			}
-		}
-	}
 	start := r.clock()
 	wave := r.all
+	decided := true
 	if gate {
-		rd.arm(nodeTimeout)
-		set(des)
-		wave = nil
-		if next() && (yes == 1 || o.designatedFailed) && ctx.Err() == nil {
-			wave = r.others[des]
+		f.send([]int{f.des}, nil, "SET", key, f.token, "NX", "PX", px)
+		decided = f.wait(ctx)
+		f.mu.Lock()
+		f.gate = false
+		if !decided || ctx.Err() != nil || !f.desYes && !f.desFail {
+			wave = nil
+		} else {
+			wave = r.others[f.des]
 		}
+		f.mu.Unlock()
 	}
 	if len(wave) > 0 {
-		rd.arm(nodeTimeout)
-		for _, i := range wave {
-			set(i)
-		}
+		f.send(wave, nil, "SET", key, f.token, "NX", "PX", px)
+		decided = f.wait(ctx)
 	}
-	// hopeful: how many pending nodes may still say yes in time; a node
-	// that just failed to answer (down, stopped, cut off) is not waited for
-	// (should it say yes after all, report deletes it).
-	hopeful := func() int {
-		now, k := time.Now().UnixNano(), 0
-		for i, p := range rd.pending {
-			if p && r.downUntil[i].Load() <= now {
-				k++
-			}
-		}
-		return k
-	}
-	for yes < r.quorum && yes+hopeful() >= r.quorum && next() {
-	}
+	f.mu.Lock()
+	yes := f.yes
 	validity := ttl - r.clock().Sub(start) - drift(ttl)
+	o := outcome{designatedYes: f.desYes, designatedFailed: f.desFail}
 	if yes >= r.quorum && (validity > 0 || !r.cfg.checkValidity) {
-		return outcome{lease: Lease{Key: key, Token: token, Expiry: start.Add(ttl - drift(ttl))}}
+		f.mu.Unlock()
+		o.lease = Lease{Key: key, Token: f.token, Expiry: start.Add(ttl - drift(ttl))}
+		return o
 	}
 	// Failed: delete our token where it may have landed; nodes that answer
-	// from now on clean up after themselves (report, above).
-	mu.Lock()
-	lost = true
-	for drained := false; !drained; {
-		select {
-		case res := <-results:
-			tally(res)
-		default:
-			drained = true
+	// from now on clean up after themselves (handle).
+	f.abandoned = true
+	held := f.held
+	errs := f.errs
+	f.mu.Unlock()
+	if !decided {
+		errs = append(errs, context.Cause(ctx))
+	}
+	for i, h := range held {
+		if h {
+			r.cleanup(i, key, f.token)
 		}
 	}
-	mu.Unlock()
-	for _, i := range held {
-		r.cleanup(i, key, token)
-	}
 	o.err = fmt.Errorf("%w: %s %q: %d of %d nodes (quorum %d), validity %v, node errors %v",
-		ErrNotAcquired, r.name, key, yes, n, r.quorum, validity, errors.Join(errs...))
+		ErrNotAcquired, r.name, key, yes, len(r.nodes), r.quorum, validity, errors.Join(errs...))
 	return o
 }
 
@@ -417,46 +486,21 @@ func mayHold(err error) bool {
 // it, ErrNotHeld when none did, and the node errors otherwise (outcome
 // unknown). The other nodes' deletes complete in the background.
 func (r *redlock) Release(ctx context.Context, l Lease) error {
-	n := len(r.nodes)
-	results := make(chan nodeResult, n)
-	nodeTimeout := r.perNode(time.Hour)
-	rd := r.newRound()
-	defer rd.stop()
-	rd.arm(nodeTimeout)
-	for _, i := range r.all {
-		r.send(rd, i, nodeTimeout, func(rep reply, rerr error) { results <- nodeResult{i, scriptResult(rep, rerr)} },
-			"EVAL", luaRelease, "1", l.Key, l.Token)
-	}
-	var yes, got int
-	var errs []error
-	for got < n && (yes == 0 || got < r.quorum) {
-		select {
-		case res := <-results:
-			got++
-			rd.pending[res.node] = false
-			r.noteAnswer(res.node, res.err)
-			switch {
-			case res.err == nil:
-				yes++
-			case errors.Is(res.err, ErrNotHeld):
-			default:
-				errs = append(errs, res.err)
-			}
-		case <-rd.timer.C:
-			r.expire(rd, nodeTimeout)
-		case <-ctx.Done():
-			if yes > 0 {
-				return nil
-			}
-			errs = append(errs, context.Cause(ctx))
-			return fmt.Errorf("lock %s: release %q: no node confirmed: %w", r.name, l.Key, errors.Join(errs...))
-		}
-	}
+	f := r.newFanout(fanRelease, r.perNode(time.Hour))
+	defer f.stop()
+	f.send(r.all, rsRelease, "1", l.Key, l.Token)
+	decided := f.wait(ctx)
+	f.mu.Lock()
+	yes, errs := f.yes, f.errs
+	f.abandoned = true // the tally is read: later answers change nothing
+	f.mu.Unlock()
 	switch {
 	case yes > 0:
 		return nil
-	case len(errs) == 0:
+	case decided && len(errs) == 0:
 		return ErrNotHeld
+	case !decided:
+		errs = append(errs, context.Cause(ctx))
 	}
 	return fmt.Errorf("lock %s: release %q: no node confirmed: %w", r.name, l.Key, errors.Join(errs...))
 }
@@ -467,39 +511,17 @@ func (r *redlock) Refresh(ctx context.Context, l Lease, ttl time.Duration) (Leas
 	if err := checkTTL(ttl); err != nil {
 		return Lease{}, err
 	}
-	n := len(r.nodes)
-	results := make(chan nodeResult, n)
+	f := r.newFanout(fanRefresh, r.perNode(ttl))
+	defer f.stop()
 	start := r.clock()
-	nodeTimeout := r.perNode(ttl)
-	px := strconv.FormatInt(ttl.Milliseconds(), 10)
-	rd := r.newRound()
-	defer rd.stop()
-	rd.arm(nodeTimeout)
-	for _, i := range r.all {
-		r.send(rd, i, nodeTimeout, func(rep reply, rerr error) { results <- nodeResult{i, scriptResult(rep, rerr)} },
-			"EVAL", luaRefresh, "1", l.Key, l.Token, px)
-	}
-	var yes int
-	var errs []error
-wait:
-	for got := 0; got < n; {
-		select {
-		case res := <-results:
-			got++
-			rd.pending[res.node] = false
-			switch {
-			case res.err == nil:
-				yes++
-			case errors.Is(res.err, ErrNotHeld):
-			default:
-				errs = append(errs, res.err)
-			}
-		case <-rd.timer.C:
-			r.expire(rd, nodeTimeout)
-		case <-ctx.Done():
-			errs = append(errs, context.Cause(ctx))
-			break wait
-		}
+	f.send(r.all, rsRefresh, "1", l.Key, l.Token, strconv.FormatInt(ttl.Milliseconds(), 10))
+	decided := f.wait(ctx)
+	f.mu.Lock()
+	yes, errs := f.yes, f.errs
+	f.abandoned = true
+	f.mu.Unlock()
+	if !decided {
+		errs = append(errs, context.Cause(ctx))
 	}
 	validity := ttl - r.clock().Sub(start) - drift(ttl)
 	if yes >= r.quorum && (validity > 0 || !r.cfg.checkValidity) {
@@ -507,7 +529,7 @@ wait:
 		return l, nil
 	}
 	return Lease{}, fmt.Errorf("%w: %s refresh %q: %d of %d nodes (quorum %d), validity %v, node errors %v",
-		ErrNotHeld, r.name, l.Key, yes, n, r.quorum, validity, errors.Join(errs...))
+		ErrNotHeld, r.name, l.Key, yes, len(r.nodes), r.quorum, validity, errors.Join(errs...))
 }
 
 // Close lets the node commands still in flight finish (each bounded by its

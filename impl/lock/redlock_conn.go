@@ -3,10 +3,13 @@ package lock
 import (
 	"bufio"
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,7 +18,7 @@ import (
 // rnode is redlock's connection to one node: a single pipelined RESP2
 // connection. The caller writes a command straight to the socket (no pool,
 // no hand-off to another goroutine) and one reader goroutine per connection
-// reads the replies in order and hands each to its command's callback.
+// reads the replies in order and hands each to its command's handler.
 // Commands this Locker sends to a node therefore run there in the order it
 // sent them — a release never overtakes the acquire it undoes — without
 // waiting for each other's replies.
@@ -47,15 +50,44 @@ type rconn struct {
 	br    *bufio.Reader
 	buf   []byte    // write buffer
 	wdl   time.Time // the write deadline set on nc
-	queue []*rreq   // sent, reply not yet read, in order
-	cause error     // why the connection was closed on purpose
-	dead  bool      // failed: its commands were handed their error
+	queue []rreq    // sent, reply not yet read, in order, from queue[head] on
+	head  int
+	cause error // why the connection was closed on purpose
+	dead  bool  // failed: its commands were handed their error
 }
 
-// rreq is one command awaiting its reply.
+// rreq is one command awaiting its reply: h gets it as node's.
 type rreq struct {
 	deadline time.Time
-	done     func(reply, error)
+	h        replyHandler
+	node     int
+	script   *rscript // an EVALSHA of this script: on NOSCRIPT it is sent again as EVAL
+	args     []string // the EVALSHA's arguments after the script's hash (numkeys, keys, args)
+}
+
+// replyHandler gets the reply of a command sent to a node (or the error
+// that ended its connection, or errNoConn when it was not sent). It runs on
+// the connection's reader goroutine (or the sender's, when not sent) and
+// must not block.
+type replyHandler interface {
+	handle(node int, rep reply, err error)
+}
+
+// ignoreReply is the handler of a command whose answer nobody waits for.
+type ignoreReply struct{}
+
+func (ignoreReply) handle(int, reply, error) {}
+
+// rscript is a Lua script sent by hash (EVALSHA); a node that does not know
+// it yet (a new server, or its script cache flushed) answers NOSCRIPT and
+// gets it once as EVAL, which also caches it there.
+type rscript struct {
+	src, sha string
+}
+
+func newRScript(src string) *rscript {
+	h := sha1.Sum([]byte(src))
+	return &rscript{src: src, sha: hex.EncodeToString(h[:])}
 }
 
 // reply is a RESP2 reply: '+' simple string, ':' integer n, '$' bulk
@@ -142,15 +174,27 @@ func (n *rnode) dialLocked() {
 	}()
 }
 
-// send writes the command args to the node; done gets its reply (or the
+// send writes the command args to the node; h gets its reply (or the
 // error that ended the connection) from the reader goroutine, or errNoConn
 // at once when there is no connection. It returns the connection the
 // command went out on (nil: not sent).
-func (n *rnode) send(deadline time.Time, done func(reply, error), args ...string) *rconn {
+func (n *rnode) send(deadline time.Time, h replyHandler, node int, args ...string) *rconn {
+	return n.sendReq(rreq{deadline: deadline, h: h, node: node}, args)
+}
+
+// sendScript sends EVALSHA of sc with args (numkeys, keys, arguments); a
+// NOSCRIPT answer sends it again as EVAL (on the same connection, after
+// the commands sent there since) and h gets that reply.
+func (n *rnode) sendScript(deadline time.Time, h replyHandler, node int, sc *rscript, args ...string) *rconn {
+	return n.sendReq(rreq{deadline: deadline, h: h, node: node, script: sc, args: args}, nil)
+}
+
+// sendReq sends args, or for a script request EVALSHA and its arguments.
+func (n *rnode) sendReq(req rreq, args []string) *rconn {
 	now := time.Now()
 	n.mu.Lock()
 	c := n.conn
-	if c != nil && len(c.queue) > 0 && c.queue[0].deadline.Before(now) {
+	if c != nil && c.overdue(now) {
 		// The oldest command is overdue: the node is stuck or cut off.
 		n.expireLocked(c, errors.New("no reply within the node timeout"))
 		c = nil
@@ -158,27 +202,42 @@ func (n *rnode) send(deadline time.Time, done func(reply, error), args ...string
 	if c == nil || n.closed {
 		n.dialLocked()
 		n.mu.Unlock()
-		done(reply{}, errNoConn)
+		req.h.handle(req.node, reply{}, errNoConn)
 		return nil
 	}
-	c.buf = appendCommand(c.buf[:0], args...)
+	if req.script != nil {
+		c.buf = appendScript(c.buf[:0], "EVALSHA", req.script.sha, req.args)
+	} else {
+		c.buf = appendCommand(c.buf[:0], args...)
+	}
+	n.writeLocked(c, now, req)
+	n.mu.Unlock()
+	return c
+}
+
+// writeLocked queues req on c and writes c.buf. n.mu is held.
+func (n *rnode) writeLocked(c *rconn, now time.Time, req rreq) {
 	if c.wdl.Sub(now) < n.writeTimeout/2 {
 		c.wdl = now.Add(n.writeTimeout)
 		_ = c.nc.SetWriteDeadline(c.wdl)
 	}
-	c.queue = append(c.queue, &rreq{deadline: deadline, done: done})
+	c.queue = append(c.queue, req)
 	n.inflight.Add(1)
 	if _, err := c.nc.Write(c.buf); err != nil {
 		n.expireLocked(c, fmt.Errorf("write: %w", err)) // the reader hands the error to every queued command
 	}
-	n.mu.Unlock()
-	return c
+}
+
+// overdue: c's oldest command waits for its reply past its deadline. n.mu
+// is held.
+func (c *rconn) overdue(now time.Time) bool {
+	return c.head < len(c.queue) && c.queue[c.head].deadline.Before(now)
 }
 
 // expireOverdue closes the connection when its oldest command is overdue.
 func (n *rnode) expireOverdue() {
 	n.mu.Lock()
-	if c := n.conn; c != nil && len(c.queue) > 0 && c.queue[0].deadline.Before(time.Now()) {
+	if c := n.conn; c != nil && c.overdue(time.Now()) {
 		n.expireLocked(c, errors.New("no reply within the node timeout"))
 	}
 	n.mu.Unlock()
@@ -208,7 +267,7 @@ func (n *rnode) read(c *rconn) {
 	for {
 		rep, rerr, err := readReply(c.br)
 		n.mu.Lock()
-		if err == nil && len(c.queue) == 0 {
+		if err == nil && c.head == len(c.queue) {
 			err = errors.New("reply to no command")
 		}
 		if err != nil {
@@ -216,8 +275,8 @@ func (n *rnode) read(c *rconn) {
 				err = c.cause
 			}
 			c.dead = true
-			q := c.queue
-			c.queue = nil
+			q := c.queue[c.head:]
+			c.queue, c.head = nil, 0
 			if n.conn == c {
 				n.conn = nil
 			}
@@ -225,18 +284,40 @@ func (n *rnode) read(c *rconn) {
 			_ = c.nc.Close()
 			err = fmt.Errorf("lock: redlock node %s: %w", n.addr, err)
 			for _, r := range q {
-				r.done(reply{}, err)
+				r.h.handle(r.node, reply{}, err)
 				n.inflight.Add(-1)
 			}
 			return
 		}
-		r := c.queue[0]
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
+		r := c.queue[c.head]
+		c.queue[c.head] = rreq{}
+		switch c.head++; {
+		case c.head == len(c.queue):
+			c.queue, c.head = c.queue[:0], 0
+		case c.head >= 64 && 2*c.head >= len(c.queue): // never drained: move the rest to the front
+			k := copy(c.queue, c.queue[c.head:])
+			clear(c.queue[k:])
+			c.queue, c.head = c.queue[:k], 0
+		}
+		if r.script != nil && isNoScript(rerr) && !c.dead && c.cause == nil {
+			// The node does not know the script: send it whole, once.
+			c.buf = appendScript(c.buf[:0], "EVAL", r.script.src, r.args)
+			r.script = nil
+			n.writeLocked(c, time.Now(), r)
+			n.mu.Unlock()
+			n.inflight.Add(-1) // the EVAL counts instead
+			continue
+		}
 		n.mu.Unlock()
-		r.done(rep, rerr)
+		r.h.handle(r.node, rep, rerr)
 		n.inflight.Add(-1)
 	}
+}
+
+// isNoScript: the server does not have the script of an EVALSHA.
+func isNoScript(rerr error) bool {
+	var re respError
+	return errors.As(rerr, &re) && strings.HasPrefix(string(re), "NOSCRIPT")
 }
 
 // close closes the node's connection for good.
@@ -255,13 +336,31 @@ func appendCommand(b []byte, args ...string) []byte {
 	b = strconv.AppendInt(b, int64(len(args)), 10)
 	b = append(b, '\r', '\n')
 	for _, a := range args {
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(a)), 10)
-		b = append(b, '\r', '\n')
-		b = append(b, a...)
-		b = append(b, '\r', '\n')
+		b = appendBulk(b, a)
 	}
 	return b
+}
+
+// appendScript appends cmd (EVAL or EVALSHA), the script (or its hash) and
+// args as one RESP2 command.
+func appendScript(b []byte, cmd, script string, args []string) []byte {
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(2+len(args)), 10)
+	b = append(b, '\r', '\n')
+	b = appendBulk(b, cmd)
+	b = appendBulk(b, script)
+	for _, a := range args {
+		b = appendBulk(b, a)
+	}
+	return b
+}
+
+func appendBulk(b []byte, a string) []byte {
+	b = append(b, '$')
+	b = strconv.AppendInt(b, int64(len(a)), 10)
+	b = append(b, '\r', '\n')
+	b = append(b, a...)
+	return append(b, '\r', '\n')
 }
 
 // readReply reads one RESP2 reply that is not an array. rerr is an error

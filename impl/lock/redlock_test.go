@@ -128,23 +128,7 @@ func TestRedlockFailedAttemptCleansUp(t *testing.T) {
 }
 
 // setCalls is how many SET commands Redis node c has run.
-func setCalls(t *testing.T, c *redis.Client) int64 {
-	t.Helper()
-	s, err := c.Info(ctxFor(t, time.Second), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(s) {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_set:calls="); ok {
-			n, err := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	return 0
-}
+func setCalls(t *testing.T, c *redis.Client) int64 { t.Helper(); return commandCount(t, c, "set") }
 
 // TestRedlockRetriesAskDesignatedNode: while another owner holds a key on
 // all five nodes, redlock's retries send SET to the key's designated node
@@ -183,4 +167,70 @@ func TestRedlockRetriesAskDesignatedNode(t *testing.T) {
 			t.Errorf("redis-%d: %d SETs, want at most 2 (first attempt, winning round)", i+1, n)
 		}
 	}
+}
+
+// TestRedlockScriptsSentByHash: redlock sends its release script by hash
+// (EVALSHA) and, on a node that does not know the script (its cache
+// flushed, as after a restart), once in full (EVAL) on NOSCRIPT. With every
+// node's cache flushed after the acquire, a release must still delete the
+// token everywhere and report nil; the next release runs EVALSHA alone.
+func TestRedlockScriptsSentByHash(t *testing.T) {
+	needEnv(t)
+	l := newLocker(t, mustLookup(t, "redlock"), lock.Options{})
+	raws := make([]*redis.Client, 5)
+	for i := range raws {
+		raws[i] = rawRedis(t, i)
+	}
+	for round := range 2 {
+		key := uniqueKey(t)
+		lease, err := l.TryAcquire(ctxFor(t, 2*time.Second), key, 5*time.Second)
+		if err != nil {
+			t.Fatalf("round %d: TryAcquire: %v", round, err)
+		}
+		evals, shas := make([]int64, 5), make([]int64, 5)
+		for i, c := range raws {
+			if round == 0 {
+				if err := c.ScriptFlush(ctxFor(t, time.Second)).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			evals[i], shas[i] = commandCount(t, c, "eval"), commandCount(t, c, "evalsha")
+		}
+		if err := l.Release(ctxFor(t, 2*time.Second), lease); err != nil {
+			t.Fatalf("round %d: Release: %v", round, err)
+		}
+		wantEval := int64(1 - round) // round 0: every cache was flushed
+		if !eventually(3*time.Second, func() bool {
+			for i, c := range raws {
+				if valueOn(t, c, key) != "" || commandCount(t, c, "evalsha")-shas[i] != 1 || commandCount(t, c, "eval")-evals[i] != wantEval {
+					return false
+				}
+			}
+			return true
+		}) {
+			for i, c := range raws {
+				t.Errorf("round %d: redis-%d: value %q, %d EVALSHA, %d EVAL (want none, 1, %d)", round, i+1,
+					valueOn(t, c, key), commandCount(t, c, "evalsha")-shas[i], commandCount(t, c, "eval")-evals[i], wantEval)
+			}
+		}
+	}
+}
+
+// commandCount is how many times Redis node c has run command name.
+func commandCount(t *testing.T, c *redis.Client, name string) int64 {
+	t.Helper()
+	s, err := c.Info(ctxFor(t, time.Second), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(s) {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+name+":calls="); ok {
+			n, err := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	return 0
 }
