@@ -74,6 +74,23 @@ func CoverageOf(nodes workload.PhaseNodes, scheduled int, windows []results.Faul
 	})
 }
 
+// CoverageSpans is Coverage of a phase's completed operations given as
+// spans (a checker.BankBuilder's: what opsDuring pairs).
+func CoverageSpans(nodes workload.PhaseNodes, scheduled int, windows []results.FaultWindow, spans []checker.Span) *results.FaultCoverage {
+	return coverage(nodes, scheduled, windows, func(counted []results.FaultWindow) int {
+		n := 0
+		for _, s := range spans {
+			for _, w := range counted {
+				if s.From <= w.End && s.To >= w.Start {
+					n++
+					break
+				}
+			}
+		}
+		return n
+	})
+}
+
 // coverage is Coverage, with opsInside counting the operations in flight
 // during the windows that count.
 func coverage(nodes workload.PhaseNodes, scheduled int, windows []results.FaultWindow, opsInside func([]results.FaultWindow) int) *results.FaultCoverage {

@@ -421,28 +421,72 @@ func hasTCC(s BankSnapshot) bool {
 	return false
 }
 
-// tccBranches groups the TCC journal per branch, in commit order.
-func tccBranches(s BankSnapshot) (map[branchKey][]JournalRow, []branchKey) {
-	groups := map[branchKey][]JournalRow{}
-	var keys []branchKey
-	js := append([]JournalRow(nil), s.Journal...)
-	sort.SliceStable(js, func(i, j int) bool {
-		if js[i].Node != js[j].Node {
-			return js[i].Node < js[j].Node
-		}
-		return js[i].Seq < js[j].Seq
-	})
-	for _, e := range js {
-		if e.Op != OpTry && e.Op != OpConfirm && e.Op != OpCancel {
-			continue
-		}
-		k := branchKey{e.Node, e.GID, e.Branch}
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], e)
+// tccGroups is the TCC journal grouped per branch, in commit order,
+// without copying a row: the branches in the order their first row
+// committed (per node, by seq), each a run of indexes into the journal.
+type tccGroups struct {
+	keys []branchKey
+	idx  []int32 // journal indexes, one run per branch, each in commit order
+	end  []int32 // end[g]: where branch g's run ends in idx
+}
+
+// rows are branch g's journal indexes, in commit order.
+func (t *tccGroups) rows(g int) []int32 {
+	start := int32(0)
+	if g > 0 {
+		start = t.end[g-1]
 	}
-	return groups, keys
+	return t.idx[start:t.end[g]]
+}
+
+// tccBranches groups the TCC journal per branch, in commit order.
+func tccBranches(s BankSnapshot) tccGroups {
+	js := s.Journal
+	order := make([]int32, 0, len(js))
+	for i := range js {
+		if op := js[i].Op; op == OpTry || op == OpConfirm || op == OpCancel {
+			order = append(order, int32(i))
+		}
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := &js[order[i]], &js[order[j]]
+		if a.Node != b.Node {
+			return a.Node < b.Node
+		}
+		return a.Seq < b.Seq
+	})
+	var t tccGroups
+	ids := map[branchKey]int32{}
+	group := make([]int32, len(order))
+	for n, i := range order {
+		e := &js[i]
+		k := branchKey{e.Node, e.GID, e.Branch}
+		g, ok := ids[k]
+		if !ok {
+			g = int32(len(t.keys))
+			ids[k] = g
+			t.keys = append(t.keys, k)
+		}
+		group[n] = g
+	}
+	// A stable counting sort by branch: each run keeps commit order.
+	t.end = make([]int32, len(t.keys))
+	for _, g := range group {
+		t.end[g]++
+	}
+	next := make([]int32, len(t.keys))
+	sum := int32(0)
+	for g := range t.end {
+		next[g] = sum
+		sum += t.end[g]
+		t.end[g] = sum
+	}
+	t.idx = make([]int32, len(order))
+	for n, i := range order {
+		t.idx[next[group[n]]] = i
+		next[group[n]]++
+	}
+	return t
 }
 
 // NoFrozenLeft checks that no TCC reservation stays open past
@@ -452,16 +496,17 @@ func tccBranches(s BankSnapshot) (map[branchKey][]JournalRow, []branchKey) {
 // money shows).
 func NoFrozenLeft(in BankInput) results.Verdict {
 	s := in.Snapshot
-	groups, keys := tccBranches(s)
+	groups := tccBranches(s)
 	wantFrozen := map[Account]int64{}
 	wantPending := map[Account]int64{}
 	var vs []results.Violation
 	open := 0
-	for _, k := range keys {
+	for g, k := range groups.keys {
 		n := 0
 		var at time.Time
-		var e0 JournalRow
-		for _, e := range groups[k] {
+		var e0 *JournalRow
+		for _, j := range groups.rows(g) {
+			e := &s.Journal[j]
 			if !e.Applied {
 				continue
 			}
@@ -515,11 +560,11 @@ const (
 // cancel). Neutralised by a barrier they are measures; applied (money
 // moved) they are violations, each naming the transaction and branch.
 func TCCAnomalies(in BankInput) results.Verdict {
-	groups, keys := tccBranches(in.Snapshot)
+	groups := tccBranches(in.Snapshot)
 	seen := map[string]float64{}
 	harm := map[string]float64{}
 	var vs []results.Violation
-	note := func(kind string, k branchKey, e JournalRow, applied bool) {
+	note := func(kind string, k branchKey, e *JournalRow, applied bool) {
 		seen[kind]++
 		if !applied {
 			return
@@ -529,10 +574,11 @@ func TCCAnomalies(in BankInput) results.Verdict {
 			Description: fmt.Sprintf("%s: %s %s of %s on %s applied %d (journal seq %d): no barrier stopped it",
 				kind, k.branch, e.Op, k.gid, Account{Node: k.node, ID: e.Account}, e.Amount, e.Seq)})
 	}
-	for _, k := range keys {
+	for g, k := range groups.keys {
 		tried, cancelled := false, false
 		confirms, cancels := 0, 0
-		for _, e := range groups[k] {
+		for _, j := range groups.rows(g) {
+			e := &in.Snapshot.Journal[j]
 			switch e.Op {
 			case OpTry:
 				if cancelled {

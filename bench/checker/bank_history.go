@@ -1,8 +1,6 @@
 package checker
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -49,74 +47,11 @@ type inDoubtEntry struct {
 // parseBankState reads the resource entries of a bank history.
 func parseBankState(ops []history.Op) (bankState, error) {
 	st := bankState{}
-	dec := func(op history.Op, v any) error {
-		if err := json.Unmarshal([]byte(op.Attrs["v"]), v); err != nil {
-			return fmt.Errorf("history entry %d (%s): %w", op.Index, op.F, err)
-		}
-		return nil
-	}
-	atoi := func(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
-	for _, op := range ops {
-		if op.Process != history.Resource {
+	for i := range ops {
+		if ops[i].Process != history.Resource {
 			continue
 		}
-		var err error
-		switch op.F {
-		case "bank-layout":
-			st.haveLayout = true
-			st.accounts = int(atoi(op.Attrs["accounts"]))
-			st.balance = atoi(op.Attrs["balance"])
-			st.nodes = int(atoi(op.Attrs["nodes"]))
-			st.singleNode = op.Attrs["single_node"] == "true"
-			st.blockedMin = time.Duration(atoi(op.Attrs["blocked_min_ms"])) * time.Millisecond
-			if c := op.Attrs["checks"]; c != "" {
-				st.checks = strings.Split(c, ",")
-			}
-		case "bank-recover":
-			if op.Value != nil {
-				st.recoverMS = *op.Value
-			}
-			st.recoverErr = op.Error
-		case "in-doubt":
-			e := inDoubtEntry{gid: op.Token, transfer: op.Attrs["transfer"], by: op.Attrs["by"], node: int(atoi(op.Attrs["node"])),
-				prepared: atoi(op.Attrs["prepared"]), resolved: -1}
-			if r, ok := op.Attrs["resolved"]; ok {
-				e.resolved = atoi(r)
-			}
-			if op.Value != nil {
-				e.ms = *op.Value
-			}
-			st.inDoubt = append(st.inDoubt, e)
-		case "bank-snapshot":
-			st.haveSnap = true
-			st.snap.TakenAt, err = time.Parse(time.RFC3339Nano, op.Attrs["taken_at"])
-			st.decisions = int(atoi(op.Attrs["decisions"]))
-		case "bank-account":
-			var a AccountRow
-			err = dec(op, &a)
-			st.snap.Accounts = append(st.snap.Accounts, a)
-		case "bank-prepared":
-			var p PreparedRow
-			err = dec(op, &p)
-			st.snap.Prepared = append(st.snap.Prepared, p)
-		case "bank-journal":
-			var j JournalRow
-			err = dec(op, &j)
-			st.snap.Journal = append(st.snap.Journal, j)
-		case "bank-outbox":
-			var o OutboxRow
-			err = dec(op, &o)
-			st.snap.Outbox = append(st.snap.Outbox, o)
-		case "bank-inbox":
-			var i InboxRow
-			err = dec(op, &i)
-			st.snap.Inbox = append(st.snap.Inbox, i)
-		case "bank-global":
-			var g GlobalRow
-			err = dec(op, &g)
-			st.snap.Globals = append(st.snap.Globals, g)
-		}
-		if err != nil {
+		if err := st.add(&ops[i]); err != nil {
 			return st, err
 		}
 	}
@@ -147,65 +82,31 @@ func ParseAccount(s string) (Account, error) {
 	return Account{Node: int(n[0] - 'A'), ID: i}, nil
 }
 
-// bankOp is one transfer of the history.
-type bankOp struct {
-	BankTransfer
-	invoke, end int64 // history ns; end = invoke time if never completed
-	done        bool
-}
-
-// bankTransfers pairs the transfer entries of a history.
-func bankTransfers(ops []history.Op) ([]bankOp, error) {
-	var out []bankOp
-	for _, o := range Operations(ops) {
-		if o.F() != "transfer" {
-			continue
-		}
-		from, err1 := ParseAccount(o.InvokeAttr("from"))
-		to, err2 := ParseAccount(o.InvokeAttr("to"))
-		amount, err3 := strconv.ParseInt(o.InvokeAttr("amount"), 10, 64)
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return nil, fmt.Errorf("transfer %s (history entry %d): %w", o.InvokeToken(), o.Invoke.Index, err)
-		}
-		bt := BankTransfer{Transfer: Transfer{ID: o.InvokeToken(), From: from, To: to, Amount: amount},
-			Status: StatusInfo, Time: o.Invoke.Time, Index: -1}
-		b := bankOp{invoke: o.Invoke.Time, end: o.Invoke.Time}
-		if o.Completed() {
-			b.done = true
-			b.end = o.Complete.Time
-			bt.Time, bt.Index, bt.Error = o.Complete.Time, o.Complete.Index, o.Error()
-			if d := o.CompleteAttr("detail"); d != "" {
-				bt.Error += ": " + d
-			}
-			switch o.Type() {
-			case history.OK:
-				bt.Status = StatusOK
-			case history.Fail:
-				bt.Status = StatusFail
-			}
-		}
-		b.BankTransfer = bt
-		out = append(out, b)
-	}
-	return out, nil
-}
-
-// BankCheck decodes a bank history (one implementation's) and runs Bank on the transfers and the snapshot the workload appended, adds the in-doubt measures (time in doubt, transfers blocked
-// by in-doubt rows) to the no-prepared-left verdict, judges the readers'
-// snapshots (bank-reads) and counts: transfers-ok/fail/info, crashed,
-// lock-timeouts, incomplete, retries, in-doubt, in-doubt-ms-max,
-// in-doubt-ms-p50, blocked, reads, reads-skewed, recover-ms,
-// apply-delay-ms-p50/p99 (outbox).
+// BankCheck decodes a bank history (one implementation's) and runs Bank
+// on it (BankBuilder.Check).
 func BankCheck(ops []history.Op, impl string) ([]results.Verdict, map[string]int64) {
+	var b BankBuilder
+	for i := range ops {
+		b.Add(&ops[i])
+	}
+	return b.Check(impl)
+}
+
+// Check runs Bank on the transfers and the snapshot the workload appended,
+// adds the in-doubt measures (time in doubt, transfers blocked by in-doubt
+// rows) to the no-prepared-left verdict, judges the readers' snapshots
+// (bank-reads) and counts: transfers-ok/fail/info, crashed, lock-timeouts,
+// incomplete, retries, in-doubt, in-doubt-ms-max, in-doubt-ms-p50, blocked,
+// reads, reads-skewed, recover-ms, apply-delay-ms-p50/p99 (outbox).
+func (b *BankBuilder) Check(impl string) ([]results.Verdict, map[string]int64) {
 	var rep struct {
 		Verdicts []results.Verdict
 		Counters map[string]int64
 	}
 	rep.Counters = map[string]int64{}
-	st, err := parseBankState(ops)
-	ts, terr := bankTransfers(ops)
+	st, err := b.st, b.stErr
 	if err == nil {
-		err = terr
+		err = b.tErr
 	}
 	if err != nil || !st.haveLayout || !st.haveSnap {
 		why := "the history has no bank snapshot: the phase stopped before Finish (nothing can be said about the final state)"
@@ -215,14 +116,11 @@ func BankCheck(ops []history.Op, impl string) ([]results.Verdict, map[string]int
 		rep.Verdicts = append(rep.Verdicts, results.Verdict{Checker: BankSnapshotName, Impl: impl, Valid: results.Unknown, Summary: why})
 		return rep.Verdicts, rep.Counters
 	}
-	in := BankInput{Impl: impl, Checks: st.checks, Initial: st.initial(), Snapshot: st.snap}
-	for _, t := range ts {
-		in.Transfers = append(in.Transfers, t.BankTransfer)
-	}
+	in := BankInput{Impl: impl, Checks: st.checks, Initial: st.initial(), Snapshot: st.snap, Transfers: b.ts}
 	verdicts := Bank(in)
 
 	// In doubt and blocked.
-	blocked := blockedTransfers(st, ts)
+	blocked := b.blockedTransfers()
 	var ms []float64
 	for _, d := range st.inDoubt {
 		ms = append(ms, float64(d.ms))
@@ -248,34 +146,20 @@ func BankCheck(ops []history.Op, impl string) ([]results.Verdict, map[string]int
 			rep.Counters["apply-delay-ms-p99"] = int64(math.Round(v.Measures["delay_ms_p99"]))
 		}
 	}
-	rep.Verdicts = append(verdicts, bankReads(ops, st, impl))
+	rep.Verdicts = append(verdicts, b.bankReads(impl))
 
-	for _, t := range ts {
+	for _, t := range b.ts {
 		rep.Counters["transfers-"+t.Status]++
 	}
-	for _, op := range ops {
-		if op.Process < 0 {
-			continue
-		}
-		switch {
-		case op.F == "transfer" && op.Type != history.Invoke:
-			switch op.Error {
-			case "crashed":
-				rep.Counters["crashed"]++
-			case "lock-timeout":
-				rep.Counters["lock-timeouts"]++
-			}
-			if op.Attrs["incomplete"] == "true" {
-				rep.Counters["incomplete"]++
-			}
-			if n, err := strconv.Atoi(op.Attrs["retries"]); err == nil {
-				rep.Counters["retries"] += int64(n)
-			}
-		case op.F == "read" && op.Type == history.OK:
-			rep.Counters["reads"]++
-			if op.Value != nil && *op.Value != int64(st.nodes*st.accounts)*st.balance {
-				rep.Counters["reads-skewed"]++
-			}
+	rep.Counters["crashed"] = b.crashed
+	rep.Counters["lock-timeouts"] = b.lockTimeouts
+	rep.Counters["incomplete"] = b.incomplete
+	rep.Counters["retries"] = b.retries
+	total := int64(st.nodes*st.accounts) * st.balance
+	for i := range b.reads {
+		rep.Counters["reads"]++
+		if r := &b.reads[i]; r.has&readValue != 0 && r.value != total {
+			rep.Counters["reads-skewed"]++
 		}
 	}
 	rep.Counters["in-doubt"] = int64(len(ms))
@@ -297,17 +181,22 @@ func BankCheck(ops []history.Op, impl string) ([]results.Verdict, map[string]int
 // prepared transaction held (the in-doubt transfer's account on that node),
 // started while it was in doubt, and then failed or took at least
 // blocked-min: the cost of 2PC's blocking.
-func blockedTransfers(st bankState, ts []bankOp) map[string]bool {
-	byID := map[string]bankOp{}
-	for _, t := range ts {
-		byID[t.Transfer.ID] = t
-	}
+func (b *BankBuilder) blockedTransfers() map[string]bool {
+	st, ts := &b.st, b.ts
 	out := map[string]bool{}
+	if len(st.inDoubt) == 0 {
+		return out
+	}
+	byID := map[string]int{}
+	for i := range ts {
+		byID[ts[i].Transfer.ID] = i
+	}
 	for _, d := range st.inDoubt {
-		x, ok := byID[d.transfer]
+		xi, ok := byID[d.transfer]
 		if !ok {
 			continue
 		}
+		x := ts[xi]
 		var held []Account
 		for _, a := range []Account{x.Transfer.From, x.Transfer.To} {
 			if a.Node == d.node {
@@ -318,8 +207,9 @@ func blockedTransfers(st bankState, ts []bankOp) map[string]bool {
 		if end < 0 {
 			end = math.MaxInt64
 		}
-		for _, t := range ts {
-			if t.Transfer.ID == d.transfer || t.invoke < d.prepared || t.invoke >= end {
+		for i := range ts {
+			t, invoke := &ts[i], b.tInv[i].time
+			if t.Transfer.ID == d.transfer || invoke < d.prepared || invoke >= end {
 				continue
 			}
 			touches := false
@@ -329,7 +219,8 @@ func blockedTransfers(st bankState, ts []bankOp) map[string]bool {
 			if !touches {
 				continue
 			}
-			if t.Status != StatusOK || !t.done || time.Duration(t.end-t.invoke) >= st.blockedMin {
+			// t.Time is the completion's time, or the invocation's when it never completed (Index -1)
+			if t.Status != StatusOK || t.Index < 0 || time.Duration(t.Time-invoke) >= st.blockedMin {
 				out[t.Transfer.ID] = true
 			}
 		}
@@ -342,33 +233,35 @@ func blockedTransfers(st bankState, ts []bankOp) map[string]bool {
 // other than its initial total is a torn local transaction. A cross-node
 // total other than the initial total is money in flight between the
 // nodes (measured: skewed reads).
-func bankReads(ops []history.Op, st bankState, impl string) results.Verdict {
+func (b *BankBuilder) bankReads(impl string) results.Verdict {
+	st := &b.st
 	v := results.Verdict{Checker: BankReadsName, Impl: impl, Valid: results.Valid, Measures: map[string]float64{}}
 	nodeTotal := int64(st.accounts) * st.balance
 	total := nodeTotal * int64(st.nodes)
 	var reads, skewed int
 	var maxSkew int64
-	for _, op := range ops {
-		if op.F != "read" || op.Type != history.OK || op.Process < 0 || op.Value == nil {
+	for i := range b.reads {
+		r := &b.reads[i]
+		if r.has&readValue == 0 {
 			continue
 		}
 		reads++
-		if d := *op.Value - total; d != 0 {
+		if d := r.value - total; d != 0 {
 			skewed++
 			maxSkew = max(maxSkew, abs64(d))
 		}
-		if n, _ := strconv.Atoi(op.Attrs["negative"]); n > 0 {
-			v.Violations = append(v.Violations, results.Violation{Kind: "negative-read", Processes: []int{op.Process}, Time: op.Time,
-				Indexes: []int64{op.Index}, Description: fmt.Sprintf("reader %d saw %d negative balance/frozen/pending amounts", op.Process, n)})
+		if r.negative > 0 {
+			v.Violations = append(v.Violations, results.Violation{Kind: "negative-read", Processes: []int{int(r.process)}, Time: r.time,
+				Indexes: []int64{r.index}, Description: fmt.Sprintf("reader %d saw %d negative balance/frozen/pending amounts", r.process, r.negative)})
 		}
 		if st.singleNode {
 			for node := range st.nodes {
-				s, err := strconv.ParseInt(op.Attrs[NodeName(node)], 10, 64)
-				if err == nil && s != nodeTotal {
-					v.Violations = append(v.Violations, results.Violation{Kind: "torn-read", Processes: []int{op.Process}, Time: op.Time,
-						Keys: []string{NodeName(node)}, Indexes: []int64{op.Index},
+				s, ok := b.sum(i, node)
+				if ok && s != nodeTotal {
+					v.Violations = append(v.Violations, results.Violation{Kind: "torn-read", Processes: []int{int(r.process)}, Time: r.time,
+						Keys: []string{NodeName(node)}, Indexes: []int64{r.index},
 						Description: fmt.Sprintf("reader %d saw node %s hold %d, not %d: transfers within one node must keep its total in every snapshot",
-							op.Process, NodeName(node), s, nodeTotal)})
+							r.process, NodeName(node), s, nodeTotal)})
 				}
 			}
 		}

@@ -2,6 +2,7 @@ package checker
 
 import (
 	"fmt"
+	"iter"
 	"sort"
 	"strconv"
 
@@ -35,9 +36,25 @@ func Failovers(h []history.Op) []results.Failover { return FailoversOf(NewPhase(
 
 // FailoversOf is Failovers of a Phase.
 func FailoversOf(p *Phase) []results.Failover {
+	return failovers(p.Events, func(yield func(invoke, complete int64) bool) {
+		for i := range p.Ops {
+			o := &p.Ops[i]
+			if (o.F() != "acquire" && o.F() != "transfer") || !o.OK() || isProbe(*o) {
+				continue
+			}
+			if !yield(o.Invoke.Time, o.Complete.Time) {
+				return
+			}
+		}
+	})
+}
+
+// failovers is Failovers of the fault events and the writes (acquires or
+// transfers that succeeded, no probes: invocation and completion times)
+// of a phase.
+func failovers(events []history.Op, writes iter.Seq2[int64, int64]) []results.Failover {
 	var out []results.Failover
-	ops := p.Ops
-	for _, w := range history.Windows(p.Events) {
+	for _, w := range history.Windows(events) {
 		if w.Kind != FailoverKind {
 			continue
 		}
@@ -47,15 +64,15 @@ func FailoversOf(p *Phase) []results.Failover {
 			f.PromotionMs = float64(p-w.Start) / 1e6
 		}
 		first := int64(-1)
-		for _, o := range ops {
-			if (o.F() != "acquire" && o.F() != "transfer") || !o.OK() || o.Invoke.Time < w.Start || isProbe(o) {
+		for invoke, complete := range writes {
+			if invoke < w.Start {
 				continue
 			}
-			if f.Promoted > 0 && o.Complete.Time < f.Promoted {
+			if f.Promoted > 0 && complete < f.Promoted {
 				continue // the old primary, still dying (a container kill takes a moment): not the new one
 			}
-			if first < 0 || o.Complete.Time < first {
-				first = o.Complete.Time
+			if first < 0 || complete < first {
+				first = complete
 			}
 		}
 		if first >= 0 {

@@ -63,3 +63,15 @@ func (w *bankWorkload) Check(ops []history.Op, c CheckConfig) Report {
 	v, counters := checker.BankCheck(ops, c.Impl)
 	return Report{Verdicts: v, Counters: counters}
 }
+
+// NewStreamCheck starts a bank check fed entry by entry (a
+// checker.BankBuilder): the same verdicts as Check.
+func (w *bankWorkload) NewStreamCheck() StreamCheck { return &bankStream{} }
+
+// bankStream is the bank's StreamCheck.
+type bankStream struct{ checker.BankBuilder }
+
+func (b *bankStream) Report(c CheckConfig) Report {
+	v, counters := b.Check(c.Impl)
+	return Report{Verdicts: v, Counters: counters}
+}

@@ -91,6 +91,34 @@ type PhaseChecker interface {
 	CheckPhase(p *checker.Phase, c CheckConfig) Report
 }
 
+// StreamChecker is a Workload whose checks take one implementation's
+// history entry by entry (the bank): the runner streams the history file
+// into a StreamCheck, never holding its entries, instead of loading them
+// for Check.
+type StreamChecker interface {
+	// NewStreamCheck starts the check of one implementation's phase.
+	NewStreamCheck() StreamCheck
+}
+
+// StreamCheck is one phase's check, fed its history in order.
+type StreamCheck interface {
+	// Grow makes room for about n operations (an upper bound: the phase's
+	// invocations).
+	Grow(n int)
+	// Add takes the next entry; it keeps nothing of op but copies.
+	Add(op *history.Op)
+	// DropCut leaves out the invocations still in flight within window of
+	// the phase's last entry (the run died there) and says how many.
+	DropCut(window time.Duration) int
+	// Spans are the client operations, invocation to completion (or
+	// math.MaxInt64: never completed), as fault coverage counts them.
+	Spans() []checker.Span
+	// Failovers are the phase's failovers.
+	Failovers() []results.Failover
+	// Report is Check of what was added.
+	Report(c CheckConfig) Report
+}
+
 // Optioner is a workload with options of its own (--opt k=v).
 type Optioner interface {
 	Options() option.Set
