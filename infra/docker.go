@@ -642,14 +642,17 @@ func (s *dockerServer) destroy(ctx context.Context) error {
 }
 
 // logTail returns the container's last log lines (stdout and stderr).
-func (s *dockerServer) logTail() string {
+func (s *dockerServer) logTail() string { return s.logLines(logTailLines) }
+
+// logLines returns the container's last n log lines (stdout and stderr).
+func (s *dockerServer) logLines(n int) string {
 	if s.id == "" {
 		return ""
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	rc, err := s.p.cli.ContainerLogs(ctx, s.id, client.ContainerLogsOptions{
-		ShowStdout: true, ShowStderr: true, Tail: "20"})
+		ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(n)})
 	if err != nil {
 		return fmt.Sprintf("(container logs unavailable: %v)", err)
 	}

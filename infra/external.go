@@ -436,6 +436,8 @@ func (s *externalServer) follow(ctx context.Context, cli client.APIClient) error
 func (s *externalServer) version() string { return s.ver }
 func (s *externalServer) logTail() string { return "" }
 
+func (s *externalServer) logLines(int) string { return "" }
+
 // password is the Redis password the node hands to clients.
 func (s *externalServer) password() string { return s.t.Password }
 

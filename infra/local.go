@@ -330,7 +330,9 @@ func (s *localServer) addr() string {
 }
 
 func (s *localServer) version() string { return s.ver }
-func (s *localServer) logTail() string { return fileTail(s.logPath, logTailLines) }
+func (s *localServer) logTail() string { return s.logLines(logTailLines) }
+
+func (s *localServer) logLines(n int) string { return fileTail(s.logPath, n) }
 
 // pids lists the server's live processes (main process and descendants).
 func (s *localServer) pids() []int {

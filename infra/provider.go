@@ -31,6 +31,9 @@ type server interface {
 	destroy(ctx context.Context) error
 	// logTail returns the last lines of the server's log, for errors.
 	logTail() string
+	// logLines returns the last n lines of the server's log ("" when it
+	// has none that faultline can read).
+	logLines(n int) string
 	// version is the server's version string (e.g. "7.0.15").
 	version() string
 }

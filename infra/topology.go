@@ -230,6 +230,12 @@ type topology interface {
 	settled(ctx context.Context, e *Env) error
 }
 
+// diagnoser is a topology that can say, for an error, why its roles are
+// not what was expected (redis-sentinel: what each Sentinel thinks).
+type diagnoser interface {
+	diagnose(ctx context.Context, e *Env) string
+}
+
 func newTopology(t Topology) (topology, error) {
 	switch t {
 	case TopologyRedisSentinel:
@@ -318,7 +324,11 @@ func (e *Env) WaitSettled(ctx context.Context) error {
 		return last
 	})
 	if err != nil {
-		return fmt.Errorf("%s: roles not settled: %w", e.spec.Topology, errors.Join(last, err))
+		err = fmt.Errorf("%s: roles not settled: %w", e.spec.Topology, errors.Join(last, err))
+		if d, ok := e.topo.(diagnoser); ok {
+			err = fmt.Errorf("%w\n%s", err, d.diagnose(ctx, e))
+		}
+		return err
 	}
 	return nil
 }

@@ -189,7 +189,7 @@ func (t *sentinelTopology) waitSettled(ctx context.Context, e *Env) error {
 		return last
 	})
 	if err != nil {
-		return fmt.Errorf("redis-sentinel did not settle within %s: %w", e.spec.ReadyTimeout, errors.Join(last, err))
+		return fmt.Errorf("redis-sentinel did not settle within %s: %w\n%s", e.spec.ReadyTimeout, errors.Join(last, err), t.diagnose(ctx, e))
 	}
 	return nil
 }
@@ -415,7 +415,7 @@ func (t *sentinelTopology) failover(ctx context.Context, e *Env, how FailoverMod
 		return last
 	})
 	if err != nil {
-		return res, fmt.Errorf("failover (%s) of %s: no new primary: %w", how, old.Name(), errors.Join(last, err))
+		return res, fmt.Errorf("failover (%s) of %s: no new primary: %w\n%s", how, old.Name(), errors.Join(last, err), t.diagnose(ctx, e))
 	}
 	res.Took = res.Promoted.Sub(res.Started)
 	return res, nil
