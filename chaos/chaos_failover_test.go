@@ -35,9 +35,10 @@ var failoverScripts = map[string]script{
 	"failover-sync":  {ttl: standbyTTL, run: standbyFailoverScenario},
 }
 
-// failoverTTL outlives a Sentinel failover (kill to promotion took ~2.3 s
-// locally with down-after 1 s) with margin for A's write after it.
-const failoverTTL = 5 * time.Second
+// failoverTTL outlives a Sentinel failover (kill to promotion ~2.3 s
+// locally with down-after 1 s; ~3 s with 2 s staggered, more under load)
+// with margin for A's write after it.
+const failoverTTL = 10 * time.Second
 
 // standbyTTL outlives A's fence loop, a PostgreSQL kill and promotion and
 // B's cycle: at 5 s, A's lease had -298 ms left once in CI (load ~8).

@@ -41,8 +41,10 @@ const SentinelMaster = "faultline"
 // short, test-friendly defaults below.
 type ReplicationOptions struct {
 	// SentinelDownAfter is Sentinel's down-after-milliseconds: how long a
-	// node must not answer before a Sentinel thinks it down (default 1s;
-	// 3s on the docker provider, see DefaultSentinelDownAfterDocker).
+	// node must not answer before a Sentinel thinks it down (default 2s;
+	// 3s on the docker provider, see DefaultSentinelDownAfterDocker). It is
+	// sentinel-1's; each next Sentinel waits SentinelDownAfterStep longer
+	// (see SentinelDownAfterStep).
 	SentinelDownAfter time.Duration
 	// SentinelFailoverTimeout is Sentinel's failover-timeout (default 3s).
 	SentinelFailoverTimeout time.Duration
@@ -53,7 +55,28 @@ type ReplicationOptions struct {
 
 // Defaults of ReplicationOptions.
 const (
-	DefaultSentinelDownAfter = time.Second
+	// DefaultSentinelDownAfter is down-after on the local provider. At 1 s,
+	// under load (load average 17-20 on 2 cores) a Sentinel's fresh link
+	// to a just-promoted primary answered its first PING 1.02-1.07 s after
+	// +switch-master (see DefaultSentinelDownAfterDocker), and the other
+	// Sentinels' is-master-down replies about the old primary, which
+	// +switch-master does not clear, made that one +sdown an +odown
+	// ("#quorum 3/2") at once: a second failover of a live primary, and
+	// twice Sentinels that ended naming different primaries in the same
+	// epoch, each turning the other's into a replica (no primary left).
+	DefaultSentinelDownAfter = 2 * time.Second
+	// SentinelDownAfterStep staggers down-after: sentinel-i waits
+	// (i-1) steps longer than sentinel-1. With one down-after for all, the
+	// three Sentinels lose a killed (or cut) primary at the same instant,
+	// reach +sdown within ~50 ms of each other and, before any vote
+	// request arrives, each starts a failover in the same epoch and votes
+	// for itself: no leader, -failover-abort-not-elected after 3 s and no
+	// new attempt for 2 x failover-timeout (6 s) — a 3-way split seen
+	// under load (load average 17-20), so a failover took ~10 s instead
+	// of ~2.5 s. Staggered, the Sentinel that calls the primary down first
+	// asks the others for their votes half a second before the next one
+	// could start a failover of its own.
+	SentinelDownAfterStep = 500 * time.Millisecond
 	// DefaultSentinelDownAfterDocker is down-after on the docker provider.
 	// After +switch-master a Sentinel resets its master entry and reaches
 	// the new primary on a fresh connection, reconnecting at most once per

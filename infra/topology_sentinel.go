@@ -84,8 +84,10 @@ func (t *sentinelTopology) start(ctx context.Context, e *Env) error {
 		px       nodeProxy
 		announce string
 		follows  bool
+		rank     int // a Sentinel's: 0 for the first (its down-after step)
 	}
 	plan := make([]planned, len(e.spec.Nodes))
+	sentinels := 0
 	for i, ns := range e.spec.Nodes {
 		port := redisPort
 		if ns.Kind == Sentinel {
@@ -95,7 +97,11 @@ func (t *sentinelTopology) start(ctx context.Context, e *Env) error {
 		if err != nil {
 			return fmt.Errorf("peer link of %s: %w", ns.Name, err)
 		}
-		plan[i] = planned{ns, px, announce, follows}
+		plan[i] = planned{ns, px, announce, follows, 0}
+		if ns.Kind == Sentinel {
+			plan[i].rank = sentinels
+			sentinels++
+		}
 	}
 	password := newPassword()
 	primary := plan[0].announce // redis-1
@@ -110,7 +116,8 @@ func (t *sentinelTopology) start(ctx context.Context, e *Env) error {
 		}
 		if p.ns.Kind == Sentinel {
 			cfg.Sentinel = true
-			cfg.Conf = sentinelConf(p.announce, primary, password, e.spec.Replication, e.spec.Replication.sentinelDownAfter(e.prov.name()))
+			cfg.Conf = sentinelConf(p.announce, primary, password, e.spec.Replication,
+				e.spec.Replication.sentinelDownAfter(e.prov.name())+time.Duration(p.rank)*SentinelDownAfterStep)
 		} else {
 			cfg.Conf = sentinelRedisConf(p.announce, primary, password, p.ns.Name != "redis-1")
 		}
@@ -224,7 +231,13 @@ func (t *sentinelTopology) whole(ctx context.Context, e *Env) error {
 }
 
 // settled: every Sentinel names the same primary, which reports role
-// master, and every other Redis node is a replica with its link up.
+// master, and every other Redis node is a replica with its link up; and
+// every Sentinel is done with the last failover: its master entry is the
+// primary with flags "master" alone (no s_down, o_down or
+// failover_in_progress: GET-MASTER-ADDR-BY-NAME already names the promoted
+// replica while the leader still re-points the others, and a failover
+// then was seen to run into the next one), and it sees the set's other
+// Redis nodes as replicas that are neither down nor disconnected.
 func (t *sentinelTopology) settled(ctx context.Context, e *Env) error {
 	p, err := t.primary(ctx, e)
 	if err != nil {
@@ -247,6 +260,9 @@ func (t *sentinelTopology) settled(ctx context.Context, e *Env) error {
 			if addr := net.JoinHostPort(a[0], a[1]); addr != prim.announce {
 				return fmt.Errorf("%s names %s, the others %s (%s)", nn.name, addr, prim.announce, prim.name)
 			}
+			if err := t.sentinelDone(ctx, e, nn, prim); err != nil {
+				return err
+			}
 		case nn.kind == Redis && nn != prim && nn.peer != nil: // the set's nodes, not a workload's resource beside them
 			info, err := directInfo(ctx, nn, "replication")
 			if err != nil {
@@ -255,6 +271,41 @@ func (t *sentinelTopology) settled(ctx context.Context, e *Env) error {
 			if info["role"] != "slave" || info["master_link_status"] != "up" {
 				return fmt.Errorf("%s: role %s, master_link_status %q (not yet a replica of %s)", nn.name, info["role"], info["master_link_status"], prim.name)
 			}
+		}
+	}
+	return nil
+}
+
+// sentinelDone says whether Sentinel s is done with the last failover:
+// its master entry is prim with flags "master" alone, and it sees every
+// other Redis node of the set as a replica with flags "slave" alone.
+func (t *sentinelTopology) sentinelDone(ctx context.Context, e *Env, s, prim *node) error {
+	c := directClient(s)
+	defer c.Close()
+	m, err := c.Do(ctx, "SENTINEL", "MASTER", SentinelMaster).Result()
+	if err != nil {
+		return fmt.Errorf("%s: SENTINEL MASTER: %w", s.name, err)
+	}
+	f := Pairs(m)
+	if addr := net.JoinHostPort(f["ip"], f["port"]); addr != prim.announce || f["flags"] != "master" {
+		return fmt.Errorf("%s: its master entry is %s with flags %s (want %s (%s), flags master)", s.name, addr, f["flags"], prim.name, prim.announce)
+	}
+	rs, err := c.Do(ctx, "SENTINEL", "REPLICAS", SentinelMaster).Slice()
+	if err != nil {
+		return fmt.Errorf("%s: SENTINEL REPLICAS: %w", s.name, err)
+	}
+	flags := map[string]string{}
+	for _, r := range rs {
+		f := Pairs(r)
+		flags[net.JoinHostPort(f["ip"], f["port"])] = f["flags"]
+	}
+	for _, n := range e.ByKind(Redis) {
+		nn := n.(*node)
+		if nn == prim || nn.peer == nil {
+			continue
+		}
+		if fl, ok := flags[nn.announce]; !ok || fl != "slave" {
+			return fmt.Errorf("%s sees replica %s with flags %q (want slave)", s.name, nn.name, fl)
 		}
 	}
 	return nil
@@ -392,6 +443,10 @@ func (t *sentinelTopology) failover(ctx context.Context, e *Env, how FailoverMod
 		if err := old.Kill(ctx); err != nil {
 			return res, fmt.Errorf("failover: kill %s: %w", old.Name(), err)
 		}
+		on := old.(*node)
+		on.mu.Lock()
+		on.rejoin = &sentinelRejoin{t: t, e: e}
+		on.mu.Unlock()
 	case FailoverForce:
 		res.Started = time.Now()
 		if err := t.askFailover(ctx, e); err != nil {
@@ -419,6 +474,44 @@ func (t *sentinelTopology) failover(ctx context.Context, e *Env, how FailoverMod
 	}
 	res.Took = res.Promoted.Sub(res.Started)
 	return res, nil
+}
+
+// sentinelRejoin is the pending rejoin of a killed primary (node.rejoin).
+// Restarted, it is an empty master of its own, and Sentinel re-points it
+// only once it has reported role master for 8 s and its INFO (asked every
+// 10 s) says so: 8-18 s (11.4 s measured). afterStart makes it a replica of
+// the primary the Sentinels name at once, as Sentinel would (REPLICAOF,
+// CONFIG REWRITE); Sentinel then finds it a replica already. If the
+// Sentinels still name the node itself (no replica was promoted), it stays
+// a master.
+type sentinelRejoin struct {
+	t *sentinelTopology
+	e *Env
+}
+
+func (r *sentinelRejoin) beforeStart(context.Context, *node) error { return nil }
+
+func (r *sentinelRejoin) afterStart(ctx context.Context, n *node) error {
+	p, err := r.t.primary(ctx, r.e)
+	if err != nil {
+		return fmt.Errorf("redis-sentinel: rejoin %s: %w", n.name, err)
+	}
+	if p.Name() == n.name {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(p.(*node).announce)
+	if err != nil {
+		return fmt.Errorf("redis-sentinel: rejoin %s: the primary %s announces %q: %w", n.name, p.Name(), p.(*node).announce, err)
+	}
+	c := directClient(n)
+	defer c.Close()
+	if err := c.Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
+		return fmt.Errorf("redis-sentinel: rejoin %s: REPLICAOF %s (%s): %w", n.name, p.Name(), p.(*node).announce, err)
+	}
+	if err := c.Do(ctx, "CONFIG", "REWRITE").Err(); err != nil {
+		return fmt.Errorf("redis-sentinel: rejoin %s: CONFIG REWRITE: %w", n.name, err)
+	}
+	return nil
 }
 
 // askFailover sends SENTINEL FAILOVER to the first Sentinel that accepts it.

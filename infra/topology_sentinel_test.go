@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -423,14 +425,16 @@ func TestRedisSentinelForceFailover(t *testing.T) {
 // answered its Sentinels' first PING 1.28-1.39 s after +switch-master (a
 // reset entry reconnects at most once per second, through the peer proxy),
 // so down-after 1 s made every Sentinel call it down and fail over a
-// second time; docker gets 3 s. An explicit option wins everywhere.
+// second time; docker gets 3 s, local 2 s (the same seen at load 17-20).
+// An explicit option wins everywhere. Each Sentinel's is staggered on top
+// (checked in TestSentinelRejoinAtOnce).
 func TestSentinelDownAfterPerProvider(t *testing.T) {
 	for _, tc := range []struct {
 		provider string
 		opt      time.Duration
 		want     string
 	}{
-		{"local", 0, "down-after-milliseconds faultline 1000"},
+		{"local", 0, "down-after-milliseconds faultline 2000"},
 		{"docker", 0, "down-after-milliseconds faultline 3000"},
 		{"docker", 1500 * time.Millisecond, "down-after-milliseconds faultline 1500"},
 		{"local", 2 * time.Second, "down-after-milliseconds faultline 2000"},
@@ -461,4 +465,91 @@ func TestPairs(t *testing.T) {
 	if got := Pairs([]any{"odd"}); len(got) != 0 {
 		t.Errorf("Pairs(odd array) = %v, want empty", got)
 	}
+}
+
+// The Sentinels' down-after is staggered (SentinelDownAfterStep). A killed
+// primary restarted after a failover is a replica of the new
+// primary when Start returns (REPLICAOF at once: sentinelRejoin), not an
+// empty master of its own for the 8-18 s Sentinel takes to re-point it;
+// the set settles right after. FAULTLINE_MEASURE_HEAL=N repeats the
+// failover 2N times, alternating the rejoin and Sentinel's own re-pointing
+// (the pending rejoin dropped), and logs each heal's time (Start to
+// settled).
+func TestSentinelRejoinAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 6 real servers")
+	}
+	rounds := 1
+	if v := os.Getenv("FAULTLINE_MEASURE_HEAL"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("FAULTLINE_MEASURE_HEAL=%q: want a count of rounds", v)
+		}
+		rounds = 2 * n
+	}
+	env := upTopology(t, "local", TopologyRedisSentinel)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rounds)*time.Minute)
+	defer cancel()
+	// Down-after staggered: 2 s, 2.5 s, 3 s (SentinelDownAfterStep).
+	for i, s := range env.ByKind(Sentinel) {
+		c := directClient(s.(*node))
+		m, err := c.Do(ctx, "SENTINEL", "MASTER", SentinelMaster).Result()
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := (DefaultSentinelDownAfter + time.Duration(i)*SentinelDownAfterStep).Milliseconds()
+		if got := Pairs(m)["down-after-milliseconds"]; got != strconv.FormatInt(want, 10) {
+			t.Errorf("%s: down-after-milliseconds %s, want %d", s.Name(), got, want)
+		}
+	}
+	var heals [2][]time.Duration
+	for i := range rounds {
+		bySentinel := i%2 == 1
+		res, err := env.Failover(ctx, FailoverKill)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := mustNode(t, env, res.Old).(*node)
+		if bySentinel {
+			old.mu.Lock()
+			old.rejoin = nil
+			old.mu.Unlock()
+		}
+		t0 := time.Now()
+		if err := old.Start(ctx); err != nil {
+			t.Fatalf("restart %s: %v", res.Old, err)
+		}
+		started := time.Since(t0)
+		if !bySentinel {
+			info, err := directInfo(ctx, old, "replication")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := net.JoinHostPort(info["master_host"], info["master_port"]), mustNode(t, env, res.New).(*node).announce; info["role"] != "slave" || got != want {
+				t.Fatalf("%s right after its restart: role %s, master %s; want a replica of %s (%s)", res.Old, info["role"], got, res.New, want)
+			}
+		}
+		sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+		err = env.WaitSettled(sctx)
+		scancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(t0)
+		heals[b2i(bySentinel)] = append(heals[b2i(bySentinel)], took)
+		t.Logf("round %d: %s -> %s promoted in %v; heal by %s: restart %v, settled %v after the restart began",
+			i+1, res.Old, res.New, res.Took.Round(time.Millisecond), map[bool]string{false: "rejoin", true: "Sentinel"}[bySentinel],
+			started.Round(time.Millisecond), took.Round(time.Millisecond))
+	}
+	if rounds > 1 {
+		t.Logf("heal times: rejoin %v, Sentinel %v", heals[0], heals[1])
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
