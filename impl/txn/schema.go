@@ -96,6 +96,13 @@ ALTER TABLE barrier ADD COLUMN IF NOT EXISTS amount bigint;
 -- barrier alone (tcc keeps no coordinator record).
 ALTER TABLE barrier ADD COLUMN IF NOT EXISTS peer_node int;
 ALTER TABLE barrier ADD COLUMN IF NOT EXISTS peer_account int;
+-- A TCC confirm marks its applied try's row (its journal entry: seq and
+-- time) instead of inserting a row of its own: one HOT update found by the
+-- primary key, not an insert into the heap and the index; the page keeps
+-- room for it.
+ALTER TABLE barrier ADD COLUMN IF NOT EXISTS confirm_seq bigint;
+ALTER TABLE barrier ADD COLUMN IF NOT EXISTS confirm_at timestamptz;
+ALTER TABLE barrier SET (fillfactor = 85);
 CREATE TABLE IF NOT EXISTS outbox (
 	id          bigserial PRIMARY KEY,
 	msg_id      text NOT NULL UNIQUE,
@@ -200,16 +207,18 @@ BEGIN
 		applied := FOUND AND real_try; -- not an empty nor a repeated cancel
 	ELSIF o = 'resolve' THEN
 		RAISE EXCEPTION 'fl_tcc: resolve needs the barrier';
+	ELSIF with_barrier AND o = 'confirm' THEN
+		-- the confirm marks its try's row (its journal entry): only a real
+		-- try, once (a repeated confirm finds the mark and does nothing)
+		UPDATE barrier SET confirm_seq = nextval('journal_seq_seq'), confirm_at = clock_timestamp()
+			WHERE gid = g AND branch = br AND op = 'try' AND seq IS NOT NULL AND confirm_seq IS NULL;
+		applied := FOUND;
+		journaled := applied;
 	ELSIF with_barrier THEN
 		-- the barrier row is this call's journal entry if it applies (a
 		-- refused try raises and rolls it back)
-		IF o = 'try' THEN
-			INSERT INTO barrier(gid, branch, op, seq, account, amount, peer_node, peer_account)
-				VALUES (g, br, o, nextval('journal_seq_seq'), acc, amt, pnode, pacc) ON CONFLICT DO NOTHING;
-		ELSE
-			INSERT INTO barrier(gid, branch, op, seq, account, amount)
-				VALUES (g, br, o, nextval('journal_seq_seq'), acc, amt) ON CONFLICT DO NOTHING;
-		END IF;
+		INSERT INTO barrier(gid, branch, op, seq, account, amount, peer_node, peer_account)
+			VALUES (g, br, o, nextval('journal_seq_seq'), acc, amt, pnode, pacc) ON CONFLICT DO NOTHING;
 		applied := FOUND; -- not a repeated confirm nor a try after its cancel
 		journaled := applied;
 	END IF;
@@ -710,7 +719,9 @@ func snapParticipant(ctx context.Context, node int, dsn, prefix string, timeout 
 	// The journal: its own rows and the barrier rows that journal the call
 	// that inserted them (see participantDDL).
 	rows, _ = tx.Query(ctx, `SELECT seq, gid, branch, op, account, amount, applied, at FROM journal
-		UNION ALL SELECT seq, gid, branch, op, account, amount, true, at FROM barrier WHERE seq IS NOT NULL ORDER BY seq`)
+		UNION ALL SELECT seq, gid, branch, op, account, amount, true, at FROM barrier WHERE seq IS NOT NULL
+		UNION ALL SELECT confirm_seq, gid, branch, 'confirm', account, amount, true, confirm_at FROM barrier WHERE confirm_seq IS NOT NULL
+		ORDER BY 1`)
 	j, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (JournalEntry, error) {
 		e := JournalEntry{Node: node}
 		return e, r.Scan(&e.Seq, &e.GID, &e.Branch, &e.Op, &e.Account, &e.Amount, &e.Applied, &e.At)

@@ -39,10 +39,11 @@ const maxRetries = 40
 // Try on the debit branch moves amount from balance to frozen (the source
 // keeps owning it); try on the credit branch adds it to the target's
 // pending. Confirm clears frozen / moves pending to balance; cancel gives
-// frozen back / drops pending. With the barrier, every handler first
+// frozen back / drops pending. With the barrier, a try or cancel first
 // inserts (gid, branch, op) into the barrier table, ON CONFLICT DO NOTHING,
-// in the same local transaction: a repeated confirm/cancel finds its row
-// and does nothing; cancel inserts the 'try' row too (a fence, if no try
+// and a confirm marks its applied try's row (confirm_seq), in the same
+// local transaction: a repeated confirm/cancel finds its mark or row and
+// does nothing; cancel inserts the 'try' row too (a fence, if no try
 // committed), so a cancel without a try does nothing (empty cancel) and a
 // try arriving after it (hanging try) finds its row and does nothing. Every
 // handler call is journaled (applied or neutralised) in its local
@@ -302,6 +303,7 @@ func (c *tcc) openTries(ctx context.Context) ([]*inDoubt, error) {
 		rows, _ := pl.Query(qctx, `SELECT t.gid, t.branch, t.account, t.amount, t.peer_node, t.peer_account FROM barrier t
 			WHERE t.op = 'try' AND t.seq IS NOT NULL AND t.peer_node IS NOT NULL AND left(t.gid, length($1)) = $1
 			AND t.at <= clock_timestamp() - $2::interval
+			AND t.confirm_seq IS NULL
 			AND NOT EXISTS (SELECT 1 FROM barrier x WHERE x.gid = t.gid AND x.branch = t.branch AND x.op IN ('confirm', 'cancel'))
 			ORDER BY t.seq`, GIDTCC(""), minAge(c.opt))
 		type openRow struct {
