@@ -18,6 +18,7 @@ import (
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/recorder"
 	"github.com/faultline-dev/faultline/bench/results"
+	"github.com/faultline-dev/faultline/impl/lock"
 	"github.com/faultline-dev/faultline/infra"
 )
 
@@ -263,8 +264,14 @@ func parseRedisBenchmarkCSV(out string) (rbFigures, error) {
 // early at ctx's deadline. It returns this sample's p50 (µs) and the time
 // its measured PINGs took.
 func (c *Calibrator) goPing(ctx context.Context, addr string) (float64, time.Duration, error) {
+	// One client: its connection waits for replies as a 1-client phase's
+	// lock connections do (RedisIO).
+	dialer, err := lock.RedisDialer(RedisIO(1), 500*time.Millisecond)
+	if err != nil {
+		return 0, 0, err
+	}
 	rc := redis.NewClient(&redis.Options{
-		Addr: addr, Password: c.node.Password(),
+		Addr: addr, Password: c.node.Password(), Dialer: dialer,
 		MaxRetries:  -1,
 		DialTimeout: 500 * time.Millisecond, ReadTimeout: 500 * time.Millisecond, WriteTimeout: 500 * time.Millisecond,
 		ContextTimeoutEnabled: true,

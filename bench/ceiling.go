@@ -15,6 +15,7 @@ import (
 
 	"github.com/faultline-dev/faultline/bench/history"
 	"github.com/faultline-dev/faultline/bench/recorder"
+	"github.com/faultline-dev/faultline/impl/lock"
 	"github.com/faultline-dev/faultline/infra"
 )
 
@@ -37,6 +38,10 @@ type CeilingPoint struct {
 	// GoRedisRPS ÷ RedisBenchmarkRPS what the Go client costs.
 	GoRedisRPS float64 `json:"go_redis_rps"`
 	Ratio      float64 `json:"ratio"`
+	// IO is how faultline's connections waited for replies: "blocking"
+	// (in the kernel) or "netpoll" (Go's netpoller), as a run with as many
+	// clients does (RedisIO) unless CeilingOptions.IO says otherwise.
+	IO string `json:"io"`
 	// HistoryBytesPerOp is the compressed history written per request
 	// (invocation and completion).
 	HistoryBytesPerOp float64 `json:"history_bytes_per_op"`
@@ -52,6 +57,9 @@ type CeilingOptions struct {
 	// round down); default 3.
 	Rounds         int
 	RedisBenchmark string // binary; "" = on PATH
+	// IO forces how faultline's connections wait for replies ("netpoll",
+	// "blocking"); "" = as a run with as many clients (RedisIO).
+	IO string
 	// Timeout bounds one tool's round (default 30 s).
 	Timeout time.Duration
 }
@@ -88,7 +96,13 @@ func MeasureCeiling(ctx context.Context, node infra.Node, opt CeilingOptions) ([
 			if n < 1 || n > 1000 {
 				return nil, &UsageError{Msg: fmt.Sprintf("ceiling: %d clients: give 1 to 1000", n)}
 			}
-			p := CeilingPoint{Op: op, Clients: n, Requests: opt.Requests}
+			p := CeilingPoint{Op: op, Clients: n, Requests: opt.Requests, IO: opt.IO}
+			if p.IO == "" {
+				p.IO = RedisIO(n)
+			}
+			if _, err := lock.RedisDialer(p.IO, time.Second); err != nil {
+				return nil, &UsageError{Msg: fmt.Sprintf("ceiling: %v", err)}
+			}
 			for range opt.Rounds {
 				rctx, cancel := context.WithTimeout(ctx, opt.Timeout)
 				rb, err := redisBenchmark(rctx, opt.RedisBenchmark, node.DirectAddr(), node.Password(), op, n, opt.Requests)
@@ -98,7 +112,7 @@ func MeasureCeiling(ctx context.Context, node infra.Node, opt CeilingOptions) ([
 				}
 				p.RedisBenchmarkRPS = max(p.RedisBenchmarkRPS, rb.rps)
 				rctx, cancel = context.WithTimeout(ctx, opt.Timeout)
-				rps, perOp, err := faultlineRaw(rctx, node.DirectAddr(), node.Password(), op, n, opt.Requests, true)
+				rps, perOp, err := faultlineRaw(rctx, node.DirectAddr(), node.Password(), p.IO, op, n, opt.Requests, true)
 				cancel()
 				if err != nil {
 					return out, err
@@ -107,7 +121,7 @@ func MeasureCeiling(ctx context.Context, node infra.Node, opt CeilingOptions) ([
 					p.FaultlineRPS, p.HistoryBytesPerOp = rps, perOp
 				}
 				rctx, cancel = context.WithTimeout(ctx, opt.Timeout)
-				bare, _, err := faultlineRaw(rctx, node.DirectAddr(), node.Password(), op, n, opt.Requests, false)
+				bare, _, err := faultlineRaw(rctx, node.DirectAddr(), node.Password(), p.IO, op, n, opt.Requests, false)
 				cancel()
 				if err != nil {
 					return out, err
@@ -167,7 +181,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // history, timed into the worker's histograms (without record: the bare
 // loop). It returns the throughput and the compressed history bytes per
 // request.
-func faultlineRaw(ctx context.Context, addr, password, op string, clients, requests int, record bool) (float64, float64, error) {
+func faultlineRaw(ctx context.Context, addr, password, io, op string, clients, requests int, record bool) (float64, float64, error) {
 	var sink countingWriter
 	z, err := history.NewCompressor(&sink)
 	if err != nil {
@@ -181,11 +195,17 @@ func faultlineRaw(ctx context.Context, addr, password, op string, clients, reque
 	// with a non-blocking MSG_PEEK recvfrom, and on RESP3 (go-redis'
 	// default) a connection not recently put back to the pool is peeked for
 	// push notifications before each command — one or two extra syscalls
-	// per request on top of the write and the reads (strace -f).
+	// per request on top of the write and the reads (strace -f). The
+	// connections wait for replies as io says (lock.RedisDialer), as the
+	// lock implementations' do in a run.
+	dialer, err := lock.RedisDialer(io, time.Second)
+	if err != nil {
+		return 0, 0, err
+	}
 	rcs := make([]*redis.Conn, clients)
 	for i := range rcs {
 		rc := redis.NewClient(&redis.Options{
-			Addr: addr, Password: password, MaxRetries: -1, PoolSize: 1, Protocol: 2,
+			Addr: addr, Password: password, MaxRetries: -1, PoolSize: 1, Protocol: 2, Dialer: dialer,
 			DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, PoolTimeout: time.Second,
 			ContextTimeoutEnabled: true,
 		})
@@ -256,8 +276,8 @@ func faultlineRaw(ctx context.Context, addr, password, op string, clients, reque
 
 // WriteCeiling prints the ceiling points as a table.
 func WriteCeiling(w io.Writer, ps []CeilingPoint) {
-	fmt.Fprintf(w, "%-5s %7s %14s %18s %7s %16s %14s\n", "op", "clients", "faultline/s", "redis-benchmark/s", "ratio", "go-redis alone/s", "history B/op")
+	fmt.Fprintf(w, "%-5s %7s %-8s %14s %18s %7s %16s %14s\n", "op", "clients", "io", "faultline/s", "redis-benchmark/s", "ratio", "go-redis alone/s", "history B/op")
 	for _, p := range ps {
-		fmt.Fprintf(w, "%-5s %7d %14.0f %18.0f %7.2f %16.0f %14.1f\n", p.Op, p.Clients, p.FaultlineRPS, p.RedisBenchmarkRPS, p.Ratio, p.GoRedisRPS, p.HistoryBytesPerOp)
+		fmt.Fprintf(w, "%-5s %7d %-8s %14.0f %18.0f %7.2f %16.0f %14.1f\n", p.Op, p.Clients, p.IO, p.FaultlineRPS, p.RedisBenchmarkRPS, p.Ratio, p.GoRedisRPS, p.HistoryBytesPerOp)
 	}
 }

@@ -42,7 +42,8 @@ func TestMeasureCeilingRealRedis(t *testing.T) {
 	}
 	for _, p := range ps {
 		if p.FaultlineRPS <= 0 || p.RedisBenchmarkRPS <= 0 || p.Ratio != p.FaultlineRPS/p.RedisBenchmarkRPS ||
-			p.HistoryBytesPerOp <= 0 || p.HistoryBytesPerOp > 200 || p.Requests != 600 || p.GoRedisRPS <= 0 {
+			p.HistoryBytesPerOp <= 0 || p.HistoryBytesPerOp > 200 || p.Requests != 600 || p.GoRedisRPS <= 0 ||
+			p.IO != RedisIO(p.Clients) {
 			t.Errorf("implausible point %+v", p)
 		}
 	}
@@ -94,7 +95,7 @@ func BenchmarkCeilingRaw(b *testing.B) {
 					name = fmt.Sprintf("%s/%d/record", op, clients)
 				}
 				b.Run(name, func(b *testing.B) {
-					rps, _, err := faultlineRaw(ctx, addr, password, op, clients, b.N, record)
+					rps, _, err := faultlineRaw(ctx, addr, password, RedisIO(clients), op, clients, b.N, record)
 					if err != nil {
 						b.Fatal(err)
 					}

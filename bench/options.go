@@ -8,6 +8,7 @@ import (
 
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/bench/workload"
+	"github.com/faultline-dev/faultline/impl/lock"
 	"github.com/faultline-dev/faultline/internal/option"
 )
 
@@ -138,7 +139,24 @@ func (c Config) implParams(wl workload.Workload, impl string) map[string]string 
 			out[k] = v
 		}
 	}
+	if _, ok := info.Options.Lookup(lock.OptIO); ok && out[lock.OptIO] == "" {
+		out[lock.OptIO] = RedisIO(c.Clients)
+	}
 	return out
+}
+
+// RedisIO is how faultline's Redis connections wait for replies with
+// clients concurrent clients, where the implementation lets it choose (the
+// "io" lock option; --lock-opt io=netpoll turns it off): blocking in the
+// kernel with one client (one request in flight: 2 syscalls and 1 thread
+// wake-up per request instead of the netpoller's ~6 and ~1.5), the
+// netpoller with more (every waiting connection would hold a thread).
+// `faultline ceiling` and the calibration's PING use the same rule.
+func RedisIO(clients int) string {
+	if clients == 1 {
+		return lock.IOBlocking
+	}
+	return lock.IONetpoll
 }
 
 // forImpl is c for impl's phase alone: the implementation options it

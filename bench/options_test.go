@@ -73,3 +73,37 @@ func TestRouteOptionsDeprecatedLockOpt(t *testing.T) {
 		t.Errorf("2pc params %v", p)
 	}
 }
+
+// A 1-client lock phase gets blocking I/O where the implementation offers
+// the io option, the netpoller with more clients; --lock-opt io=... wins;
+// an implementation without the option (redsync: a five-node fan-out) gets
+// none.
+func TestImplParamsPickRedisIOByClients(t *testing.T) {
+	wl, err := workload.Lookup("counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		clients int
+		opts    map[string]string
+		impl    string
+		want    string
+	}{
+		{1, nil, "redis-setnx", "blocking"},
+		{1, nil, "redislock", "blocking"},
+		{2, nil, "redis-setnx", "netpoll"},
+		{8, nil, "redislock", "netpoll"},
+		{1, map[string]string{"io": "netpoll"}, "redis-setnx", "netpoll"},
+		{8, map[string]string{"io": "blocking"}, "redis-setnx", "blocking"},
+		{1, nil, "redsync", ""},
+		{1, nil, "pg-advisory", ""},
+	} {
+		cfg := Config{Workload: "counter", Impls: []string{tc.impl}, Clients: tc.clients, LockOpts: tc.opts}.WithDefaults()
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.implParams(wl, tc.impl)["io"]; got != tc.want {
+			t.Errorf("%s, %d clients, --lock-opt %v: io %q, want %q", tc.impl, tc.clients, tc.opts, got, tc.want)
+		}
+	}
+}

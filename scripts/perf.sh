@@ -70,11 +70,11 @@ table() {
 	  "\(if .baseline then r(.ratio.p50) else "1" end) | \(if .baseline then r(.ratio.p99) else "1" end) |"
 	' "$out/txns/results.json"
 	echo
-	echo "Harness ceiling (\`faultline ceiling\`: raw commands, no lock; each faultline request logged to a compressed history and timed, as in a run, one go-redis connection per client speaking RESP2 as redis-benchmark does; go-redis alone: the same loop unrecorded; best of 3 alternating rounds of 20,000 requests per tool):"
+	echo "Harness ceiling (\`faultline ceiling\`: raw commands, no lock; each faultline request logged to a compressed history and timed, as in a run, one go-redis connection per client speaking RESP2 as redis-benchmark does; io: how faultline's connections wait for replies, as in a run with as many clients — blocking in the kernel at 1 client, Go's netpoller above; go-redis alone: the same loop unrecorded; best of 3 alternating rounds of 20,000 requests per tool):"
 	echo
-	echo "| command | clients | faultline req/s | redis-benchmark req/s | faultline ÷ redis-benchmark | go-redis alone req/s | history bytes/request |"
-	echo "|---|---|---|---|---|---|---|"
-	jq -r '.[] | "| \(.op | ascii_upcase) | \(.clients) | \(.faultline_rps | round) | \(.redis_benchmark_rps | round) | \((.ratio * 100 | round) / 100) | \(.go_redis_rps | round) | \((.history_bytes_per_op * 10 | round) / 10) |"' "$out/ceiling.json"
+	echo "| command | clients | io | faultline req/s | redis-benchmark req/s | faultline ÷ redis-benchmark | go-redis alone req/s | history bytes/request |"
+	echo "|---|---|---|---|---|---|---|---|"
+	jq -r '.[] | "| \(.op | ascii_upcase) | \(.clients) | \(.io // "netpoll") | \(.faultline_rps | round) | \(.redis_benchmark_rps | round) | \((.ratio * 100 | round) / 100) | \(.go_redis_rps | round) | \((.history_bytes_per_op * 10 | round) / 10) |"' "$out/ceiling.json"
 }
 
 table | tee "$out/table.md"

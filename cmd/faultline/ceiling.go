@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/bench"
+	"github.com/faultline-dev/faultline/impl/lock"
 	"github.com/faultline-dev/faultline/infra"
 )
 
@@ -17,16 +18,18 @@ import (
 // commands (PING, SET; no lock) at 1 and 50 clients against
 // redis-benchmark with as many clients, on one Redis node it starts.
 func ceilingCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("ceiling", "faultline ceiling [--clients 1,50] [--ops ping,set] [--requests N] [--rounds R] [--json]\n\n"+
+	fs := newFlags("ceiling", "faultline ceiling [--clients 1,50] [--ops ping,set] [--requests N] [--rounds R] [--io auto|netpoll|blocking] [--json]\n\n"+
 		"Starts one Redis node and measures faultline's own throughput on raw commands (no lock: every request logged to a\n"+
 		"compressed history and timed, as in a run) against redis-benchmark with the same clients, best of R alternating\n"+
 		"rounds each. A ratio near 1 means the harness keeps up with the server; a run whose throughput nears faultline/s\n"+
-		"is measuring the harness. Exit 0 measured, 1 failed, 2 bad input.", stderr)
+		"is measuring the harness. faultline's connections wait for replies as a run's with as many clients do: blocking\n"+
+		"in the kernel at 1 client, Go's netpoller above (--io forces one). Exit 0 measured, 1 failed, 2 bad input.", stderr)
 	provider := fs.String("provider", "local", "servers: auto, local (host binaries) or docker")
 	clients := fs.String("clients", "1,50", "client counts, comma-separated")
 	ops := fs.String("ops", "ping,set", "raw commands: ping, set")
 	requests := fs.Int("requests", 20000, "requests per tool per round")
 	rounds := fs.Int("rounds", 3, "alternating rounds per point (the best of each tool is kept)")
+	io := fs.String("io", "auto", "how faultline's connections wait for replies: auto (blocking at 1 client, netpoll above, as in a run), netpoll or blocking")
 	asJSON := fs.Bool("json", false, "print the points as JSON")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -49,6 +52,14 @@ func ceilingCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			fmt.Fprintf(stderr, "faultline ceiling: --ops %q: valid commands are ping, set\n", *ops)
 			return exitUsage
 		}
+	}
+	switch *io {
+	case "auto":
+	case lock.IONetpoll, lock.IOBlocking:
+		opt.IO = *io
+	default:
+		fmt.Fprintf(stderr, "faultline ceiling: --io %q: valid are auto, netpoll, blocking\n", *io)
+		return exitUsage
 	}
 	switch *provider {
 	case "auto", "local", "docker":

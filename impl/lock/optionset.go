@@ -17,9 +17,16 @@ var (
 	optRead     = option.Spec{Name: "read-timeout", Kind: option.Duration, Default: "500ms", Doc: "Redis read timeout"}
 	optWrite    = option.Spec{Name: "write-timeout", Kind: option.Duration, Default: "500ms", Doc: "Redis write timeout"}
 	optPool     = option.Spec{Name: "pool-size", Kind: option.Int, Min: 1, Max: 1000, Default: "4", Doc: "Redis connections per node"}
+	// optIO picks how a connection waits for its replies (newRedisClient).
+	optIO = option.Spec{Name: OptIO, Kind: option.Choice, Choices: []string{IONetpoll, IOBlocking}, Default: IONetpoll,
+		Doc: "how a Redis connection waits for replies: netpoll (Go's netpoller) or blocking (in the kernel, on the caller's thread: faster with one request in flight, slower with many; faultline picks blocking for 1-client phases)"}
 
 	redisClientOptions = option.Set{optRetryMin, optRetryMax, optDial, optRead, optWrite, optPool}
-	redisHookOptions   = append(append(option.Set{}, redisClientOptions...),
+	// redisSingleOptions are redisClientOptions plus io, for implementations
+	// that talk to one node at a time (a multi-node fan-out would hold a
+	// thread per node).
+	redisSingleOptions = append(append(option.Set{}, redisClientOptions...), optIO)
+	redisHookOptions   = append(append(option.Set{}, redisSingleOptions...),
 		option.Spec{Name: "crash-after-setnx", Kind: option.Bool, Default: "false", Doc: "test hook: the client dies right after SETNX (before EXPIRE where there is one)"},
 		option.Spec{Name: "release-gap", Kind: option.Duration, Default: "0s", Doc: "test hook: pause between a release's check and its delete"})
 	redsyncOptions = append(append(option.Set{}, redisClientOptions...),

@@ -3,17 +3,47 @@ package lock
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/faultline-dev/faultline/internal/blockconn"
 )
+
+// OptIO is the lock option (Params key) choosing how a go-redis
+// connection waits for its replies: IONetpoll (the default) or
+// IOBlocking.
+const (
+	OptIO      = "io"
+	IONetpoll  = "netpoll"
+	IOBlocking = "blocking"
+)
+
+// RedisDialer is the go-redis Options.Dialer for io (nil: go-redis' own,
+// i.e. the netpoller): IOBlocking connects with a dial timeout of dial and
+// waits for replies in the kernel on the calling goroutine's thread
+// (internal/blockconn: 2 syscalls and 1 thread wake-up per request instead
+// of about 6 and 1.5), every read and write deadline still honoured and
+// Close waking a blocked read. Use it where one request is in flight at a
+// time; each connection waiting holds an OS thread.
+func RedisDialer(io string, dial time.Duration) (func(ctx context.Context, network, addr string) (net.Conn, error), error) {
+	switch io {
+	case "", IONetpoll:
+		return nil, nil
+	case IOBlocking:
+		return blockconn.Dialer(&net.Dialer{Timeout: dial, KeepAlive: 15 * time.Second}), nil
+	}
+	return nil, fmt.Errorf("lock: io %q: valid are %s, %s", io, IONetpoll, IOBlocking)
+}
 
 // newRedisClient builds a go-redis client for one lock node. It never
 // retries a command (MaxRetries -1: a retried write after EOF would break
 // at-most-once), dials once, and bounds every socket operation; Params
 // "dial-timeout" (1s), "read-timeout" (500ms), "write-timeout" (500ms) and
-// "pool-size" (4) override the defaults. Every call is also bounded by its
+// "pool-size" (4) override the defaults, and "io" picks how connections
+// wait for replies (RedisDialer). Every call is also bounded by its
 // context (ContextTimeoutEnabled).
 func newRedisClient(ep RedisEndpoint, p params) (*redis.Client, error) {
 	dial, err := p.duration("dial-timeout", time.Second)
@@ -32,12 +62,17 @@ func newRedisClient(ep RedisEndpoint, p params) (*redis.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	dialer, err := RedisDialer(p[OptIO], dial)
+	if err != nil {
+		return nil, err
+	}
 	if ep.Addr == "" {
 		return nil, fmt.Errorf("lock: redis endpoint %q has no address: give the factory the nodes' proxied or direct host:port", ep.Name)
 	}
 	return redis.NewClient(&redis.Options{
 		Addr:                  ep.Addr,
 		Password:              ep.Password,
+		Dialer:                dialer,
 		Protocol:              2,
 		MaxRetries:            -1,
 		DialerRetries:         1,

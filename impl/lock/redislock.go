@@ -23,7 +23,7 @@ func init() {
 		Name:       "redislock",
 		Doc:        "bsm/redislock on one Redis; same guarantees and failure modes as redis-setnx",
 		RedisNodes: 1,
-		Options:    redisClientOptions,
+		Options:    redisSingleOptions,
 		New:        newRedislock,
 	})
 }
