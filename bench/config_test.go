@@ -102,7 +102,7 @@ func TestConfigMapHasResolvedValues(t *testing.T) {
 	}
 }
 
-// The note about the replicated topology's 5 s lease is for lock
+// The note about the replicated topology's 10 s lease is for lock
 // workloads: the bank holds no lease.
 func TestTopologyTTLNoteOnLockWorkloadsOnly(t *testing.T) {
 	for _, tc := range []struct {
