@@ -80,7 +80,11 @@ func fromTCP(tc *net.TCPConn) (*Conn, error) {
 
 // Conn is a TCP connection over a blocking socket outside Go's netpoller
 // (see the package comment). Read and Write may each be called from one
-// goroutine at a time; Close and the deadline setters from any.
+// goroutine at a time; Close and the deadline setters from any. Unlike a
+// netpoller connection, a deadline set while a Read or Write is waiting
+// applies from its next wait: the wait in progress ends at the deadline it
+// started with, on data, or on Close (go-redis sets deadlines only between
+// its reads and writes, never during one).
 type Conn struct {
 	fd           int
 	laddr, raddr net.Addr
