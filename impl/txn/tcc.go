@@ -283,6 +283,10 @@ func minAge(opt Options) string {
 	return fmt.Sprintf("%d milliseconds", opt.RecoverMinAge.Milliseconds())
 }
 
+// scanTimeout bounds one participant's barrier scan when Recover's
+// context has no deadline.
+const scanTimeout = time.Minute
+
 // inDoubt is a transfer with an applied try that has neither confirm nor
 // cancel on its node (open: what a crash, or a call that never answered,
 // left), rebuilt from that try's barrier row; open is that branch.
@@ -294,12 +298,19 @@ type inDoubt struct {
 
 // openTries scans every participant's barrier for in-doubt transfers whose
 // open try is at least RecoverMinAge old (younger ones may belong to a live
-// coordinator), in the order their tries were first found.
+// coordinator), in the order their tries were first found. A scan reads
+// the whole barrier table, whose size grows with the run (600,000 rows
+// after 150 s at 8 clients), so it is bounded by ctx (at least OpTimeout),
+// not by one call's OpTimeout; with no deadline on ctx, by scanTimeout.
 func (c *tcc) openTries(ctx context.Context) ([]*inDoubt, error) {
 	var out []*inDoubt
 	byGID := map[string]*inDoubt{}
 	for node, pl := range c.p.part {
-		qctx, cancel := context.WithTimeout(ctx, c.opt.OpTimeout)
+		limit := scanTimeout
+		if dl, ok := ctx.Deadline(); ok {
+			limit = time.Until(dl)
+		}
+		qctx, cancel := context.WithTimeout(ctx, max(limit, c.opt.OpTimeout))
 		rows, _ := pl.Query(qctx, `SELECT t.gid, t.branch, t.account, t.amount, t.peer_node, t.peer_account FROM barrier t
 			WHERE t.op = 'try' AND t.seq IS NOT NULL AND t.peer_node IS NOT NULL AND left(t.gid, length($1)) = $1
 			AND t.at <= clock_timestamp() - $2::interval

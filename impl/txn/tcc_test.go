@@ -203,3 +203,84 @@ func (h countHandler) Handle(_ context.Context, r slog.Record) error {
 }
 func (h countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestTCCRecoverScanOutlivesOpTimeout: Recover's barrier scan reads every
+// row of a long run's barrier (600,000 rows after 150 s at 8 clients: longer
+// than a 1 s OpTimeout on a loaded machine), so it is bounded by Recover's
+// context, not by one call's OpTimeout. The long scan is stood in for by a
+// lock: another transaction holds the barrier table until the scan has
+// waited 2×OpTimeout. Bounded by OpTimeout (the mutant) the scan fails;
+// bounded by the context it finds the try left in doubt and cancels it.
+func TestTCCRecoverScanOutlivesOpTimeout(t *testing.T) {
+	needEnv(t)
+	ep := testEnv.direct
+	lay := bank(t, ep)
+	x := txn.Transfer{ID: "x", From: txn.Account{Node: 0, ID: 1}, To: txn.Account{Node: 1, ID: 2}, Amount: 30}
+	runTCCCalls(t, ep, x, true, []tccCall{{txn.BranchDebit, txn.OpTry}})
+
+	ctx := ctxFor(t, time.Minute)
+	conn, err := pgx.Connect(ctx, ep.Participants[0].DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE barrier IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	const opTimeout = 500 * time.Millisecond
+	rec := newTransferer(t, "tcc", ep, txn.Options{OpTimeout: opTimeout, LockTimeout: 30 * time.Second})
+	done := make(chan error, 1)
+	go func() { done <- rec.Recover(ctx) }()
+	// Hold the table until the scan has waited for it 2×OpTimeout (or
+	// Recover ended without waiting: the error below says why).
+	waiting := false
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var recErr error
+	finished := false
+	for !waiting && !finished {
+		select {
+		case recErr = <-done:
+			finished = true
+		case <-tick.C:
+			var n int
+			// (a transaction sees one snapshot of pg_stat_activity: clear it)
+			if _, err := tx.Exec(ctx, `SELECT pg_stat_clear_snapshot()`); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%FROM barrier t%'`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			waiting = n > 0
+		case <-ctx.Done():
+			t.Fatal("the scan never waited for the barrier table")
+		}
+	}
+	if !finished {
+		select {
+		case recErr = <-done:
+			finished = true
+		case <-time.After(2 * opTimeout):
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !finished {
+		recErr = <-done
+	}
+	if recErr != nil {
+		t.Fatalf("recover, its scan held up past the %v OpTimeout: %v", opTimeout, recErr)
+	}
+	var l ledger
+	l.ts = append(l.ts, checker.BankTransfer{Transfer: checkerTransfer(x), Status: txn.ClassInfo})
+	snap, vs := check(t, "tcc", newTransferer(t, "tcc", ep, txn.Options{}), ep, lay, &l)
+	requireValid(t, vs)
+	if a := account(t, snap, x.From); a.Frozen != 0 || a.Balance != initialBalance {
+		t.Errorf("the try in doubt was not cancelled: %+v", a)
+	}
+}
