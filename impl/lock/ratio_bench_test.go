@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,20 +18,21 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ratioPair is what BenchmarkRedlockRatio compares: redlock against the
-// library it is measured against, on the same five nodes.
-var ratioPair = [2]string{"redlock", "redsync"}
-
 // BenchmarkRedlockRatio measures redlock's cycles/s against redsync's in
 // the same run, alternating between them in short phases so that both see
 // the same machine load: a cycle is the counter workload's (acquire, GET
 // and SET a counter on redis-1, release). "1-client" is one client on one
-// key; "32-clients-4-keys" the contended shape of make perf (one Locker per
-// client, as separate processes would have). Each iteration is one phase
-// of each (redlock first on even iterations, redsync first on odd ones);
-// the metrics are the totals over all phases: x-redsync is redlock's
-// cycles/s ÷ redsync's, and cmds/cycle counts the commands the five nodes
-// served per cycle (INFO commandstats, the counter's GET and SET included).
+// key, and runs a third contender, "floor": the same commands as an
+// uncontended redlock cycle with no lock logic (lock.NewBareFanout), what
+// bounds redlock's ratio; "32-clients-4-keys" is the contended shape of
+// make perf (one Locker per client, as separate processes would have).
+// Each iteration is one phase of each contender, the order rotating; the
+// metrics are totals over all phases: x-redsync is a contender's cycles/s
+// ÷ redsync's, cmds/cycle the commands the five nodes served per cycle
+// (INFO commandstats: the counter's GET and SET and a script's inner GET
+// and DEL included), srv-cpu the Redis servers' CPU time per cycle (INFO
+// cpu) and cli-cpu this process's (getrusage), which move less with other
+// load on the machine than cycles/s do.
 //
 //	go test -run '^$' -bench RedlockRatio -benchtime 10x -count 3 ./impl/lock/
 func BenchmarkRedlockRatio(b *testing.B) {
@@ -39,17 +41,43 @@ func BenchmarkRedlockRatio(b *testing.B) {
 		name          string
 		clients, keys int
 		phase         time.Duration
-	}{{"1-client", 1, 1, 300 * time.Millisecond}, {"32-clients-4-keys", 32, 4, 500 * time.Millisecond}} {
+		contenders    []string
+	}{
+		{"1-client", 1, 1, 300 * time.Millisecond, []string{"redlock", "redsync", "floor", "floor-inline"}},
+		{"32-clients-4-keys", 32, 4, 500 * time.Millisecond, []string{"redlock", "redsync", "redlock-ungated"}},
+	} {
 		b.Run(shape.name, func(b *testing.B) {
-			var lockers [2][]lock.Locker
-			var ep lock.Endpoints
-			for k, name := range ratioPair {
-				info, err := lock.Lookup(name)
-				if err != nil {
-					b.Fatal(err)
-				}
-				ep = endpointsFor(info, testEnv.direct)
+			names := shape.contenders
+			lockers := make([][]lock.Locker, len(names))
+			info, err := lock.Lookup("redlock")
+			if err != nil {
+				b.Fatal(err)
+			}
+			ep := endpointsFor(info, testEnv.direct)
+			for k, name := range names {
 				for range shape.clients {
+					if name == "floor" || name == "floor-inline" || name == "redlock-ungated" {
+						var l lock.Locker
+						var err error
+						switch name {
+						case "floor":
+							l, err = lock.NewBareFanout(context.Background(), ep)
+						case "floor-inline":
+							l, err = lock.NewInlineFanout(context.Background(), ep)
+						default:
+							l, err = lock.NewRedlockUngated(context.Background(), ep, lock.Options{})
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+						b.Cleanup(func() { _ = l.Close() })
+						lockers[k] = append(lockers[k], l)
+						continue
+					}
+					info, err := lock.Lookup(name)
+					if err != nil {
+						b.Fatal(err)
+					}
 					lockers[k] = append(lockers[k], newLockerOn(b, info, ep, lock.Options{}))
 				}
 			}
@@ -58,15 +86,15 @@ func BenchmarkRedlockRatio(b *testing.B) {
 				DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, PoolSize: shape.clients})
 			b.Cleanup(func() { _ = counter.Close() })
 			base := uniqueKey(b)
-			var cycles, cmds [2]int64
-			var took, srvCPU, cliCPU [2]time.Duration
+			cycles, cmds := make([]int64, len(names)), make([]int64, len(names))
+			took, srvCPU, cliCPU := make([]time.Duration, len(names)), make([]time.Duration, len(names)), make([]time.Duration, len(names))
 			n := 0
 			for b.Loop() {
-				for j := range 2 {
-					k := (j + n) % 2
+				for j := range names {
+					k := (j + n) % len(names)
 					before := serverUse(b, ep)
 					cli := processCPU(b)
-					c, d := ratioPhase(b, lockers[k], counter, fmt.Sprintf("%s-%s", base, ratioPair[k]), shape.keys, shape.phase)
+					c, d := ratioPhase(b, lockers[k], counter, fmt.Sprintf("%s-%s", base, names[k]), shape.keys, shape.phase)
 					cliCPU[k] += processCPU(b) - cli
 					after := serverUse(b, ep)
 					cmds[k] += after.calls - before.calls - int64(len(ep.Redis)) // less the INFO calls of before
@@ -77,12 +105,12 @@ func BenchmarkRedlockRatio(b *testing.B) {
 				n++
 			}
 			rate := func(k int) float64 { return float64(cycles[k]) / took[k].Seconds() }
-			b.ReportMetric(rate(0), ratioPair[0]+"-cycles/s")
-			b.ReportMetric(rate(1), ratioPair[1]+"-cycles/s")
-			b.ReportMetric(rate(0)/rate(1), "x-"+ratioPair[1])
-			b.ReportMetric(float64(cmds[0])/float64(cycles[0]), ratioPair[0]+"-cmds/cycle")
-			b.ReportMetric(float64(cmds[1])/float64(cycles[1]), ratioPair[1]+"-cmds/cycle")
-			for k, name := range ratioPair {
+			for k, name := range names {
+				b.ReportMetric(rate(k), name+"-cycles/s")
+				if name != "redsync" {
+					b.ReportMetric(rate(k)/rate(slices.Index(names, "redsync")), name+"-x-redsync")
+				}
+				b.ReportMetric(float64(cmds[k])/float64(cycles[k]), name+"-cmds/cycle")
 				b.ReportMetric(float64(srvCPU[k].Microseconds())/float64(cycles[k]), name+"-srv-cpu-µs/cycle")
 				b.ReportMetric(float64(cliCPU[k].Microseconds())/float64(cycles[k]), name+"-cli-cpu-µs/cycle")
 			}

@@ -51,7 +51,7 @@ func init() {
 		Doc:        "Redlock over 5 Redis masters (quorum 3, validity = ttl-elapsed-drift); unsafe on pauses past validity, clock jumps, fast empty restarts",
 		RedisNodes: 5,
 		Options:    redlockOptions,
-		New:        redlockFactory("redlock", redlockConfig{quorum: func(n int) int { return n/2 + 1 }, checkValidity: true}),
+		New:        redlockFactory("redlock", redlockConfig{quorum: func(n int) int { return n/2 + 1 }, checkValidity: true, gateContended: true}),
 	})
 }
 
@@ -59,6 +59,9 @@ func init() {
 type redlockConfig struct {
 	quorum        func(nodes int) int
 	checkValidity bool
+	// gateContended: an Acquire of a key found contended asks the
+	// designated node first from its first attempt on (isContended).
+	gateContended bool
 }
 
 // redlockNodes is how many independent masters Redlock runs on.
@@ -75,8 +78,9 @@ type redlock struct {
 	bo          backoff
 	nodeTimeout time.Duration // 0: derived from the ttl
 
-	downUntil []atomic.Int64 // per node: wall time (UnixNano) until which it counts as down
-	inflight  atomic.Int64   // node commands sent, reply not yet handed over (Close waits for them)
+	downUntil []atomic.Int64               // per node: wall time (UnixNano) until which it counts as down
+	contended [contendedSlots]atomic.Int64 // per slot of key hashes: wall time (UnixNano) until which its keys count as contended
+	inflight  atomic.Int64                 // node commands sent, reply not yet handed over (Close waits for them)
 }
 
 func redlockFactory(name string, cfg redlockConfig) Factory {
@@ -141,10 +145,12 @@ func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecon
 // errNotSent: a node command was never sent. Nothing happened.
 var errNotSent = errors.New("lock: command not sent")
 
-// Scripts sent by hash (EVALSHA, EVAL on NOSCRIPT).
+// Scripts sent by hash (EVALSHA, EVAL on NOSCRIPT), loaded on every new
+// connection.
 var (
 	rsRelease = newRScript(luaRelease)
 	rsRefresh = newRScript(luaRefresh)
+	preloaded = []*rscript{rsRelease, rsRefresh}
 )
 
 // fanKind is what a fanout's commands are: it says how a reply reads and
@@ -172,7 +178,7 @@ type fanout struct {
 	pending   [redlockNodes]bool   // sent, not answered
 	conns     [redlockNodes]*rconn // the connection each command went out on
 	answered  int
-	yes       int
+	yes, no   int     // definite answers
 	errs      []error // node errors (not a definite "no")
 	decided   bool    // the caller was woken (or is being)
 	abandoned bool    // the caller read the tally: late answers change nothing (of a failed acquire: they clean up after themselves)
@@ -244,6 +250,7 @@ func (f *fanout) handle(i int, rep reply, rerr error) {
 	case err == nil:
 		f.yes++
 	case errors.Is(err, ErrNotAcquired), errors.Is(err, ErrNotHeld):
+		f.no++
 	default:
 		f.errs = append(f.errs, err)
 	}
@@ -330,15 +337,34 @@ func (r *redlock) cleanup(i int, key, token string) {
 // the designated node of retries.
 const nodeDownFor = time.Second
 
-// designated is the node retries of key ask first: the first node, from a
-// hash of the key (FNV-1a) on, that has not failed to answer within
-// nodeDownFor — the same for every client that sees the same nodes down.
-func (r *redlock) designated(key string) int {
+// keyHash is the FNV-1a hash of key.
+func keyHash(key string) uint32 {
 	h := uint32(2166136261)
 	for i := range len(key) {
 		h ^= uint32(key[i])
 		h *= 16777619
 	}
+	return h
+}
+
+// contendedFor is how long a key that another owner held (a node said
+// "no") counts as contended for this Locker, and contendedSlots how many
+// slots of key hashes it remembers that in (keys sharing a slot share it).
+const (
+	contendedFor   = time.Second
+	contendedSlots = 64
+)
+
+// isContended: key (hash h) was found held by another owner within
+// contendedFor.
+func (r *redlock) isContended(h uint32) bool {
+	return r.contended[h%contendedSlots].Load() > time.Now().UnixNano()
+}
+
+// designated is the node retries of key (hash h) ask first: the first
+// node, from the hash on, that has not failed to answer within nodeDownFor
+// — the same for every client that sees the same nodes down.
+func (r *redlock) designated(h uint32) int {
 	n := len(r.nodes)
 	first := int(h % uint32(n))
 	now := time.Now().UnixNano()
@@ -368,7 +394,9 @@ func (r *redlock) noteAnswer(i int, err error) {
 
 func (r *redlock) Acquire(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
 	var timer *time.Timer
-	gate := false
+	// A key another owner held a moment ago is asked at its designated
+	// node first from the first attempt on.
+	gate := r.cfg.gateContended && r.isContended(keyHash(key))
 	for n := 0; ; n++ {
 		o := r.attempt(ctx, key, ttl, gate)
 		if o.err == nil || !errors.Is(o.err, ErrNotAcquired) {
@@ -413,24 +441,26 @@ type outcome struct {
 }
 
 // attempt is one Redlock round: SET NX PX on every node at once or, when
-// gate is set (a retry), on the key's designated node first and on the
-// other nodes only if it said yes or did not answer: while the key is held
-// a retry costs one command instead of five, and contenders that retry
-// cannot split the nodes, since only one of them can win that node. Either
-// way the validity counts from before the first SET.
+// gate is set (a retry, or a key found contended), on the key's designated
+// node first and on the other nodes only if it said yes or did not answer:
+// while the key is held an attempt costs one command instead of five, and
+// contenders cannot split the nodes, since only one of them can win that
+// node. Either way the validity counts from before the first SET. A round
+// in which a node said "no" marks the key contended (isContended).
 func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, gate bool) outcome {
 	if err := checkTTL(ttl); err != nil {
 		return outcome{err: err}
 	}
 	f := r.newFanout(fanAcquire, r.perNode(ttl))
 	defer f.stop()
-	f.key, f.token, f.des, f.gate = key, newToken(), r.designated(key), gate
+	h := keyHash(key)
+	f.key, f.token, f.des, f.gate = key, newToken(), r.designated(h), gate
 	px := strconv.FormatInt(ttl.Milliseconds(), 10)
 	start := r.clock()
 	wave := r.all
 	decided := true
 	if gate {
-		f.send([]int{f.des}, nil, "SET", key, f.token, "NX", "PX", px)
+		f.send(r.all[f.des:f.des+1], nil, "SET", key, f.token, "NX", "PX", px)
 		decided = f.wait(ctx)
 		f.mu.Lock()
 		f.gate = false
@@ -447,6 +477,9 @@ func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, ga
 	}
 	f.mu.Lock()
 	yes := f.yes
+	if f.no > 0 {
+		r.contended[h%contendedSlots].Store(time.Now().Add(contendedFor).UnixNano())
+	}
 	validity := ttl - r.clock().Sub(start) - drift(ttl)
 	o := outcome{designatedYes: f.desYes, designatedFailed: f.desFail}
 	if yes >= r.quorum && (validity > 0 || !r.cfg.checkValidity) {

@@ -110,7 +110,9 @@ const redialGap = 50 * time.Millisecond
 // command was not sent.
 var errNoConn = fmt.Errorf("%w: node not connected (reconnecting)", errNotSent)
 
-// connect dials the node (and authenticates) within ctx and the dial timeout.
+// connect dials the node, authenticates and loads the scripts sent by
+// hash (preloaded: the first EVALSHA on a new connection, as after a
+// restart, needs no NOSCRIPT round trip), within ctx and the dial timeout.
 func (n *rnode) connect(ctx context.Context) (*rconn, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.dialTimeout)
 	defer cancel()
@@ -120,24 +122,34 @@ func (n *rnode) connect(ctx context.Context) (*rconn, error) {
 		return nil, fmt.Errorf("lock: redlock node %s: %w", n.addr, err)
 	}
 	c := &rconn{nc: nc, br: bufio.NewReaderSize(nc, 1024)}
+	dl, _ := ctx.Deadline()
+	_ = nc.SetDeadline(dl)
+	var b []byte
 	if n.password != "" {
-		dl, _ := ctx.Deadline()
-		_ = nc.SetDeadline(dl)
-		_, err = nc.Write(appendCommand(nil, "AUTH", n.password))
+		b = appendCommand(b, "AUTH", n.password)
+	}
+	for _, sc := range preloaded {
+		b = appendCommand(b, "SCRIPT", "LOAD", sc.src)
+	}
+	_, err = nc.Write(b)
+	if err == nil && n.password != "" {
 		var rep reply
 		var rerr error
-		if err == nil {
-			rep, rerr, err = readReply(c.br)
-		}
+		rep, rerr, err = readReply(c.br)
 		if err == nil && (rerr != nil || rep.kind != '+') {
 			err = fmt.Errorf("AUTH refused: %v", rerr)
 		}
-		if err != nil {
-			_ = nc.Close()
-			return nil, fmt.Errorf("lock: redlock node %s: %w", n.addr, err)
-		}
-		_ = nc.SetDeadline(time.Time{})
 	}
+	for range preloaded {
+		if err == nil {
+			_, _, err = readReply(c.br) // an error reply (scripting refused) leaves it to EVALSHA
+		}
+	}
+	if err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("lock: redlock node %s: %w", n.addr, err)
+	}
+	_ = nc.SetDeadline(time.Time{})
 	return c, nil
 }
 

@@ -234,3 +234,47 @@ func commandCount(t *testing.T, c *redis.Client, name string) int64 {
 	}
 	return 0
 }
+
+// TestRedlockContendedKeyAsksDesignatedFirst: once a Locker found a key
+// held by another owner (a node said "no"), its next Acquire of that key
+// asks the designated node alone from the first attempt on, not all five;
+// a key it never found held is asked on all five at once.
+func TestRedlockContendedKeyAsksDesignatedFirst(t *testing.T) {
+	needEnv(t)
+	key, free := uniqueKey(t), uniqueKey(t)+"-free"
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	des := int(h.Sum32() % 5)
+	raws := make([]*redis.Client, 5)
+	for i := range raws {
+		raws[i] = rawRedis(t, i)
+		if err := raws[i].Set(ctxFor(t, time.Second), key, "A", 10*time.Second).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := newLocker(t, mustLookup(t, "redlock"), lock.Options{Params: map[string]string{"retry-min": "20ms", "retry-max": "20ms"}})
+	if _, err := l.TryAcquire(ctxFor(t, time.Second), key, time.Second); !errors.Is(err, lock.ErrNotAcquired) {
+		t.Fatalf("TryAcquire of A's key: %v, want ErrNotAcquired", err)
+	}
+	before := make([]int64, 5)
+	for i, c := range raws {
+		before[i] = setCalls(t, c)
+	}
+	if _, err := l.Acquire(ctxFor(t, 100*time.Millisecond), key, time.Second); !errors.Is(err, lock.ErrNotAcquired) {
+		t.Fatalf("Acquire of A's key for 100 ms: %v, want ErrNotAcquired", err)
+	}
+	lease, err := l.Acquire(ctxFor(t, time.Second), free, time.Second)
+	if err != nil {
+		t.Fatalf("Acquire of a free key: %v", err)
+	}
+	_ = l.Release(ctxFor(t, time.Second), lease)
+	for i, c := range raws {
+		n := setCalls(t, c) - before[i]
+		switch {
+		case i == des && n < 2:
+			t.Errorf("designated redis-%d: %d SETs, want the attempts over 100 ms (>= 2) and the free key's", i+1, n)
+		case i != des && n != 1:
+			t.Errorf("redis-%d: %d SETs, want 1 (the free key's; none for the contended key)", i+1, n)
+		}
+	}
+}
