@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,6 +34,47 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// createTries is how many ports a proxy tries before giving up.
+const createTries = 20
+
+// stablePorts returns n random ports for listeners that stop and listen
+// again on the same port: below the kernel's ephemeral range (its low end
+// from /proc/sys/net/ipv4/ip_local_port_range, 32768 by default), from
+// 10000 up, so no outgoing connection can take one as its source port
+// meanwhile. Where the range starts too low for that, port 0 (the kernel
+// picks) is the only one.
+func stablePorts(n int) []int {
+	low := ephemeralLow()
+	if low <= stablePortMin+n {
+		return []int{0}
+	}
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = stablePortMin + mrand.IntN(low-stablePortMin)
+	}
+	return ports
+}
+
+// stablePortMin is the lowest port stablePorts picks.
+const stablePortMin = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low <= 0 {
+		return 32768
+	}
+	return low
 }
 
 // randomHex returns n random bytes as hex (2n characters), from crypto/rand.

@@ -77,10 +77,23 @@ type embeddedHost struct {
 	srv *toxiproxy.ApiServer
 }
 
+// create listens on a port below the kernel's ephemeral range
+// (stablePorts): a cut or an upstream change stops the proxy and
+// re-listens on the same port, and a port inside the range can meanwhile
+// become the source port of any outgoing connection ("bind: address
+// already in use", seen once on a peer proxy in infra.Up). A port some
+// other listener holds is passed over for another.
 func (h *embeddedHost) create(ctx context.Context, name, upstream string) (nodeProxy, error) {
-	p := toxiproxy.NewProxy(h.srv, name, "127.0.0.1:0", upstream)
-	if err := h.srv.Collection.Add(p, true); err != nil {
-		return nil, fmt.Errorf("proxy %s: start listening on 127.0.0.1: %w", name, err)
+	var p *toxiproxy.Proxy
+	var err error
+	for _, port := range stablePorts(createTries) {
+		p = toxiproxy.NewProxy(h.srv, name, fmt.Sprintf("127.0.0.1:%d", port), upstream)
+		if err = h.srv.Collection.Add(p, true); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("proxy %s: start listening on 127.0.0.1 (%d ports tried): %w", name, createTries, err)
 	}
 	// Listen now holds the concrete port; Stop/Start re-listen on it.
 	e := &embeddedProxy{host: h, name: name, listen: p.Listen, upstream: upstream}

@@ -2,8 +2,11 @@ package infra
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -126,6 +129,73 @@ func TestBindFailureDetected(t *testing.T) {
 	for _, tc := range cases {
 		if got := bindFailure.MatchString(tc.log); got != tc.want {
 			t.Errorf("%q: %v, want %v", tc.log, got, tc.want)
+		}
+	}
+}
+
+// TestEmbeddedProxyListensBelowEphemeralRange: an embedded proxy's port
+// lies below the kernel's ephemeral range, so no outgoing connection can
+// take it while a cut has the proxy stopped; it still forwards after a
+// disable and enable. (A proxy on port 0 gets an ephemeral port: caught.)
+func TestEmbeddedProxyListensBelowEphemeralRange(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go func() {
+		for {
+			c, err := up.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte("hi"))
+			c.Close()
+		}
+	}()
+	h := newProxyHost("test", "")
+	defer h.close(ctx)
+	low := ephemeralLow()
+	for i := range 5 {
+		p, err := h.create(ctx, fmt.Sprintf("p%d", i), up.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ps, _ := net.SplitHostPort(p.Listen())
+		port, _ := strconv.Atoi(ps)
+		if low > stablePortMin+createTries && (port < stablePortMin || port >= low) {
+			t.Fatalf("proxy %s listens on %d, want %d..%d (below the ephemeral range)", p.Name(), port, stablePortMin, low-1)
+		}
+		if err := p.Disable(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Enable(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.DialTimeout("tcp", p.Listen(), 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial %s after re-enable: %v", p.Listen(), err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 2)
+		if _, err := io.ReadFull(c, b); err != nil || string(b) != "hi" {
+			t.Fatalf("read through %s: %q %v", p.Listen(), b, err)
+		}
+		c.Close()
+	}
+}
+
+// TestStablePorts: every port is in stablePortMin..low-1.
+func TestStablePorts(t *testing.T) {
+	low := ephemeralLow()
+	if low <= stablePortMin+createTries {
+		t.Skipf("ephemeral range starts at %d: nothing below it to pick", low)
+	}
+	for _, p := range stablePorts(1000) {
+		if p < stablePortMin || p >= low {
+			t.Fatalf("port %d outside %d..%d", p, stablePortMin, low-1)
 		}
 	}
 }
