@@ -135,6 +135,13 @@ func acquireLoop(ctx context.Context, b backoff, try func(context.Context) (Leas
 		case <-ctx.Done():
 			return Lease{}, fmt.Errorf("%w: %w", ErrNotAcquired, context.Cause(ctx))
 		case <-timer.C:
+			// Both may be ready at once (the back-off ends at the
+			// deadline) and select picks either: an attempt on a done
+			// context fails with the client's own error, not a definite
+			// no (TestConformance/pg-advisory/acquire-times-out, once in CI).
+			if ctx.Err() != nil {
+				return Lease{}, fmt.Errorf("%w: %w", ErrNotAcquired, context.Cause(ctx))
+			}
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // pg-advisory is a PostgreSQL session advisory lock,
@@ -72,8 +74,9 @@ func (a *pgAdvisory) TryAcquire(ctx context.Context, key string, ttl time.Durati
 	start := a.clock()
 	var ok bool
 	if err := c.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, key).Scan(&ok); err != nil {
+		sent := !pgconn.SafeToRetry(err) // false: nothing reached the server (e.g. ctx already done)
 		err = a.failedLocked(err, "acquire "+key)
-		if a.conn == nil { // the session is gone, and any lock it just took with it
+		if a.conn == nil || !sent { // the session is gone, and any lock it just took with it; or nothing was asked
 			return Lease{}, fmt.Errorf("%w: %w", ErrNotAcquired, err)
 		}
 		return Lease{}, err
