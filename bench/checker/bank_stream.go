@@ -364,30 +364,28 @@ func (st *bankState) add(op *history.Op) error {
 		st.snap.TakenAt, err = time.Parse(time.RFC3339Nano, op.Attrs["taken_at"])
 		st.decisions = int(atoi(op.Attrs["decisions"]))
 	case "bank-account":
-		var a AccountRow
-		err = dec(&a)
-		st.snap.Accounts = append(st.snap.Accounts, a)
+		err = decodeRow(dec, &st.snap.Accounts)
 	case "bank-prepared":
-		var p PreparedRow
-		err = dec(&p)
-		st.snap.Prepared = append(st.snap.Prepared, p)
+		err = decodeRow(dec, &st.snap.Prepared)
 	case "bank-journal":
 		var j JournalRow
 		err = dec(&j)
 		j.Branch, j.Op = intern(j.Branch), intern(j.Op)
 		st.snap.Journal = append(st.snap.Journal, j)
 	case "bank-outbox":
-		var o OutboxRow
-		err = dec(&o)
-		st.snap.Outbox = append(st.snap.Outbox, o)
+		err = decodeRow(dec, &st.snap.Outbox)
 	case "bank-inbox":
-		var i InboxRow
-		err = dec(&i)
-		st.snap.Inbox = append(st.snap.Inbox, i)
+		err = decodeRow(dec, &st.snap.Inbox)
 	case "bank-global":
-		var g GlobalRow
-		err = dec(&g)
-		st.snap.Globals = append(st.snap.Globals, g)
+		err = decodeRow(dec, &st.snap.Globals)
 	}
+	return err
+}
+
+// decodeRow decodes one snapshot row with dec and appends it to rows.
+func decodeRow[T any](dec func(any) error, rows *[]T) error {
+	var r T
+	err := dec(&r)
+	*rows = append(*rows, r)
 	return err
 }
