@@ -59,6 +59,16 @@ die() {
 	exit 1
 }
 
+# scratch DIR-OR-FILE... — removed when the script exits, however it exits.
+# (A function's `trap … RETURN` is not local in bash: a nested function's
+# RETURN trap replaces its caller's, and the caller's temp dir was left.)
+SCRATCH=()
+scratch() { SCRATCH+=("$@"); }
+cleanup() { [ ${#SCRATCH[@]} -eq 0 ] || rm -rf "${SCRATCH[@]}"; }
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 command -v docker >/dev/null || die "docker CLI not found: install docker.io (apt-get install -y docker.io)"
 docker info >/dev/null 2>&1 || die "no docker engine answers (docker info failed): start dockerd"
 [ -x "$BUSYBOX" ] || die "$BUSYBOX not found: apt-get install -y busybox-static"
@@ -132,8 +142,7 @@ import() {
 	shift 5
 	local tarball
 	tarball=$(mktemp --suffix=.tar)
-	# shellcheck disable=SC2064
-	trap "rm -f '$tarball'" RETURN
+	scratch "$tarball"
 	local excl=()
 	for p in $owned; do excl+=(--exclude="./${p#/}"); done
 	tar -C "$root" --numeric-owner --owner=0 --group=0 "${excl[@]}" -cf "$tarball" .
@@ -164,8 +173,7 @@ build_redis() {
 	fi
 	local root version
 	root=$(mktemp -d /tmp/faultline-image-XXXXXX)
-	# shellcheck disable=SC2064
-	trap "rm -rf '$root'" RETURN
+	scratch "$root"
 	add_file "$root" "$bin"
 	add_libs "$root" "$bin"
 	add_busybox "$root"
@@ -231,8 +239,7 @@ build_postgres() {
 	fi
 	local root version f
 	root=$(mktemp -d /tmp/faultline-image-XXXXXX)
-	# shellcheck disable=SC2064
-	trap "rm -rf '$root'" RETURN
+	scratch "$root"
 	mkdir -p "$root$PG_HOME" "$root$(dirname "$PG_SHARE")"
 	# The JIT (llvmjit*.so and its bitcode) pulls in LLVM (~130 MB): left out, jit=off.
 	tar -C "$PG_HOME" --exclude='./lib/llvmjit*' --exclude='./lib/bitcode' -cf - ./bin ./lib | tar -C "$root$PG_HOME" -xf -
@@ -283,8 +290,7 @@ build_toxiproxy() {
 		return
 	fi
 	root=$(mktemp -d /tmp/faultline-image-XXXXXX)
-	# shellcheck disable=SC2064
-	trap "rm -rf '$root'" RETURN
+	scratch "$root"
 	(cd "$repo" && CGO_ENABLED=0 "$go" build -trimpath -o "$root/toxiproxy-server" github.com/Shopify/toxiproxy/v2/cmd/server) ||
 		die "go build of toxiproxy-server failed"
 	mkdir -p "$root/etc" "$root/tmp"
