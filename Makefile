@@ -106,8 +106,9 @@ baseline: need-deps build
 	$(BIN) run $(GATE_ARGS) --out $(RUNS)/baseline
 	cp $(RUNS)/baseline/results.json bench/baseline.json
 
-# The README's Benchmarks ratio table, measured now (3-4 minutes; not part of
-# make test): locks against redsync and redislock and in PINGs, transactions
+# The README's Benchmarks ratio table, measured now (PERF_ROUNDS rounds of
+# about 2.5 minutes, default 3, each figure the median of the rounds with
+# their range; not part of make test): locks against redsync and redislock and in PINGs, transactions
 # against single-db, faultline's raw PING/SET throughput against
 # redis-benchmark at 1 and 50 clients. Prints the table and rewrites the
 # README block between the perf markers (commit it with `uptime` in the
