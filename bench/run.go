@@ -68,6 +68,11 @@ func Run(ctx context.Context, cfg Config) (res *results.Results, err error) {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
+	unlock, err := lockRunDir(cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	hpath := filepath.Join(cfg.Out, HistoryFile)
 	hf, err := os.Create(hpath)
 	if err != nil {
