@@ -130,12 +130,12 @@ func pgLeaseFailover(t *testing.T, syncStandby bool, how infra.FailoverMode, key
 }
 
 // TestTwoPCStandbyFailover runs the real 2pc coordinator with participant
-// A and its decision log (faultline_coord) on pg-standby through
-// FailoverDSN, participant B on an independent server. The coordinator
-// crashes after COMMIT PREPARED on B (the source's node) only; then pg-1 is
+// A on pg-standby through FailoverDSN, participant B on an independent
+// server. The coordinator crashes right after B (the source's node, the
+// last resource) committed its debit with the decision row; then pg-1 is
 // killed and pg-2 promoted. Prepared transactions are WAL-logged: A's is in
-// pg_prepared_xacts on the promoted node, and 2pc's Recover commits it from its decision log (the
-// total is kept). The 2pc-nolog mutant's Recover rolls it back: money
+// pg_prepared_xacts on the promoted node, and 2pc's Recover commits it from
+// B's decision row (the total is kept). The 2pc-nolog mutant's Recover rolls it back: money
 // destroyed, the check's twin.
 func TestTwoPCStandbyFailover(t *testing.T) {
 	if testing.Short() {
@@ -181,7 +181,7 @@ func TestTwoPCStandbyFailover(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The source's node (B) commits first; A's credit stays prepared.
+			// The source's node (B) commits (the last resource); A's credit stays prepared.
 			_, err = crashing.Transfer(ctx, txn.Transfer{ID: "t1", From: txn.Account{Node: 1, ID: 1}, To: txn.Account{Node: 0, ID: 1}, Amount: 10})
 			crashing.Close()
 			if !errors.Is(err, txn.ErrCrashed) {
@@ -194,7 +194,7 @@ func TestTwoPCStandbyFailover(t *testing.T) {
 				t.Fatal(err)
 			}
 			pg2, _ := env.Node("pg-2")
-			if gids := preparedOn(t, pg2.DirectDSN()); len(gids) != 1 || gids[0] != txn.GID2PC(ep, tc.impl == "2pc", "t1") {
+			if gids := preparedOn(t, pg2.DirectDSN()); len(gids) != 1 || gids[0] != txn.GID2PC(ep, tc.impl == "2pc", 1, "t1") {
 				t.Fatalf("pg_prepared_xacts on the promoted pg-2: %v, want the credit branch of t1", gids)
 			}
 			rec, err := info.New(ctx, ep, txn.Options{})

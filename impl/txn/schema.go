@@ -129,6 +129,15 @@ CREATE TABLE IF NOT EXISTS inbox (    -- every message the consumer handled, in 
 	at          timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE TABLE IF NOT EXISTS inbox_dedup (msg_id text PRIMARY KEY);
+-- 2pc's decision log: a transfer's row lives in its debit participant's
+-- database (the last resource), committed in the debit's own local
+-- transaction (see twopc.go)
+CREATE TABLE IF NOT EXISTS twopc_decisions (
+	gid          text PRIMARY KEY,
+	decision     text NOT NULL,        -- commit | abort
+	participants text NOT NULL,        -- e.g. "0,1"
+	at           timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 ` + participantFuncs
 
 // participantFuncs are the branch handlers as server-side functions, so a
@@ -291,6 +300,9 @@ BEGIN
 END $f$;
 `
 
+// coordDDL: twopc_decisions here is the decision log of a coordinator
+// that keeps it apart from the participants (examples/python/twopc.py);
+// 2pc keeps its decisions in the participants' own databases.
 const coordDDL = `
 CREATE TABLE IF NOT EXISTS twopc_decisions (
 	gid          text PRIMARY KEY,
@@ -527,7 +539,7 @@ func setupParticipant(ctx context.Context, dsn, prefix string, timeout time.Dura
 			return fmt.Errorf("roll back leftover prepared xact %s: %w", g, err)
 		}
 	}
-	if _, err := c.Exec(ctx, `TRUNCATE accounts, barrier, journal, outbox, inbox, inbox_dedup RESTART IDENTITY`); err != nil {
+	if _, err := c.Exec(ctx, `TRUNCATE accounts, barrier, journal, outbox, inbox, inbox_dedup, twopc_decisions RESTART IDENTITY`); err != nil {
 		return fmt.Errorf("reset tables: %w", err)
 	}
 	if _, err := c.Exec(ctx, `INSERT INTO accounts(id, balance) SELECT g, $2 FROM generate_series(1, $1) g`, n, initial); err != nil {
@@ -621,6 +633,9 @@ type GlobalTxn struct {
 
 // Decision is a 2PC decision-log row.
 type Decision struct {
+	// Node is the participant whose database holds it (-1: the
+	// coordinator database).
+	Node     int       `json:"node"`
 	GID      string    `json:"gid"`
 	Decision string    `json:"decision"`
 	At       time.Time `json:"at"`
@@ -664,12 +679,14 @@ func TakeSnapshot(ctx context.Context, ep Endpoints) (Snapshot, error) {
 	}
 	defer c.Close(context.Background())
 	rows, _ := c.Query(ctx, `SELECT gid, decision, at FROM twopc_decisions ORDER BY at`)
-	if s.Decisions, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Decision, error) {
-		var d Decision
+	cd, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Decision, error) {
+		d := Decision{Node: -1}
 		return d, r.Scan(&d.GID, &d.Decision, &d.At)
-	}); err != nil {
+	})
+	if err != nil {
 		return Snapshot{}, fmt.Errorf("txn: snapshot decisions: %w", err)
 	}
+	s.Decisions = append(s.Decisions, cd...)
 	rows, _ = c.Query(ctx, `SELECT gid, protocol, state, transfer_id, created_at, updated_at FROM global_txn ORDER BY created_at`)
 	if s.Globals, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (GlobalTxn, error) {
 		var g GlobalTxn
@@ -753,5 +770,14 @@ func snapParticipant(ctx context.Context, node int, dsn, prefix string, timeout 
 		return fmt.Errorf("inbox: %w", err)
 	}
 	s.Inbox = append(s.Inbox, ib...)
+	rows, _ = tx.Query(ctx, `SELECT gid, decision, at FROM twopc_decisions ORDER BY at`)
+	ds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Decision, error) {
+		d := Decision{Node: node}
+		return d, r.Scan(&d.GID, &d.Decision, &d.At)
+	})
+	if err != nil {
+		return fmt.Errorf("twopc_decisions: %w", err)
+	}
+	s.Decisions = append(s.Decisions, ds...)
 	return nil
 }

@@ -10,11 +10,12 @@
 //
 // The bank: accounts live on two PostgreSQL servers, participant A
 // (Endpoints.Participants[0]) and B (Participants[1]). Every participant
-// database holds the same tables (see schema.go). The 2pc and saga
-// coordinators keep their durable log in a third database, by default
-// "faultline_coord" on A's server (Endpoints.Coordinator overrides it, e.g.
-// with a separate node; see CoordinatorDSN); tcc keeps none, its decision
-// is read from the participants' barrier rows (tcc.go).
+// database holds the same tables (see schema.go). The saga coordinator
+// keeps its durable log in a third database, by default "faultline_coord"
+// on A's server (Endpoints.Coordinator overrides it, e.g. with a separate
+// node; see CoordinatorDSN); 2pc commits each decision row in its debit
+// participant's own database (the last resource, twopc.go); tcc keeps
+// none, its decision is read from the participants' barrier rows (tcc.go).
 package txn
 
 import (
@@ -102,8 +103,8 @@ type Transfer struct {
 // Phase names, as they appear in Outcome.Phases.
 const (
 	PhaseLocal      = "local"      // single-db: the one local transaction
-	PhasePrepare    = "prepare"    // 2pc: BEGIN…PREPARE TRANSACTION on every participant
-	PhaseDecide     = "decide"     // 2pc: write the decision to the log
+	PhasePrepare    = "prepare"    // 2pc: BEGIN…PREPARE TRANSACTION on the credit, BEGIN and the debit on the last resource
+	PhaseDecide     = "decide"     // 2pc: the last resource's COMMIT with the decision row (the commit point)
 	PhaseCommit     = "commit"     // 2pc: COMMIT PREPARED; outbox: local commit
 	PhaseRollback   = "rollback"   // 2pc: ROLLBACK PREPARED
 	PhaseTry        = "try"        // tcc
@@ -205,9 +206,11 @@ type CrashPoint string
 const (
 	// CrashBeforePrepare: before sending any prepare. Nothing remains.
 	CrashBeforePrepare CrashPoint = "before-prepare"
-	// CrashAfterPrepare: every participant voted yes (is prepared), no
-	// decision logged. Prepared xacts hold their row locks until Recover
-	// (presumed abort: rolled back).
+	// CrashAfterPrepare: every participant voted yes (the credit is
+	// prepared, the debit's local transaction, the last resource, has its
+	// update and is open), no decision logged. The crash drops the debit's
+	// connection (rolled back); the prepared credit holds its row lock
+	// until Recover (presumed abort: rolled back).
 	CrashAfterPrepare CrashPoint = "after-prepare"
 	// CrashBeforeRollback: the decision is abort (a participant voted no),
 	// before sending any ROLLBACK PREPARED: the yes-voters stay prepared.
@@ -215,13 +218,16 @@ const (
 	// CrashAfterRollback: after ROLLBACK PREPARED reached every yes-voter,
 	// before answering. Nothing remains; the transfer did not happen.
 	CrashAfterRollback CrashPoint = "after-rollback"
-	// CrashBeforeCommit: the commit decision is logged, before sending any
-	// COMMIT PREPARED: both participants stay prepared; Recover commits.
+	// CrashBeforeCommit: the decision is commit, before sending the debit's
+	// COMMIT with its decision row (the commit point): the debit rolls
+	// back with the dropped connection, the credit stays prepared; Recover
+	// finds no commit row and rolls it back.
 	CrashBeforeCommit CrashPoint = "before-commit"
-	// CrashAfterCommit: after COMMIT PREPARED on the FIRST participant only
-	// (the source account's node): a partial commit, the second participant
-	// is still prepared. 2pc's Recover commits it from the log; 2pc-nolog's
-	// naive Recover rolls it back (money destroyed).
+	// CrashAfterCommit: after the source account's node (the last
+	// resource) committed the debit with its decision row, before COMMIT
+	// PREPARED on the other: a partial commit, the credit is still
+	// prepared. 2pc's Recover commits it from the decision row; 2pc-nolog
+	// (no row) rolls it back (money destroyed).
 	CrashAfterCommit CrashPoint = "after-commit"
 )
 
@@ -341,8 +347,8 @@ type Info struct {
 	// Topologies are the replicated topologies it also runs on (besides
 	// independent nodes): "pg-standby" = participant A on a primary and
 	// its streaming standby, reached through one multi-host DSN that
-	// follows the promoted node, its decision log (the coordinator
-	// database on A's server) replicated with it.
+	// follows the promoted node, the rows it keeps there (2pc: the
+	// decision rows of the transfers A debits) replicated with it.
 	Topologies []string
 	New        Factory
 }
@@ -383,9 +389,9 @@ var pgStandby = []string{"pg-standby"}
 func init() {
 	Register(Info{Name: "single-db", Doc: "baseline: both accounts on one node, one local transaction",
 		PostgresNodes: 2, SingleNode: true, Topologies: pgStandby, New: newSingle})
-	Register(Info{Name: "2pc", Doc: "two-phase commit over PREPARE TRANSACTION, durable decision log, presumed-abort recovery; blocks while in doubt",
+	Register(Info{Name: "2pc", Doc: "two-phase commit over PREPARE TRANSACTION with the last-resource commit (the debit's local COMMIT carries the decision row), presumed-abort recovery; blocks while in doubt",
 		PostgresNodes: 2, Baseline: "single-db", Options: twoPCOptions, Topologies: pgStandby, New: new2PC(true)})
-	Register(Info{Name: "2pc-nolog", Doc: "MUTANT: 2PC with the decision only in memory; naive recovery rolls back a partially committed transfer",
+	Register(Info{Name: "2pc-nolog", Doc: "MUTANT: 2PC whose debit commits without a decision row; naive recovery rolls back a partially committed transfer",
 		Mutant: true, PostgresNodes: 2, Baseline: "single-db", Options: twoPCOptions, Topologies: pgStandby, New: new2PC(false)})
 	Register(Info{Name: "tcc", Doc: "try-confirm-cancel with a barrier table: empty cancel, repeated confirm/cancel and hanging try are harmless",
 		PostgresNodes: 2, Baseline: "single-db", Checks: []string{CheckTCCAnomalies}, Options: tccOptions, New: newTCC(true)})

@@ -123,12 +123,12 @@ func TestChaos2PCCrashPoints(t *testing.T) {
 	}
 	cases := []tc{
 		{"2pc", txn.CrashBeforePrepare, false, 0, 0, false},
-		{"2pc", txn.CrashAfterPrepare, false, 1, 1, false},
+		{"2pc", txn.CrashAfterPrepare, false, 0, 1, false}, // A, the last resource, is never prepared
 		{"2pc", txn.CrashBeforeRollback, true, 0, 1, false},
 		{"2pc", txn.CrashAfterRollback, true, 0, 0, false},
-		{"2pc", txn.CrashBeforeCommit, false, 1, 1, false},
+		{"2pc", txn.CrashBeforeCommit, false, 0, 1, false},
 		{"2pc", txn.CrashAfterCommit, false, 0, 1, false},
-		{"2pc-nolog", txn.CrashAfterPrepare, false, 1, 1, false},
+		{"2pc-nolog", txn.CrashAfterPrepare, false, 0, 1, false},
 		{"2pc-nolog", txn.CrashAfterCommit, false, 0, 1, true},
 	}
 	for _, c := range cases {
@@ -265,7 +265,7 @@ func TestChaos2PCParticipantKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := preparedOn(t, snap, 1); len(got) != 1 || got[0] != txn.GID2PC(ep, true, "kill") {
+	if got := preparedOn(t, snap, 1); len(got) != 1 || got[0] != txn.GID2PC(ep, true, 0, "kill") {
 		t.Fatalf("after restart, prepared on B = %v, want the transfer's gid (it must survive the restart)", got)
 	}
 	_, vs := check(t, "2pc", tr, ep, lay, &l)
@@ -566,7 +566,7 @@ func TestGIDPrefixPerRun(t *testing.T) {
 	ctx := ctxFor(t, 60*time.Second)
 	epA, epB := testEnv.direct, testEnv.direct
 	epA.GIDPrefix, epB.GIDPrefix = txn.RunGIDPrefix("runa"), txn.RunGIDPrefix("runb")
-	other := txn.GID2PC(epB, true, "x")
+	other := txn.GID2PC(epB, true, 0, "x")
 	c, err := pgx.Connect(ctx, epA.Participants[1].DSN)
 	if err != nil {
 		t.Fatal(err)
@@ -596,8 +596,8 @@ func TestGIDPrefixPerRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := preparedOn(t, snap, 1); len(got) != 1 || got[0] != txn.GID2PC(epA, true, "y") {
-		t.Errorf("run a's snapshot lists %v on B, want only its own %s", got, txn.GID2PC(epA, true, "y"))
+	if got := preparedOn(t, snap, 1); len(got) != 1 || got[0] != txn.GID2PC(epA, true, 0, "y") {
+		t.Errorf("run a's snapshot lists %v on B, want only its own %s", got, txn.GID2PC(epA, true, 0, "y"))
 	}
 	if err := newTransferer(t, "2pc", epA, txn.Options{}).Recover(ctx); err != nil {
 		t.Fatal(err)
