@@ -3,8 +3,9 @@ package workload
 // The bank on pg-standby (issue 12): participant A is the standby pair
 // (pg-1 primary, pg-2 streaming standby), reached through one multi-host
 // DSN with target_session_attrs=read-write that follows the promoted node
-// (infra.Env.FailoverDSN); its coordinator database (the 2pc decision log)
-// lives on A's server and is replicated with it. Participant B is an
+// (infra.Env.FailoverDSN); its coordinator database and its own 2pc
+// decision rows (those of the transfers A debits) are replicated with it.
+// Participant B is an
 // independent PostgreSQL server beside the pair, pg-b. The in-doubt monitor,
 // Setup, the final Recover and the snapshot follow the current primary
 // too (FailoverDirectDSN).
