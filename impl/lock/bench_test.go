@@ -59,6 +59,28 @@ func BenchmarkAcquireRelease(b *testing.B) {
 					}
 				}
 			})
+			// The commands of a redis-setnx cycle without the lock code:
+			// SET NX PX, then the compare-and-delete script by hash. Its
+			// excess over set-del is the script's; redis-setnx's excess
+			// over it is the lock code's.
+			b.Run("baseline-redis-set-evalsha", func(b *testing.B) {
+				c := benchRedis(b, path.ep.Redis[0])
+				ctx := context.Background()
+				key := uniqueKey(b)
+				release := redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+				if err := release.Load(ctx, c).Err(); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := c.SetArgs(ctx, key, "v", redis.SetArgs{Mode: "NX", TTL: time.Second}).Err(); err != nil {
+						b.Fatal(err)
+					}
+					if n, err := release.EvalSha(ctx, c, []string{key}, "v").Int64(); err != nil || n != 1 {
+						b.Fatal(n, err)
+					}
+				}
+			})
 			for _, info := range lock.All() {
 				if info.Mutant || info.Topology != "" {
 					continue

@@ -27,6 +27,8 @@ var (
 	// thread per node).
 	redisSingleOptions = append(append(option.Set{}, redisClientOptions...), optIO)
 	redisHookOptions   = append(append(option.Set{}, redisSingleOptions...),
+		option.Spec{Name: "retry-jitter", Kind: option.Choice, Choices: []string{JitterFull, JitterEqual}, Default: JitterEqual,
+			Doc: "back-off between acquire attempts: equal (wait n in [retry-min·2^n, retry-min·2^(n+1)]) or full (in [retry-min, retry-min·2^n]); both capped at retry-max"},
 		option.Spec{Name: "crash-after-setnx", Kind: option.Bool, Default: "false", Doc: "test hook: the client dies right after SETNX (before EXPIRE where there is one)"},
 		option.Spec{Name: "release-gap", Kind: option.Duration, Default: "0s", Doc: "test hook: pause between a release's check and its delete"})
 	redsyncOptions = append(append(option.Set{}, redisClientOptions...),

@@ -27,7 +27,7 @@ func pgConfig(ep Endpoints, p params, impl string) (*pgx.ConnConfig, backoff, er
 	if len(ep.Postgres) == 0 {
 		return nil, backoff{}, fmt.Errorf("lock %s: needs a PostgreSQL endpoint, got none", impl)
 	}
-	bo, err := backoffFrom(p)
+	bo, err := backoffFrom(p, JitterFull)
 	if err != nil {
 		return nil, backoff{}, fmt.Errorf("lock %s: %w", impl, err)
 	}

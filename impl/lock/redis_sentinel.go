@@ -62,7 +62,7 @@ var ErrUnreplicated = errors.New("lock: too few replicas acknowledged the key")
 func sentinelFactory(name string, wait bool) Factory {
 	return func(ctx context.Context, ep Endpoints, opt Options) (Locker, error) {
 		p := params(opt.Params)
-		bo, err := backoffFrom(p)
+		bo, err := backoffFrom(p, JitterFull)
 		if err != nil {
 			return nil, fmt.Errorf("lock %s: %w", name, err)
 		}

@@ -53,7 +53,7 @@ type redisLocker struct {
 func redisFactory(name string, ops redisOps) Factory {
 	return func(ctx context.Context, ep Endpoints, opt Options) (Locker, error) {
 		p := params(opt.Params)
-		bo, err := backoffFrom(p)
+		bo, err := backoffFrom(p, JitterEqual)
 		if err != nil {
 			return nil, fmt.Errorf("lock %s: %w", name, err)
 		}

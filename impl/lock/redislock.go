@@ -40,7 +40,7 @@ type redislockLocker struct {
 
 func newRedislock(ctx context.Context, ep Endpoints, opt Options) (Locker, error) {
 	p := params(opt.Params)
-	bo, err := backoffFrom(p)
+	bo, err := backoffFrom(p, JitterFull)
 	if err != nil {
 		return nil, fmt.Errorf("lock redislock: %w", err)
 	}

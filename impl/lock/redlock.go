@@ -86,7 +86,7 @@ type redlock struct {
 func redlockFactory(name string, cfg redlockConfig) Factory {
 	return func(ctx context.Context, ep Endpoints, opt Options) (Locker, error) {
 		p := params(opt.Params)
-		bo, err := backoffFrom(p)
+		bo, err := backoffFrom(p, JitterFull)
 		if err != nil {
 			return nil, fmt.Errorf("lock %s: %w", name, err)
 		}

@@ -70,7 +70,7 @@ func newRedsync(ctx context.Context, ep Endpoints, opt Options) (Locker, error) 
 			opts = append(opts, with(true))
 		}
 	}
-	bo, err := backoffFrom(p)
+	bo, err := backoffFrom(p, JitterFull)
 	if err != nil {
 		return nil, fmt.Errorf("lock redsync: %w", err)
 	}
