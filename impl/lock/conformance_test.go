@@ -1,7 +1,9 @@
 package lock_test
 
 import (
+	"context"
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
@@ -21,12 +23,32 @@ func correct(t *testing.T) []lock.Info {
 	for _, info := range lock.All() {
 		if !info.Mutant && info.Topology == "" {
 			out = append(out, info)
+			if info.Name == "redlock" {
+				out = append(out, withIO(info, lock.IOBlocking))
+			}
 		}
 	}
 	if len(out) < 7 {
 		t.Fatalf("want at least 7 registered implementations, got %d", len(out))
 	}
 	return out
+}
+
+// withIO is info under the name NAME-io-IO, its Lockers made with the
+// io option set to io (redlock's caller-polled fan-out is io=blocking).
+func withIO(info lock.Info, io string) lock.Info {
+	inner := info.New
+	info.Name += "-io-" + io
+	info.New = func(ctx context.Context, ep lock.Endpoints, opt lock.Options) (lock.Locker, error) {
+		p := maps.Clone(opt.Params)
+		if p == nil {
+			p = map[string]string{}
+		}
+		p[lock.OptIO] = io
+		opt.Params = p
+		return inner(ctx, ep, opt)
+	}
+	return info
 }
 
 // mustAcquire acquires key on l within 2s.

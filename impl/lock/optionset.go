@@ -21,6 +21,13 @@ var (
 	optIO = option.Spec{Name: OptIO, Kind: option.Choice, Choices: []string{IONetpoll, IOBlocking}, Default: IONetpoll,
 		Doc: "how a Redis connection waits for replies: netpoll (Go's netpoller) or blocking (in the kernel, on the caller's thread: faster with one request in flight, slower with many; faultline picks blocking for 1-client phases)"}
 
+	// optIORedlock is io for redlock's fan-out: blocking makes the caller
+	// collect a round's replies itself (one ppoll over the nodes' blocking
+	// sockets, no reader goroutines) instead of five reader goroutines
+	// handing them over; rounds of one Locker then run one at a time.
+	optIORedlock = option.Spec{Name: OptIO, Kind: option.Choice, Choices: []string{IONetpoll, IOBlocking}, Default: IONetpoll,
+		Doc: "how redlock collects a round's replies: netpoll (a reader goroutine per node) or blocking (the caller polls the nodes' blocking sockets itself: faster with one client, rounds of a Locker serialised; faultline picks blocking for 1-client phases)"}
+
 	redisClientOptions = option.Set{optRetryMin, optRetryMax, optDial, optRead, optWrite, optPool}
 	// redisSingleOptions are redisClientOptions plus io, for implementations
 	// that talk to one node at a time (a multi-node fan-out would hold a
@@ -38,7 +45,7 @@ var (
 		option.Spec{Name: "timeout-factor", Kind: option.Float, Default: "0", Doc: "redsync per-node timeout factor (0: its default)"},
 		option.Spec{Name: "fail-fast", Kind: option.Bool, Default: "false", Doc: "redsync: stop an attempt as soon as a quorum is impossible"},
 		option.Spec{Name: "shuffle", Kind: option.Bool, Default: "false", Doc: "redsync: shuffle the nodes per attempt"})
-	redlockOptions = option.Set{optRetryMin, optRetryMax, optDial, optWrite,
+	redlockOptions = option.Set{optRetryMin, optRetryMax, optDial, optWrite, optIORedlock,
 		option.Spec{Name: "node-timeout", Kind: option.Duration, Default: "0s", Doc: "per-node reply timeout (0: ttl/4 within 50ms..500ms)"}}
 	pgOptions = option.Set{optRetryMin, optRetryMax, optDial}
 )

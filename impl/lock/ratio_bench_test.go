@@ -22,9 +22,11 @@ import (
 // the same run, alternating between them in short phases so that both see
 // the same machine load: a cycle is the counter workload's (acquire, GET
 // and SET a counter on redis-1, release). "1-client" is one client on one
-// key, and runs a third contender, "floor": the same commands as an
-// uncontended redlock cycle with no lock logic (lock.NewBareFanout), what
-// bounds redlock's ratio; "32-clients-4-keys" is the contended shape of
+// key; it runs redlock as a 1-client run of faultline does (io=blocking:
+// the caller collects its replies itself) and "redlock-netpoll" (reader
+// goroutines, the path of every other shape), and "floor": the same
+// commands as an uncontended redlock cycle with no lock logic, on the
+// reader-goroutine connections (lock.NewBareFanout); "32-clients-4-keys" is the contended shape of
 // make perf (one Locker per client, as separate processes would have).
 // Each iteration is one phase of each contender, the order rotating; the
 // metrics are totals over all phases: x-redsync is a contender's cycles/s
@@ -43,7 +45,7 @@ func BenchmarkRedlockRatio(b *testing.B) {
 		phase         time.Duration
 		contenders    []string
 	}{
-		{"1-client", 1, 1, 300 * time.Millisecond, []string{"redlock", "redsync", "floor", "floor-inline"}},
+		{"1-client", 1, 1, 300 * time.Millisecond, []string{"redlock", "redsync", "redlock-netpoll", "floor", "floor-inline"}},
 		{"32-clients-4-keys", 32, 4, 500 * time.Millisecond, []string{"redlock", "redsync", "redlock-ungated"}},
 	} {
 		b.Run(shape.name, func(b *testing.B) {
@@ -74,11 +76,19 @@ func BenchmarkRedlockRatio(b *testing.B) {
 						lockers[k] = append(lockers[k], l)
 						continue
 					}
+					opt := lock.Options{}
+					switch {
+					case name == "redlock-netpoll":
+						name = "redlock"
+					case name == "redlock" && shape.clients == 1:
+						// As a 1-client run of faultline does (bench.RedisIO).
+						opt.Params = map[string]string{lock.OptIO: lock.IOBlocking}
+					}
 					info, err := lock.Lookup(name)
 					if err != nil {
 						b.Fatal(err)
 					}
-					lockers[k] = append(lockers[k], newLockerOn(b, info, ep, lock.Options{}))
+					lockers[k] = append(lockers[k], newLockerOn(b, info, ep, opt))
 				}
 			}
 			e := ep.Redis[0]

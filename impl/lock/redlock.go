@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/faultline-dev/faultline/internal/blockconn"
 )
 
 // redlock is our own Redlock over 5 independent Redis masters: SET NX PX on
@@ -81,6 +83,12 @@ type redlock struct {
 	downUntil []atomic.Int64               // per node: wall time (UnixNano) until which it counts as down
 	contended [contendedSlots]atomic.Int64 // per slot of key hashes: wall time (UnixNano) until which its keys count as contended
 	inflight  atomic.Int64                 // node commands sent, reply not yet handed over (Close waits for them)
+
+	// polled (io=blocking): the nodes' connections have no reader
+	// goroutines; a round's caller collects the replies itself (pump),
+	// holding roundMu, so rounds of one Locker run one at a time.
+	polled  bool
+	roundMu sync.Mutex
 }
 
 func redlockFactory(name string, cfg redlockConfig) Factory {
@@ -102,15 +110,23 @@ func redlockFactory(name string, cfg redlockConfig) Factory {
 		if err != nil {
 			return nil, fmt.Errorf("lock %s: %w", name, err)
 		}
+		var polled bool
+		switch p[OptIO] {
+		case "", IONetpoll:
+		case IOBlocking:
+			polled = true
+		default:
+			return nil, fmt.Errorf("lock %s: io %q: valid are %s, %s", name, p[OptIO], IONetpoll, IOBlocking)
+		}
 		if len(ep.Redis) != redlockNodes {
 			return nil, fmt.Errorf("lock %s: needs exactly %d Redis endpoints (independent masters), got %d", name, redlockNodes, len(ep.Redis))
 		}
-		r := &redlock{name: name, cfg: cfg, quorum: cfg.quorum(len(ep.Redis)), clock: opt.Clock(), bo: bo, nodeTimeout: nt}
+		r := &redlock{name: name, cfg: cfg, quorum: cfg.quorum(len(ep.Redis)), clock: opt.Clock(), bo: bo, nodeTimeout: nt, polled: polled}
 		for i, e := range ep.Redis {
 			if e.Addr == "" {
 				return nil, fmt.Errorf("lock %s: redis endpoint %q has no address: give the factory the nodes' proxied or direct host:port", name, e.Name)
 			}
-			r.nodes = append(r.nodes, &rnode{addr: e.Addr, password: e.Password, dialTimeout: dial, writeTimeout: write, inflight: &r.inflight})
+			r.nodes = append(r.nodes, &rnode{addr: e.Addr, password: e.Password, dialTimeout: dial, writeTimeout: write, inflight: &r.inflight, polled: polled})
 			r.all = append(r.all, i)
 		}
 		for i := range r.nodes {
@@ -170,8 +186,9 @@ const (
 type fanout struct {
 	r       *redlock
 	kind    fanKind
-	timeout time.Duration // per node
-	timer   *time.Timer   // the round's node timeout
+	timeout  time.Duration // per node
+	timer    *time.Timer   // the round's node timeout (netpoll)
+	deadline time.Time     // when it passes (polled)
 	wake    chan struct{} // one value when decided
 
 	mu        sync.Mutex
@@ -205,12 +222,15 @@ func (f *fanout) send(nodes []int, sc *rscript, args ...string) {
 	}
 	f.decided = false
 	f.mu.Unlock()
-	if f.timer == nil {
+	deadline := time.Now().Add(f.timeout)
+	switch {
+	case f.r.polled:
+		f.deadline = deadline
+	case f.timer == nil:
 		f.timer = time.NewTimer(f.timeout)
-	} else {
+	default:
 		f.timer.Reset(f.timeout)
 	}
-	deadline := time.Now().Add(f.timeout)
 	var conns [redlockNodes]*rconn
 	for _, i := range nodes {
 		if sc != nil {
@@ -297,6 +317,9 @@ func (f *fanout) isDecided() bool {
 // past the node timeout have their connection closed, which makes them
 // answer with an error.
 func (f *fanout) wait(ctx context.Context) bool {
+	if f.r.polled {
+		return f.pump(ctx)
+	}
 	for {
 		select {
 		case <-f.wake:
@@ -318,6 +341,111 @@ func (f *fanout) wait(ctx context.Context) bool {
 		case <-ctx.Done():
 			return false
 		}
+	}
+}
+
+// pump is wait for a polled Locker: the caller collects the replies
+// itself. It waits on the sockets of every node owing a reply (this
+// round's, or an earlier round's still owed on that connection, which is
+// read first and goes to that round's handler) with one ppoll
+// (blockconn.PollRead), reads the ready ones (rnode.readReady: the
+// handlers tally as the reader goroutines would) and stops as soon as the
+// round is decided, at its deadline (the connections of the nodes still
+// pending are closed: their commands fail, so the round is decided), or
+// when ctx ends (its deadline bounds every wait; a ctx cancelled without
+// a deadline is noticed when a reply comes or at the round's deadline).
+// Replies not needed for the decision stay in their sockets until the next
+// round on that node (or Close) reads them: no goroutine is woken for
+// them. The caller holds r.roundMu.
+func (f *fanout) pump(ctx context.Context) bool {
+	r := f.r
+	var conns [redlockNodes]*blockconn.Conn
+	var rcs [redlockNodes]*rconn
+	var idx [redlockNodes]int
+	var ready [redlockNodes]bool
+	expired := false
+	for {
+		select {
+		case <-f.wake:
+			return true
+		default:
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		now := time.Now()
+		if !now.Before(f.deadline) {
+			if expired { // every pending node was failed: decided (see isDecided)
+				return true
+			}
+			expired = true
+			f.mu.Lock()
+			var late [redlockNodes]*rconn
+			for i, p := range f.pending {
+				if p {
+					late[i] = f.conns[i]
+				}
+			}
+			f.mu.Unlock()
+			for i, c := range late {
+				if c != nil {
+					r.nodes[i].expire(c, fmt.Errorf("no reply within the node timeout %v", f.timeout))
+				}
+			}
+			continue
+		}
+		until := f.deadline
+		if dl, ok := ctx.Deadline(); ok && dl.Before(until) {
+			until = dl
+		}
+		k := 0
+		for i, n := range r.nodes {
+			if c := n.owed(); c != nil {
+				conns[k], rcs[k], idx[k] = c.bc, c, i
+				k++
+			}
+		}
+		if k == 0 {
+			// Nothing to read on a polled connection, yet undecided: the
+			// pending commands are on a connection with a reader goroutine
+			// (a platform without blocking sockets); wait for its wake-up.
+			t := time.NewTimer(until.Sub(now))
+			select {
+			case <-f.wake:
+				t.Stop()
+				return true
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return false
+			}
+			continue
+		}
+		if err := blockconn.PollRead(conns[:k], ready[:k], until.Sub(now)); err != nil {
+			for j := range k { // cannot wait on them: fail them
+				r.nodes[idx[j]].expire(rcs[j], err)
+			}
+			continue
+		}
+		for j := range k {
+			if ready[j] {
+				r.nodes[idx[j]].readReady(rcs[j], f.deadline)
+			}
+		}
+	}
+}
+
+// lockRound and unlockRound bracket a round of a polled Locker (its
+// caller reads the connections: one round at a time).
+func (r *redlock) lockRound() {
+	if r.polled {
+		r.roundMu.Lock()
+	}
+}
+
+func (r *redlock) unlockRound() {
+	if r.polled {
+		r.roundMu.Unlock()
 	}
 }
 
@@ -451,6 +579,8 @@ func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, ga
 	if err := checkTTL(ttl); err != nil {
 		return outcome{err: err}
 	}
+	r.lockRound()
+	defer r.unlockRound()
 	f := r.newFanout(fanAcquire, r.perNode(ttl))
 	defer f.stop()
 	h := keyHash(key)
@@ -506,6 +636,33 @@ func (r *redlock) attempt(ctx context.Context, key string, ttl time.Duration, ga
 	return o
 }
 
+// readOwed waits up to d for replies owed on the polled connections and
+// reads those that came (Close; the caller holds roundMu).
+func (r *redlock) readOwed(d time.Duration) {
+	var conns []*blockconn.Conn
+	var rcs []*rconn
+	var idx []int
+	for i, n := range r.nodes {
+		if c := n.owed(); c != nil {
+			conns, rcs, idx = append(conns, c.bc), append(rcs, c), append(idx, i)
+		}
+	}
+	if len(conns) == 0 {
+		time.Sleep(d) // commands on a reader goroutine's connection
+		return
+	}
+	ready := make([]bool, len(conns))
+	if err := blockconn.PollRead(conns, ready, d); err != nil {
+		time.Sleep(d)
+		return
+	}
+	for j, ok := range ready {
+		if ok {
+			r.nodes[idx[j]].readReady(rcs[j], time.Now().Add(d))
+		}
+	}
+}
+
 // mayHold: after this answer to SET NX the node may hold the token (yes, or
 // no definite answer).
 func mayHold(err error) bool {
@@ -519,6 +676,8 @@ func mayHold(err error) bool {
 // it, ErrNotHeld when none did, and the node errors otherwise (outcome
 // unknown). The other nodes' deletes complete in the background.
 func (r *redlock) Release(ctx context.Context, l Lease) error {
+	r.lockRound()
+	defer r.unlockRound()
 	f := r.newFanout(fanRelease, r.perNode(time.Hour))
 	defer f.stop()
 	f.send(r.all, rsRelease, "1", l.Key, l.Token)
@@ -544,6 +703,8 @@ func (r *redlock) Refresh(ctx context.Context, l Lease, ttl time.Duration) (Leas
 	if err := checkTTL(ttl); err != nil {
 		return Lease{}, err
 	}
+	r.lockRound()
+	defer r.unlockRound()
 	f := r.newFanout(fanRefresh, r.perNode(ttl))
 	defer f.stop()
 	start := r.clock()
@@ -572,9 +733,15 @@ func (r *redlock) Close() error {
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.Now().Add(r.perNode(time.Hour) + cleanupTimeout)
+	r.lockRound()
+	defer r.unlockRound()
 	for r.inflight.Load() > 0 && time.Now().Before(deadline) {
 		for _, n := range r.nodes {
 			n.expireOverdue()
+		}
+		if r.polled {
+			r.readOwed(2 * time.Millisecond) // nobody else reads them
+			continue
 		}
 		<-tick.C
 	}

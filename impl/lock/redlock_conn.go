@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/faultline-dev/faultline/internal/blockconn"
 )
 
 // rnode is redlock's connection to one node: a single pipelined RESP2
@@ -31,22 +33,41 @@ import (
 // next send finds no connection, is not sent (errNoConn) and starts a
 // redial in the background (dial timeout, then at most one dial per
 // redialGap).
+//
+// A polled node (polled set: the Locker's io=blocking) has no reader
+// goroutine: its connection is a blocking socket (internal/blockconn) and
+// the goroutine running a round reads the replies itself (readReady, after
+// blockconn.PollRead over the round's nodes), each to the command at the
+// head of the queue — a reply still owed to an earlier round is read, and
+// handed to that round's handler, before the next one — and closing such
+// a connection fails its queued commands on the spot (unlock delivers the
+// errors). Only one goroutine at a time may read a polled node's
+// connection (the Locker's roundMu).
 type rnode struct {
 	addr, password            string
 	dialTimeout, writeTimeout time.Duration
 	inflight                  *atomic.Int64 // commands sent, reply not yet handed over (per Locker)
+	polled                    bool          // connections are read by their callers, not a reader goroutine
 
 	mu       sync.Mutex
 	conn     *rconn // nil: not connected
 	dialing  bool
 	nextDial time.Time
 	closed   bool
+	failed   []failedReq // commands of a closed polled connection: unlock hands them their error
+}
+
+// failedReq is a command whose connection was closed, and why.
+type failedReq struct {
+	r   rreq
+	err error
 }
 
 // rconn is one connection of an rnode; its fields are guarded by rnode.mu
 // (the reader goroutine owns br).
 type rconn struct {
 	nc    net.Conn
+	bc    *blockconn.Conn // nc when polled: read by the round's caller, no reader goroutine
 	br    *bufio.Reader
 	buf   []byte    // write buffer
 	wdl   time.Time // the write deadline set on nc
@@ -117,11 +138,18 @@ func (n *rnode) connect(ctx context.Context) (*rconn, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.dialTimeout)
 	defer cancel()
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", n.addr)
+	var nc net.Conn
+	var err error
+	if n.polled {
+		nc, err = blockconn.Dial(ctx, &d, "tcp", n.addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", n.addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lock: redlock node %s: %w", n.addr, err)
 	}
 	c := &rconn{nc: nc, br: bufio.NewReaderSize(nc, 1024)}
+	c.bc, _ = nc.(*blockconn.Conn) // off Linux: a netpoller conn with a reader goroutine
 	dl, _ := ctx.Deadline()
 	_ = nc.SetDeadline(dl)
 	var b []byte
@@ -153,7 +181,8 @@ func (n *rnode) connect(ctx context.Context) (*rconn, error) {
 	return c, nil
 }
 
-// start makes c the node's connection and starts its reader.
+// start makes c the node's connection and starts its reader (unless its
+// callers read it).
 func (n *rnode) start(c *rconn) {
 	n.mu.Lock()
 	if n.closed {
@@ -163,7 +192,9 @@ func (n *rnode) start(c *rconn) {
 	}
 	n.conn = c
 	n.mu.Unlock()
-	go n.read(c)
+	if c.bc == nil {
+		go n.read(c)
+	}
 }
 
 // dialLocked starts a background dial unless one runs or the last failed
@@ -213,7 +244,7 @@ func (n *rnode) sendReq(req rreq, args []string) *rconn {
 	}
 	if c == nil || n.closed {
 		n.dialLocked()
-		n.mu.Unlock()
+		n.unlock()
 		req.h.handle(req.node, reply{}, errNoConn)
 		return nil
 	}
@@ -223,8 +254,20 @@ func (n *rnode) sendReq(req rreq, args []string) *rconn {
 		c.buf = appendCommand(c.buf[:0], args...)
 	}
 	n.writeLocked(c, now, req)
-	n.mu.Unlock()
+	n.unlock()
 	return c
+}
+
+// unlock releases n.mu, then hands the commands of the polled connections
+// closed meanwhile their error (no reader goroutine does).
+func (n *rnode) unlock() {
+	q := n.failed
+	n.failed = nil
+	n.mu.Unlock()
+	for _, f := range q {
+		f.r.h.handle(f.r.node, reply{}, f.err)
+		n.inflight.Add(-1)
+	}
 }
 
 // writeLocked queues req on c and writes c.buf. n.mu is held.
@@ -252,7 +295,7 @@ func (n *rnode) expireOverdue() {
 	if c := n.conn; c != nil && c.overdue(time.Now()) {
 		n.expireLocked(c, errors.New("no reply within the node timeout"))
 	}
-	n.mu.Unlock()
+	n.unlock()
 }
 
 // expire closes c (if still open) because a command sent on it is overdue;
@@ -260,7 +303,7 @@ func (n *rnode) expireOverdue() {
 func (n *rnode) expire(c *rconn, cause error) {
 	n.mu.Lock()
 	n.expireLocked(c, cause)
-	n.mu.Unlock()
+	n.unlock()
 }
 
 func (n *rnode) expireLocked(c *rconn, cause error) {
@@ -272,58 +315,108 @@ func (n *rnode) expireLocked(c *rconn, cause error) {
 		n.conn = nil
 	}
 	_ = c.nc.Close()
+	if c.bc != nil {
+		// No reader goroutine: its commands fail now (unlock hands them
+		// the error); no reply is read from c any more.
+		c.dead = true
+		err := fmt.Errorf("lock: redlock node %s: %w", n.addr, cause)
+		for _, r := range c.queue[c.head:] {
+			n.failed = append(n.failed, failedReq{r, err})
+		}
+		c.queue, c.head = nil, 0
+	}
 }
 
 // read hands each reply on c to the oldest queued command until c fails.
 func (n *rnode) read(c *rconn) {
 	for {
 		rep, rerr, err := readReply(c.br)
-		n.mu.Lock()
-		if err == nil && c.head == len(c.queue) {
-			err = errors.New("reply to no command")
-		}
-		if err != nil {
-			if c.cause != nil {
-				err = c.cause
-			}
-			c.dead = true
-			q := c.queue[c.head:]
-			c.queue, c.head = nil, 0
-			if n.conn == c {
-				n.conn = nil
-			}
-			n.mu.Unlock()
-			_ = c.nc.Close()
-			err = fmt.Errorf("lock: redlock node %s: %w", n.addr, err)
-			for _, r := range q {
-				r.h.handle(r.node, reply{}, err)
-				n.inflight.Add(-1)
-			}
+		if !n.deliver(c, rep, rerr, err) {
 			return
 		}
-		r := c.queue[c.head]
-		c.queue[c.head] = rreq{}
-		switch c.head++; {
-		case c.head == len(c.queue):
-			c.queue, c.head = c.queue[:0], 0
-		case c.head >= 64 && 2*c.head >= len(c.queue): // never drained: move the rest to the front
-			k := copy(c.queue, c.queue[c.head:])
-			clear(c.queue[k:])
-			c.queue, c.head = c.queue[:k], 0
-		}
-		if r.script != nil && isNoScript(rerr) && !c.dead && c.cause == nil {
-			// The node does not know the script: send it whole, once.
-			c.buf = appendScript(c.buf[:0], "EVAL", r.script.src, r.args)
-			r.script = nil
-			n.writeLocked(c, time.Now(), r)
-			n.mu.Unlock()
-			n.inflight.Add(-1) // the EVAL counts instead
-			continue
-		}
-		n.mu.Unlock()
-		r.h.handle(r.node, rep, rerr)
-		n.inflight.Add(-1)
 	}
+}
+
+// readReady reads the replies of polled connection c that have arrived
+// (at least one: blockconn.PollRead said c is ready; a partial reply waits
+// for its rest up to deadline), each handed to the oldest queued command,
+// while its read buffer holds more. It returns false when c failed. Only
+// the goroutine holding the Locker's roundMu calls it.
+func (n *rnode) readReady(c *rconn, deadline time.Time) bool {
+	_ = c.nc.SetReadDeadline(deadline)
+	for {
+		rep, rerr, err := readReply(c.br)
+		if !n.deliver(c, rep, rerr, err) {
+			return false
+		}
+		if c.br.Buffered() == 0 {
+			return true
+		}
+	}
+}
+
+// deliver hands reply rep (rerr), or read error err, of connection c to
+// its command: the oldest queued one (a NOSCRIPT reply resends the script
+// in full instead). An error fails every command queued on c, closes c and
+// returns false.
+func (n *rnode) deliver(c *rconn, rep reply, rerr, err error) bool {
+	n.mu.Lock()
+	if err == nil && c.head == len(c.queue) {
+		err = errors.New("reply to no command")
+	}
+	if err != nil {
+		if c.cause != nil {
+			err = c.cause
+		}
+		c.dead = true
+		q := c.queue[c.head:]
+		c.queue, c.head = nil, 0
+		if n.conn == c {
+			n.conn = nil
+		}
+		n.unlock()
+		_ = c.nc.Close()
+		err = fmt.Errorf("lock: redlock node %s: %w", n.addr, err)
+		for _, r := range q {
+			r.h.handle(r.node, reply{}, err)
+			n.inflight.Add(-1)
+		}
+		return false
+	}
+	r := c.queue[c.head]
+	c.queue[c.head] = rreq{}
+	switch c.head++; {
+	case c.head == len(c.queue):
+		c.queue, c.head = c.queue[:0], 0
+	case c.head >= 64 && 2*c.head >= len(c.queue): // never drained: move the rest to the front
+		k := copy(c.queue, c.queue[c.head:])
+		clear(c.queue[k:])
+		c.queue, c.head = c.queue[:k], 0
+	}
+	if r.script != nil && isNoScript(rerr) && !c.dead && c.cause == nil {
+		// The node does not know the script: send it whole, once.
+		c.buf = appendScript(c.buf[:0], "EVAL", r.script.src, r.args)
+		r.script = nil
+		n.writeLocked(c, time.Now(), r)
+		n.unlock()
+		n.inflight.Add(-1) // the EVAL counts instead
+		return true
+	}
+	n.unlock()
+	r.h.handle(r.node, rep, rerr)
+	n.inflight.Add(-1)
+	return true
+}
+
+// owed is n's polled connection when commands on it await their reply
+// (nil otherwise).
+func (n *rnode) owed() *rconn {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c := n.conn; c != nil && c.bc != nil && c.head < len(c.queue) {
+		return c
+	}
+	return nil
 }
 
 // isNoScript: the server does not have the script of an EVALSHA.
@@ -339,7 +432,7 @@ func (n *rnode) close() {
 	if c := n.conn; c != nil {
 		n.expireLocked(c, errors.New("locker closed"))
 	}
-	n.mu.Unlock()
+	n.unlock()
 }
 
 // appendCommand appends args as a RESP2 array of bulk strings.

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,22 +19,38 @@ import (
 // nodes until the end of the test.
 func slowNodes(t *testing.T, idx ...int) {
 	t.Helper()
+	slowNodesBy(t, 150, idx...)
+}
+
+// slowNodesBy adds a reply latency of ms milliseconds on the proxies of
+// the given Redis nodes until the end of the test, or until the returned
+// function removes it.
+func slowNodesBy(t *testing.T, ms int, idx ...int) (remove func()) {
+	t.Helper()
 	rs := testEnv.env.ByKind(infra.Redis)
+	var removes []func()
 	for _, i := range idx {
 		px := rs[i].Proxy()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := px.AddToxic(ctx, infra.Toxic{Name: "slow", Type: "latency", Stream: "downstream", Toxicity: 1,
-			Attributes: map[string]any{"latency": 150}})
+			Attributes: map[string]any{"latency": ms}})
 		cancel()
 		if err != nil {
 			t.Fatalf("latency on %s: %v", rs[i].Name(), err)
 		}
-		t.Cleanup(func() {
+		removes = append(removes, sync.OnceFunc(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			_ = px.RemoveToxic(ctx, "slow")
-		})
+		}))
 	}
+	remove = func() {
+		for _, r := range removes {
+			r()
+		}
+	}
+	t.Cleanup(remove)
+	return remove
 }
 
 // eventually polls cond every 10 ms until it holds or d passes.

@@ -330,3 +330,52 @@ func (r rawConn) wait(f func(fd uintptr) bool, events int16, dl *atomic.Int64) e
 		}
 	}
 }
+
+// PollRead waits until at least one of conns has something to read (data,
+// EOF or an error), or timeout passes (timeout <= 0: it only looks), and
+// sets ready[i] for each conn that has. A closed conn is ready (its Read
+// fails at once), and Close of a conn in the set wakes the wait. It is how
+// one goroutine waits on several blocking sockets at once (a fan-out
+// collecting its own replies) with one syscall and no netpoller: a ready
+// conn's Read then returns without waiting. ready has len(conns) entries.
+// An interrupted wait (EINTR) returns with nothing ready.
+func PollRead(conns []*Conn, ready []bool, timeout time.Duration) error {
+	type pollFd struct {
+		fd      int32
+		events  int16
+		revents int16
+	}
+	var fixed [8]pollFd
+	fds := fixed[:0]
+	closed := false
+	for i, c := range conns {
+		ready[i] = false
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		if c.closed.Load() {
+			ready[i], closed = true, true
+		}
+		fds = append(fds, pollFd{fd: int32(c.fd), events: pollIn})
+	}
+	if closed || len(fds) == 0 {
+		return nil
+	}
+	t := syscall.NsecToTimespec(int64(max(timeout, 0)))
+	var e syscall.Errno
+	if timeout > 0 {
+		_, _, e = syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)), uintptr(unsafe.Pointer(&t)), 0, 0, 0)
+	} else {
+		_, _, e = syscall.RawSyscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)), uintptr(unsafe.Pointer(&t)), 0, 0, 0)
+	}
+	switch e {
+	case 0:
+	case syscall.EINTR:
+		return nil
+	default:
+		return os.NewSyscallError("ppoll", e)
+	}
+	for i, p := range fds {
+		ready[i] = p.revents != 0 || conns[i].closed.Load()
+	}
+	return nil
+}
