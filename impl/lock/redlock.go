@@ -184,12 +184,12 @@ const (
 // wake the caller once, when the round is decided, instead of handing it
 // every reply: the caller sleeps through the answers that decide nothing.
 type fanout struct {
-	r       *redlock
-	kind    fanKind
+	r        *redlock
+	kind     fanKind
 	timeout  time.Duration // per node
 	timer    *time.Timer   // the round's node timeout (netpoll)
 	deadline time.Time     // when it passes (polled)
-	wake    chan struct{} // one value when decided
+	wake     chan struct{} // one value when decided
 
 	mu        sync.Mutex
 	pending   [redlockNodes]bool   // sent, not answered

@@ -99,4 +99,3 @@ func TestRedlockSlowMajorityEndsAtDeadline(t *testing.T) {
 		})
 	}
 }
-
