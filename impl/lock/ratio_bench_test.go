@@ -34,7 +34,9 @@ import (
 // (INFO commandstats: the counter's GET and SET and a script's inner GET
 // and DEL included), srv-cpu the Redis servers' CPU time per cycle (INFO
 // cpu) and cli-cpu this process's (getrusage), which move less with other
-// load on the machine than cycles/s do.
+// load on the machine than cycles/s do; cli-sleeps the times one of this
+// process's threads blocked in the kernel per cycle (voluntary context
+// switches, getrusage: each is a wake-up later).
 //
 //	go test -run '^$' -bench RedlockRatio -benchtime 10x -count 3 ./impl/lock/
 func BenchmarkRedlockRatio(b *testing.B) {
@@ -96,16 +98,17 @@ func BenchmarkRedlockRatio(b *testing.B) {
 				DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second, PoolSize: shape.clients})
 			b.Cleanup(func() { _ = counter.Close() })
 			base := uniqueKey(b)
-			cycles, cmds := make([]int64, len(names)), make([]int64, len(names))
+			cycles, cmds, switches := make([]int64, len(names)), make([]int64, len(names)), make([]int64, len(names))
 			took, srvCPU, cliCPU := make([]time.Duration, len(names)), make([]time.Duration, len(names)), make([]time.Duration, len(names))
 			n := 0
 			for b.Loop() {
 				for j := range names {
 					k := (j + n) % len(names)
 					before := serverUse(b, ep)
-					cli := processCPU(b)
+					cli, csw := processCPU(b), voluntarySwitches(b)
 					c, d := ratioPhase(b, lockers[k], counter, fmt.Sprintf("%s-%s", base, names[k]), shape.keys, shape.phase)
 					cliCPU[k] += processCPU(b) - cli
+					switches[k] += voluntarySwitches(b) - csw
 					after := serverUse(b, ep)
 					cmds[k] += after.calls - before.calls - int64(len(ep.Redis)) // less the INFO calls of before
 					srvCPU[k] += after.cpu - before.cpu
@@ -123,6 +126,7 @@ func BenchmarkRedlockRatio(b *testing.B) {
 				b.ReportMetric(float64(cmds[k])/float64(cycles[k]), name+"-cmds/cycle")
 				b.ReportMetric(float64(srvCPU[k].Microseconds())/float64(cycles[k]), name+"-srv-cpu-µs/cycle")
 				b.ReportMetric(float64(cliCPU[k].Microseconds())/float64(cycles[k]), name+"-cli-cpu-µs/cycle")
+				b.ReportMetric(float64(switches[k])/float64(cycles[k]), name+"-cli-sleeps/cycle")
 			}
 		})
 	}
@@ -220,4 +224,14 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatalf("getrusage: %v", err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// voluntarySwitches is how many times this process's threads blocked in
+// the kernel so far (getrusage ru_nvcsw).
+func voluntarySwitches(b *testing.B) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return ru.Nvcsw
 }
