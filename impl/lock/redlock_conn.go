@@ -237,6 +237,14 @@ func (n *rnode) sendReq(req rreq, args []string) *rconn {
 	now := time.Now()
 	n.mu.Lock()
 	c := n.conn
+	if c != nil && c.bc != nil && c.overdue(now) {
+		// Replies nobody needed may have waited in the socket since:
+		// read them before calling the node stuck.
+		n.mu.Unlock()
+		n.readArrived(c)
+		n.mu.Lock()
+		c = n.conn
+	}
 	if c != nil && c.overdue(now) {
 		// The oldest command is overdue: the node is stuck or cut off.
 		n.expireLocked(c, errors.New("no reply within the node timeout"))
@@ -289,8 +297,12 @@ func (c *rconn) overdue(now time.Time) bool {
 	return c.head < len(c.queue) && c.queue[c.head].deadline.Before(now)
 }
 
-// expireOverdue closes the connection when its oldest command is overdue.
+// expireOverdue closes the connection when its oldest command is overdue
+// (a polled one once the replies that arrived are read).
 func (n *rnode) expireOverdue() {
+	if c := n.owed(); c != nil {
+		n.readArrived(c)
+	}
 	n.mu.Lock()
 	if c := n.conn; c != nil && c.overdue(time.Now()) {
 		n.expireLocked(c, errors.New("no reply within the node timeout"))
@@ -406,6 +418,16 @@ func (n *rnode) deliver(c *rconn, rep reply, rerr, err error) bool {
 	r.h.handle(r.node, rep, rerr)
 	n.inflight.Add(-1)
 	return true
+}
+
+// readArrived reads the replies that have arrived on polled connection c,
+// without waiting. Only the goroutine holding the Locker's roundMu calls
+// it.
+func (n *rnode) readArrived(c *rconn) {
+	conns, ready := []*blockconn.Conn{c.bc}, []bool{false}
+	if err := blockconn.PollRead(conns, ready, 0); err == nil && ready[0] {
+		n.readReady(c, time.Now().Add(redialGap)) // a reply cut in two: its rest within 50 ms
+	}
 }
 
 // owed is n's polled connection when commands on it await their reply

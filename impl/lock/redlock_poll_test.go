@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/impl/lock"
+	"github.com/redis/go-redis/v9"
 )
 
 // redlockIOs are redlock's two ways of collecting a round's replies:
@@ -95,6 +96,50 @@ func TestRedlockSlowMajorityEndsAtDeadline(t *testing.T) {
 			}
 			if err := l.Release(ctxFor(t, 2*time.Second), lease); err != nil {
 				t.Fatalf("Release: %v", err)
+			}
+		})
+	}
+}
+
+// TestRedlockOwedRepliesAreNotOverdue: a round that reached its quorum
+// leaves the slow nodes' replies owed; once they have arrived, long after
+// that round's node timeout, nobody may take those nodes for stuck: the
+// next release must still reach all five (a polled connection whose
+// arrived replies were never read looked overdue, was closed, and the
+// release was not sent to nodes 4-5, which kept the key).
+func TestRedlockOwedRepliesAreNotOverdue(t *testing.T) {
+	needEnv(t)
+	slowNodesBy(t, 100, 3, 4)
+	for _, io := range redlockIOs {
+		t.Run(io, func(t *testing.T) {
+			info := mustLookup(t, "redlock")
+			l := newLockerOn(t, info, endpointsFor(info, testEnv.proxied), lock.Options{Params: map[string]string{
+				lock.OptIO: io, "node-timeout": "200ms"}})
+			key := uniqueKey(t)
+			lease, err := l.TryAcquire(ctxFor(t, 2*time.Second), key, 5*time.Second)
+			if err != nil {
+				t.Fatalf("TryAcquire with nodes 4-5 slow: %v", err)
+			}
+			elapse(500 * time.Millisecond) // the late replies arrived; the round's node timeout passed
+			if err := l.Release(ctxFor(t, 2*time.Second), lease); err != nil {
+				t.Fatalf("Release: %v", err)
+			}
+			raws := make([]*redis.Client, 5)
+			for i := range raws {
+				raws[i] = rawRedis(t, i)
+			}
+			if !eventually(2*time.Second, func() bool {
+				for _, c := range raws {
+					if valueOn(t, c, key) != "" {
+						return false
+					}
+				}
+				return true
+			}) {
+				for i, c := range raws {
+					t.Logf("redis-%d: %q", i+1, valueOn(t, c, key))
+				}
+				t.Fatalf("released %s still on some node 2 s later", key)
 			}
 		})
 	}
