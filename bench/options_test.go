@@ -76,8 +76,8 @@ func TestRouteOptionsDeprecatedLockOpt(t *testing.T) {
 
 // A 1-client lock phase gets blocking I/O where the implementation offers
 // the io option, the netpoller with more clients; --lock-opt io=... wins;
-// an implementation without the option (redsync: a five-node fan-out) gets
-// none.
+// an implementation without the option (redsync: a go-redis five-node
+// fan-out) gets none; redlock polls its own five sockets at 1 client.
 func TestImplParamsPickRedisIOByClients(t *testing.T) {
 	wl, err := workload.Lookup("counter")
 	if err != nil {
@@ -93,6 +93,8 @@ func TestImplParamsPickRedisIOByClients(t *testing.T) {
 		{1, nil, "redislock", "blocking"},
 		{2, nil, "redis-setnx", "netpoll"},
 		{8, nil, "redislock", "netpoll"},
+		{1, nil, "redlock", "blocking"}, // the caller polls its five sockets
+		{32, nil, "redlock", "netpoll"}, // reader goroutines: rounds share connections
 		{1, map[string]string{"io": "netpoll"}, "redis-setnx", "netpoll"},
 		{8, map[string]string{"io": "blocking"}, "redis-setnx", "blocking"},
 		{1, nil, "redsync", ""},
