@@ -37,6 +37,12 @@ type pairContender struct {
 // set/cycle and evalsha/cycle (attempts), acq-p50-µs (the p50 of Acquire's
 // wall time: the wait), allocs/cycle (this process, the loop included),
 // cli-cpu and srv-cpu per cycle, wal-B/cycle (PostgreSQL WAL bytes written).
+// The pg pair adds two non-locks as floors (pgFloor): floor-write, one
+// durable single-row write per acquire and per release, and floor-read,
+// one SELECT each; their cycles/s at 1 client split pg-lease's gap into
+// PostgreSQL's (a write transaction) and the lease statement's own (at 32
+// clients they exclude nobody: read them at 1 client only). setnx-full is
+// redis-setnx with retry-jitter=full, its back-off before equal jitter.
 //
 //	go test -run '^$' -bench 'LockPairRatio/redis' -benchtime 6x -count 3 ./impl/lock/
 func BenchmarkLockPairRatio(b *testing.B) {
@@ -47,7 +53,9 @@ func BenchmarkLockPairRatio(b *testing.B) {
 	}{
 		{"redis", []pairContender{{label: "redislock", impl: "redislock"}, {label: "setnx", impl: "redis-setnx"},
 			{label: "setnx-full", impl: "redis-setnx", params: map[string]string{"retry-jitter": lock.JitterFull}}}},
-		{"pg", []pairContender{{label: "advisory", impl: "pg-advisory"}, {label: "lease", impl: "pg-lease"}}},
+		{"pg", []pairContender{{label: "advisory", impl: "pg-advisory"}, {label: "lease", impl: "pg-lease"},
+			{label: "floor-write", impl: "pg-floor", params: map[string]string{"floor": "write"}},
+			{label: "floor-read", impl: "pg-floor", params: map[string]string{"floor": "read"}}}},
 	} {
 		b.Run(pair.name, func(b *testing.B) {
 			for _, shape := range []struct {
@@ -71,6 +79,12 @@ func pairRatio(b *testing.B, cs []pairContender, clients, keys int, phase time.D
 	lockEp := lock.Endpoints{Redis: ep.Redis[:1], Postgres: ep.Postgres[:1]}
 	lockers := make([][]lock.Locker, len(cs))
 	for k, c := range cs {
+		if c.impl == "pg-floor" {
+			for range clients {
+				lockers[k] = append(lockers[k], newPgFloor(b, lockEp.Postgres[0].DSN, c.params["floor"]))
+			}
+			continue
+		}
 		info, err := lock.Lookup(c.impl)
 		if err != nil {
 			b.Fatal(err)
@@ -276,3 +290,52 @@ func pgWAL(b *testing.B, dsn string) int64 {
 	}
 	return n
 }
+
+// pgFloor is no lock at all, for the benchmarks: "write" makes one
+// single-row UPDATE (a durable write: transaction id, WAL, commit record)
+// per acquire and per release, "read" one SELECT each (what pg-advisory's
+// two calls cost without the lock); each on one dedicated connection, as
+// the PostgreSQL locks have. It promises nothing.
+type pgFloor struct {
+	c    *pgx.Conn
+	mode string
+}
+
+func newPgFloor(b *testing.B, dsn, mode string) *pgFloor {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close(context.Background()) })
+	if _, err := c.Exec(ctx, `CREATE TABLE IF NOT EXISTS faultline_bench_floor (key text PRIMARY KEY, n bigint NOT NULL)`); err != nil {
+		b.Fatal(err)
+	}
+	return &pgFloor{c: c, mode: mode}
+}
+
+func (f *pgFloor) step(ctx context.Context, key string) error {
+	if f.mode == "read" {
+		var n int
+		return f.c.QueryRow(ctx, `SELECT length($1::text)`, key).Scan(&n)
+	}
+	_, err := f.c.Exec(ctx, `INSERT INTO faultline_bench_floor AS f (key, n) VALUES ($1, 1) ON CONFLICT (key) DO UPDATE SET n = f.n + 1`, key)
+	return err
+}
+
+func (f *pgFloor) Acquire(ctx context.Context, key string, ttl time.Duration) (lock.Lease, error) {
+	return f.TryAcquire(ctx, key, ttl)
+}
+
+func (f *pgFloor) TryAcquire(ctx context.Context, key string, ttl time.Duration) (lock.Lease, error) {
+	return lock.Lease{Key: key}, f.step(ctx, key)
+}
+
+func (f *pgFloor) Release(ctx context.Context, l lock.Lease) error { return f.step(ctx, l.Key) }
+
+func (f *pgFloor) Refresh(ctx context.Context, l lock.Lease, ttl time.Duration) (lock.Lease, error) {
+	return l, nil
+}
+
+func (f *pgFloor) Close() error { return nil }
