@@ -34,7 +34,7 @@ var bankOptions = option.Set{
 	{Name: "blocked-min", Kind: option.Duration, Max: float64(time.Hour), Default: "100ms",
 		Doc: "a transfer on an in-doubt row that took this long or failed counts as blocked"},
 	{Name: "kill-after-prepare", Kind: option.Text,
-		Doc: "kill this participant node (e.g. pg-2) after every participant prepared, before the decision (implementations with a prepare phase); restarted after kill-for"},
+		Doc: "kill this participant node (e.g. pg-2) after every participant prepared, before the decision (implementations with a prepare phase); restarted after kill-for. The injected transfer credits that node (2pc prepares only the credit: its debit is the last resource); one that fails before the kill passes the fault to the next"},
 	{Name: "inject-failover", Kind: option.Text,
 		Doc: "--topology pg-standby: fail participant A over when the injected transfer ends (after its crash-at crash, so it is in doubt): kill = SIGKILL the primary, promote the standby; lossy = first cut the primary's replication link before that transfer (what the primary acknowledges then never reaches the standby). The injected transfer moves money from B to A"},
 	{Name: "kill-for", Kind: option.Duration, Max: float64(time.Hour), Default: "500ms", Doc: "how long kill-after-prepare keeps the node down"},

@@ -135,6 +135,9 @@ type bankSession struct {
 	// rearm: the chosen transfer ended before its crash point (e.g. a lock
 	// timeout in prepare), so the next transfer takes the crash instead.
 	rearm atomic.Bool
+	// hooked: the chosen transfers whose kill-after-prepare hook ran (one
+	// that failed before it, e.g. on a lock timeout, killed nothing).
+	hooked sync.Map
 
 	mon     *inDoubtMonitor
 	readers *bankReaders
@@ -166,6 +169,7 @@ func (p *bankSession) options(c *bankClient) txn.Options {
 	if prm.killNode != "" && c != nil {
 		opt.AfterPrepare = func(ctx context.Context, t txn.Transfer) error {
 			if p.isChosen(t) {
+				p.hooked.Store(t.ID, true)
 				p.killAfterPrepare(ctx, c.w)
 			}
 			return nil

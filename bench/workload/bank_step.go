@@ -77,6 +77,12 @@ func (c *bankClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 				p.cutReplication(ctx)
 			}
 		}
+		if i := p.participantOf(p.prm.killNode); i >= 0 && !p.info.SingleNode && t.To.Node != i {
+			// kill-after-prepare kills a prepared participant: the
+			// credit's (2pc's debit, the last resource, is never
+			// prepared: killing it aborts the transfer cleanly).
+			t.From.Node, t.To.Node = t.To.Node, t.From.Node
+		}
 		attrs["from"], attrs["to"] = t.From.String(), t.To.String()
 		attrs["inject"] = p.prm.describe()
 		p.chosen.Store(t.ID, true)
@@ -123,13 +129,27 @@ func (c *bankClient) Step(ctx context.Context, w *recorder.Worker) StepResult {
 	if p.prm.failover != "" && p.isChosen(t) && (crashed || p.prm.faults.CrashAt == "") {
 		p.failoverNow(ctx, w) // the injected transfer is in doubt now
 	}
-	if p.isChosen(t) && p.prm.faults.CrashAt != "" && !crashed && typ == history.Fail && p.prm.every == 0 && p.prm.prob == 0 {
-		// Aborted before reaching the crash point: no crash happened, so
-		// the fault moves to the next transfer (still exactly one crash).
+	_, hooked := p.hooked.Load(t.ID)
+	missed := p.prm.faults.CrashAt != "" && !crashed || p.prm.killNode != "" && !hooked
+	if p.isChosen(t) && missed && typ == history.Fail && p.prm.every == 0 && p.prm.prob == 0 {
+		// Aborted before reaching the crash point (or the kill-after-prepare
+		// hook): no crash happened, so the fault moves to the next transfer
+		// (still exactly one crash).
 		p.injected.Add(-1)
 		p.rearm.Store(true)
 	}
 	return StepResult{Type: typ, Err: kind, Crashed: crashed}
+}
+
+// participantOf is the index of the participant on node name (-1: none,
+// or name empty).
+func (p *bankSession) participantOf(name string) int {
+	for i, e := range p.ep.Participants {
+		if name != "" && e.Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 func phaseKind(name string) int {
