@@ -76,14 +76,23 @@ func endpointsFor(info lock.Info, ep lock.Endpoints) lock.Endpoints {
 
 // newLocker makes a Locker of info on the direct endpoints, closed at the
 // end of the test.
+//
+// Making one is setup, not what a test checks, and is bounded by
+// newLockerTimeout: an exec: Locker starts its interpreter and answers init
+// within it (/usr/bin/python3 importing redis took 1.5-3.3 s at load 14-20
+// on 2 cores, and the former 5 s failed TestExecConformance/my_lock.py's
+// init in CI), so it is execFactory's own default for a caller without a
+// deadline. A Locker that never gets ready still fails the test.
 func newLocker(tb testing.TB, info lock.Info, opt lock.Options) lock.Locker {
 	tb.Helper()
 	return newLockerOn(tb, info, endpointsFor(info, testEnv.direct), opt)
 }
 
+const newLockerTimeout = 30 * time.Second
+
 func newLockerOn(tb testing.TB, info lock.Info, ep lock.Endpoints, opt lock.Options) lock.Locker {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), newLockerTimeout)
 	defer cancel()
 	l, err := info.New(ctx, ep, opt)
 	if err != nil {
