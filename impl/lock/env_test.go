@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"testing"
 	"time"
@@ -82,11 +83,24 @@ func endpointsFor(info lock.Info, ep lock.Endpoints) lock.Endpoints {
 // within it (/usr/bin/python3 importing redis took 1.5-3.3 s at load 14-20
 // on 2 cores, and the former 5 s failed TestExecConformance/my_lock.py's
 // init in CI), so it is execFactory's own default for a caller without a
-// deadline. A Locker that never gets ready still fails the test.
+// deadline. A Locker that never gets ready still fails the test. For the
+// same reason a PostgreSQL Locker's connect gets setupDialTimeout unless the
+// test sets dial-timeout: PostgreSQL's SASL handshake outlasted the default
+// 1 s at load ~30 (3 of 60 runs of TestConformance/pg-advisory/watchdog
+// failed in newLocker, "failed SASL auth: timeout").
 func newLocker(tb testing.TB, info lock.Info, opt lock.Options) lock.Locker {
 	tb.Helper()
+	if _, ok := info.Options.Lookup("dial-timeout"); ok && info.PostgresNodes > 0 && opt.Params["dial-timeout"] == "" {
+		opt.Params = maps.Clone(opt.Params)
+		if opt.Params == nil {
+			opt.Params = map[string]string{}
+		}
+		opt.Params["dial-timeout"] = setupDialTimeout
+	}
 	return newLockerOn(tb, info, endpointsFor(info, testEnv.direct), opt)
 }
+
+const setupDialTimeout = "10s"
 
 const newLockerTimeout = 30 * time.Second
 

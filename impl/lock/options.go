@@ -17,10 +17,10 @@ import (
 // client, not on the servers.
 //
 // Watchdog: after each acquisition a goroutine refreshes the lease to its
-// ttl every ttl/3 (each refresh bounded by ttl/3) until Release, Close or the
-// first failed refresh; after a failure the lease is considered lost. The
-// Lease value the caller holds keeps its original Expiry; Held reports the
-// current one.
+// ttl every ttl/3 (each refresh bounded by the lease's current expiry, at
+// least ttl/3) until Release, Close or the first failed refresh; after a
+// failure the lease is considered lost. The Lease value the caller holds
+// keeps its original Expiry; Held reports the current one.
 func WithOptions(l Locker, opt Options) Locker {
 	if !opt.Reentrant && !opt.Watchdog {
 		return l
@@ -124,9 +124,14 @@ func stopWatchdog(h *hold) {
 }
 
 // watchdog refreshes h every ttl/3 until stop is closed or a refresh
-// fails. Stopping never cancels a refresh in flight (for a session lock,
-// cancelling a statement can cost the connection and with it the lock):
-// stopWatchdog waits for it, at most ttl/3.
+// fails. A refresh may take until the lease it extends expires (at least
+// ttl/3): a slower one could not keep it anyway, and cutting a quicker one
+// short loses a lease that was still valid; for a session lock (pg-advisory)
+// a statement cut by its deadline costs the connection and with it the lock
+// (a 100 ms bound lost pg-advisory's lock in
+// TestConformance/pg-advisory/watchdog 4 times in 60 at load ~30).
+// Stopping never cancels a refresh in flight either: stopWatchdog waits for
+// it, at most that long.
 func (o *optioned) watchdog(stop <-chan struct{}, h *hold) {
 	defer close(h.done)
 	o.mu.Lock()
@@ -143,7 +148,7 @@ func (o *optioned) watchdog(stop <-chan struct{}, h *hold) {
 		o.mu.Lock()
 		l, ttl := h.lease, h.ttl
 		o.mu.Unlock()
-		rctx, cancel := context.WithTimeout(context.Background(), every)
+		rctx, cancel := context.WithTimeout(context.Background(), max(every, l.Expiry.Sub(o.clock())))
 		nl, err := o.inner.Refresh(rctx, l, ttl)
 		cancel()
 		o.mu.Lock()
