@@ -101,19 +101,11 @@ func (o *optioned) acquire(ctx context.Context, key string, ttl time.Duration,
 	return l, nil
 }
 
-// alive says whether a hold may be handed out again; o.mu held.
+// alive says whether a hold may be handed out again; o.mu held. The
+// watchdog keeps h.lease.Expiry current; a refresh still in flight at the
+// expiry (it may take until then) does not extend it.
 func (o *optioned) alive(h *hold) bool {
-	if h.lost {
-		return false
-	}
-	if h.done != nil {
-		select {
-		case <-h.done: // watchdog gone: fall back to the lease's expiry
-		default:
-			return true
-		}
-	}
-	return o.clock().Before(h.lease.Expiry)
+	return !h.lost && o.clock().Before(h.lease.Expiry)
 }
 
 func stopWatchdog(h *hold) {
