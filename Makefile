@@ -36,11 +36,13 @@ need-images:
 build:
 	$(GO) build -o $(BIN) ./cmd/faultline
 
-# go vet and staticcheck (a pinned version, fetched through the Go module
+# go vet, a macOS build (Linux-only calls stay behind build tags) and
+# staticcheck (a pinned version, fetched through the Go module
 # proxy and cached: about 1-2 min the first time, seconds after).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	$(GO) vet ./...
+	GOOS=darwin $(GO) build ./...
 	$(GO) run $(STATICCHECK) ./...
 
 test: need-deps need-images lint

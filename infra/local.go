@@ -350,11 +350,9 @@ func (s *localServer) commandLine(port int) string {
 }
 
 func (s *localServer) sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{
-		Setpgid:    true,            // a terminal's Ctrl-C must reach us, not the server
-		Pdeathsig:  syscall.SIGKILL, // die with us, whatever happens to us
-		Credential: s.p.cred,
-	}
+	attr := ownGroupDyingWithUs() // a terminal's Ctrl-C must reach us, not the server; die with us
+	attr.Credential = s.p.cred
+	return attr
 }
 
 func (s *localServer) openLog() (*os.File, error) {

@@ -105,7 +105,7 @@ func Start(ctx context.Context, cfg Config) (*Proc, error) {
 	cmd.Env = append(os.Environ(), cfg.Env...)
 	// Its own process group, so SIGSTOP/SIGKILL reach whatever it spawned;
 	// killed with faultline should faultline die first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = ownGroupDyingWithUs()
 	p := &Proc{cfg: cfg, cmd: cmd, tail: &tailBuffer{max: 4096}, pending: map[uint64]chan Reply{},
 		dead: make(chan struct{}), exited: make(chan struct{})}
 	var stderr io.Writer = p.tail
