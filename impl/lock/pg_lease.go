@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 )
 
 // pg-lease is a lease table in PostgreSQL: one row per key with the owner
@@ -38,6 +40,18 @@ const (
 	PgLeaseSequence = "faultline_lock_fence"
 )
 
+// replyGrace is how long a pg-lease statement in flight when its context
+// ends may still deliver its reply before pgx closes the connection (pgx's
+// default is no delay). A deadline that falls mid-statement (a held key's
+// read-only refusal, on a loaded machine) then mostly gets the statement's
+// own definite answer on a live connection, instead of a closed connection
+// whose clean-up must first re-dial (a SASL handshake) within
+// cleanupTimeout, which failed under load and left the outcome unknown
+// (TestConformance/pg-lease/acquire-times-out 2/60 at load 17-31;
+// TestPgLeaseDeadlineMidStatement). A reply later than this is a lost
+// connection as before.
+const replyGrace = cleanupTimeout
+
 type pgLease struct {
 	pgConn // one dedicated connection per Locker (no pool)
 	bo     backoff
@@ -49,6 +63,9 @@ func newPgLease(ctx context.Context, ep Endpoints, opt Options) (Locker, error) 
 	cc, bo, err := pgConfig(ep, p, "pg-lease")
 	if err != nil {
 		return nil, err
+	}
+	cc.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: c.Conn(), DeadlineDelay: replyGrace}
 	}
 	g := &pgLease{pgConn: pgConn{impl: "pg-lease", cfg: cc}, bo: bo, clock: opt.Clock()}
 	g.mu.Lock()
