@@ -325,21 +325,27 @@ func (f *fanout) wait(ctx context.Context) bool {
 		case <-f.wake:
 			return true
 		case <-f.timer.C:
-			f.mu.Lock()
-			var late [redlockNodes]*rconn
-			for i, p := range f.pending {
-				if p {
-					late[i] = f.conns[i]
-				}
-			}
-			f.mu.Unlock()
-			for i, c := range late {
-				if c != nil {
-					f.r.nodes[i].expire(c, fmt.Errorf("no reply within the node timeout %v", f.timeout))
-				}
-			}
+			f.expireLate()
 		case <-ctx.Done():
 			return false
+		}
+	}
+}
+
+// expireLate closes the connections of the nodes that have not answered
+// by the node timeout: their commands fail, which decides the round.
+func (f *fanout) expireLate() {
+	f.mu.Lock()
+	var late [redlockNodes]*rconn
+	for i, p := range f.pending {
+		if p {
+			late[i] = f.conns[i]
+		}
+	}
+	f.mu.Unlock()
+	for i, c := range late {
+		if c != nil {
+			f.r.nodes[i].expire(c, fmt.Errorf("no reply within the node timeout %v", f.timeout))
 		}
 	}
 }
@@ -379,19 +385,7 @@ func (f *fanout) pump(ctx context.Context) bool {
 				return true
 			}
 			expired = true
-			f.mu.Lock()
-			var late [redlockNodes]*rconn
-			for i, p := range f.pending {
-				if p {
-					late[i] = f.conns[i]
-				}
-			}
-			f.mu.Unlock()
-			for i, c := range late {
-				if c != nil {
-					r.nodes[i].expire(c, fmt.Errorf("no reply within the node timeout %v", f.timeout))
-				}
-			}
+			f.expireLate()
 			continue
 		}
 		until := f.deadline

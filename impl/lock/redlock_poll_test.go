@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/faultline-dev/faultline/impl/lock"
-	"github.com/redis/go-redis/v9"
 )
 
 // redlockIOs are redlock's two ways of collecting a round's replies:
@@ -124,21 +123,7 @@ func TestRedlockOwedRepliesAreNotOverdue(t *testing.T) {
 			if err := l.Release(ctxFor(t, 2*time.Second), lease); err != nil {
 				t.Fatalf("Release: %v", err)
 			}
-			raws := make([]*redis.Client, 5)
-			for i := range raws {
-				raws[i] = rawRedis(t, i)
-			}
-			if !eventually(2*time.Second, func() bool {
-				for _, c := range raws {
-					if valueOn(t, c, key) != "" {
-						return false
-					}
-				}
-				return true
-			}) {
-				for i, c := range raws {
-					t.Logf("redis-%d: %q", i+1, valueOn(t, c, key))
-				}
+			if !goneFromEveryNode(t, key, 2*time.Second) {
 				t.Fatalf("released %s still on some node 2 s later", key)
 			}
 		})

@@ -96,21 +96,7 @@ func TestRedlockReleaseReachesLateNodes(t *testing.T) {
 	if err := l.Release(ctxFor(t, 2*time.Second), lease); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	raws := make([]*redis.Client, 5)
-	for i := range raws {
-		raws[i] = rawRedis(t, i)
-	}
-	if !eventually(3*time.Second, func() bool {
-		for _, c := range raws {
-			if valueOn(t, c, key) != "" {
-				return false
-			}
-		}
-		return true
-	}) {
-		for i, c := range raws {
-			t.Logf("redis-%d: %q", i+1, valueOn(t, c, key))
-		}
+	if !goneFromEveryNode(t, key, 3*time.Second) {
 		t.Fatalf("released lease %s still on some node 3 s later (token %s)", key, lease.Token)
 	}
 }
@@ -294,4 +280,28 @@ func TestRedlockContendedKeyAsksDesignatedFirst(t *testing.T) {
 			t.Errorf("redis-%d: %d SETs, want 1 (the free key's; none for the contended key)", i+1, n)
 		}
 	}
+}
+
+// goneFromEveryNode polls the five Redis nodes directly until key is on
+// none of them (true) or within passes (false, each node's value logged).
+func goneFromEveryNode(t *testing.T, key string, within time.Duration) bool {
+	t.Helper()
+	raws := make([]*redis.Client, 5)
+	for i := range raws {
+		raws[i] = rawRedis(t, i)
+	}
+	if eventually(within, func() bool {
+		for _, c := range raws {
+			if valueOn(t, c, key) != "" {
+				return false
+			}
+		}
+		return true
+	}) {
+		return true
+	}
+	for i, c := range raws {
+		t.Logf("redis-%d: %q", i+1, valueOn(t, c, key))
+	}
+	return false
 }
