@@ -244,6 +244,9 @@ func TestExternalTargets(t *testing.T) {
 			if v.Valid == results.Invalid {
 				bad++
 				t.Errorf("%s: %s invalid: %s", v.Impl, v.Checker, v.Summary)
+				for _, x := range v.Violations {
+					t.Logf("  %s: %s", x.Kind, x.Description)
+				}
 			}
 		}
 		if len(res.Verdicts) == 0 || bad > 0 {

@@ -72,10 +72,22 @@ func callErr(node int, err error) error {
 		return berr
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) || pgconn.SafeToRetry(err) {
+	if errors.As(err, &pe) || neverSent(err) {
 		return fmt.Errorf("%w: on %s: %v", ErrAborted, NodeName(node), err)
 	}
 	return fmt.Errorf("%w: on %s: %v", ErrIndeterminate, NodeName(node), err)
+}
+
+// neverSent reports whether err certainly happened before the statement
+// reached the server. pgconn.SafeToRetry alone says too much: pgx v5.12
+// reports a connection lost while reading the answer of a statement it
+// had sent as "conn closed" (pgconn.ErrConnClosed in a lock error, whose
+// SafeToRetry is true) when the failed read closed the connection before
+// the result reader looked at it. A statement whose connection closed
+// under it may have run: only other safe-to-retry errors (a context done
+// before sending, a write of zero bytes) are definite.
+func neverSent(err error) bool {
+	return pgconn.SafeToRetry(err) && !errors.Is(err, pgconn.ErrConnClosed)
 }
 
 // SQLSTATEs the server-side handlers (participantFuncs) raise.

@@ -312,6 +312,12 @@ func (c *twoPC) commitLast(ctx context.Context, conn *pgxpool.Conn, gid string, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opt.OpTimeout)
 	defer cancel()
+	if conn.Conn().IsClosed() {
+		// Closed before the COMMIT was written (so its transaction rolled
+		// back): definite, unlike a close while reading the answer.
+		c.drop(conn)
+		return false, fmt.Errorf("commit never sent to %s: its connection was closed", NodeName(parts[0].node))
+	}
 	_, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
 	if err == nil {
 		conn.Release()
@@ -326,7 +332,7 @@ func (c *twoPC) commitLast(ctx context.Context, conn *pgxpool.Conn, gid string, 
 		return false, fmt.Errorf("commit refused on %s: %w", NodeName(parts[0].node), err)
 	}
 	c.drop(conn)
-	if pgconn.SafeToRetry(err) {
+	if neverSent(err) {
 		return false, fmt.Errorf("commit never sent to %s: %w", NodeName(parts[0].node), err)
 	}
 	return true, err

@@ -11,6 +11,7 @@ import (
 	"github.com/faultline-dev/faultline/bench/checker"
 	"github.com/faultline-dev/faultline/bench/results"
 	"github.com/faultline-dev/faultline/impl/txn"
+	"github.com/faultline-dev/faultline/infra"
 )
 
 // TestTwoPCRecoverDecidesAbortFirst: a Recover runs while a live 2pc
@@ -136,5 +137,71 @@ func TestTwoPCRecoverWaitsForLiveCommit(t *testing.T) {
 	}
 	if total != lay.Total {
 		t.Errorf("total %d, want %d", total, lay.Total)
+	}
+}
+
+// TestTwoPCCommitAnswerLost: the commit point runs on the decision node
+// (A, the last resource) but its answer is dropped (a downstream timeout
+// toxic on A's proxy); once A's commit row is durable the toxic is
+// removed, which closes the connection under the waiting read. pgx v5.12
+// may report that as "conn closed", a safe-to-retry error, although the
+// COMMIT ran: the coordinator must call the transfer in doubt and leave
+// B's credit prepared, and Recover must commit it. Trusting
+// pgconn.SafeToRetry there (the code before this test) rolled B back:
+// 70 destroyed, the external-targets test's "debited B:2 but never
+// credited A:61".
+func TestTwoPCCommitAnswerLost(t *testing.T) {
+	needEnv(t)
+	ep := testEnv.proxied
+	ctx := ctxFor(t, 60*time.Second)
+	lay := bank(t, ep)
+	proxy := testEnv.env.ByKind(infra.Postgres)[0].Proxy()
+	direct, err := pgx.Connect(ctx, testEnv.direct.Participants[0].DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { direct.Close(context.Background()) })
+	toxic := infra.Toxic{Name: "answer-lost", Type: "timeout", Stream: "downstream", Toxicity: 1, Attributes: map[string]any{"timeout": 0}}
+	gid := txn.GID2PC(ep, true, 0, "lost-answer")
+	healed := make(chan error, 1)
+	opt := txn.Options{OpTimeout: 10 * time.Second, AfterPrepare: func(ctx context.Context, x txn.Transfer) error {
+		if err := proxy.AddToxic(ctx, toxic); err != nil {
+			return err
+		}
+		go func() {
+			healed <- func() error {
+				defer proxy.RemoveToxic(context.Background(), toxic.Name)
+				for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); {
+					var n int
+					if err := direct.QueryRow(ctx, `SELECT count(*) FROM twopc_decisions WHERE gid = $1 AND decision = 'commit'`, gid).Scan(&n); err != nil {
+						return err
+					}
+					if n == 1 {
+						return nil
+					}
+					time.Sleep(10 * time.Millisecond) // poll interval
+				}
+				return errors.New("the commit row never appeared on A")
+			}()
+		}()
+		return nil
+	}}
+	tr := newTransferer(t, "2pc", ep, opt)
+	var l ledger
+	x := txn.Transfer{ID: "lost-answer", From: txn.Account{Node: 0, ID: 1}, To: txn.Account{Node: 1, ID: 2}, Amount: 70}
+	_, err = l.do(ctx, tr, x)
+	if herr := <-healed; herr != nil {
+		t.Fatalf("watching A's commit row: %v", herr)
+	}
+	if !errors.Is(err, txn.ErrIndeterminate) {
+		t.Errorf("transfer: %v, want ErrIndeterminate (the commit point ran, its answer was lost)", err)
+	}
+	rec := newTransferer(t, "2pc", testEnv.direct, txn.Options{})
+	snap, vs := check(t, "2pc", rec, testEnv.direct, lay, &l)
+	requireValid(t, vs)
+	for a, want := range map[txn.Account]int64{x.From: initialBalance - 70, x.To: initialBalance + 70} {
+		if got := account(t, snap, a).Balance; got != want {
+			t.Errorf("%s: balance %d, want %d (A's commit is the decision: B commits too)", a, got, want)
+		}
 	}
 }
