@@ -95,7 +95,7 @@ func writeCounterHistory(tb testing.TB, path string, iters, clients, keys int) {
 // of 250,000 operations; B/op and allocs/op are what `faultline check`
 // allocates for it (go test -bench CheckCounter -benchmem ./bench/, compare
 // with benchstat). The peak RSS of a real run is measured with
-// /usr/bin/time -v (README, Benchmarks).
+// /usr/bin/time -v (docs/benchmarks.md, History size and memory).
 func BenchmarkCheckCounter(b *testing.B) {
 	const iters = 62_500 // 250,000 operations, 500,000 client entries
 	dir := b.TempDir()

@@ -211,7 +211,7 @@ func testRedisSentinel(t *testing.T, provider string) {
 	// two other data nodes replicate from it, link up. Docker runs in CI saw
 	// Sentinel fail over a second time right after the first (redis-1 ->
 	// redis-3 -> redis-2): with down-after 1 s the Sentinels' fresh
-	// connections to a new primary answered too late (README, Failover;
+	// connections to a new primary answered too late (docs/failover.md, Redis with Sentinel;
 	// docker now runs down-after 3 s); the cut goes to the primary the
 	// Sentinels settled on.
 	announced := map[string]string{}

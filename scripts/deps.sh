@@ -13,7 +13,7 @@ set -euo pipefail
 # iptables (nsenter is in util-linux, always there): the docker provider's
 # per-pair partitions (partition-pair, isolate) drop packets in a container's
 # network namespace. time: /usr/bin/time -v measures a run's peak memory
-# (README, History size and memory).
+# (docs/benchmarks.md, History size and memory).
 packages=(redis-server postgresql busybox-static chromium ca-certificates python3-redis python3-psycopg2 zstd jq iptables time)
 
 installed() { # package name
