@@ -392,6 +392,22 @@ func (t *pgStandbyTopology) failover(ctx context.Context, e *Env, how FailoverMo
 	t.mu.Lock()
 	t.promoted = next.Name()
 	t.mu.Unlock()
+	// Reserve the WAL the old primary's rejoin will stream, now: its rewind
+	// restarts replay at its last checkpoint before the timelines split,
+	// which is at or after the promoted node's last restartpoint, the LSN a
+	// slot created now keeps. A slot created only at the rejoin reserved
+	// from that moment's checkpoint, and under load the new primary had
+	// recycled the segment the rewound node needed ("requested WAL segment
+	// 000000030000000000000003 has already been removed", never
+	// consistent, TestRunFailoverTwice 1 run in 3). An inactive slot of
+	// that name (an earlier round's) would hold the wrong point: replaced.
+	slot := slotOf(old.Name())
+	if _, err := c.Exec(pctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, slot); err != nil {
+		return res, fmt.Errorf("pg-standby: drop the stale slot %s on the promoted %s: %w", slot, next.Name(), err)
+	}
+	if _, err := c.Exec(pctx, `SELECT pg_create_physical_replication_slot($1, true)`, slot); err != nil {
+		return res, fmt.Errorf("pg-standby: reserve WAL for %s's rejoin (slot %s) on the promoted %s: %w", old.Name(), slot, next.Name(), err)
+	}
 	// Fence the old primary (standby.signal: a restart comes up read-only,
 	// so FailoverDSN's read-write clients skip it and it cannot take
 	// writes next to the promoted node) and make its next start rewind
@@ -401,7 +417,6 @@ func (t *pgStandbyTopology) failover(ctx context.Context, e *Env, how FailoverMo
 	if !ok {
 		return res, fmt.Errorf("pg-standby: the %s provider cannot rewind the old primary %s", e.prov.name(), old.Name())
 	}
-	slot := slotOf(old.Name())
 	if err := rw.prepareRewind(ctx, rewindConfig{standbyConfig{Upstream: next.(*node).announce, Slot: slot, AppName: slot}}); err != nil {
 		return res, fmt.Errorf("pg-standby: fence the old primary %s: %w", old.Name(), err)
 	}
@@ -415,11 +430,11 @@ func (t *pgStandbyTopology) failover(ctx context.Context, e *Env, how FailoverMo
 // node promoted in its place (node.rejoin). Before the start: a
 // checkpoint on the new primary (pg_promote's end-of-recovery checkpoint
 // runs in the background, and until one completes pg_rewind reads the old
-// timeline from its control file and finds nothing to rewind) and the
-// physical slot there (a stale inactive one of an earlier round is
-// dropped first). The start itself runs the rewind (prepareRewind). After
-// it: the node streams from its slot, and with SyncStandby is the new
-// primary's synchronous standby.
+// timeline from its control file and finds nothing to rewind); the
+// physical slot there was reserved at the promotion (created now only if
+// someone dropped it). The start itself runs the rewind (prepareRewind).
+// After it: the node streams from its slot, and with SyncStandby is the
+// new primary's synchronous standby.
 type pgRejoin struct {
 	e       *Env
 	primary Node // the new primary
@@ -428,7 +443,6 @@ type pgRejoin struct {
 func (r *pgRejoin) beforeStart(ctx context.Context, n *node) error {
 	slot := slotOf(n.name)
 	err := pgExec(ctx, r.primary.DirectDSN(), "CHECKPOINT",
-		"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '"+slot+"' AND NOT active",
 		"SELECT pg_create_physical_replication_slot('"+slot+"', true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '"+slot+"')")
 	if err != nil {
 		return fmt.Errorf("pg-standby: rejoin %s: prepare the new primary %s: %w", n.name, r.primary.Name(), err)
