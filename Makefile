@@ -36,13 +36,16 @@ need-images:
 build:
 	$(GO) build -o $(BIN) ./cmd/faultline
 
-# go vet, a macOS build (Linux-only calls stay behind build tags) and
+# go vet, a macOS build and a Windows build and vet (Linux-only and
+# Unix-only calls stay behind build tags; on Windows the local provider and
+# exec: holder pauses are refused) and
 # staticcheck (a pinned version, fetched through the Go module
 # proxy and cached: about 1-2 min the first time, seconds after).
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	$(GO) vet ./...
 	GOOS=darwin $(GO) build ./...
+	GOOS=windows $(GO) build ./... && GOOS=windows $(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
 test: need-deps need-images lint

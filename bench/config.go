@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -304,6 +305,10 @@ func (c Config) Validate() error {
 		return usagef("share %d: workload %s cannot share an implementation client between processes (each worker has its own Transferer); use --share 1", c.Share, wl.Name())
 	case c.Share > 1 && slices.ContainsFunc(c.Impls, workload.IsExec):
 		return usagef("share %d: an exec: implementation is one process per worker (docs/protocol.md) and cannot be shared between workers; use --share 1", c.Share)
+	case runtime.GOOS == "windows" && slices.ContainsFunc(c.Impls, workload.IsExec) &&
+		(slices.ContainsFunc(sched, func(s chaos.Spec) bool { return s.Kind == "holder-pause" }) || slices.Contains(c.Nemesis, "holder-pause")):
+		// execproc's Stop fails there; refused here, before any server starts.
+		return usagef("holder-pause of an exec: implementation stops its process with SIGSTOP, which Windows lacks: run faultline on Linux or macOS for it (built-in implementations pause in-process and run on Windows)")
 	}
 	return nil
 }

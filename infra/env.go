@@ -103,7 +103,11 @@ func chooseProvider(ctx context.Context, spec Spec, opts upOptions) (provider, s
 	default:
 		ok, why := dockerAvailable(ctx, spec)
 		if !ok {
-			return local("local: auto, docker unusable: " + why)
+			p, reason, err := local("local: auto, docker unusable: " + why)
+			if err != nil { // e.g. Windows, where the local provider does not run
+				return nil, "", fmt.Errorf("--provider auto: docker unusable (%s), and %w", why, err)
+			}
+			return p, reason, nil
 		}
 		p, err := newDockerProvider(ctx, spec)
 		return p, "docker: auto, " + why, err
@@ -121,6 +125,13 @@ func Up(ctx context.Context, spec Spec) (*Env, error) {
 // upOptions are knobs tests need and users do not.
 type upOptions struct {
 	localBins localBinaries // where the local provider finds its programs
+}
+
+// localBinaries overrides where the local provider finds its programs (tests
+// use it to provoke a missing binary). Empty fields mean "search as usual".
+type localBinaries struct {
+	RedisServer string // path of redis-server
+	PostgresDir string // directory holding postgres and initdb
 }
 
 func up(ctx context.Context, spec Spec, opts upOptions) (*Env, error) {

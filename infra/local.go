@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: process groups, SIGSTOP/SIGCONT and setuid (local_windows.go refuses the provider).
+
 package infra
 
 import (
@@ -20,13 +24,6 @@ import (
 
 	"github.com/faultline-dev/faultline/internal/shell"
 )
-
-// localBinaries overrides where the local provider finds its programs (tests
-// use it to provoke a missing binary). Empty fields mean "search as usual".
-type localBinaries struct {
-	RedisServer string // path of redis-server
-	PostgresDir string // directory holding postgres and initdb
-}
 
 // localProvider runs host binaries as child processes, each server in its own
 // temp dir, listening on a free port of 127.0.0.1.

@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: part of the local provider (local.go).
+
 package infra
 
 // PostgreSQL on the local provider.

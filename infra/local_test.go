@@ -1,10 +1,12 @@
+//go:build unix
+
+// Unix only: tests the local provider (local.go).
+
 package infra
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -279,45 +281,6 @@ func TestLocalEnv(t *testing.T) {
 	})
 }
 
-// assertGone checks that none of the processes and none of the dirs exist.
-func assertGone(t *testing.T, pids []int, dirs []string) {
-	t.Helper()
-	for _, p := range pids {
-		if procAlive(p) {
-			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
-			t.Errorf("process %d still alive: %s", p, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))
-		}
-	}
-	for _, d := range dirs {
-		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("temp dir %s still there (%v)", d, err)
-		}
-	}
-}
-
-func medianPing(t *testing.T, c *redis.Client, n int) time.Duration {
-	t.Helper()
-	ds := make([]time.Duration, n)
-	for i := range ds {
-		start := time.Now()
-		if err := c.Ping(context.Background()).Err(); err != nil {
-			t.Fatalf("PING: %v", err)
-		}
-		ds[i] = time.Since(start)
-	}
-	slices.Sort(ds)
-	return ds[n/2]
-}
-
-func pgQueryInt(ctx context.Context, dsn, sql string, v *int) error {
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	return conn.QueryRow(ctx, sql).Scan(v)
-}
-
 func pgSelect1(ctx context.Context, dsn string) error {
 	var one int
 	return pgQueryInt(ctx, dsn, "SELECT 1", &one)
@@ -377,18 +340,6 @@ func TestUpErrors(t *testing.T) {
 			}
 		})
 	}
-}
-
-// openTempDir is t.TempDir made reachable for the unprivileged user the
-// local provider runs servers as when the tests run as root.
-func openTempDir(t *testing.T) string {
-	tmp := t.TempDir()
-	for _, d := range []string{tmp, filepath.Dir(tmp)} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return tmp
 }
 
 func TestSpecValidation(t *testing.T) {
@@ -553,5 +504,26 @@ func TestCloseAllDuringUp(t *testing.T) {
 	}
 	if LiveEnvs() != 0 {
 		t.Errorf("%d environments still live", LiveEnvs())
+	}
+}
+
+// TestBindFailureDetected: the log lines of a server that cannot bind its
+// port are recognised (the start is retried on another port, or the error
+// says "cannot bind").
+func TestBindFailureDetected(t *testing.T) {
+	cases := []struct {
+		log  string
+		want bool
+	}{
+		{"# Warning: Could not create server TCP listening socket 127.0.0.1:6379: bind: Address already in use", true},
+		{`LOG:  could not bind IPv4 address "127.0.0.1": Address already in use`, true},
+		{"FATAL:  could not create any TCP/IP sockets", true},
+		{"* Ready to accept connections tcp", false},
+		{"LOG:  database system is ready to accept connections", false},
+	}
+	for _, tc := range cases {
+		if got := bindFailure.MatchString(tc.log); got != tc.want {
+			t.Errorf("%q: %v, want %v", tc.log, got, tc.want)
+		}
 	}
 }

@@ -1,11 +1,17 @@
 package infra
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -65,4 +71,55 @@ func mustNode(t testing.TB, env *Env, name string) Node {
 		t.Fatalf("no node %q", name)
 	}
 	return n
+}
+
+// assertGone checks that none of the processes and none of the dirs exist.
+func assertGone(t *testing.T, pids []int, dirs []string) {
+	t.Helper()
+	for _, p := range pids {
+		if procAlive(p) {
+			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+			t.Errorf("process %d still alive: %s", p, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))
+		}
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("temp dir %s still there (%v)", d, err)
+		}
+	}
+}
+
+func medianPing(t *testing.T, c *redis.Client, n int) time.Duration {
+	t.Helper()
+	ds := make([]time.Duration, n)
+	for i := range ds {
+		start := time.Now()
+		if err := c.Ping(context.Background()).Err(); err != nil {
+			t.Fatalf("PING: %v", err)
+		}
+		ds[i] = time.Since(start)
+	}
+	slices.Sort(ds)
+	return ds[n/2]
+}
+
+func pgQueryInt(ctx context.Context, dsn, sql string, v *int) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	return conn.QueryRow(ctx, sql).Scan(v)
+}
+
+// openTempDir is t.TempDir made reachable for the unprivileged user the
+// local provider runs servers as when the tests run as root.
+func openTempDir(t *testing.T) string {
+	tmp := t.TempDir()
+	for _, d := range []string{tmp, filepath.Dir(tmp)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tmp
 }

@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: process trees through /proc and signals (proctree_windows.go for gc).
+
 package infra
 
 import (

@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: tests proctree.go.
+
 package infra
 
 import (

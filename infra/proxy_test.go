@@ -112,27 +112,6 @@ func TestToxicity0MeansAlways(t *testing.T) {
 	}
 }
 
-// TestBindFailureDetected: the log lines of a server that cannot bind its
-// port are recognised (the start is retried on another port, or the error
-// says "cannot bind").
-func TestBindFailureDetected(t *testing.T) {
-	cases := []struct {
-		log  string
-		want bool
-	}{
-		{"# Warning: Could not create server TCP listening socket 127.0.0.1:6379: bind: Address already in use", true},
-		{`LOG:  could not bind IPv4 address "127.0.0.1": Address already in use`, true},
-		{"FATAL:  could not create any TCP/IP sockets", true},
-		{"* Ready to accept connections tcp", false},
-		{"LOG:  database system is ready to accept connections", false},
-	}
-	for _, tc := range cases {
-		if got := bindFailure.MatchString(tc.log); got != tc.want {
-			t.Errorf("%q: %v, want %v", tc.log, got, tc.want)
-		}
-	}
-}
-
 // TestEmbeddedProxyListensBelowEphemeralRange: an embedded proxy's port
 // lies below the kernel's ephemeral range, so no outgoing connection can
 // take it while a cut has the proxy stopped; it still forwards after a

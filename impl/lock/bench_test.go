@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: getrusage (processCPU, ratio_bench_test.go).
+
 package lock_test
 
 import (

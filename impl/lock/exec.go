@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/faultline-dev/faultline/impl/internal/execproc"
@@ -49,7 +48,8 @@ func (e *ProcessError) Unwrap() []error { return []error{ErrProcessLost, e.Err} 
 type OSProcess interface {
 	// Pid is the OS process id.
 	Pid() int
-	// Stop and Continue send SIGSTOP and SIGCONT.
+	// Stop and Continue send SIGSTOP and SIGCONT (on Windows, which has
+	// neither, they fail).
 	Stop() error
 	Continue() error
 	// Kill sends SIGKILL and waits until the process is gone.
@@ -316,10 +316,10 @@ func (e *execLocker) Close() error { return e.p.Close(time.Second) }
 func (e *execLocker) Pid() int { return e.p.Pid() }
 
 // Stop implements OSProcess (SIGSTOP).
-func (e *execLocker) Stop() error { return e.p.Signal(syscall.SIGSTOP) }
+func (e *execLocker) Stop() error { return e.p.Stop() }
 
 // Continue implements OSProcess (SIGCONT).
-func (e *execLocker) Continue() error { return e.p.Signal(syscall.SIGCONT) }
+func (e *execLocker) Continue() error { return e.p.Continue() }
 
 // Kill implements OSProcess (SIGKILL, waits for the exit).
 func (e *execLocker) Kill() error {

@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: getrusage.
+
 package lock_test
 
 import (

@@ -1,3 +1,7 @@
+//go:build unix
+
+// Unix only: getrusage and /proc.
+
 package txn_test
 
 import (

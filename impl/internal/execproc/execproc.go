@@ -23,7 +23,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -103,8 +102,8 @@ func Start(ctx context.Context, cfg Config) (*Proc, error) {
 	}
 	cmd := exec.Command(cfg.Path, cfg.Args...)
 	cmd.Env = append(os.Environ(), cfg.Env...)
-	// Its own process group, so SIGSTOP/SIGKILL reach whatever it spawned;
-	// killed with faultline should faultline die first.
+	// Its own process group (Unix), so SIGSTOP/SIGKILL reach whatever it
+	// spawned; killed with faultline should faultline die first (Linux).
 	cmd.SysProcAttr = ownGroupDyingWithUs()
 	p := &Proc{cfg: cfg, cmd: cmd, tail: &tailBuffer{max: 4096}, pending: map[uint64]chan Reply{},
 		dead: make(chan struct{}), exited: make(chan struct{})}
@@ -160,24 +159,11 @@ func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 // Label is the process's name in messages.
 func (p *Proc) Label() string { return p.cfg.Label }
 
-// Signal sends sig to the process's group (SIGSTOP, SIGCONT, SIGKILL).
-func (p *Proc) Signal(sig syscall.Signal) error {
-	select {
-	case <-p.exited:
-		return fmt.Errorf("%s (pid %d): already exited", p.cfg.Label, p.Pid())
-	default:
-	}
-	if err := syscall.Kill(-p.Pid(), sig); err != nil {
-		return fmt.Errorf("%s: signal %v to process group %d: %w", p.cfg.Label, sig, p.Pid(), err)
-	}
-	return nil
-}
-
-// Kill SIGKILLs the process group and waits (up to 5 s) until it is gone,
-// failing every call in flight with cause.
+// Kill kills the process (killGroup) and waits (up to 5 s) until it is
+// gone, failing every call in flight with cause.
 func (p *Proc) Kill(cause error) {
 	p.fail(cause)
-	_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
+	p.killGroup()
 	select {
 	case <-p.exited:
 	case <-time.After(5 * time.Second):
