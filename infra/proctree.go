@@ -76,17 +76,24 @@ func procParent(pid int) (ppid int, ok bool) {
 // of this package: a zombie counts as dead (it has exited; only its exit
 // status waits for its parent). Where /proc/<pid>/stat cannot be read for
 // another reason than the pid being gone (procfs mounted with hidepid),
-// signal 0 tells at least whether the pid exists.
+// signal 0 tells at least whether the pid exists; so it does where there
+// is no /proc at all (macOS), where a missing file says nothing.
 func procAlive(pid int) bool {
 	f, err := procStat(pid)
 	switch {
 	case err == nil:
 		return !deadState(f[0])
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ESRCH):
+	case errors.Is(err, fs.ErrNotExist) && procMounted(), errors.Is(err, syscall.ESRCH):
 		return false
 	}
 	err = syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// procMounted says whether this system has a Linux-style /proc.
+func procMounted() bool {
+	_, err := os.Stat("/proc/self/stat")
+	return err == nil
 }
 
 // procStartTime is field 22 of /proc/<pid>/stat (clock ticks since boot).
