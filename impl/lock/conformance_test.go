@@ -68,7 +68,12 @@ func mustAcquire(t *testing.T, l lock.Locker, key string, ttl time.Duration) loc
 func wantHeld(t *testing.T, info lock.Info, key string) {
 	t.Helper()
 	probe := newLocker(t, info, lock.Options{})
-	if l, err := probe.TryAcquire(ctxFor(t, time.Second), key, ttl); err == nil {
+	// A long ttl: the probe never means to hold the key, and redsync times
+	// each node round out at 0.05×ttl — 20 ms at the suite's ttl, which a
+	// fresh Locker's dial and AUTH on a loaded machine can miss on all five
+	// nodes ("a node did not answer" instead of the refusal, CI once).
+	const probeTTL = 5 * time.Second
+	if l, err := probe.TryAcquire(ctxFor(t, time.Second), key, probeTTL); err == nil {
 		_ = probe.Release(ctxFor(t, time.Second), l)
 		t.Fatalf("TryAcquire(%q) by another Locker succeeded: the key should still be held", key)
 	} else if !errors.Is(err, lock.ErrNotAcquired) {
