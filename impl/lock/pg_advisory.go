@@ -74,7 +74,10 @@ func (a *pgAdvisory) TryAcquire(ctx context.Context, key string, ttl time.Durati
 	start := a.clock()
 	var ok bool
 	if err := c.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtext($1))`, key).Scan(&ok); err != nil {
-		sent := !pgconn.SafeToRetry(err) // false: nothing reached the server (ctx already done), or pgx's "conn closed" after sending: the session, and any lock it took, is gone (a.conn nil)
+		// sent false: nothing reached the server (ctx already done), or
+		// pgx's "conn closed" after sending, when the session, and any lock
+		// it took, is gone (a.conn nil below).
+		sent := !pgconn.SafeToRetry(err)
 		err = a.failedLocked(err, "acquire "+key)
 		if a.conn == nil || !sent { // the session is gone, and any lock it just took with it; or nothing was asked
 			return Lease{}, fmt.Errorf("%w: %w", ErrNotAcquired, err)

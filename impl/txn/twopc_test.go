@@ -166,6 +166,7 @@ func TestTwoPCCommitAnswerLost(t *testing.T) {
 	healed := make(chan error, 1)
 	opt := txn.Options{OpTimeout: 10 * time.Second, AfterPrepare: func(ctx context.Context, x txn.Transfer) error {
 		if err := proxy.AddToxic(ctx, toxic); err != nil {
+			healed <- err // nothing to heal; the test reads this, not a goroutine's
 			return err
 		}
 		go func() {
